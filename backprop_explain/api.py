@@ -1,0 +1,46 @@
+"""The Python API: everything the command line does, as functions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .derivation import Solution, derive
+from .errors import DomainError, SpecError
+from .spec import NetworkSpec, load_spec, spec_from_dict
+
+
+def as_spec(spec) -> NetworkSpec:
+    """A NetworkSpec from a path, a dict (the TOML/JSON structure) or a NetworkSpec."""
+    if isinstance(spec, NetworkSpec):
+        return spec
+    if isinstance(spec, dict):
+        return spec_from_dict(spec)
+    return load_spec(spec)
+
+
+def solve(spec) -> Solution:
+    """Derive and evaluate one SGD step; the result is plain data (see derivation.py)."""
+    network = as_spec(spec)
+    try:
+        return derive(network)
+    except DomainError as err:
+        raise SpecError(network.source, "values", str(err)) from None
+
+
+def solution_data(spec) -> dict:
+    """The machine-readable solution (what ``--format json`` prints), full precision."""
+    from .jsonout import solution_to_data
+    return solution_to_data(solve(spec))
+
+
+def explain(spec, fmt: str = "md", lang: str = "en", digits: int = 4,
+            decimal_comma: bool | None = None) -> str:
+    """The worked solution as Markdown (``md``), LaTeX (``tex``) or JSON (``json``) text."""
+    solution = solve(spec)
+    if fmt == "json":
+        from .jsonout import solution_to_data
+        return json.dumps(solution_to_data(solution), indent=2, ensure_ascii=False) + "\n"
+    from .document import render_solution
+    return render_solution(solution, fmt=fmt, lang=lang, digits=digits,
+                           decimal_comma=decimal_comma)

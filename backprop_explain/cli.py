@@ -1,0 +1,71 @@
+"""Command line: each command parses options and calls one library function."""
+
+from __future__ import annotations
+
+import functools
+import sys
+
+import click
+
+from . import __version__
+from .errors import DomainError, SpecError
+
+
+class UserError(click.ClickException):
+    """A one-line message, exit status 2, no traceback."""
+
+    exit_code = 2
+
+
+def user_errors(command):
+    """Turn bad-input exceptions into one-line errors with exit status 2."""
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except SpecError as err:
+            raise UserError(str(err)) from None
+        except DomainError as err:
+            spec = kwargs.get("spec") or kwargs.get("spec_path") or "<spec>"
+            raise UserError(f"{spec}: {err}") from None
+    return wrapper
+
+
+def emit(text: str | bytes, output: str | None) -> None:
+    """Write to stdout, or to OUTPUT whole or not at all."""
+    from .output import write_atomic
+    if output is None:
+        if isinstance(text, bytes):
+            sys.stdout.buffer.write(text)
+        else:
+            click.echo(text, nl=not text.endswith("\n"))
+    else:
+        write_atomic(output, text)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="backprop-explain")
+def main():
+    """Worked, checked backpropagation solutions for small MLPs and CNNs."""
+
+
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["md", "tex", "json"]), default="md",
+              show_default=True, help="Markdown, LaTeX document, or JSON numbers.")
+@click.option("--lang", type=click.Choice(["en", "fr"]), default="en", show_default=True)
+@click.option("--digits", type=click.IntRange(1, 17), default=4, show_default=True,
+              help="Significant digits of displayed numbers (computation is never rounded).")
+@click.option("--decimal-comma/--decimal-point", default=None,
+              help="Decimal separator (default: comma in French, point in English).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to FILE, not stdout.")
+@user_errors
+def explain(spec, fmt, lang, digits, decimal_comma, output):
+    """Derive, evaluate and explain one SGD step on the network of SPEC."""
+    from .api import explain as explain_api
+    emit(explain_api(spec, fmt=fmt, lang=lang, digits=digits, decimal_comma=decimal_comma),
+         output)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

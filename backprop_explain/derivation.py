@@ -1,0 +1,378 @@
+"""Derivation stage: chain rule, numbers, SGD update, the loss again.
+
+Walks the graph once backwards (reverse topological order), summing over every
+path. It produces plain dataclasses that the document stage walks: which
+partial is needed where, its symbolic form, its value, and whether it was
+already computed earlier in the solution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import mpmath
+import sympy as sp
+
+from .errors import DomainError
+from .graph import ACTIVATION, INPUT, LEAF_KINDS, LOSS, LOSS_TERM, PARAMETER, PRE_ACTIVATION, TARGET, Graph, build_graph
+from .spec import NetworkSpec, parameter_names_of
+
+_PRECISION = 40  # decimal digits for evaluation; results are returned as float64
+
+
+# ---------------------------------------------------------------------------
+# Keys: how every quantity of a solution is named (JSON, verify, answers files)
+
+
+def adjoint_key(loss: str, node: str) -> str:
+    return f"d{loss}/d{node}"
+
+
+def local_key(child: str, parent: str) -> str:
+    return f"d{child}/d{parent}"
+
+
+def updated_key(name: str) -> str:
+    return f"{name}'"
+
+
+# ---------------------------------------------------------------------------
+# Numbers
+
+
+class NumericGraph:
+    """Compiled forward expressions and local partials of a graph, evaluated in mpmath."""
+
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self._forward = {}
+        self._partials = {}
+        for node in graph.nodes.values():
+            if node.expr is None:
+                continue
+            args = [graph.symbol(p) for p in node.parents]
+            self._forward[node.name] = sp.lambdify(args, node.expr, modules="mpmath")
+            for parent in node.parents:
+                if graph.nodes[parent].kind == TARGET:
+                    continue
+                partial = graph.local_partial(node.name, parent)
+                self._partials[(node.name, parent)] = (
+                    partial, sp.lambdify(args, partial, modules="mpmath"))
+
+    def forward(self, leaves: dict[str, float]) -> dict[str, float]:
+        values = dict(leaves)
+        with mpmath.workdps(_PRECISION):
+            exact = {k: mpmath.mpf(v) for k, v in leaves.items()}
+            for name, function in self._forward.items():
+                node = self.graph.nodes[name]
+                exact[name] = _real(function(*[exact[p] for p in node.parents]), node, exact)
+                values[name] = float(exact[name])
+        self._exact = exact
+        return values
+
+    def partial_values(self, values: dict[str, float]) -> dict[tuple[str, str], float]:
+        """Every local partial ∂child/∂parent at the given values (after forward())."""
+        out = {}
+        with mpmath.workdps(_PRECISION):
+            exact = {k: mpmath.mpf(v) for k, v in values.items()}
+            for (child, parent), (_, function) in self._partials.items():
+                node = self.graph.nodes[child]
+                out[(child, parent)] = float(
+                    _real(function(*[exact[p] for p in node.parents]), node, exact))
+        return out
+
+    def partial_expr(self, child: str, parent: str) -> sp.Expr:
+        return self._partials[(child, parent)][0]
+
+    def backward(self, partials: dict[tuple[str, str], float]) -> dict[str, float]:
+        """∂E/∂node for every node: one reverse sweep, summing over every child."""
+        graph = self.graph
+        adjoint = {name: 0.0 for name in graph.nodes}
+        adjoint[graph.loss.name] = 1.0
+        with mpmath.workdps(_PRECISION):
+            exact = {name: mpmath.mpf(0) for name in graph.nodes}
+            exact[graph.loss.name] = mpmath.mpf(1)
+            for name in reversed(list(graph.nodes)):
+                node = graph.nodes[name]
+                for parent in node.parents:
+                    if (name, parent) in partials:
+                        exact[parent] += exact[name] * partials[(name, parent)]
+            for name in graph.nodes:
+                adjoint[name] = float(exact[name])
+        return adjoint
+
+
+def _real(value, node, env):
+    if isinstance(value, mpmath.mpc) or not mpmath.isfinite(value):
+        args = ", ".join(f"{p} = {float(mpmath.re(env[p])):.6g}" for p in node.parents
+                         if p in env)
+        raise DomainError(f"{node.name} = {sp.sstr(node.expr)} has no real finite value "
+                          f"at {args} (ln of a value <= 0, or an overflow)")
+    return value
+
+
+# ---------------------------------------------------------------------------
+# The data a worked solution is made of
+
+
+@dataclass
+class ForwardStep:
+    name: str
+    kind: str
+    expr: sp.Expr  # in the parents' symbols
+    value: float
+    layer: int | None
+    activation: str | None = None
+
+
+@dataclass
+class Factor:
+    """One factor of a chain-rule product: ∂E/∂node (adjoint) or ∂child/∂parent (local)."""
+
+    kind: str  # "adjoint" or "local"
+    key: str
+    numerator: str
+    denominator: str
+    value: float
+    already_computed: bool
+    derivative: sp.Expr | None = None  # symbolic local partial
+    of_expr: sp.Expr | None = None  # the expression being differentiated (local)
+
+
+@dataclass
+class Term:
+    factors: list[Factor]
+    value: float
+
+
+@dataclass
+class ChainStep:
+    """∂E/∂target as a sum over paths of chain-rule products."""
+
+    target: str
+    key: str
+    kind: str  # "gradient" (a parameter) or "adjoint" (an intermediate quantity)
+    terms: list[Term]
+    value: float
+    frozen: bool = False
+
+
+@dataclass
+class UpdateStep:
+    parameter: str
+    key: str
+    old: float
+    gradient: float
+    new: float
+    frozen: bool
+    velocity: float | None = None
+
+
+@dataclass
+class LayerSection:
+    layer: int
+    kind: str
+    steps: list[ChainStep]
+    updates: list[UpdateStep]
+
+
+@dataclass
+class ExampleDerivation:
+    inputs: dict[str, float]
+    targets: dict[str, float]
+    forward: list[ForwardStep]
+    loss: float
+    sections: list[LayerSection]
+    gradients: dict[str, float]
+    adjoints: dict[str, float]
+    local_partials: dict[str, float]
+    values: dict[str, float]
+
+
+@dataclass
+class Solution:
+    """Everything a worked solution shows, for one SGD step on the spec's examples."""
+
+    spec: NetworkSpec
+    graph: Graph
+    examples: list[ExampleDerivation]
+    loss: float  # combined over the examples (mean or sum)
+    gradients: dict[str, float]  # combined
+    updates: list[UpdateStep]
+    parameters_after: dict[str, float]
+    forward_after: list[list[ForwardStep]]
+    loss_after: float
+    history: list[float] = field(default_factory=list)
+
+    @property
+    def example(self) -> ExampleDerivation:
+        return self.examples[0]
+
+
+# ---------------------------------------------------------------------------
+# Building it
+
+
+def leaf_values(spec: NetworkSpec, parameters: dict[str, float], example) -> dict[str, float]:
+    values = dict(zip(spec.input_names, example.inputs))
+    values.update(zip(spec.loss.target_names, example.targets))
+    values.update(parameters)
+    return values
+
+
+def forward_steps(graph: Graph, values: dict[str, float]) -> list[ForwardStep]:
+    return [ForwardStep(n.name, n.kind, n.expr, values[n.name], n.layer, n.activation)
+            for n in graph.nodes.values() if n.kind not in LEAF_KINDS]
+
+
+class _ChainWriter:
+    """Writes the chain-rule steps of one example, remembering what is already computed."""
+
+    def __init__(self, graph: Graph, numeric: NumericGraph, values, partials, adjoints):
+        self.graph = graph
+        self.numeric = numeric
+        self.values = values
+        self.partials = partials
+        self.adjoints = adjoints
+        self.loss = graph.loss.name
+        self.shown: set[str] = set()
+        self.pending: list[ChainStep] = []  # adjoint steps written before the step needing them
+
+    def local(self, child: str, parent: str) -> Factor:
+        key = local_key(child, parent)
+        factor = Factor("local", key, child, parent, self.partials[(child, parent)],
+                        key in self.shown, self.numeric.partial_expr(child, parent),
+                        self.graph.nodes[child].expr)
+        self.shown.add(key)
+        return factor
+
+    def adjoint(self, node: str) -> Factor:
+        key = adjoint_key(self.loss, node)
+        if key not in self.shown:
+            self.explain(node)
+        return Factor("adjoint", key, self.loss, node, self.adjoints[node], True)
+
+    def _is_elementwise(self, child: str) -> str | None:
+        """The activation node fed by ``child`` alone, if there is one."""
+        kids = self.graph.children[child]
+        if len(kids) != 1:
+            return None
+        node = self.graph.nodes[kids[0]]
+        if node.kind == ACTIVATION and len(node.parents) == 1:
+            return node.name
+        return None
+
+    def terms(self, node: str, through_activation: bool) -> list[Term]:
+        terms = []
+        for child in self.graph.children[node]:
+            kind = self.graph.nodes[child].kind
+            if kind == LOSS_TERM and self.graph.children[child] == [self.loss]:
+                factors = [self.local(child, node)]  # ∂E/∂E_k = 1: left out
+            elif kind == LOSS:
+                factors = [self.local(child, node)]
+            else:
+                activation = self._is_elementwise(child) if through_activation else None
+                if activation and kind == PRE_ACTIVATION:
+                    factors = [self.adjoint(activation), self.local(activation, child),
+                               self.local(child, node)]
+                else:
+                    factors = [self.adjoint(child), self.local(child, node)]
+            value = 1.0
+            for f in factors:
+                value *= f.value
+            terms.append(Term(factors, value))
+        return terms
+
+    def explain(self, node: str) -> None:
+        key = adjoint_key(self.loss, node)
+        self.shown.add(key)
+        step = ChainStep(node, key, "adjoint", [], self.adjoints[node])
+        step.terms = self.terms(node, through_activation=False)
+        self.pending.append(step)
+
+    def gradient(self, parameter: str, frozen: bool) -> list[ChainStep]:
+        key = adjoint_key(self.loss, parameter)
+        terms = self.terms(parameter, through_activation=True)
+        self.shown.add(key)
+        step = ChainStep(parameter, key, "gradient", terms, self.adjoints[parameter], frozen)
+        written, self.pending = self.pending + [step], []
+        return written
+
+
+def derive_example(spec, graph, numeric, parameters, example, updates_for) -> ExampleDerivation:
+    leaves = leaf_values(spec, parameters, example)
+    values = numeric.forward(leaves)
+    partials = numeric.partial_values(values)
+    adjoints = numeric.backward(partials)
+    writer = _ChainWriter(graph, numeric, values, partials, adjoints)
+    sections = []
+    for layer in reversed(spec.layers):
+        names = parameter_names_of(layer)
+        steps = []
+        for name in names:
+            if adjoint_key(graph.loss.name, name) in writer.shown:
+                continue  # a parameter shared with a later layer is derived there once
+            steps += writer.gradient(name, name in spec.frozen)
+        if names:
+            sections.append(LayerSection(layer.index, layer.kind, steps, updates_for(names)))
+    gradients = {p.name: adjoints[p.name] for p in graph.parameters}
+    return ExampleDerivation(
+        inputs=dict(zip(spec.input_names, example.inputs)),
+        targets=dict(zip(spec.loss.target_names, example.targets)),
+        forward=forward_steps(graph, values), loss=values[graph.loss.name],
+        sections=sections, gradients=gradients,
+        adjoints={n: adjoints[n] for n in graph.nodes if graph.nodes[n].kind not in (INPUT, TARGET)},
+        local_partials={local_key(c, p): v for (c, p), v in partials.items()},
+        values=values)
+
+
+def combine(values: list[float], reduction: str) -> float:
+    total = mpmath.fsum(values)
+    return float(total / len(values)) if reduction == "mean" else float(total)
+
+
+def sgd_update(parameters, gradients, spec: NetworkSpec, velocity=None):
+    """θ ← θ − η·g (torch.optim.SGD; with momentum v ← μv + g, θ ← θ − η·v). Frozen: kept."""
+    steps, new = [], dict(parameters)
+    velocity = {} if velocity is None else velocity
+    for name, old in parameters.items():
+        g = gradients[name]
+        frozen = name in spec.frozen
+        v = None
+        if not frozen:
+            if spec.momentum:
+                v = spec.momentum * velocity[name] + g if name in velocity else g
+                velocity[name] = v
+                new[name] = old - spec.learning_rate * v
+            else:
+                new[name] = old - spec.learning_rate * g
+        steps.append(UpdateStep(name, updated_key(name), old, g, new[name], frozen, v))
+    return steps, new
+
+
+def derive(spec: NetworkSpec) -> Solution:
+    """The full worked solution of one SGD step on the spec's examples."""
+    graph = build_graph(spec)
+    numeric = NumericGraph(graph)
+    params = dict(spec.parameters)
+    examples = []
+    for example in spec.examples:
+        examples.append(derive_example(spec, graph, numeric, params, example,
+                                       lambda names: []))
+    gradients = {name: combine([e.gradients[name] for e in examples], spec.reduction)
+                 for name in params}
+    loss = combine([e.loss for e in examples], spec.reduction)
+    updates, after = sgd_update(params, gradients, spec)
+    by_name = {u.parameter: u for u in updates}
+    # The course shows each layer's updates right after its gradients (one example).
+    for section in examples[0].sections:
+        names = [s.target for s in section.steps if s.kind == "gradient"]
+        section.updates = [by_name[n] for n in names]
+    forward_after = []
+    losses_after = []
+    for example in spec.examples:
+        values = numeric.forward(leaf_values(spec, after, example))
+        forward_after.append(forward_steps(graph, values))
+        losses_after.append(values[graph.loss.name])
+    return Solution(spec, graph, examples, loss, gradients, updates, after, forward_after,
+                    combine(losses_after, spec.reduction), history=[loss])

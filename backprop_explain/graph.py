@@ -1,0 +1,128 @@
+"""Graph stage: one SymPy node per named quantity, each with its local expression.
+
+A node's expression is written in terms of its parents' *symbols*, never expanded
+through them, so expressions stay small and every local partial derivative is one
+SymPy ``diff``. The graph knows nothing of numbers' formatting or of languages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sympy as sp
+
+from .layers import activations, dense, losses
+from .spec import DenseLayer, NetworkSpec, flatten_names
+
+# Node kinds, from leaves to the loss.
+INPUT, TARGET, PARAMETER = "input", "target", "parameter"
+PRE_ACTIVATION, ACTIVATION, LOSS_TERM, LOSS = "pre_activation", "activation", "loss_term", "loss"
+LEAF_KINDS = (INPUT, TARGET, PARAMETER)
+
+
+@dataclass
+class Node:
+    name: str
+    symbol: sp.Symbol
+    kind: str
+    expr: sp.Expr | None = None  # local expression in the parents' symbols
+    parents: list[str] = field(default_factory=list)
+    layer: int | None = None  # 1-based spec layer index; None for leaves and the loss
+    activation: str | None = None  # for activation nodes
+
+
+class Graph:
+    """Nodes in topological order (every node after its parents)."""
+
+    def __init__(self, spec: NetworkSpec):
+        self.spec = spec
+        self.nodes: dict[str, Node] = {}
+        self.children: dict[str, list[str]] = {}
+
+    def symbol(self, name: str) -> sp.Symbol:
+        return self.nodes[name].symbol
+
+    def add(self, node: Node) -> Node:
+        if node.name in self.nodes:  # a shared parameter: one node, several consumers
+            return self.nodes[node.name]
+        if node.expr is not None:
+            free = {s.name for s in node.expr.free_symbols}
+            node.parents = [p for p in self.nodes if p in free]
+        self.nodes[node.name] = node
+        self.children[node.name] = []
+        for parent in node.parents:
+            self.children[parent].append(node.name)
+        return node
+
+    def leaf(self, name: str, kind: str) -> Node:
+        return self.add(Node(name, sp.Symbol(name), kind))
+
+    def computed(self, name: str, kind: str, expr: sp.Expr, **extra) -> Node:
+        return self.add(Node(name, sp.Symbol(name), kind, expr=expr, **extra))
+
+    # Views used by the later stages
+    def of_kind(self, *kinds) -> list[Node]:
+        return [n for n in self.nodes.values() if n.kind in kinds]
+
+    @property
+    def loss(self) -> Node:
+        return self.nodes[self.spec.loss.total_name]
+
+    @property
+    def parameters(self) -> list[Node]:
+        return self.of_kind(PARAMETER)
+
+    def local_partial(self, child: str, parent: str) -> sp.Expr:
+        """∂child/∂parent, from SymPy's differentiation of the child's expression."""
+        return sp.diff(self.nodes[child].expr, self.nodes[parent].symbol)
+
+
+# Builders per layer type; other layer modules add theirs (conv, pooling, flatten).
+LAYER_BUILDERS = {}
+
+
+def layer_builder(kind):
+    def register(function):
+        LAYER_BUILDERS[kind] = function
+        return function
+    return register
+
+
+def build_graph(spec: NetworkSpec) -> Graph:
+    """The computation graph of one example: inputs → layers → loss terms → total loss."""
+    graph = Graph(spec)
+    for name in spec.input_names:
+        graph.leaf(name, INPUT)
+    previous = list(spec.input_names)
+    for layer in spec.layers:
+        previous = LAYER_BUILDERS[layer.kind](graph, layer, previous)
+    outputs = [graph.symbol(n) for n in previous]
+    targets = [graph.leaf(n, TARGET).symbol for n in spec.loss.target_names]
+    terms = losses.loss_terms(spec.loss.kind, outputs, targets)
+    for name, expr in zip(spec.loss.term_names, terms):
+        graph.computed(name, LOSS_TERM, expr)
+    graph.computed(spec.loss.total_name, LOSS,
+                   sp.Add(*[graph.symbol(n) for n in spec.loss.term_names], evaluate=False))
+    return graph
+
+
+@layer_builder("dense")
+def _build_dense(graph: Graph, layer: DenseLayer, inputs: list[str]) -> list[str]:
+    x = [graph.symbol(n) for n in inputs]
+    for name in flatten_names(layer.weight_names) + layer.bias_names:
+        graph.leaf(name, PARAMETER)
+    ys = []
+    for j in range(layer.units):
+        weights = [graph.symbol(n) for n in layer.weight_names[j]]
+        expr = dense.pre_activation(weights, x, graph.symbol(layer.bias_names[j]))
+        ys.append(graph.computed(layer.pre_activation_names[j], PRE_ACTIVATION, expr,
+                                 layer=layer.index).symbol)
+    if layer.activation_names == layer.pre_activation_names:  # identity: the output is y
+        return list(layer.pre_activation_names)
+    for j, name in enumerate(layer.activation_names):
+        if layer.activation == "softmax":
+            expr = activations.softmax_activation(ys, j)
+        else:
+            expr = activations.unit_activation(layer.activation, ys[j], layer.negative_slope)
+        graph.computed(name, ACTIVATION, expr, layer=layer.index, activation=layer.activation)
+    return list(layer.activation_names)

@@ -1,0 +1,31 @@
+"""JSON output: every number of a solution under the spec's names, full precision."""
+
+from __future__ import annotations
+
+from .derivation import Solution
+
+
+def solution_to_data(solution: Solution) -> dict:
+    spec = solution.spec
+    first = solution.example
+    data = {
+        "title": spec.title,
+        "loss_name": spec.loss.total_name,
+        "forward": {s.name: s.value for s in first.forward},
+        "loss": solution.loss,
+        "gradients": dict(solution.gradients),
+        "updated": {u.parameter: u.new for u in solution.updates},
+        "frozen": sorted(spec.frozen),
+        "learning_rate": spec.learning_rate,
+        "loss_after": solution.loss_after,
+        "forward_after": {s.name: s.value for s in solution.forward_after[0]},
+        "adjoints": dict(first.adjoints),
+        "local_partials": dict(first.local_partials),
+    }
+    if len(solution.examples) > 1:
+        data["examples"] = [
+            {"inputs": e.inputs, "targets": e.targets,
+             "forward": {s.name: s.value for s in e.forward}, "loss": e.loss,
+             "gradients": e.gradients}
+            for e in solution.examples]
+    return data

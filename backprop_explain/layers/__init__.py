@@ -1,0 +1,1 @@
+"""Layer types: each file states its forward expression; SymPy derives the rest."""
