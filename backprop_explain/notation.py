@@ -1,0 +1,106 @@
+"""How expressions and numbers are written: a SymPy LaTeX printer for the course's notation.
+
+Names in a spec are already LaTeX (``wh_{1,1}``) and were checked safe by the spec
+stage, so the printer writes them as they are. Numbers are rounded for display
+only, to a number of significant digits, with a decimal point or comma.
+"""
+
+from __future__ import annotations
+
+import math
+
+import sympy as sp
+from sympy.printing.latex import LatexPrinter
+
+
+class NumberFormat:
+    """Display rounding: ``digits`` significant digits, decimal point or comma."""
+
+    def __init__(self, digits: int = 4, decimal_comma: bool = False):
+        self.digits = digits
+        self.decimal_comma = decimal_comma
+
+    def plain(self, value: float, digits: int | None = None) -> str:
+        """The number as text, e.g. ``-0.1262`` or ``0,1262`` (no LaTeX)."""
+        digits = digits or self.digits
+        if value == 0:
+            return "0"
+        text = f"{value:.{digits}g}"
+        if "e" in text:
+            mantissa, exponent = text.split("e")
+            text = f"{_trim(mantissa)}e{int(exponent)}"
+        else:
+            text = _trim(text)
+        return text.replace(".", ",") if self.decimal_comma else text
+
+    def tex(self, value: float, digits: int | None = None) -> str:
+        """The number in LaTeX math: ``1.5 \\cdot 10^{-5}``, ``0{,}874``."""
+        text = self.plain(value, digits)
+        if "e" in text:
+            mantissa, exponent = text.split("e")
+            text = mantissa + r" \cdot 10^{" + exponent + "}"
+        return text.replace(",", "{,}") if self.decimal_comma else text
+
+    def tex_change(self, old: float, new: float) -> str:
+        """``new`` with enough digits to show how it differs from ``old``."""
+        return self.tex(new, digits_to_show_change(old, new, self.digits))
+
+    def pair(self, old: float, new: float) -> tuple[str, str]:
+        """``old`` and ``new`` with the same digits, enough to see how they differ."""
+        digits = digits_to_show_change(old, new, self.digits)
+        return self.tex(old, digits), self.tex(new, digits)
+
+    def placeholder(self, value: float) -> sp.Symbol:
+        """A symbol that prints as the number, so substituted expressions keep their shape."""
+        text = self.tex(value)
+        return sp.Symbol(rf"\left({text}\right)" if value < 0 else text)
+
+
+def digits_to_show_change(old: float, new: float, digits: int) -> int:
+    """Significant digits of ``new`` needed to show ``digits`` digits of new − old."""
+    change = abs(new - old)
+    if change == 0 or new == 0:
+        return digits
+    needed = math.floor(math.log10(abs(new))) - math.floor(math.log10(change)) + digits
+    return max(digits, min(needed, 15))
+
+
+def _trim(text: str) -> str:
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+class CoursePrinter(LatexPrinter):
+    """SymPy's LaTeX printer, writing our names verbatim, · for products, ln for logs."""
+
+    def __init__(self, settings=None):
+        base = {"mul_symbol": "dot", "ln_notation": True, "order": "none"}
+        base.update(settings or {})
+        super().__init__(base)
+
+    def _print_Symbol(self, expr, style="plain"):
+        return expr.name
+
+
+def tex(expr) -> str:
+    """LaTeX of a SymPy expression in the course's notation."""
+    return CoursePrinter().doprint(expr)
+
+
+def substituted(expr: sp.Expr, values: dict, numbers: NumberFormat) -> str:
+    """LaTeX of ``expr`` with each symbol replaced by its displayed number, shape kept."""
+    mapping = {s: numbers.placeholder(values[s.name]) for s in expr.free_symbols
+               if s.name in values}
+    with sp.evaluate(False):
+        shown = expr.xreplace(mapping)
+    return tex(shown)
+
+
+def is_atomic(expr: sp.Expr) -> bool:
+    """A symbol or a number: substituting it adds nothing to the display."""
+    return expr.is_Symbol or expr.is_Number
+
+
+def partial(numerator: str, denominator: str) -> str:
+    return r"\frac{\partial " + numerator + r"}{\partial " + denominator + "}"

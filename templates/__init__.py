@@ -1,0 +1,1 @@
+# Makes the templates installable as package data (backprop_explain.templates).
