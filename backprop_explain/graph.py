@@ -11,12 +11,13 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from .layers import activations, dense, losses
+from .layers import activations, conv, dense, losses, pool
 from .spec import DenseLayer, NetworkSpec, flatten_names
 
 # Node kinds, from leaves to the loss.
 INPUT, TARGET, PARAMETER = "input", "target", "parameter"
 PRE_ACTIVATION, ACTIVATION, LOSS_TERM, LOSS = "pre_activation", "activation", "loss_term", "loss"
+POOL = "pool"  # a max- or average-pooled cell
 LEAF_KINDS = (INPUT, TARGET, PARAMETER)
 
 
@@ -126,3 +127,65 @@ def _build_dense(graph: Graph, layer: DenseLayer, inputs: list[str]) -> list[str
             expr = activations.unit_activation(layer.activation, ys[j], layer.negative_slope)
         graph.computed(name, ACTIVATION, expr, layer=layer.index, activation=layer.activation)
     return list(layer.activation_names)
+
+
+def _activate(graph: Graph, layer, pre_activations: list[str]) -> list[str]:
+    """Element-wise activation nodes after the pre-activations (none for identity)."""
+    if layer.activation_names == pre_activations:
+        return list(pre_activations)
+    for name, y in zip(layer.activation_names, pre_activations):
+        expr = activations.unit_activation(layer.activation, graph.symbol(y),
+                                           layer.negative_slope)
+        graph.computed(name, ACTIVATION, expr, layer=layer.index, activation=layer.activation)
+    return list(layer.activation_names)
+
+
+@layer_builder("conv2d")
+def _build_conv2d(graph: Graph, layer, inputs: list[str]) -> list[str]:
+    """One node per feature-map cell; the filters and biases are shared parameter leaves."""
+    channels, rows, columns = layer.in_shape
+    for name in flatten_names(layer.filter_names) + layer.bias_names:
+        graph.leaf(name, PARAMETER)
+    out_channels, out_rows, out_columns = layer.out_shape
+    for o in range(out_channels):
+        bias = graph.symbol(layer.bias_names[o]) if layer.bias_names else None
+        for r in range(out_rows):
+            for s in range(out_columns):
+                products = [
+                    (graph.symbol(inputs[(c * rows + i) * columns + j]),
+                     graph.symbol(layer.filter_names[o][c][u][v]))
+                    for c in range(channels)
+                    for u, v, i, j in conv.window(r, s, layer.kernel, layer.stride,
+                                                  layer.padding, (rows, columns))
+                    if i is not None]
+                name = layer.pre_activation_names[(o * out_rows + r) * out_columns + s]
+                graph.computed(name, PRE_ACTIVATION, conv.pre_activation(products, bias),
+                               layer=layer.index)
+    return _activate(graph, layer, layer.pre_activation_names)
+
+
+@layer_builder("maxpool2d")
+@layer_builder("avgpool2d")
+def _build_pool2d(graph: Graph, layer, inputs: list[str]) -> list[str]:
+    """One node per pooled cell, per channel."""
+    channels, rows, columns = layer.in_shape
+    _, out_rows, out_columns = layer.out_shape
+    window_size = layer.kernel[0] * layer.kernel[1]
+    for c in range(channels):
+        for r in range(out_rows):
+            for s in range(out_columns):
+                cells = [graph.symbol(inputs[(c * rows + i) * columns + j])
+                         for _, _, i, j in conv.window(r, s, layer.kernel, layer.stride,
+                                                       layer.padding, (rows, columns))
+                         if i is not None]
+                expr = (pool.max_pool(cells) if layer.kind == "maxpool2d"
+                        else pool.avg_pool(cells, window_size))
+                name = layer.output_names[(c * out_rows + r) * out_columns + s]
+                graph.computed(name, POOL, expr, layer=layer.index)
+    return list(layer.output_names)
+
+
+@layer_builder("flatten")
+def _build_flatten(graph: Graph, layer, inputs: list[str]) -> list[str]:
+    """Nothing to compute: images are kept in flatten order (layers/flatten.py)."""
+    return list(inputs)
