@@ -187,6 +187,8 @@ class ExampleDerivation:
     adjoints: dict[str, float]
     local_partials: dict[str, float]
     values: dict[str, float]
+    # CNN layers: convolution forms and pooling routings (convolution.py), in layer order
+    convolutions: list = field(default_factory=list)
 
 
 @dataclass
@@ -207,6 +209,11 @@ class Solution:
     @property
     def example(self) -> ExampleDerivation:
         return self.examples[0]
+
+    @property
+    def convolutions(self) -> list:
+        """Conv/pool layers of the first example as grids (empty for an MLP)."""
+        return self.examples[0].convolutions
 
 
 # ---------------------------------------------------------------------------
@@ -359,6 +366,10 @@ def derive(spec: NetworkSpec) -> Solution:
     for example in spec.examples:
         examples.append(derive_example(spec, graph, numeric, params, example,
                                        lambda names: []))
+    if any(layer.kind != "dense" for layer in spec.layers):
+        from .convolution import cnn_forms
+        for derived in examples:
+            derived.convolutions = cnn_forms(spec, graph, derived)
     gradients = {name: combine([e.gradients[name] for e in examples], spec.reduction)
                  for name in params}
     loss = combine([e.loss for e in examples], spec.reduction)
