@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .derivation import Solution, derive
 from .errors import DomainError, SpecError
+from .fastpath import FastNetwork, FastResult, compile_network, evaluate  # numbers only, batched
 from .spec import NetworkSpec, load_spec, spec_from_dict
 
 

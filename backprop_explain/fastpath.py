@@ -149,7 +149,6 @@ def loss_terms_and_delta(kind: str, activation: str, z, out, t):
 
 class _Dense:
     kind = "dense"
-    parameter_roles = ("weights", "biases")
 
     def __init__(self, layer, in_shape):
         self.layer = layer
@@ -218,7 +217,6 @@ def _scatter_windows(grad_windows_at, shape, kernel, stride, out_hw):
 
 class _Conv2d:
     kind = "conv2d"
-    parameter_roles = ("weights", "biases")
 
     def __init__(self, layer, in_shape):
         self.layer = layer
@@ -234,21 +232,25 @@ class _Conv2d:
         ho = (h + 2 * self.padding[0] - kh) // self.stride[0] + 1
         wo = (w + 2 * self.padding[1] - kw) // self.stride[1] + 1
         self.out_shape = (self.out_channels, ho, wo)
-        self.names = {"weights": filters, "biases": np.array(layer.bias_names, dtype=object)}
+        self.names = {"weights": filters}
+        if _attr(layer, "bias_names", default=None):  # biases = false in the spec: none
+            self.names["biases"] = np.array(layer.bias_names, dtype=object)
         self.value_names = {"pre_activation": _attr(layer, "pre_activation_names"),
                             "activation": _attr(layer, "activation_names", "output_names")}
 
     def forward(self, x, p):
-        w, b = p["weights"], p["biases"]  # (V, O, C, kh, kw), (V, O)
+        w = p["weights"]  # (V, O, C, kh, kw); biases (V, O)
         cols = _windows(_pad(x, self.padding), self.kernel, self.stride)  # (V,B,C,Ho,Wo,kh,kw)
         z = np.einsum("vbchwij,vocij->vbohw", cols, w, optimize=True)
-        z += b[:, None, :, None, None]
+        if "biases" in p:
+            z += p["biases"][:, None, :, None, None]
         return z, activate(self.activation, z, self.slope)
 
     def backward(self, x, p, delta, need_input_grad):
         cols = _windows(_pad(x, self.padding), self.kernel, self.stride)
-        grads = {"weights": np.einsum("vbohw,vbchwij->vocij", delta, cols, optimize=True),
-                 "biases": delta.sum(axis=(1, 3, 4))}
+        grads = {"weights": np.einsum("vbohw,vbchwij->vocij", delta, cols, optimize=True)}
+        if "biases" in p:
+            grads["biases"] = delta.sum(axis=(1, 3, 4))
         if not need_input_grad:
             return grads, None
         w = p["weights"]
@@ -262,7 +264,6 @@ class _Conv2d:
 
 
 class _Pool2d:
-    parameter_roles = ()
 
     def __init__(self, layer, in_shape):
         self.layer = layer
@@ -318,7 +319,6 @@ class _Pool2d:
 
 class _Flatten:
     kind = "flatten"
-    parameter_roles = ()
     activation = "identity"
 
     def __init__(self, layer, in_shape):
@@ -454,7 +454,7 @@ class FastNetwork:
         arrays, has_v = [], False
         for kernel, given in zip(self.kernels, parameters):
             layer = {}
-            for role in kernel.parameter_roles:
+            for role in kernel.names:
                 a = np.asarray(given[role], dtype=np.float64)
                 expected = kernel.names[role].shape
                 if a.shape == expected:

@@ -258,3 +258,121 @@ def test_against_pytorch(out_act, loss):
     for fast, ref in zip(result.layer_gradients, expected):
         for role in ref:
             np.testing.assert_allclose(fast[role], ref[role], rtol=1e-10, atol=1e-14)
+
+
+# ---------------------------------------------------------------------------
+# Small CNNs: conv2d, max/avg pooling, flatten
+
+
+def random_cnn_spec(seed, conv_act="relu", pool="maxpool2d", in_shape=(2, 5, 5), out_ch=3,
+                    kernel=3, stride=2, padding=1, pool_kernel=2, pool_stride=1,
+                    pool_padding=0, bias=True, loss="cross_entropy", out_act="softmax",
+                    n_examples=2, reduction="mean", ties=False):
+    rng = np.random.default_rng(seed)
+    f = rng.uniform(-1, 1, (out_ch, in_shape[0], kernel, kernel))
+    x = rng.uniform(-2, 2, (n_examples,) + in_shape)
+    if ties:  # whole numbers: pooling windows with several equal maxima
+        f, x = np.round(f * 2), np.round(x)
+    conv = {"type": "conv2d", "filters": f.tolist(), "stride": stride, "padding": padding,
+            "activation": conv_act, "negative_slope": 0.1,
+            "biases": np.round(rng.uniform(-1, 1, out_ch)).tolist() if bias else False}
+    side = (in_shape[1] - kernel + 2 * padding) // stride + 1
+    pooled = (side - pool_kernel + 2 * pool_padding) // pool_stride + 1
+    n = out_ch * pooled * pooled
+    dense = {"type": "dense", "units": 3, "activation": out_act,
+             "weights": rng.uniform(-1, 1, (3, n)).tolist(),
+             "biases": rng.uniform(-1, 1, 3).tolist()}
+    layers = [conv, {"type": pool, "kernel": pool_kernel, "stride": pool_stride,
+                     "padding": pool_padding}, {"type": "flatten"}, dense]
+    t = _targets(rng, loss, 3, n_examples)
+    return spec_from_dict({
+        "inputs": {"shape": list(in_shape)}, "layers": layers, "loss": {"type": loss},
+        "examples": [{"inputs": xi.tolist(), "targets": ti.tolist()} for xi, ti in zip(x, t)],
+        "training": {"learning_rate": 0.1, "reduction": reduction}})
+
+
+CNN_CASES = {
+    "relu-stride2-pad1-maxpool": dict(),
+    "no-bias-avgpool-padded": dict(pool="avgpool2d", pool_kernel=3, pool_stride=2,
+                                   pool_padding=1, bias=False, conv_act="tanh",
+                                   loss="half_squared_error", out_act="sigmoid",
+                                   reduction="sum"),
+    "maxpool-ties-first-maximum": dict(ties=True, conv_act="identity", stride=1, padding=0,
+                                       pool_kernel=3, pool_stride=1, in_shape=(1, 5, 5),
+                                       out_ch=2, loss="softmax_cross_entropy",
+                                       out_act="identity"),
+    "leaky-padded-maxpool": dict(conv_act="leaky_relu", stride=1, pool_kernel=3,
+                                 pool_stride=3, pool_padding=1, in_shape=(1, 4, 4),
+                                 loss="binary_cross_entropy", out_act="sigmoid"),
+}
+
+
+@pytest.mark.parametrize("case", CNN_CASES)
+def test_cnn_matches_symbolic(case):
+    spec = random_cnn_spec(3, **CNN_CASES[case])
+    result = evaluate(spec)
+    if case == "maxpool-ties-first-maximum":
+        z = result.layers[0]["activation"]  # some 3×3 windows hold their maximum twice
+        windows = np.lib.stride_tricks.sliding_window_view(z, (3, 3), axis=(-2, -1))
+        top = windows.max(axis=(-2, -1), keepdims=True)
+        assert ((windows == top).sum(axis=(-2, -1)) > 1).any()
+    assert_matches_symbolic(spec, result)
+
+
+def torch_cnn_loss_and_grads(spec, torch):
+    F = torch.nn.functional
+    net = compile_network(spec)
+    conv, pool, _, dense = spec.layers
+    params = [{r: torch.tensor(a[0], requires_grad=True) for r, a in layer.items()}
+              for layer in net.default_parameters()]
+    x = torch.tensor(np.array([e.inputs for e in spec.examples]).reshape(
+        (-1,) + tuple(spec.input_shape)))
+    t = torch.tensor([e.targets for e in spec.examples], dtype=torch.float64)
+    z = F.conv2d(x, params[0]["weights"], params[0].get("biases"), stride=conv.stride,
+                 padding=conv.padding)
+    a = {"relu": torch.relu, "tanh": torch.tanh, "identity": lambda z: z,
+         "leaky_relu": lambda z: F.leaky_relu(z, conv.negative_slope)}[conv.activation](z)
+    pooling = F.max_pool2d if pool.kind == "maxpool2d" else F.avg_pool2d
+    a = pooling(a, pool.kernel, pool.stride, pool.padding).view(a.shape[0], -1)
+    z = a @ params[3]["weights"].T + params[3]["biases"]
+    kind = spec.loss.kind
+    if kind == "softmax_cross_entropy":
+        per_example = F.cross_entropy(z, t, reduction="none")
+    elif kind == "cross_entropy":
+        per_example = -(t * torch.log_softmax(z, -1)).sum(-1)
+    elif kind == "binary_cross_entropy":
+        per_example = F.binary_cross_entropy(torch.sigmoid(z), t, reduction="none").sum(-1)
+    else:
+        per_example = 0.5 * ((torch.sigmoid(z) - t) ** 2).sum(-1)
+    loss = per_example.mean() if spec.reduction == "mean" else per_example.sum()
+    loss.backward()
+    return loss.item(), [{r: v.grad.numpy() for r, v in p.items()} for p in params]
+
+
+@pytest.mark.parametrize("case", CNN_CASES)
+def test_cnn_against_pytorch(case):
+    torch = pytest.importorskip("torch")
+    channels = CNN_CASES[case].get("in_shape", (2,))[0]
+    side = 7 if case == "leaky-padded-maxpool" else 9  # larger images than the symbolic tests
+    spec = random_cnn_spec(4, **dict(CNN_CASES[case], n_examples=6,
+                                     in_shape=(channels, side, side)))
+    expected_loss, expected = torch_cnn_loss_and_grads(spec, torch)
+    result = evaluate(spec)
+    np.testing.assert_allclose(result.loss, expected_loss, rtol=1e-12)
+    for fast, ref in zip(result.layer_gradients, expected):
+        assert set(fast) == set(ref)
+        for role in ref:
+            np.testing.assert_allclose(fast[role], ref[role], rtol=1e-10, atol=1e-13)
+
+
+def test_cnn_input_gradient_matches_finite_differences():
+    spec = random_cnn_spec(5, pool="avgpool2d", pool_kernel=3, pool_stride=2, pool_padding=1)
+    net = compile_network(spec)
+    x = np.array([e.inputs for e in spec.examples]).reshape((-1,) + net.input_shape)
+    t = np.array([e.targets for e in spec.examples])
+    analytic = net.run(x, t, input_gradient=True).input_gradient
+    h = 1e-6
+    bumps = np.eye(x.size).reshape((x.size,) + x.shape) * h
+    numeric = (net.run(x + bumps, t, gradients=False).loss
+               - net.run(x - bumps, t, gradients=False).loss) / (2 * h)
+    np.testing.assert_allclose(analytic.ravel(), numeric, rtol=1e-6, atol=1e-9)
