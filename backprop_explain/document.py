@@ -21,7 +21,7 @@ import sympy as sp
 from .derivation import ChainStep, Factor, Solution, UpdateStep
 from .graph import ACTIVATION, LOSS, LOSS_TERM
 from .layers.activations import DISPLAY
-from .notation import NumberFormat, is_atomic, partial, substituted, tex
+from .notation import NumberFormat, is_atomic, partial, primed, substituted, tex
 
 FORMATS = {"md": "solution.md.j2", "tex": "solution.tex.j2"}
 
@@ -115,7 +115,7 @@ class FactorView:
     symbol: str  # \frac{∂a}{∂b}
     already_computed: bool
     value: str
-    steps: list[str] = field(default_factory=list)  # derivation when shown for the first time
+    steps: Equation | None = None  # its derivation, when shown for the first time
 
 
 @dataclass
@@ -187,7 +187,7 @@ class SolutionView:
                 if numbers != steps[-1]:
                     steps.append(numbers)
             steps.append(value)
-            view.steps = _dedupe(steps)
+            view.steps = Equation(symbol, _dedupe(steps))
         return view
 
     def chain(self, step: ChainStep, values) -> ChainView:
@@ -208,15 +208,15 @@ class SolutionView:
         rate = self.n.tex(self.spec.learning_rate)
         grad = tex(self.n.placeholder(update.gradient))
         if update.frozen:
-            return Equation(update.key, [update.parameter, self.n.tex(update.old)],
+            return Equation(primed(update.parameter), [update.parameter, self.n.tex(update.old)],
                             note=self.t["backward"]["frozen"])
         if update.velocity is not None:
-            return Equation(update.key, [
+            return Equation(primed(update.parameter), [
                 update.parameter + r" - \eta \cdot v_{" + update.parameter + "}",
                 f"{self.n.tex(update.old)} - {rate} \\cdot "
                 f"{tex(self.n.placeholder(update.velocity))}",
                 self.n.tex_change(update.old, update.new)])
-        return Equation(update.key, [
+        return Equation(primed(update.parameter), [
             update.parameter + r" - \eta \cdot " + partial(self.loss_name, update.parameter),
             f"{self.n.tex(update.old)} - {rate} \\cdot {grad}",
             self.n.tex_change(update.old, update.new)])
@@ -279,11 +279,12 @@ class SolutionView:
             "parameters": self.parameter_rows(spec.parameters),
             "learning_rate": self.n.tex(spec.learning_rate),
             "loss_name": self.loss_name,
+            "loss_name_after": primed(self.loss_name),
             "forward": self.forward_layers(example.forward, forward_values),
             "loss": self.loss_equations(example.forward, forward_values),
             "sections": self.sections(example),
             "parameters_after": [
-                [u.key, self.n.tex_change(u.old, u.new), self.n.tex(u.new - u.old)]
+                [primed(u.parameter), self.n.tex_change(u.old, u.new), self.n.tex(u.new - u.old)]
                 for u in solution.updates],
             "forward_after": [
                 [s.name, *self.n.pair(before.value, s.value)]

@@ -102,5 +102,10 @@ def is_atomic(expr: sp.Expr) -> bool:
     return expr.is_Symbol or expr.is_Number
 
 
+def primed(name: str) -> str:
+    """LaTeX of the updated quantity θ' (braced when θ already has a superscript)."""
+    return ("{" + name + "}'") if "^" in name else name + "'"
+
+
 def partial(numerator: str, denominator: str) -> str:
     return r"\frac{\partial " + numerator + r"}{\partial " + denominator + "}"

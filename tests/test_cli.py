@@ -1,0 +1,223 @@
+"""The explain command: documents in both languages, LaTeX that compiles, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import pytest
+from click.testing import CliRunner
+
+from backprop_explain import __version__
+from backprop_explain.cli import main
+
+EXAMPLE = "examples/mlp_3_2_2_cross_entropy.toml"
+
+
+def run(*args):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_version_and_help():
+    assert __version__ in run("--version").output
+    for command in ([], ["explain"]):
+        result = run(*command, "--help")
+        assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_markdown_in_english_reads_like_the_course():
+    out = run("explain", EXAMPLE).output
+    assert "## 1. Forward pass" in out
+    assert r"\frac{1}{1 + e^{- 0.465}}" in out  # numbers substituted in the formula
+    assert "0.8738" in out and "0.2177" in out
+    # Chain rule for wo_{1,1}: three factors, then the product with numbers.
+    assert (r"\frac{\partial E_{tot}}{\partial wo_{1,1}} = \frac{\partial E_{tot}}"
+            r"{\partial out_{o1}} \cdot \frac{\partial out_{o1}}{\partial y_{o1}} \cdot "
+            r"\frac{\partial y_{o1}}{\partial wo_{1,1}}") in out
+    assert r"\left(-1.144\right) \cdot 0.1103 \cdot 0.6142 = -0.0775" in out
+    assert "(already computed)" in out
+    # The hidden unit feeds both outputs: two paths summed.
+    assert (r"\frac{\partial E_{tot}}{\partial y_{o1}} \cdot \frac{\partial y_{o1}}"
+            r"{\partial out_{h1}} + \frac{\partial E_{tot}}{\partial y_{o2}}") in out
+    assert "wo_{1,1}' &= wo_{1,1} - \\eta" in out
+    assert "0.1000775" in out  # enough digits to see the update
+    assert "The loss decreased" in out
+
+
+def test_french_uses_the_course_vocabulary_and_decimal_comma():
+    out = run("explain", EXAMPLE, "--lang", "fr").output
+    for words in ("Passe avant", "couche cachée", "Dérivée partielle", "déjà calculé",
+                  "taux d'apprentissage", "Vérité terrain"):
+        assert words in out
+    assert "0{,}8738" in out and "0.8738" not in out
+    point = run("explain", EXAMPLE, "--lang", "fr", "--decimal-point").output
+    assert "0.8738" in point
+
+
+def test_digits_round_the_display_only():
+    out6 = run("explain", EXAMPLE, "--digits", "6").output
+    assert "0.873823" in out6
+    data = json.loads(run("explain", EXAMPLE, "--format", "json", "--digits", "2").output)
+    assert data["forward"]["out_{o1}"] == pytest.approx(0.8738232094895043, rel=1e-15)
+
+
+def test_same_input_same_bytes(tmp_path):
+    for fmt in ("md", "tex", "json"):
+        a, b = tmp_path / f"a.{fmt}", tmp_path / f"b.{fmt}"
+        assert run("explain", EXAMPLE, "--format", fmt, "-o", str(a)).exit_code == 0
+        assert run("explain", EXAMPLE, "--format", fmt, "-o", str(b)).exit_code == 0
+        assert a.read_bytes() == b.read_bytes()
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+@pytest.mark.parametrize("example", [EXAMPLE, "examples/mlp_tanh_softmax.toml",
+                                     "examples/mlp_relu_softmax_shared.toml",
+                                     "examples/mlp_1_1_1_squared_error.toml"])
+def test_latex_compiles(tmp_path, lang, example):
+    if not shutil.which("pdflatex"):
+        pytest.skip("pdflatex is not installed (.ci/run installs it)")
+    tex = tmp_path / "solution.tex"
+    assert run("explain", example, "--format", "tex", "--lang", lang, "-o", str(tex)).exit_code == 0
+    result = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error",
+                             "-no-shell-escape", tex.name], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-2000:]
+    if shutil.which("pdftotext") and example == EXAMPLE:
+        text = subprocess.run(["pdftotext", "solution.pdf", "-"], cwd=tmp_path,
+                              capture_output=True, text=True).stdout
+        assert ("0,8738" if lang == "fr" else "0.8738") in text
+
+
+BAD_SPECS = {
+    "wrong shape": ("layers[0].weights[1]", """
+[inputs]
+values = [1, 2]
+[[layers]]
+type = "dense"
+activation = "sigmoid"
+weights = [[1, 2], [3]]
+[loss]
+type = "half_squared_error"
+targets = [1, 0]
+[training]
+learning_rate = 0.1
+"""),
+    "unknown activation": ("layers[0].activation", """
+[inputs]
+values = [1]
+[[layers]]
+type = "dense"
+activation = "swish"
+weights = [[1]]
+[loss]
+type = "half_squared_error"
+targets = [1]
+[training]
+learning_rate = 0.1
+"""),
+    "unknown loss": ("loss.type", """
+[inputs]
+values = [1]
+[[layers]]
+type = "dense"
+weights = [[1]]
+[loss]
+type = "hinge"
+targets = [1]
+[training]
+learning_rate = 0.1
+"""),
+    "missing target": ("loss.targets", """
+[inputs]
+values = [1]
+[[layers]]
+type = "dense"
+weights = [[1]]
+[loss]
+type = "half_squared_error"
+[training]
+learning_rate = 0.1
+"""),
+    "non-numeric": ("layers[0].weights[0][0]", """
+[inputs]
+values = [1]
+[[layers]]
+type = "dense"
+weights = [["one"]]
+[loss]
+type = "half_squared_error"
+targets = [1]
+[training]
+learning_rate = 0.1
+"""),
+    "target the loss cannot take": ("loss.targets[0]", """
+[inputs]
+values = [1]
+[[layers]]
+type = "dense"
+activation = "sigmoid"
+weights = [[1]]
+[loss]
+type = "binary_cross_entropy"
+targets = [1.5]
+[training]
+learning_rate = 0.1
+"""),
+    "ln of 0": ("ln", """
+[inputs]
+values = [1]
+[[layers]]
+type = "dense"
+activation = "relu"
+weights = [[-1], [1]]
+[loss]
+type = "cross_entropy"
+targets = [1, 0]
+[training]
+learning_rate = 0.1
+"""),
+    "unsafe name": ("layers[0].names.weights", """
+[inputs]
+values = [1]
+[[layers]]
+type = "dense"
+weights = [[1]]
+names = { weights = "\\\\input{/etc/passwd}" }
+[loss]
+type = "half_squared_error"
+targets = [1]
+[training]
+learning_rate = 0.1
+"""),
+    "bad toml": ("valid TOML", "[inputs\nvalues = 1"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SPECS))
+def test_bad_input_is_one_line_exit_2_and_no_file(tmp_path, case):
+    needle, text = BAD_SPECS[case]
+    spec = tmp_path / "bad.toml"
+    spec.write_text(text)
+    out = tmp_path / "out.md"
+    result = CliRunner().invoke(main, ["explain", str(spec), "-o", str(out)])
+    assert result.exit_code == 2, result.output
+    message = result.output.strip()
+    assert len(message.splitlines()) == 1 and "Traceback" not in message
+    assert str(spec) in message and needle in message, message
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == [spec]
+
+
+def test_missing_file_and_json_spec(tmp_path):
+    result = CliRunner().invoke(main, ["explain", str(tmp_path / "nope.toml")])
+    assert result.exit_code == 2 and "cannot read" in result.output
+    spec = tmp_path / "net.json"
+    spec.write_text(json.dumps({
+        "inputs": {"values": [0.5]},
+        "layers": [{"type": "dense", "activation": "sigmoid", "weights": [[0.2]]}],
+        "loss": {"type": "half_squared_error", "targets": [1]},
+        "training": {"learning_rate": 0.1}}))
+    result = CliRunner().invoke(main, ["explain", str(spec), "--format", "json"])
+    assert result.exit_code == 0
+    assert json.loads(result.output)["gradients"]["w^{(1)}_{1,1}"] < 0
