@@ -36,12 +36,40 @@ def solution_data(spec) -> dict:
 
 
 def explain(spec, fmt: str = "md", lang: str = "en", digits: int = 4,
-            decimal_comma: bool | None = None) -> str:
-    """The worked solution as Markdown (``md``), LaTeX (``tex``) or JSON (``json``) text."""
+            decimal_comma: bool | None = None, figure: str | None = None) -> str:
+    """The worked solution as Markdown (``md``), LaTeX (``tex``) or JSON (``json``) text.
+
+    LaTeX includes the network drawn in TikZ; Markdown links to the SVG file ``figure``
+    (a path relative to the Markdown file) when one is given (see write_explanation)."""
     solution = solve(spec)
     if fmt == "json":
         from .jsonout import solution_to_data
         return json.dumps(solution_to_data(solution), indent=2, ensure_ascii=False) + "\n"
+    from .diagram import document_figure
     from .document import render_solution
     return render_solution(solution, fmt=fmt, lang=lang, digits=digits,
-                           decimal_comma=decimal_comma)
+                           decimal_comma=decimal_comma,
+                           diagram=document_figure(solution.spec, fmt, lang, figure))
+
+
+def write_explanation(spec, output, fmt: str = "md", lang: str = "en", digits: int = 4,
+                      decimal_comma: bool | None = None) -> list[Path]:
+    """Write the worked solution to ``output`` (md, tex, pdf or json), each file whole or
+    not at all. Markdown gets the network as an SVG beside it (``NAME.network.svg``).
+    Returns the paths written."""
+    from .output import write_atomic
+    output = Path(output)
+    if fmt == "pdf":
+        from .pdf import write_pdf
+        write_pdf(output, explain(spec, "tex", lang, digits, decimal_comma))
+        return [output]
+    if fmt != "md":
+        write_atomic(output, explain(spec, fmt, lang, digits, decimal_comma))
+        return [output]
+    from .diagram import diagram_for
+    network = as_spec(spec)
+    svg = output.with_name(output.stem + ".network.svg")
+    text = explain(network, fmt, lang, digits, decimal_comma, figure=svg.name)
+    write_atomic(svg, diagram_for(network, "svg", lang, decimal_comma))
+    write_atomic(output, text)
+    return [output, svg]

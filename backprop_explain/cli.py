@@ -51,8 +51,10 @@ def main():
 
 @main.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["md", "tex", "json"]), default="md",
-              show_default=True, help="Markdown, LaTeX document, or JSON numbers.")
+@click.option("--format", "fmt", type=click.Choice(["md", "tex", "pdf", "json"]), default="md",
+              show_default=True,
+              help="Markdown (with the network as NAME.network.svg when -o is given), LaTeX "
+                   "document, PDF (needs -o and a LaTeX engine), or JSON numbers.")
 @click.option("--lang", type=click.Choice(["en", "fr"]), default="en", show_default=True)
 @click.option("--digits", type=click.IntRange(1, 17), default=4, show_default=True,
               help="Significant digits of displayed numbers (computation is never rounded).")
@@ -62,7 +64,13 @@ def main():
 @user_errors
 def explain(spec, fmt, lang, digits, decimal_comma, output):
     """Derive, evaluate and explain one SGD step on the network of SPEC."""
-    from .api import explain as explain_api
+    from .api import explain as explain_api, write_explanation
+    if output is not None:
+        write_explanation(spec, output, fmt=fmt, lang=lang, digits=digits,
+                          decimal_comma=decimal_comma)
+        return
+    if fmt == "pdf":
+        raise UserError("--format pdf writes a file: give -o FILE.pdf")
     emit(explain_api(spec, fmt=fmt, lang=lang, digits=digits, decimal_comma=decimal_comma),
          output)
 

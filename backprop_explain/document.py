@@ -312,13 +312,16 @@ def _dedupe(parts: list[str]) -> list[str]:
 
 
 def render_solution(solution: Solution, fmt: str = "md", lang: str = "en", digits: int = 4,
-                    decimal_comma: bool | None = None) -> str:
-    """The worked solution of ``solution`` as Markdown or a complete LaTeX document."""
+                    decimal_comma: bool | None = None, diagram: str | None = None) -> str:
+    """The worked solution of ``solution`` as Markdown or a complete LaTeX document.
+
+    ``diagram``: the network drawn (diagram.py), TikZ code or a Markdown image link."""
     if decimal_comma is None:
         decimal_comma = phrases(lang)["meta"]["decimal_comma"]
     view = SolutionView(solution, lang, NumberFormat(digits, decimal_comma))
     context = view.context()
-    context.update(lang=lang, fmt=fmt, digits=digits, macros=f"macros.{fmt}.j2")
+    context.update(lang=lang, fmt=fmt, digits=digits, macros=f"macros.{fmt}.j2",
+                   diagram=diagram)
     text = environment().get_template(FORMATS[fmt]).render(**context)
     return re.sub(r"\n{3,}", "\n\n", text).lstrip("\n")
 
