@@ -1,0 +1,706 @@
+"""Verify hand calculations: judge each answer, carry errors forward, diagnose the slip.
+
+The *catalogue* names every quantity of a worked solution by the keys derivation.py
+uses (``out_{o1}``, ``dout_{o1}/dy_{o1}``, ``dE_{tot}/dwo_{1,1}``, ``wo_{1,1}'``,
+``E_{tot}'``) and gives each a SymPy formula in terms of other keys, built from the
+graph (node expressions, SymPy's local partials, chain-rule sums, the SGD update).
+One evaluator walks those formulas in dependency order; fed nothing it reproduces
+the solution, fed the student's values it recomputes each quantity from the
+student's own earlier answers (error carried forward), fed altered formulas it
+replays the usual slips (log base 10, σ instead of σ′, …) to name a mistake.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from dataclasses import dataclass, field
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
+from functools import cached_property
+
+import sympy as sp
+from sympy.printing.str import StrPrinter
+
+from .answers import Answer, read_answers
+from .derivation import adjoint_key, derive, local_key, updated_key
+from .errors import SpecError
+from .graph import ACTIVATION, INPUT, LOSS, LOSS_TERM, PARAMETER, TARGET
+from .spec import NetworkSpec
+
+STATUSES = ("correct", "wrong", "consistent", "unknown_key")
+LEARNING_RATE = "η"
+_LEARNING_RATE_ALIASES = ("η", "eta", "lr", "learningrate", "learning-rate")
+
+
+# ---------------------------------------------------------------------------
+# The catalogue of quantities
+
+
+@dataclass
+class Quantity:
+    key: str
+    kind: str  # input target parameter constant forward local adjoint path update after
+    meaning: tuple[str, dict]  # phrase id in [verify.meaning] and its values
+    formula: sp.Expr | None  # in the symbols of other keys; None for given data
+    deps: list[str]  # keys of the formula's symbols
+    value: float  # the true value
+    node: str | None = None  # the graph node (forward, after) or parameter (update)
+    pair: tuple[str, str] | None = None  # (numerator, denominator) of a derivative
+
+
+class _KeyPrinter(StrPrinter):
+    """sstr with derivative keys in parentheses, so products stay readable."""
+
+    def _print_Symbol(self, expr):
+        return f"({expr.name})" if "/" in expr.name else expr.name
+
+
+def formula_text(expr: sp.Expr | None) -> str:
+    return "" if expr is None else _KeyPrinter({"order": "none"}).doprint(expr)
+
+
+def normalize_key(text: str) -> str:
+    """What survives of a key once the obvious variations are forgiven."""
+    t = str(text).strip().replace("\\partial", "d").replace("∂", "d")
+    t = t.replace("\u2212", "-").replace("’", "'").replace("′", "'").replace("\\prime", "'")
+    t = t.replace("\\eta", "η")
+    primed = "'" in t
+    t = re.sub(r"[\s{}_*$\\'^]", "", t)
+    return t + ("'" if primed else "")
+
+
+class Catalog:
+    """Every quantity of the worked solution of one SGD step, by key, in dependency order."""
+
+    def __init__(self, spec: NetworkSpec):
+        if len(spec.examples) != 1:
+            raise SpecError(spec.source, "examples",
+                            "one training example to check a hand calculation against "
+                            f"(got {len(spec.examples)})")
+        self.spec = spec
+        self.solution = derive(spec)
+        self.graph = self.solution.graph
+        self.loss = self.graph.loss.name
+        self.quantities: dict[str, Quantity] = {}
+        self._functions = {}
+        self._descendants = {}
+        example = self.solution.example
+        values = example.values
+        graph = self.graph
+
+        for node in graph.nodes.values():
+            if node.kind in (INPUT, TARGET, PARAMETER):
+                self._add(Quantity(node.name, node.kind, (node.kind, {"name": node.name}),
+                                   None, [], values[node.name], node=node.name))
+        self._add(Quantity(LEARNING_RATE, "constant", ("learning_rate", {}), None, [],
+                           spec.learning_rate))
+        for node in graph.nodes.values():
+            if node.expr is not None:
+                self._add(Quantity(node.name, "forward", self._forward_meaning(node),
+                                   node.expr, self._deps(node.expr), values[node.name],
+                                   node=node.name))
+        for (child, parent), _ in self._edges():
+            key = local_key(child, parent)
+            expr = self._local_formula(child, parent)
+            self._add(Quantity(key, "local", ("local", {"child": child, "parent": parent}),
+                               expr, self._deps(expr), example.local_partials[key],
+                               pair=(child, parent)))
+        for name in reversed(list(graph.nodes)):
+            if graph.nodes[name].kind not in (TARGET, LOSS):
+                self.derivative(self.loss, name)
+        lr = sp.Symbol(LEARNING_RATE)
+        for update in self.solution.updates:
+            theta = sp.Symbol(update.parameter)
+            if update.frozen:
+                expr = theta
+            else:
+                expr = theta - lr * sp.Symbol(adjoint_key(self.loss, update.parameter))
+            self._add(Quantity(update.key, "update", ("update", {"name": update.parameter}),
+                               expr, self._deps(expr), update.new, node=update.parameter))
+        after = {s.name: s.value for s in self.solution.forward_after[0]}
+        for node in graph.nodes.values():
+            if node.expr is not None:
+                expr = self._after_formula(node)
+                self._add(Quantity(updated_key(node.name), "after",
+                                   ("after", {"name": node.name}), expr, self._deps(expr),
+                                   after[node.name], node=node.name))
+        self._index()
+
+    # Building ------------------------------------------------------------
+    def _add(self, quantity: Quantity) -> Quantity:
+        self.quantities.setdefault(quantity.key, quantity)
+        return self.quantities[quantity.key]
+
+    @staticmethod
+    def _deps(expr) -> list[str]:
+        return sorted((s.name for s in expr.free_symbols), key=str) if expr is not None else []
+
+    def _edges(self):
+        for node in self.graph.nodes.values():
+            for parent in node.parents:
+                if self.graph.nodes[parent].kind != TARGET:
+                    yield (node.name, parent), None
+
+    def _forward_meaning(self, node):
+        if node.kind == ACTIVATION:
+            return ("activation", {"name": node.name, "function": node.activation,
+                                   "of": ", ".join(node.parents)})
+        return (node.kind, {"name": node.name})
+
+    def _local_formula(self, child: str, parent: str, expr: sp.Expr | None = None) -> sp.Expr:
+        node = self.graph.nodes[child]
+        return sp.diff(node.expr if expr is None else expr, self.graph.symbol(parent))
+
+    def _after_formula(self, node, expr: sp.Expr | None = None) -> sp.Expr:
+        renamed = {self.graph.symbol(p): sp.Symbol(updated_key(p)) for p in node.parents
+                   if self.graph.nodes[p].kind not in (INPUT, TARGET)}
+        return (node.expr if expr is None else expr).xreplace(renamed)
+
+    def descendants(self, name: str) -> set[str]:
+        if name not in self._descendants:
+            found = set()
+            for child in self.graph.children[name]:
+                found.add(child)
+                found |= self.descendants(child)
+            self._descendants[name] = found
+        return self._descendants[name]
+
+    def derivative(self, top: str, bottom: str) -> Quantity | None:
+        """d{top}/d{bottom}: the local partial along an edge, else Σ over children (chain rule)."""
+        graph = self.graph
+        if top == bottom or graph.nodes[bottom].kind == TARGET:
+            return None
+        key = local_key(top, bottom)
+        if key in self.quantities:
+            return self.quantities[key]
+        terms = []
+        for child in graph.children[bottom]:
+            if child != top and top not in self.descendants(child):
+                continue
+            upper = self.derivative(top, child)
+            terms.append(sp.Symbol(upper.key) * sp.Symbol(local_key(child, bottom)))
+        expr = sp.Add(*terms, evaluate=False) if len(terms) > 1 else (terms[0] if terms
+                                                                       else sp.Integer(0))
+        kind = "adjoint" if top == self.loss else "path"
+        meaning = (kind if graph.nodes[bottom].kind != PARAMETER or kind == "path"
+                   else "gradient", {"top": top, "bottom": bottom})
+        quantity = self._add(Quantity(key, kind, meaning, expr, self._deps(expr), 0.0,
+                                      pair=(top, bottom)))
+        if top == self.loss and bottom in self.solution.example.adjoints:
+            quantity.value = self.solution.example.adjoints[bottom]  # the derivation's sweep
+        else:  # every factor is already in the catalogue with its true value
+            quantity.value = self._evaluate_one(
+                quantity, {d: self.quantities[d].value for d in quantity.deps})
+        if hasattr(self, "_by_normal"):
+            self._index_one(quantity.key)
+        return quantity
+
+    def _index(self):
+        self._by_normal: dict[str, str | None] = {}
+        self._by_loose: dict[str, str | None] = {}
+        for key in self.quantities:
+            self._index_one(key)
+        self._nodes_by_normal = {}
+        for name, node in self.graph.nodes.items():
+            if node.kind != TARGET:
+                self._nodes_by_normal.setdefault(normalize_key(name), name)
+        for name, node in self.graph.nodes.items():  # commas dropped, if still unambiguous
+            loose = normalize_key(name).replace(",", "")
+            self._nodes_by_normal.setdefault(loose, name)
+        self._nodes_by_normal.setdefault("E", self.loss)
+        self._nodes_by_normal.setdefault("Etot", self.loss)
+        self._shapes: dict[str, list[str]] = {}
+        for key in self.quantities:
+            self._shapes.setdefault(_shape(key), []).append(key)
+
+    def _index_one(self, key: str):
+        for table, text in ((self._by_normal, normalize_key(key)),
+                            (self._by_loose, normalize_key(key).replace(",", ""))):
+            if text in table and table[text] != key:
+                table[text] = None  # ambiguous: only the exact spelling will do
+            else:
+                table[text] = key
+
+    # Looking keys up ---------------------------------------------------------
+    def resolve(self, text: str) -> str | None:
+        """The catalogue key a student's spelling means, or None."""
+        if text in self.quantities:
+            return text
+        normal = normalize_key(text)
+        if normal.lower() in _LEARNING_RATE_ALIASES:
+            return LEARNING_RATE
+        for table, probe in ((self._by_normal, normal), (self._by_loose, normal.replace(",", ""))):
+            if table.get(probe):
+                return table[probe]
+        if "/" in normal and "'" not in normal:
+            top, _, bottom = normal.partition("/")
+            if top.startswith("d") and bottom.startswith("d"):
+                a = self._nodes_by_normal.get(top[1:])
+                b = self._nodes_by_normal.get(bottom[1:])
+                if (a and b and a != b and self.graph.nodes[a].expr is not None
+                        and b not in self.descendants(a)):
+                    quantity = self.derivative(a, b)
+                    return quantity.key if quantity else None
+        return None
+
+    def suggest(self, text: str) -> str | None:
+        normal = normalize_key(text)
+        close = difflib.get_close_matches(normal, [k for k in self._by_normal if k], n=1,
+                                          cutoff=0.75)
+        return self._by_normal[close[0]] if close else None
+
+    def siblings(self, key: str) -> list[str]:
+        """Keys of the same shape differing in one index, or with two indices swapped."""
+        mine = _indices(key)
+        found = []
+        for other in self._shapes.get(_shape(key), []):
+            theirs = _indices(other)
+            if other == key or len(theirs) != len(mine):
+                continue
+            differ = [i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b]
+            swapped = sorted(mine) == sorted(theirs) and len(differ) == 2
+            if len(differ) == 1 or swapped:
+                found.append(other)
+        return found
+
+    def order(self) -> list[str]:
+        """Keys in the order a worked solution shows them (forward, layer by layer back, after)."""
+        keys = [k for k, q in self.quantities.items() if q.kind in (INPUT, TARGET, PARAMETER)]
+        keys += [k for k, q in self.quantities.items() if q.kind == "forward"]
+        for section in self.solution.example.sections:
+            for step in section.steps:
+                for term in step.terms:
+                    keys += [f.key for f in term.factors]
+                keys.append(step.key)
+            keys += [u.key for u in section.updates]
+        keys += [k for k, q in self.quantities.items() if q.kind == "after"]
+        keys += list(self.quantities)
+        return list(dict.fromkeys(k for k in keys if k in self.quantities))
+
+    # Evaluating ---------------------------------------------------------------
+    def _function(self, expr: sp.Expr, deps: list[str]):
+        cache_key = (expr, tuple(deps))
+        if cache_key not in self._functions:
+            self._functions[cache_key] = sp.lambdify([sp.Symbol(d) for d in deps], expr,
+                                                     modules="math")
+        return self._functions[cache_key]
+
+    def _evaluate_one(self, quantity: Quantity, values: dict, formula=None) -> float | None:
+        expr = quantity.formula if formula is None else formula
+        deps = quantity.deps if formula is None else self._deps(formula)
+        args = [values.get(d) for d in deps]
+        if any(a is None for a in args):
+            return None
+        try:
+            result = self._function(expr, deps)(*args)
+        except (ValueError, ZeroDivisionError, OverflowError, TypeError):
+            return None
+        if isinstance(result, complex):
+            return None
+        result = float(result)
+        return result if math.isfinite(result) else None
+
+    def evaluate(self, given: dict[str, float], round_to: int | None = None,
+                 formulas: dict[str, sp.Expr] | None = None) -> dict[str, float | None]:
+        """Every quantity from the leaves, taking ``given`` values as they are.
+
+        ``round_to`` rounds each computed intermediate to that many decimals (a hand
+        calculation); ``formulas`` replaces some quantities' formulas (a slip replayed).
+        """
+        formulas = formulas or {}
+        values: dict[str, float | None] = {}
+        for key, quantity in self.quantities.items():
+            if key in given:
+                values[key] = given[key]
+            elif quantity.formula is None:
+                values[key] = quantity.value
+            else:
+                value = self._evaluate_one(quantity, values, formulas.get(key))
+                if value is not None and round_to is not None:
+                    value = round(value, round_to)
+                values[key] = value
+        return values
+
+    def recompute(self, key: str, values: dict, formula: sp.Expr | None = None) -> float | None:
+        """A quantity from other quantities' values through its formula (None for data)."""
+        quantity = self.quantities[key]
+        if quantity.formula is None and formula is None:
+            return None
+        return self._evaluate_one(quantity, values, formula)
+
+    # Slips replayed as altered formulas -------------------------------------
+    @cached_property
+    def variants(self) -> list[tuple[tuple[str, dict], dict[str, sp.Expr]]]:
+        """(diagnosis, altered formulas) for the slips that change a whole solution."""
+        out = []
+        kind = self.spec.loss.kind
+        terms = [n for n in self.graph.nodes.values() if n.kind == LOSS_TERM]
+        if any(t.expr.has(sp.log) for t in terms):
+            log10 = lambda e: e.replace(sp.log, lambda a: sp.log(a) / sp.log(10))  # noqa: E731
+            for value, derivative in ((True, False), (True, True), (False, True)):
+                out.append((("log10", {}), self._term_variant(log10, terms, value, derivative)))
+        if "squared_error" in kind:
+            scales = [2, sp.Rational(1, 2)] + ([len(terms)] if kind == "mean_squared_error" else [])
+            for scale in scales:
+                def scaled(e, s=scale):
+                    return s * e
+                for value, derivative in ((True, False), (True, True), (False, True)):
+                    code = "squared_scale_loss" if value else "squared_scale_derivative"
+                    out.append(((code, {"scale": str(scale)}),
+                                self._term_variant(scaled, terms, value, derivative)))
+        for node in self.graph.nodes.values():
+            if node.kind != ACTIVATION or len(node.parents) != 1:
+                continue
+            y = self.graph.symbol(node.parents[0])
+            key = local_key(node.name, node.parents[0])
+            for wrong, right, expr in _wrong_derivatives(node.activation, y, node.symbol):
+                out.append((("wrong_derivative", {"key": key, "wrong": wrong, "right": right}),
+                            {key: expr}))
+        return out
+
+    def _term_variant(self, change, terms, value: bool, derivative: bool) -> dict[str, sp.Expr]:
+        """Loss terms changed in their value (before and after the step), their derivative,
+        or both (then the slip also changes the gradients and the step)."""
+        formulas = {}
+        for node in terms:
+            expr = change(node.expr)
+            if value:
+                formulas[node.name] = expr
+                formulas[updated_key(node.name)] = self._after_formula(node, expr)
+            for parent in node.parents:
+                if derivative and self.graph.nodes[parent].kind != TARGET:
+                    formulas[local_key(node.name, parent)] = self._local_formula(
+                        node.name, parent, expr)
+        return formulas
+
+
+def _shape(key: str) -> str:
+    return re.sub(r"\d+", "#", key)
+
+
+def _indices(key: str) -> list[str]:
+    return re.findall(r"\d+", key)
+
+
+def _wrong_derivatives(activation: str, y: sp.Symbol, out: sp.Symbol):
+    """(wrong, right, the wrong derivative as an expression) for an activation."""
+    if activation == "sigmoid":
+        s = 1 / (1 + sp.exp(-y))
+        right = "σ(y)(1−σ(y))"
+        return [("σ(y)", right, s), ("y(1−y)", right, y * (1 - y)),
+                ("σ(y)(1+σ(y))", right, s * (1 + s)), ("1−σ(y)", right, 1 - s)]
+    if activation == "tanh":
+        right = "1−tanh²(y)"
+        return [("tanh(y)", right, sp.tanh(y)), ("1−y²", right, 1 - y ** 2),
+                ("1−tanh(y)", right, 1 - sp.tanh(y)), ("1+tanh²(y)", right, 1 + sp.tanh(y) ** 2)]
+    if activation in ("relu", "leaky_relu"):
+        return [("ReLU(y)", "1 if y > 0 else 0", sp.Piecewise((y, y > 0), (0, True)))]
+    return []
+
+
+# ---------------------------------------------------------------------------
+# Judging one number
+
+
+@dataclass
+class Tolerance:
+    """How close is right: an explicit relative or absolute tolerance, else the digits written."""
+
+    rel: float | None = None
+    abs: float | None = None
+
+    def agrees(self, answer: Answer, value: float | None) -> bool:
+        if value is None or not math.isfinite(value):
+            return False
+        given = answer.number
+        if self.rel is not None:
+            return abs(given - value) <= self.rel * abs(value)
+        if self.abs is not None:
+            return abs(given - value) <= self.abs
+        if answer.integer:  # "1", "0", "2": an exact value, up to float noise
+            return abs(given - value) <= 1e-9 * max(1.0, abs(value))
+        # Right to the digits written: within half a unit of the last digit (a tie counts).
+        half = 0.5 * 10.0 ** answer.value.as_tuple().exponent
+        return abs(given - value) <= half * (1 + 1e-9) + 1e-15 * max(1.0, abs(value))
+
+
+@dataclass
+class Diagnosis:
+    code: str
+    values: dict = field(default_factory=dict)
+
+    def text(self, lang: str = "en") -> str:
+        from .document import fill, phrases
+        phrase = phrases(lang).get("verify", {}).get("diagnosis", {}).get(self.code, self.code)
+        return fill(phrase, **{k: _show(v) for k, v in self.values.items()})
+
+
+def _show(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.7g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+@dataclass
+class Check:
+    """One answer judged."""
+
+    key: str  # the catalogue key, or the key as written when unknown
+    written: str  # the key as the student wrote it
+    given: str  # the number as written
+    given_value: float
+    place: str | None
+    status: str  # correct | wrong | consistent | unknown_key
+    expected: float | None = None
+    formula: str = ""
+    from_your_values: float | None = None  # the formula on the student's own values
+    diagnosis: Diagnosis | None = None
+    first_wrong: bool = False
+    restated: bool = False  # a key already answered earlier in the file
+
+    def as_data(self, lang: str = "en") -> dict:
+        return {"key": self.key, "given": self.given_value, "expected": self.expected,
+                "status": self.status,
+                "diagnosis": self.diagnosis.text(lang) if self.diagnosis else None,
+                "diagnosis_code": self.diagnosis.code if self.diagnosis else None,
+                "place": self.place, "written_key": self.written, "given_text": self.given,
+                "formula": self.formula, "from_your_values": self.from_your_values}
+
+
+@dataclass
+class Verification:
+    spec: NetworkSpec
+    checks: list[Check]
+    round_to: int | None = None
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {s: sum(c.status == s for c in self.checks) for s in STATUSES}
+
+    @property
+    def ok(self) -> bool:
+        """True when every answer is correct or consistent (and every key known)."""
+        return all(c.status in ("correct", "consistent") for c in self.checks)
+
+    @property
+    def first_wrong(self) -> Check | None:
+        return next((c for c in self.checks if c.first_wrong), None)
+
+    def as_data(self, lang: str = "en") -> list[dict]:
+        return [c.as_data(lang) for c in self.checks]
+
+
+class _Judge:
+    """Judges answers against the truth, the student's own values, and the usual slips."""
+
+    def __init__(self, catalog: Catalog, answers: list[Answer], tolerance: Tolerance,
+                 round_to: int | None):
+        self.catalog = catalog
+        self.tolerance = tolerance
+        self.round_to = round_to
+        self.keys = [catalog.resolve(a.key) for a in answers]
+        self.student: dict[str, float] = {}
+        self.first_answer: dict[str, Answer] = {}
+        for answer, key in zip(answers, self.keys):
+            if key is not None and key not in self.student:
+                self.student[key] = answer.number
+                self.first_answer[key] = answer
+        self.truth = {k: q.value for k, q in catalog.quantities.items()}
+        self.basis = catalog.evaluate(self.student)  # the student's world
+        if round_to is not None:
+            self.rounded = catalog.evaluate({}, round_to=round_to)
+            self.rounded_basis = catalog.evaluate(self.student, round_to=round_to)
+        self._variant_values = {}
+
+    def agrees(self, answer, value) -> bool:
+        return self.tolerance.agrees(answer, value)
+
+    # Verdicts -----------------------------------------------------------------
+    def check(self, answer: Answer, key: str | None) -> Check:
+        if key is None:
+            suggestion = self.catalog.suggest(answer.key)
+            diagnosis = (Diagnosis("did_you_mean", {"key": suggestion}) if suggestion
+                         else Diagnosis("unknown_key"))
+            return Check(answer.key, answer.key, answer.text, answer.number, answer.place,
+                         "unknown_key", diagnosis=diagnosis)
+        quantity = self.catalog.quantities[key]
+        restated = self.first_answer[key] is not answer
+        check = Check(key, answer.key, answer.text, answer.number, answer.place, "wrong",
+                      expected=quantity.value, formula=formula_text(quantity.formula),
+                      restated=restated)
+        check.from_your_values = self.catalog.recompute(key, self.basis)
+        if self.agrees(answer, quantity.value):
+            check.status = "correct"
+        elif self.agrees(answer, check.from_your_values):
+            check.status = "consistent"
+            check.diagnosis = self.carried_forward(key, check.from_your_values)
+        elif restated and self.agrees(answer, self.student[key]):
+            check.status = "consistent"
+            check.diagnosis = Diagnosis("restated", {"value": self.first_answer[key].text})
+        elif self.round_to is not None and (
+                self.agrees(answer, self.rounded[key])
+                or self.agrees(answer, self.catalog.recompute(key, self.rounded_basis))):
+            check.status = "consistent"
+            check.diagnosis = Diagnosis("rounding_mode", {"n": self.round_to,
+                                                          "value": self.rounded[key]})
+        else:
+            check.diagnosis = self.diagnose(answer, key) or Diagnosis("no_diagnosis")
+        return check
+
+    def carried_forward(self, key: str, value: float) -> Diagnosis:
+        """Which of the student's earlier wrong answers this one inherits, if any."""
+        wrong, seen, stack = [], set(), list(self.catalog.quantities[key].deps)
+        while stack:
+            dep = stack.pop()
+            if dep in seen:
+                continue
+            seen.add(dep)
+            if dep in self.student:
+                if not self.agrees(self.first_answer[dep], self.truth[dep]):
+                    wrong.append(dep)
+            else:
+                stack += self.catalog.quantities[dep].deps
+        if wrong:
+            order = {k: i for i, k in enumerate(self.catalog.order())}
+            return Diagnosis("carried_forward", {"keys": sorted(wrong, key=order.get),
+                                                 "value": value})
+        return Diagnosis("rounded_inputs", {"value": value})
+
+    # Diagnosis ----------------------------------------------------------------
+    def diagnose(self, answer: Answer, key: str) -> Diagnosis | None:
+        for diagnosis, value in self.candidates(answer, key):
+            if self.agrees(answer, value):
+                return diagnosis
+        return None
+
+    def bases(self):
+        return (self.basis, self.truth)
+
+    def candidates(self, answer: Answer, key: str):
+        """(diagnosis, the number that slip gives), most specific first."""
+        catalog, quantity = self.catalog, self.catalog.quantities[key]
+        truth = self.truth
+        if quantity.kind == "update" and quantity.formula != sp.Symbol(quantity.node):
+            theta = quantity.node
+            grad = adjoint_key(catalog.loss, theta)
+            for values in self.bases():
+                old, g, lr = values.get(theta), values.get(grad), values.get(LEARNING_RATE)
+                if None in (old, g, lr):
+                    continue
+                yield Diagnosis("update_plus", {"param": theta}), old + lr * g
+                yield Diagnosis("update_no_lr", {"param": theta}), old - g
+                yield Diagnosis("update_no_old", {"param": theta}), -lr * g
+                yield Diagnosis("update_not_applied", {"param": theta}), old
+                for k in (-1, 1, -2, 2, -3, 3):
+                    yield (Diagnosis("update_decimal", {"factor": f"10^{k}"}),
+                           old - lr * g * 10.0 ** k)
+        if quantity.kind in ("adjoint", "path") and quantity.pair[0] == catalog.loss:
+            for values in self.bases():
+                if values.get(key) is not None:
+                    yield Diagnosis("step_for_gradient"), values[LEARNING_RATE] * values[key]
+        if quantity.kind == "after":
+            yield Diagnosis("before_update"), truth[quantity.node]
+            node = catalog.graph.nodes[quantity.node]
+            for parent in node.parents:
+                primed = updated_key(parent)
+                if primed in catalog.quantities:
+                    for values in self.bases():
+                        mixed = dict(values)
+                        mixed[primed] = values.get(parent)
+                        yield (Diagnosis("before_update_parent", {"parent": parent}),
+                               catalog.recompute(key, mixed))
+        if quantity.kind in ("forward", PARAMETER) and updated_key(key) in catalog.quantities:
+            yield Diagnosis("after_update"), truth[updated_key(key)]
+        for diagnosis, formulas in catalog.variants:
+            if not self._touches(key, formulas):
+                continue
+            truth_variant, student_variant = self._variant(diagnosis, formulas)
+            yield Diagnosis(*diagnosis), truth_variant[key]
+            yield Diagnosis(*diagnosis), catalog.recompute(key, student_variant,
+                                                           formulas.get(key))
+        yield Diagnosis("opposite_sign"), -truth[key]
+        if self.basis.get(key) is not None and key not in self.student:
+            yield Diagnosis("opposite_sign"), -self.basis[key]
+        mine = _indices(key)
+        for other in catalog.siblings(key):
+            code = "index_swap" if sorted(_indices(other)) == sorted(mine) else "neighbour"
+            yield Diagnosis(code, {"other": other}), truth[other]
+            if other in self.student:
+                yield Diagnosis(code, {"other": other}), self.student[other]
+        for dep in quantity.deps:
+            for other in catalog.siblings(dep):
+                for values in self.bases():
+                    swapped = dict(values)
+                    swapped[dep] = values.get(other)
+                    yield (Diagnosis("neighbour_in_formula", {"other": other, "used": dep}),
+                           catalog.recompute(key, swapped))
+        yield from self.rounding(answer, key)
+        for k in (-1, 1, -2, 2, -3, 3):
+            yield Diagnosis("power_of_ten", {"factor": f"10^{k}"}), truth[key] * 10.0 ** k
+
+    def _touches(self, key: str, formulas: dict) -> bool:
+        """Does an altered formula lie upstream of key (or is it key's own)?"""
+        if key in formulas:
+            return True
+        seen, stack = set(), list(self.catalog.quantities[key].deps)
+        while stack:
+            dep = stack.pop()
+            if dep in formulas:
+                return True
+            if dep not in seen:
+                seen.add(dep)
+                stack += self.catalog.quantities[dep].deps
+        return False
+
+    def _variant(self, diagnosis, formulas):
+        name = repr(diagnosis)
+        if name not in self._variant_values:
+            self._variant_values[name] = (self.catalog.evaluate({}, formulas=formulas),
+                                          self.catalog.evaluate(self.student, formulas=formulas))
+        return self._variant_values[name]
+
+    def rounding(self, answer: Answer, key: str):
+        """The true value rounded twice, or cut instead of rounded, to the digits written."""
+        truth = self.truth[key]
+        if truth is None or not math.isfinite(truth) or self.tolerance.rel is not None \
+                or self.tolerance.abs is not None:
+            return
+        exact = Decimal(repr(truth))
+        last = Decimal(1).scaleb(answer.value.as_tuple().exponent)
+        for extra in (1, 2, 3):
+            first = exact.quantize(last.scaleb(-extra), rounding=ROUND_HALF_UP)
+            twice = first.quantize(last, rounding=ROUND_HALF_UP)
+            if twice != exact.quantize(last, rounding=ROUND_HALF_UP):
+                yield (Diagnosis("double_rounding", {"value": truth, "intermediate": str(first)}),
+                       float(twice))
+        yield Diagnosis("truncated", {"value": truth}), float(exact.quantize(last,
+                                                                             rounding=ROUND_DOWN))
+
+
+def verify_answers(spec, answers, rel: float | None = None, abs: float | None = None,
+                   round_to: int | None = None) -> Verification:
+    """Judge every answer (a path to an answers file, or a list of Answer) against the
+    worked solution of SPEC: correct, consistent (error carried forward), wrong, unknown_key."""
+    from .api import as_spec
+    network = as_spec(spec)
+    if rel is not None and abs is not None:
+        raise SpecError(network.source, "tolerance", "either a relative or an absolute "
+                                                     "tolerance, not both")
+    for name, value in (("rel", rel), ("abs", abs)):
+        if value is not None and not (value >= 0 and math.isfinite(value)):
+            raise SpecError(network.source, name, f"a tolerance >= 0, got {value}")
+    if round_to is not None and not 0 <= round_to <= 15:
+        raise SpecError(network.source, "round", f"0 to 15 decimals, got {round_to}")
+    if not isinstance(answers, list):
+        answers = read_answers(answers)
+    catalog = Catalog(network)
+    judge = _Judge(catalog, answers, Tolerance(rel, abs), round_to)
+    checks = [judge.check(a, k) for a, k in zip(answers, judge.keys)]
+    order = {k: i for i, k in enumerate(catalog.order())}
+    wrong = [c for c in checks if c.status == "wrong"]
+    if wrong:
+        min(wrong, key=lambda c: (order.get(c.key, len(order)), c.restated)).first_wrong = True
+    return Verification(network, checks, round_to)
