@@ -1,0 +1,417 @@
+"""Small CNNs: conv2d, max/avg pooling, flatten.
+
+Checked against independent references: central finite differences of the
+forward pass, the course's published feature map, PyTorch when installed, and
+the element-wise chain rule for the convolution forms of the gradients.
+"""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from backprop_explain.api import as_spec, solve
+from backprop_explain.cli import main
+from backprop_explain.derivation import NumericGraph, leaf_values
+from backprop_explain.errors import SpecError
+from backprop_explain.graph import build_graph
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def random_cnn(seed, channels, size, filters, kernel, stride, padding, activation,
+               pool=None, second_conv=None, head=("sigmoid", 2), loss="half_squared_error"):
+    """A spec dict with random numbers; pool = (kind, kernel, stride, padding)."""
+    rng = np.random.default_rng(seed)
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+    layers = [{"type": "conv2d", "activation": activation, "stride": stride,
+               "padding": padding,
+               "filters": rng.uniform(-1, 1, (filters, channels, kh, kw)).round(3).tolist(),
+               "biases": rng.uniform(-0.5, 0.5, filters).round(3).tolist()}]
+    if second_conv:
+        out, k2, s2, act2 = second_conv
+        layers.append({"type": "conv2d", "activation": act2, "stride": s2,
+                       "filters": rng.uniform(-1, 1, (out, filters, k2, k2)).round(3).tolist(),
+                       "biases": rng.uniform(-0.5, 0.5, out).round(3).tolist()})
+    if pool:
+        kind, k, s, p = pool
+        layers.append({"type": kind, "kernel": k, "stride": s, "padding": p})
+    layers.append({"type": "flatten"})
+    spec = {"inputs": {"shape": [channels, size, size]}, "layers": layers,
+            "loss": {"type": loss}, "training": {"learning_rate": 0.1}}
+    n_flat = _flat_size(spec)
+    activation_out, units = head
+    layers.append({"type": "dense", "activation": activation_out,
+                   "weights": rng.uniform(-1, 1, (units, n_flat)).round(3).tolist(),
+                   "biases": rng.uniform(-0.5, 0.5, units).round(3).tolist()})
+    targets = [1.0] + [0.0] * (units - 1)
+    spec["examples"] = [{"inputs": rng.uniform(-1, 1, (channels, size, size)).round(3).tolist(),
+                         "targets": targets}]
+    return spec
+
+
+def _flat_size(spec):
+    """C·H·W before the flatten layer, from the output-size formula."""
+    c, h, w = spec["inputs"]["shape"]
+    for layer in spec["layers"]:
+        if layer["type"] == "flatten":
+            return c * h * w
+        k = layer.get("kernel") or len(layer["filters"][0][0])
+        k = k if isinstance(k, int) else k[0]
+        s = layer.get("stride", k if layer["type"] != "conv2d" else 1)
+        p = layer.get("padding", 0)
+        kw = k if layer["type"] != "conv2d" else len(layer["filters"][0][0][0])
+        if layer["type"] == "conv2d":
+            c = len(layer["filters"])
+        sh, sw = (s, s) if isinstance(s, int) else s
+        ph, pw = (p, p) if isinstance(p, int) else p
+        h, w = (h - k + 2 * ph) // sh + 1, (w - kw + 2 * pw) // sw + 1
+    raise AssertionError("no flatten layer")
+
+
+NETWORKS = {
+    "1ch-k2-maxpool-sigmoid": dict(seed=1, channels=1, size=4, filters=1, kernel=2, stride=1,
+                                   padding=0, activation="sigmoid",
+                                   pool=("maxpool2d", 2, 1, 0)),
+    "2ch-k3-s2-p1-relu-avgpool": dict(seed=2, channels=2, size=5, filters=2, kernel=3, stride=2,
+                                      padding=1, activation="relu",
+                                      pool=("avgpool2d", 2, 1, 0), head=("identity", 2),
+                                      loss="softmax_cross_entropy"),
+    "1ch-k3-p1-tanh-maxpool3-s2-p1": dict(seed=3, channels=1, size=3, filters=2, kernel=3,
+                                          stride=1, padding=1, activation="tanh",
+                                          pool=("maxpool2d", 3, 2, 1), head=("identity", 1),
+                                          loss="mean_squared_error"),
+    "2ch-k2x3-s21-p01-leaky": dict(seed=4, channels=2, size=4, filters=1, kernel=(2, 3),
+                                   stride=[2, 1], padding=[0, 1], activation="leaky_relu",
+                                   loss="binary_cross_entropy"),
+    "conv-conv-avgpool": dict(seed=5, channels=1, size=5, filters=2, kernel=2, stride=1,
+                              padding=0, activation="identity",
+                              second_conv=(1, 2, 2, "sigmoid"), pool=("avgpool2d", 2, 2, 0),
+                              head=("sigmoid", 1), loss="squared_error"),
+    "3ch-k1-identity-avgpool3-p1": dict(seed=6, channels=3, size=3, filters=2, kernel=1,
+                                        stride=1, padding=0, activation="identity",
+                                        pool=("avgpool2d", 3, 1, 1), head=("softmax", 2),
+                                        loss="cross_entropy"),
+}
+
+
+def finite_differences(spec, names, h=1e-6):
+    """Central differences of the loss (mpmath forward pass) w.r.t. parameters or inputs."""
+    graph = build_graph(spec)
+    numeric = NumericGraph(graph)
+    base = leaf_values(spec, spec.parameters, spec.examples[0])
+    out = {}
+    for name in names:
+        plus, minus = dict(base), dict(base)
+        plus[name] += h
+        minus[name] -= h
+        out[name] = (numeric.forward(plus)[graph.loss.name]
+                     - numeric.forward(minus)[graph.loss.name]) / (2 * h)
+    return out
+
+
+@pytest.fixture(scope="module", params=sorted(NETWORKS))
+def network(request):
+    spec = as_spec(random_cnn(**NETWORKS[request.param]))
+    return spec, solve(spec)
+
+
+def test_gradients_match_finite_differences(network):
+    spec, solution = network
+    numeric = finite_differences(spec, list(spec.parameters))
+    for name, value in numeric.items():
+        assert solution.gradients[name] == pytest.approx(value, rel=1e-5, abs=1e-7), name
+
+
+def test_input_gradient_matches_finite_differences(network):
+    spec, solution = network
+    first = solution.convolutions[0]
+    numeric = finite_differences(spec, spec.input_names)
+    expected = np.array([numeric[n] for n in spec.input_names]).reshape(first.input.shape)
+    np.testing.assert_allclose(first.input_gradient, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_convolution_forms_equal_the_chain_rule(network):
+    spec, solution = network
+    convs = [f for f in solution.convolutions if f.kind == "conv2d"]
+    assert convs
+    for forms in convs:
+        assert forms.agrees, forms.max_difference
+        np.testing.assert_allclose(forms.filter_gradient, forms.filter_gradient_chain,
+                                   rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(forms.bias_gradient, forms.bias_gradient_chain,
+                                   rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(forms.input_gradient, forms.input_gradient_chain,
+                                   rtol=1e-10, atol=1e-12)
+        # the chain-rule sum of each filter weight, term by term
+        for name, terms in forms.filter_terms.items():
+            total = sum(t.output_gradient * t.input_value for t in terms)
+            assert total == pytest.approx(solution.gradients[name], rel=1e-10, abs=1e-12)
+
+
+def test_second_conv_layer_needs_the_input_gradient():
+    spec = as_spec(random_cnn(**NETWORKS["conv-conv-avgpool"]))
+    convs = [f for f in solve(spec).convolutions if f.kind == "conv2d"]
+    assert [f.input_gradient_needed for f in convs] == [False, True]
+
+
+# ---------------------------------------------------------------------------
+# Pooling: routing rule, ties
+
+
+def _pool_spec(kind, image, kernel=2, stride=2):
+    return {"inputs": {"values": image},
+            "layers": [{"type": kind, "kernel": kernel, "stride": stride},
+                       {"type": "flatten"},
+                       {"type": "dense", "weights": [[1.0, 2.0, 3.0, 4.0]], "biases": 0}],
+            "loss": {"type": "half_squared_error", "targets": [0]},
+            "training": {"learning_rate": 0.1}}
+
+
+def test_max_pool_sends_the_gradient_to_the_first_maximum_on_ties():
+    image = [[1, 1, 0, 2], [1, 0, 2, 2], [5, 3, 0, 0], [4, 5, 0, 0]]
+    solution = solve(_pool_spec("maxpool2d", image))
+    routing = solution.convolutions[0]
+    # windows: {1,1,1,0} tie → first (1,1); {0,2,2,2} → (1,4); {5,3,4,5} → (3,1); zeros → (3,3)
+    assert routing.winners == [[["x_{1,1}", "x_{1,4}"], ["x_{3,1}", "x_{3,3}"]]]
+    grad = routing.input_gradient[0]
+    dy = routing.output_gradient[0]
+    expected = np.zeros((4, 4))
+    expected[0, 0], expected[0, 3], expected[2, 0], expected[2, 2] = dy.ravel()
+    np.testing.assert_allclose(grad, expected)
+    assert routing.output[0].tolist() == [[1, 2], [5, 0]]
+
+
+def test_avg_pool_spreads_the_gradient_evenly():
+    image = [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12], [13, 14, 15, 16]]
+    routing = solve(_pool_spec("avgpool2d", image)).convolutions[0]
+    dy = routing.output_gradient[0]
+    np.testing.assert_allclose(routing.input_gradient[0], np.kron(dy, np.ones((2, 2))) / 4)
+    assert routing.output[0].tolist() == [[3.5, 5.5], [11.5, 13.5]]
+
+
+def test_max_pool_ties_like_pytorch():
+    torch = pytest.importorskip("torch")
+    image = [[1, 1, 0, 2], [1, 0, 2, 2], [5, 3, 0, 0], [4, 5, 0, 0]]
+    solution = solve(_pool_spec("maxpool2d", image))
+    x = torch.tensor([[image]], dtype=torch.float64, requires_grad=True)
+    y = torch.nn.functional.max_pool2d(x, 2).reshape(-1) @ torch.tensor(
+        [1.0, 2.0, 3.0, 4.0], dtype=torch.float64)
+    (0.5 * y ** 2).backward()
+    np.testing.assert_allclose(solution.convolutions[0].input_gradient[0], x.grad[0, 0].numpy())
+
+
+# ---------------------------------------------------------------------------
+# The course's figures
+
+
+def test_course_feature_map_6x6_filter_3x3():
+    solution = solve(EXAMPLES / "conv_6x6_filter_3x3.toml")
+    forms = solution.convolutions[0]
+    z = forms.pre_activation[0].round(2)
+    assert z[0, 0] == 469.05 and z[0, 1] == 486.58  # first row
+    assert z[1, 0] == 303.74  # below the first cell
+    assert z[3, 3] == 450.28  # last cell
+    assert z.shape == (4, 4)
+    # the course's written-out first cell: (146·−0.09) + (99·0.66) + … + (232·1.00)
+    assert [(x, f) for _, x, _, f in forms.first_cell] == [
+        (146, -0.09), (99, 0.66), (147, 0.68), (212, 0.32), (135, -0.75), (152, 0.63),
+        (105, 0.13), (127, 0.07), (232, 1.00)]
+    assert forms.agrees
+
+
+def test_course_example_gradients_finite_differences():
+    spec = as_spec(EXAMPLES / "conv_6x6_filter_3x3.toml")
+    solution = solve(spec)
+    filters = [n for n in spec.parameters if n.startswith("f_")]
+    numeric = finite_differences(spec, filters, h=1e-4)
+    for name in filters:
+        assert solution.gradients[name] == pytest.approx(numeric[name], rel=1e-6)
+    # the frozen averaging readout keeps its weights
+    assert all(u.new == u.old for u in solution.updates if u.parameter.startswith("v_"))
+    assert solution.loss_after < solution.loss
+
+
+def test_blog_cnn_structure():
+    spec = as_spec(EXAMPLES / "cnn_3x3_filter_2x2.toml")
+    assert list(spec.parameters)[:4] == ["f_{11}", "f_{12}", "f_{21}", "f_{22}"]
+    assert len(spec.parameters) == 4 + 8 + 2 + 4 + 2  # no bias on the convolution
+    solution = solve(spec)
+    # x_11 = i_11 f_11 + i_12 f_12 + i_21 f_21 + i_22 f_22, as the blog writes it
+    forms = solution.convolutions[0]
+    assert [(i, f) for i, _, f, _ in forms.first_cell] == [
+        ("i_{11}", "f_{11}"), ("i_{12}", "f_{12}"), ("i_{21}", "f_{21}"), ("i_{22}", "f_{22}")]
+    # ∂E/∂f_12 = ∂E/∂x_11·i_12 + ∂E/∂x_12·i_13 + ∂E/∂x_21·i_22 + ∂E/∂x_22·i_23 (the blog)
+    assert [(t.output, t.input) for t in forms.filter_terms["f_{12}"]] == [
+        ("x_{11}", "i_{12}"), ("x_{12}", "i_{13}"), ("x_{21}", "i_{22}"), ("x_{22}", "i_{23}")]
+    for example in solution.examples:
+        assert all(f.agrees for f in example.convolutions if f.kind == "conv2d")
+
+
+# ---------------------------------------------------------------------------
+# PyTorch
+
+
+def _torch_gradients(spec_path):
+    torch = pytest.importorskip("torch")
+    spec = as_spec(spec_path)
+    conv, pool, dense = spec.layers[0], spec.layers[1], spec.layers[3]
+    p = spec.parameters
+    weight = torch.tensor([[[[p[n] for n in row] for row in ch] for ch in out]
+                           for out in conv.filter_names], dtype=torch.float64,
+                          requires_grad=True)
+    bias = torch.tensor([p[n] for n in conv.bias_names], dtype=torch.float64,
+                        requires_grad=True)
+    w = torch.tensor([[p[n] for n in row] for row in dense.weight_names], dtype=torch.float64,
+                     requires_grad=True)
+    b = torch.tensor([p[n] for n in dense.bias_names], dtype=torch.float64, requires_grad=True)
+    x = torch.tensor(spec.examples[0].inputs, dtype=torch.float64).reshape(1, *spec.input_shape)
+    z = torch.nn.functional.conv2d(x, weight, bias, stride=conv.stride, padding=conv.padding)
+    a = torch.relu(z)
+    m = torch.nn.functional.max_pool2d(a, pool.kernel, pool.stride, pool.padding)
+    logits = m.view(m.size(0), -1) @ w.T + b
+    target = torch.tensor([spec.examples[0].targets], dtype=torch.float64)
+    loss = torch.nn.functional.cross_entropy(logits, target)
+    loss.backward()
+    grads = {}
+    for names, tensor in ((conv.filter_names, weight), (conv.bias_names, bias),
+                          (dense.weight_names, w), (dense.bias_names, b)):
+        for name, g in zip(np.array(names, dtype=object).ravel(), tensor.grad.numpy().ravel()):
+            grads[name] = float(g)
+    return loss.item(), grads
+
+
+def test_pytorch_agrees_on_the_two_channel_example():
+    loss, grads = _torch_gradients(EXAMPLES / "cnn_2ch_stride2_maxpool.toml")
+    solution = solve(EXAMPLES / "cnn_2ch_stride2_maxpool.toml")
+    assert solution.loss == pytest.approx(loss, rel=1e-12)
+    assert set(grads) == set(solution.gradients)
+    for name, g in grads.items():
+        assert solution.gradients[name] == pytest.approx(g, rel=1e-9, abs=1e-12), name
+
+
+# ---------------------------------------------------------------------------
+# JSON, names, errors
+
+
+@pytest.mark.parametrize("example", ["conv_6x6_filter_3x3.toml", "cnn_2ch_stride2_maxpool.toml"])
+def test_json_carries_every_filter_gradient_and_update(example):
+    result = CliRunner().invoke(main, ["explain", str(EXAMPLES / example), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    spec = as_spec(EXAMPLES / example)
+    conv = spec.layers[0]
+    names = [n for n in np.array(conv.filter_names, dtype=object).ravel()] + conv.bias_names
+    assert len(names) == math.prod((conv.out_channels, conv.in_channels) + conv.kernel) \
+        + conv.out_channels
+    for name in names:
+        assert name in data["gradients"] and name in data["updated"], name
+        expected = spec.parameters[name] - spec.learning_rate * data["gradients"][name]
+        assert data["updated"][name] == pytest.approx(expected, rel=1e-12, abs=1e-15)
+
+
+def test_default_names():
+    spec = as_spec({
+        "inputs": {"shape": [2, 4, 4]},
+        "layers": [
+            {"type": "conv2d", "filters": np.zeros((2, 2, 3, 3)).tolist(), "padding": 1},
+            {"type": "maxpool2d", "kernel": 2},
+            {"type": "conv2d", "filters": np.zeros((1, 2, 2, 2)).tolist(),
+             "activation": "relu"},
+            {"type": "flatten"},
+            {"type": "dense", "weights": [[1.0]]}],
+        "loss": {"type": "half_squared_error"},
+        "examples": [{"inputs": np.zeros((2, 4, 4)).tolist(), "targets": [0]}],
+        "training": {"learning_rate": 0.1}})
+    first, pool, second = spec.layers[:3]
+    assert first.filter_names[1][0][2][1] == "f_{2,1,3,2}"
+    assert first.bias_names == ["b_{1}", "b_{2}"]
+    assert first.pre_activation_names[:2] == ["z_{1,1,1}", "z_{1,1,2}"]
+    assert first.activation_names == first.pre_activation_names  # identity
+    assert pool.output_names[:2] == ["p^{(2)}_{1,1,1}", "p^{(2)}_{1,1,2}"]
+    assert second.filter_names[0][1][0][0] == "f^{(3)}_{2,1,1}"
+    assert second.bias_names == ["b^{(3)}"]
+    assert second.activation_names == ["a^{(3)}_{1,1}"]
+    assert spec.input_names[:2] == ["x^{(1)}_{1,1}", "x^{(1)}_{1,2}"]
+
+
+def _bad(tmp_path, spec_text):
+    path = tmp_path / "bad.toml"
+    path.write_text(spec_text)
+    with pytest.raises(SpecError) as err:
+        as_spec(path)
+    result = CliRunner().invoke(main, ["explain", str(path)])
+    assert result.exit_code == 2
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    return str(err.value)
+
+
+_HEAD = """
+[inputs]
+values = [[1, 2, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6],
+          [1, 2, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6]]
+[loss]
+type = "half_squared_error"
+targets = [0]
+[training]
+learning_rate = 0.1
+"""
+
+
+def test_sizes_that_do_not_divide(tmp_path):
+    message = _bad(tmp_path, _HEAD + """
+[[layers]]
+type = "conv2d"
+stride = 2
+filters = [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
+[[layers]]
+type = "flatten"
+[[layers]]
+type = "dense"
+weights = [[1, 1, 1, 1]]
+""")
+    assert "layers[0]" in message and "(6 − 3 + 2·0)/2 + 1 = 2.5" in message
+
+
+def test_flatten_size_must_match_the_dense_layer(tmp_path):
+    message = _bad(tmp_path, _HEAD + """
+[[layers]]
+type = "conv2d"
+filters = [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
+[[layers]]
+type = "maxpool2d"
+kernel = 2
+[[layers]]
+type = "flatten"
+[[layers]]
+type = "dense"
+weights = [[1, 1, 1]]
+""")
+    assert "layers[3].weights[0]" in message
+    assert "flatten layer 3 turns 1×2×2 values into 4" in message and "got 3" in message
+
+
+def test_wrong_filter_shape_and_missing_flatten(tmp_path):
+    message = _bad(tmp_path, _HEAD + """
+[[layers]]
+type = "conv2d"
+filters = [[[[1, 0], [0, 1]]], [[[1, 0], [0]]]]
+[[layers]]
+type = "flatten"
+[[layers]]
+type = "dense"
+weights = [[1]]
+""")
+    assert "layers[0].filters[1][0][1]" in message
+    message = _bad(tmp_path, _HEAD + """
+[[layers]]
+type = "conv2d"
+filters = [[1, 0], [0, 1]]
+[[layers]]
+type = "dense"
+weights = [[1]]
+""")
+    assert "layers[1]" in message and "flatten" in message
