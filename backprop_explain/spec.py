@@ -812,13 +812,14 @@ def _read_training(raw: dict, place: Place, params: _ParameterTable, layers, n_e
 
 def parameter_names_of(layer) -> list[str]:
     """Every parameter name of a layer, unit by unit (its weights, then its bias), as the
-    course derives them; a name shared inside the layer is listed once."""
+    course derives them; a name shared by several units is listed once, after the last
+    unit that uses it (its gradient sums over all of them)."""
     rows = getattr(layer, "weight_names", None) or getattr(layer, "filter_names", None) or []
     biases = getattr(layer, "bias_names", [])
     names = []
     for k, row in enumerate(rows):
         names += flatten_names(row) + ([biases[k]] if k < len(biases) else [])
-    return list(dict.fromkeys(names))
+    return list(reversed(dict.fromkeys(reversed(names))))
 
 
 def quantity_names_of(layer) -> list[str]:
