@@ -357,10 +357,13 @@ def sgd_update(parameters, gradients, spec: NetworkSpec, velocity=None):
     return steps, new
 
 
-def derive(spec: NetworkSpec) -> Solution:
-    """The full worked solution of one SGD step on the spec's examples."""
-    graph = build_graph(spec)
-    numeric = NumericGraph(graph)
+def derive(spec: NetworkSpec, numeric: NumericGraph | None = None) -> Solution:
+    """The full worked solution of one SGD step on the spec's examples.
+
+    ``numeric``: a NumericGraph of a spec with the same names and layers (only numbers
+    differ), reused across exercise variants to skip rebuilding and recompiling it."""
+    numeric = numeric or NumericGraph(build_graph(spec))
+    graph = numeric.graph
     params = dict(spec.parameters)
     examples = []
     for example in spec.examples:
