@@ -64,7 +64,7 @@ def test_digits_round_the_display_only():
 
 def test_same_input_same_bytes(tmp_path):
     for fmt in ("md", "tex", "json"):
-        a, b = tmp_path / f"a.{fmt}", tmp_path / f"b.{fmt}"
+        a, b = tmp_path / "a" / f"out.{fmt}", tmp_path / "b" / f"out.{fmt}"
         assert run("explain", EXAMPLE, "--format", fmt, "-o", str(a)).exit_code == 0
         assert run("explain", EXAMPLE, "--format", fmt, "-o", str(b)).exit_code == 0
         assert a.read_bytes() == b.read_bytes()
