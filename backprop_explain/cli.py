@@ -75,5 +75,41 @@ def explain(spec, fmt, lang, digits, decimal_comma, output):
          output)
 
 
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.argument("answers", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["text", "md", "json"]), default="text",
+              show_default=True, help="Terminal text, a Markdown document, or JSON.")
+@click.option("--lang", type=click.Choice(["en", "fr"]), default="en", show_default=True)
+@click.option("--rel", type=float, help="Relative tolerance instead of the digits written.")
+@click.option("--abs", "abs_", type=float, help="Absolute tolerance instead of the digits written.")
+@click.option("--round", "round_to", type=click.IntRange(0, 15),
+              help="Hand-calculation mode: round every intermediate to N decimals, so "
+                   "rounding drift is told from slips.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to FILE, not stdout.")
+@user_errors
+def verify(spec, answers, fmt, lang, rel, abs_, round_to, output):
+    """Check the hand-calculated values of ANSWERS (TOML, JSON, CSV key,value, or a filled-in
+    Markdown sheet) against the worked solution of SPEC. Exit status 0: every value correct or
+    consistent; 1: a value wrong or a key unknown; 2: bad input."""
+    if rel is not None and abs_ is not None:
+        raise UserError("give --rel or --abs, not both")
+    from .verify import verify_report
+    text, ok = verify_report(spec, answers, fmt=fmt, lang=lang, rel=rel, abs=abs_,
+                             round_to=round_to)
+    emit(text, output)
+    sys.exit(0 if ok else 1)
+
+
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--lang", type=click.Choice(["en", "fr"]), default="en", show_default=True)
+@user_errors
+def keys(spec, lang):
+    """List every quantity key of SPEC's worked solution: key, meaning, formula."""
+    from .verify import keys_listing
+    emit(keys_listing(spec, lang=lang), None)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -699,8 +699,67 @@ def verify_answers(spec, answers, rel: float | None = None, abs: float | None = 
     catalog = Catalog(network)
     judge = _Judge(catalog, answers, Tolerance(rel, abs), round_to)
     checks = [judge.check(a, k) for a, k in zip(answers, judge.keys)]
-    order = {k: i for i, k in enumerate(catalog.order())}
+    # The first wrong step in the order the student worked (the answers' order).
     wrong = [c for c in checks if c.status == "wrong"]
     if wrong:
-        min(wrong, key=lambda c: (order.get(c.key, len(order)), c.restated)).first_wrong = True
+        wrong[0].first_wrong = True
     return Verification(network, checks, round_to)
+
+
+# ---------------------------------------------------------------------------
+# Reports
+
+REPORT_FORMATS = ("text", "md", "json")
+_TEMPLATES = {"text": "verify.txt.j2", "md": "verify.md.j2"}
+
+
+def render_verification(result: Verification, fmt: str = "text", lang: str = "en") -> str:
+    """The report: terminal text, a Markdown document, or JSON (a list of
+    {key, given, expected, status, diagnosis} objects)."""
+    if fmt == "json":
+        import json
+        return json.dumps(result.as_data(lang), indent=2, ensure_ascii=False) + "\n"
+    from .document import environment, phrases
+    from .notation import NumberFormat
+    t = phrases(lang)["verify"]
+    numbers = NumberFormat(7, phrases(lang)["meta"]["decimal_comma"])
+
+    def show(value):
+        return "" if value is None else numbers.plain(value)
+
+    rows = [{"key": c.key, "place": c.place or "", "given": c.given,
+             "expected": show(c.expected), "formula": c.formula,
+             "from_your_values": show(c.from_your_values) if c.status != "correct" else "",
+             "diagnosis": c.diagnosis.text(lang) if c.diagnosis else "",
+             "status": c.status, "status_text": t["status"][c.status],
+             "first_wrong": c.first_wrong} for c in result.checks]
+    by = {s: [r for r in rows if r["status"] == s] for s in STATUSES}
+    text = environment().get_template(_TEMPLATES[fmt]).render(
+        t=t, rows=rows, counts=result.counts, title=result.spec.title or result.spec.source,
+        first=next((r for r in rows if r["first_wrong"]), None), wrong=by["wrong"],
+        consistent=by["consistent"], unknown=by["unknown_key"], round_to=result.round_to)
+    return re.sub(r"\n{3,}", "\n\n", text).lstrip("\n")
+
+
+def verify_report(spec, answers, fmt: str = "text", lang: str = "en", rel: float | None = None,
+                  abs: float | None = None, round_to: int | None = None) -> tuple[str, bool]:
+    """(the report, whether every value is correct or consistent): what the CLI prints."""
+    result = verify_answers(spec, answers, rel=rel, abs=abs, round_to=round_to)
+    return render_verification(result, fmt, lang), result.ok
+
+
+def keys_listing(spec, lang: str = "en") -> str:
+    """Every key of SPEC's worked solution, one per line: key, meaning, formula (no values)."""
+    from .api import as_spec
+    from .document import fill, phrases
+    catalog = Catalog(as_spec(spec))
+    meanings = phrases(lang)["verify"]["meaning"]
+    lines = []
+    for key in catalog.order():
+        quantity = catalog.quantities[key]
+        phrase, values = quantity.meaning
+        line = f"{key}\t{fill(meanings[phrase], **values)}"
+        if quantity.formula is not None:
+            line += f"\t{key} = {formula_text(quantity.formula)}"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
