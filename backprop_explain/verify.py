@@ -338,14 +338,14 @@ class Catalog:
         terms = [n for n in self.graph.nodes.values() if n.kind == LOSS_TERM]
         if any(t.expr.has(sp.log) for t in terms):
             log10 = lambda e: e.replace(sp.log, lambda a: sp.log(a) / sp.log(10))  # noqa: E731
-            for value, derivative in ((True, False), (True, True), (False, True)):
+            for value, derivative in ((True, False), (False, True), (True, True)):
                 out.append((("log10", {}), self._term_variant(log10, terms, value, derivative)))
         if "squared_error" in kind:
             scales = [2, sp.Rational(1, 2)] + ([len(terms)] if kind == "mean_squared_error" else [])
             for scale in scales:
                 def scaled(e, s=scale):
                     return s * e
-                for value, derivative in ((True, False), (True, True), (False, True)):
+                for value, derivative in ((True, False), (False, True), (True, True)):
                     code = "squared_scale_loss" if value else "squared_scale_derivative"
                     out.append(((code, {"scale": str(scale)}),
                                 self._term_variant(scaled, terms, value, derivative)))

@@ -1,0 +1,499 @@
+"""Checking hand calculations: the course's own slips, injected slips in random networks,
+errors carried forward, the significant-digit rule, answer formats, exit statuses.
+
+Truth comes from outside the verifier: the course's printed figures, NumPy forward passes
+and central finite differences of tests/reference.py, PyTorch when installed; each slip's
+number is computed here by plain arithmetic on those values.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from decimal import Decimal
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from backprop_explain.answers import Answer, parse_answers, parse_number
+from backprop_explain.api import as_spec
+from backprop_explain.cli import main
+from backprop_explain.errors import SpecError
+from backprop_explain.verify import Catalog, Tolerance, keys_listing, verify_answers
+
+from reference import mlp_loss
+
+SPEC = "examples/mlp_3_2_2_cross_entropy.toml"
+COURSE = "examples/course_3_2_2_answers.toml"
+
+
+def answer(text: str, key: str = "q") -> Answer:
+    value, integer = parse_number(text)
+    return Answer(key, text, value, None, integer)
+
+
+def verdicts(result):
+    return {(c.place, c.key): (c.status, c.diagnosis.code if c.diagnosis else None)
+            for c in result.checks if c.status != "correct"}
+
+
+# ---------------------------------------------------------------------------
+# The course's worked example (seed 002, "Backpropagation : exemple 1/24" to "24/24")
+
+
+# Every number of the course that is not right at the digits printed, and why.
+COURSE_SLIPS = {
+    ("slide 1", "E_{tot}"): ("wrong", "log10"),  # 0.05858 = -log10(0.874), ln gives 0.1349
+    ("slide 2", "E_{tot}"): ("consistent", "restated"),
+    ("slide 3", "y_{o1}"): ("wrong", "truncated"),  # e^{-1.93}: y_o1 = 1.9352
+    ("slide 3", "dE_{tot}/dwo_{1,1}"): ("wrong", "double_rounding"),  # -0.0775 -> -0.078
+    ("slide 4", "dy_{o1}/dwo_{1,2}"): ("wrong", "no_diagnosis"),  # out_h2 = 0.438, not 0.474
+    ("slide 7", "dE_{tot}/dwo_{1,1}"): ("consistent", "restated"),
+    ("slide 7", "wo_{1,1}'"): ("consistent", "carried_forward"),  # 0,100078 from -0.078
+    ("slide 7", "bo_1'"): ("wrong", "update_decimal"),  # 1,400013: the step 10x too small
+    ("slide 7", "wo_{2,1}"): ("wrong", "neighbour"),  # 0.1 is wo_{1,1}; wo_{2,1} = -0.3
+    ("slide 7", "wo_{2,1}'"): ("consistent", "carried_forward"),
+    ("slide 13", "dE_{tot}/dout_{h1}"): ("wrong", "opposite_sign"),  # restated as +0.01262
+    ("slide 15", "wh_{1,1}'"): ("wrong", "update_no_old"),  # 0.000000448 = -η·g only
+    ("slide 20", "dE_{tot}/dwh_{2,3}"): ("wrong", "neighbour"),  # the wh_{2,2} gradient
+    ("slide 22", "dE_{tot}/dwh_{2,2}"): ("wrong", "step_for_gradient"),  # -0,00000786
+    ("slide 22", "wh_{2,3}"): ("wrong", "neighbour"),  # -0.4 is wh_{2,2}
+    ("slide 22", "dE_{tot}/dwh_{2,3}"): ("wrong", "step_for_gradient"),
+    ("slide 24", "E_{tot}'"): ("wrong", "log10"),  # 0,05856 = -log10(0,873846655)
+    ("slide 24", "E_{tot}"): ("consistent", "restated"),
+}
+
+
+@pytest.fixture(scope="module")
+def course():
+    return verify_answers(SPEC, COURSE)
+
+
+def test_course_answers_give_exactly_the_known_slips(course):
+    assert verdicts(course) == COURSE_SLIPS
+    assert len(course.checks) == 141 and course.counts["unknown_key"] == 0
+    assert not course.ok
+    first = course.first_wrong
+    assert (first.place, first.key) == ("slide 1", "E_{tot}")
+
+
+def test_course_slips_are_what_the_diagnosis_says():
+    # Independent arithmetic on the course's own printed figures.
+    assert f"{-math.log10(0.8738232):.4g}" == "0.05858"
+    assert f"{-math.log(0.8738232):.4g}" == "0.1349"
+    assert f"{-math.log10(0.873846655):.4g}" == "0.05856"
+    assert f"{-(-0.000448) * 0.001:.3g}" == "4.48e-07"  # only -η·g, without the old 0.1
+    assert round(1.4 - 0.0001 * -0.1262, 6) == 1.400013  # η·g shifted one decimal place
+    assert round(0.001 * -0.007864, 8) == -0.00000786
+
+
+def test_course_true_values_match_pytorch():
+    torch = pytest.importorskip("torch")
+    x = torch.tensor([0.15, 0.25, -0.5], dtype=torch.float64)
+    wh = torch.tensor([[0.1, 2, 0.5], [0.3, -0.4, -0.5]], dtype=torch.float64, requires_grad=True)
+    bh = torch.tensor([0.2, -0.3], dtype=torch.float64, requires_grad=True)
+    wo = torch.tensor([[0.1, 1], [-0.3, -0.2]], dtype=torch.float64, requires_grad=True)
+    bo = torch.tensor([1.4, -1], dtype=torch.float64, requires_grad=True)
+    h = torch.sigmoid(wh @ x + bh)
+    h.retain_grad()
+    out = torch.sigmoid(wo @ h + bo)
+    loss = -torch.log(out[0])
+    loss.backward()
+    catalog = Catalog(as_spec(SPEC))
+    q = {k: v.value for k, v in catalog.quantities.items()}
+    assert q["E_{tot}"] == pytest.approx(loss.item(), rel=1e-12)
+    assert q["dE_{tot}/dout_{h1}"] == pytest.approx(h.grad[0].item(), rel=1e-12)
+    assert q["dE_{tot}/dwh_{2,3}"] == pytest.approx(wh.grad[1, 2].item(), rel=1e-12)
+    assert q["wo_{1,1}'"] == pytest.approx(0.1 - 0.001 * wo.grad[0, 0].item(), rel=1e-14)
+    with torch.no_grad():
+        wh -= 0.001 * wh.grad
+        bh -= 0.001 * bh.grad
+        wo -= 0.001 * wo.grad
+        bo -= 0.001 * bo.grad
+        after = torch.sigmoid(wo @ torch.sigmoid(wh @ x + bh) + bo)
+    assert q["out_{o2}'"] == pytest.approx(after[1].item(), rel=1e-12)
+    assert q["E_{tot}'"] == pytest.approx(-math.log(after[0].item()), rel=1e-12)
+    # A derivative through one loss term only (the course's ∂E_{o1}/∂out_{h1}), lazily named.
+    key = catalog.resolve("∂E_{o1}/∂out_{h1}")
+    assert key == "dE_{o1}/dout_{h1}"
+    assert catalog.quantities[key].value == pytest.approx(h.grad[0].item(), rel=1e-12)
+
+
+def test_rounding_mode_turns_double_rounding_into_drift():
+    result = verify_answers(SPEC, COURSE, round_to=4)
+    status = verdicts(result)
+    assert status[("slide 3", "dE_{tot}/dwo_{1,1}")] == ("consistent", "rounding_mode")
+    assert status[("slide 1", "E_{tot}")] == ("wrong", "log10")  # a slip stays a slip
+
+
+# ---------------------------------------------------------------------------
+# Random networks, computed independently with NumPy and finite differences
+
+ACT = {"sigmoid": lambda z: 1 / (1 + np.exp(-z)), "tanh": np.tanh}
+DACT = {"sigmoid": lambda z: ACT["sigmoid"](z) * (1 - ACT["sigmoid"](z)),
+        "tanh": lambda z: 1 - np.tanh(z) ** 2}
+
+
+def random_network(seed: int, activation: str, loss: str, sizes=(3, 2, 2), lr=0.1):
+    rng = random.Random(seed)
+    layers, n_in = [], sizes[0]
+    for units in sizes[1:]:
+        layers.append({"type": "dense", "units": units, "activation": activation,
+                       "weights": [[round(rng.uniform(-1.5, 1.5), 2) for _ in range(n_in)]
+                                   for _ in range(units)],
+                       "biases": [round(rng.uniform(-0.5, 0.5), 2) for _ in range(units)]})
+        n_in = units
+    if loss == "cross_entropy":
+        targets = [1.0] + [0.0] * (n_in - 1)
+    else:
+        targets = [round(rng.uniform(0, 1), 2) for _ in range(n_in)]
+    data = {"inputs": {"values": [round(rng.uniform(-1, 1), 2) for _ in range(sizes[0])]},
+            "layers": layers, "loss": {"type": loss, "targets": targets},
+            "training": {"learning_rate": lr}}
+    return as_spec(data)
+
+
+def forward(spec, params):
+    """Every named forward value of a dense spec, by NumPy."""
+    values = dict(zip(spec.input_names, spec.examples[0].inputs))
+    x = np.array(spec.examples[0].inputs)
+    for layer in spec.layers:
+        w = np.array([[params[n] for n in row] for row in layer.weight_names])
+        b = np.array([params[n] for n in layer.bias_names])
+        z = w @ x + b
+        x = ACT[layer.activation](z)
+        values.update(zip(layer.pre_activation_names, z))
+        values.update(zip(layer.activation_names, x))
+    t = np.array(spec.examples[0].targets)
+    if spec.loss.kind == "cross_entropy":
+        terms = -t * np.log(x)
+    else:
+        terms = 0.5 * (x - t) ** 2
+    values.update(zip(spec.loss.term_names, terms))
+    values[spec.loss.total_name] = float(np.sum(terms))
+    return values
+
+
+def gradients(spec, params, h=1e-6):
+    out = {}
+    for name in params:
+        up, down = dict(params), dict(params)
+        up[name] += h
+        down[name] -= h
+        out[name] = (mlp_loss(spec, up, spec.examples[0])
+                     - mlp_loss(spec, down, spec.examples[0])) / (2 * h)
+    return out
+
+
+class Student:
+    """A student's full, correct answers (7 decimals), from the independent computation."""
+
+    def __init__(self, spec):
+        self.spec = spec
+        params = dict(spec.parameters)
+        self.values = forward(spec, params)
+        self.grad = gradients(spec, params)
+        self.lr = spec.learning_rate
+        self.new = {n: params[n] - self.lr * g for n, g in self.grad.items()}
+        self.after = forward(spec, self.new)
+        self.E = spec.loss.total_name
+        out_layer = spec.layers[-1]
+        self.answers = {}
+        for name, value in self.values.items():
+            self.answers[name] = value
+        self.answers.update(params)
+        for layer in spec.layers:
+            for z, a in zip(layer.pre_activation_names, layer.activation_names):
+                self.answers[f"d{a}/d{z}"] = DACT[layer.activation](self.values[z])
+        for a, t, e in zip(out_layer.activation_names, spec.examples[0].targets,
+                           spec.loss.term_names):
+            out = self.values[a]
+            self.answers[f"d{e}/d{a}"] = -t / out if spec.loss.kind == "cross_entropy" \
+                else out - t
+        for name, g in self.grad.items():
+            self.answers[f"d{self.E}/d{name}"] = g
+            self.answers[f"{name}'"] = self.new[name]
+        for name in out_layer.activation_names + [self.E]:
+            self.answers[f"{name}'"] = self.after[name]
+
+    def text(self, **changed) -> str:
+        rows = dict(self.answers)
+        rows.update(changed)
+        return "\n".join(f'"{k}" = "{v:.7f}"' for k, v in rows.items())
+
+    def verify(self, **kw):
+        changed = kw.pop("changed", {})
+        return verify_answers(self.spec, parse_answers(self.text(**changed)), **kw)
+
+
+NETWORKS = [(1, "sigmoid", "cross_entropy"), (2, "sigmoid", "half_squared_error"),
+            (3, "tanh", "half_squared_error"), (4, "sigmoid", "cross_entropy", (2, 3, 2)),
+            (5, "tanh", "half_squared_error", (2, 2, 1))]
+
+
+@pytest.fixture(scope="module", params=NETWORKS, ids=lambda p: f"{p[1]}-{p[2]}")
+def student(request):
+    return Student(random_network(*request.param))
+
+
+def test_independent_answers_are_all_correct(student):
+    result = student.verify()
+    assert result.counts["correct"] == len(result.checks), [
+        (c.key, c.given, c.expected) for c in result.checks if c.status != "correct"]
+    assert result.ok and result.first_wrong is None
+
+
+def names(spec):
+    hidden, out = spec.layers[0], spec.layers[-1]
+    return hidden, out
+
+
+def injected_slips(s: Student):
+    """(key, slipped value, the diagnosis expected), one slip of each kind."""
+    spec, E, lr = s.spec, s.E, s.lr
+    hidden, out = names(spec)
+    w12, w21 = hidden.weight_names[0][1], hidden.weight_names[1][0]
+    w11 = out.weight_names[0][0]
+    a1, z1 = out.activation_names[0], out.pre_activation_names[0]
+    ha, hz = hidden.activation_names[0], hidden.pre_activation_names[0]
+    p = dict(spec.parameters)
+    g = s.grad
+    slips = [
+        (f"d{E}/d{w11}", -g[w11], "opposite_sign"),
+        (f"d{E}/d{w12}", g[w21], "index_swap"),
+        (f"{w11}'", p[w11] + lr * g[w11], "update_plus"),
+        (f"{w11}'", p[w11] - g[w11], "update_no_lr"),
+        (f"{w12}'", -lr * g[w12], "update_no_old"),
+        (f"{w12}'", p[w12], "update_not_applied"),
+        (f"{a1}'", s.values[a1], "before_update"),
+    ]
+    if out.activation == "sigmoid":
+        slips.append((f"d{ha}/d{hz}", s.values[ha], "wrong_derivative"))  # σ(y), not σ'
+    else:
+        slips.append((f"d{ha}/d{hz}", math.tanh(s.values[hz]), "wrong_derivative"))
+        slips.append((f"d{a1}/d{z1}", 1 - s.values[z1] ** 2, "wrong_derivative"))
+    targets = spec.examples[0].targets
+    outs = [s.values[a] for a in out.activation_names]
+    if spec.loss.kind == "cross_entropy":
+        slips.append((E, -sum(t * math.log10(o) for t, o in zip(targets, outs)), "log10"))
+        slips.append((f"{E}'", -sum(t * math.log10(s.after[a]) for t, a in
+                                    zip(targets, out.activation_names)), "log10"))
+    else:
+        slips.append((E, sum((o - t) ** 2 for t, o in zip(targets, outs)),
+                      "squared_scale_loss"))  # the ½ forgotten
+        e1 = spec.loss.term_names[0]
+        slips.append((f"d{e1}/d{a1}", 2 * (outs[0] - targets[0]),
+                      "squared_scale_derivative"))  # the ½ of ½(o−t)² not cancelled
+    return slips
+
+
+def test_each_injected_slip_is_diagnosed(student):
+    for key, value, code in injected_slips(student):
+        result = student.verify(changed={key: value})
+        bad = [c for c in result.checks if c.status != "correct"]
+        assert [(c.key, c.status) for c in bad] == [(key, "wrong")], (key, code)
+        assert bad[0].diagnosis.code == code, (key, value, bad[0].diagnosis)
+        assert bad[0].first_wrong
+
+
+def test_errors_carried_forward_are_consistent(student):
+    spec, E = student.spec, student.E
+    hidden, out = names(spec)
+    a1, z1, e1 = out.activation_names[0], out.pre_activation_names[0], spec.loss.term_names[0]
+    t1 = spec.examples[0].targets[0]
+    def rd(value):  # the student computes from the numbers as written (7 decimals)
+        return float(f"{value:.7f}")
+    wrong_a1 = rd(student.values[a1] + 0.05)
+    changed = {a1: wrong_a1}
+    # The student's own loss and its derivative, from the wrong output.
+    if spec.loss.kind == "cross_entropy":
+        term, slope = -t1 * math.log(wrong_a1), -t1 / wrong_a1
+    else:
+        term, slope = 0.5 * (wrong_a1 - t1) ** 2, wrong_a1 - t1
+    changed[e1] = term = rd(term)
+    changed[E] = term + sum(rd(student.values[e]) for e in spec.loss.term_names[1:])
+    changed[f"d{e1}/d{a1}"] = slope = rd(slope)
+    # A gradient and its update from that derivative (the rest of the chain is right).
+    w = out.weight_names[0][0]
+    g = rd(slope * rd(student.answers[f"d{a1}/d{z1}"])
+           * rd(student.values[hidden.activation_names[0]]))
+    changed[f"d{E}/d{w}"] = g
+    changed[f"{w}'"] = spec.parameters[w] - spec.learning_rate * g
+    result = student.verify(changed=changed)
+    status = {c.key: (c.status, c.diagnosis.code if c.diagnosis else None,
+                      c.diagnosis.values.get("keys") if c.diagnosis else None)
+              for c in result.checks if c.status != "correct"}
+    assert status.pop(a1)[0] == "wrong"
+    assert set(status) == {e1, E, f"d{e1}/d{a1}", f"d{E}/d{w}", f"{w}'"}
+    for key, (verdict, code, keys) in status.items():
+        assert (verdict, code) == ("consistent", "carried_forward"), key
+    assert status[e1][2] == [a1] and status[f"{w}'"][2] == [f"d{E}/d{w}"]
+    assert result.counts["wrong"] == 1 and not result.ok
+
+
+def test_rounding_every_step_is_told_from_slips():
+    """A 1-1-1 network worked by hand rounding every step to 2 decimals (computed here)."""
+    data = {"inputs": {"names": ["x"], "values": [1.5]},
+            "layers": [{"type": "dense", "units": 1, "activation": "sigmoid",
+                        "weights": [[0.3]], "biases": [0.1],
+                        "names": {"weights": "w", "biases": "b", "pre_activations": "y",
+                                  "activations": "o"}}],
+            "loss": {"type": "half_squared_error", "targets": [1.0],
+                     "names": {"terms": "E_1", "total": "E", "targets": "t"}},
+            "training": {"learning_rate": 0.5}}
+
+    def r(v):
+        return round(v, 2)
+    y = r(0.3 * 1.5 + 0.1)
+    o = r(1 / (1 + math.exp(-y)))
+    de_dy = r(r(o - 1) * r(o * (1 - o)))
+    g = r(de_dy * 1.5)  # -0.14 by hand; -0.127 exactly, -0.129 from y and o as written
+    written = [("y", y), ("o", o), ("dE/dw", g), ("b'", 0.1 + 0.5 * de_dy)]  # + for −: a slip
+    answers = parse_answers("\n".join(f'"{k}" = "{v:.2f}"' for k, v in written))
+    exact = {c.key: (c.status, c.diagnosis and c.diagnosis.code)
+             for c in verify_answers(data, answers).checks}
+    by_hand = {c.key: (c.status, c.diagnosis and c.diagnosis.code)
+               for c in verify_answers(data, answers, round_to=2).checks}
+    assert exact["dE/dw"][0] == "wrong"
+    assert by_hand["dE/dw"] == ("consistent", "rounding_mode")
+    assert exact["b'"] == by_hand["b'"] == ("wrong", "update_plus")
+    assert exact["o"] == by_hand["o"] == ("correct", None)
+
+
+# ---------------------------------------------------------------------------
+# The significant-digit rule
+
+
+@pytest.mark.parametrize("text,true,ok", [
+    ("0.874", 0.8738232, True), ("0.87", 0.8738232, True), ("0.875", 0.8738232, False),
+    ("0.8738", 0.8738232, True), ("0.8739", 0.8738232, False), ("0,874", 0.8738232, True),
+    ("−0.874", -0.8738232, True), ("-0.060", -0.0597793, True), ("-0.0600", -0.0597793, False),
+    ("-0.06", -0.0597793, True), ("1", 1.0, True), ("1", 1.4, False), ("1", 1.00005, False),
+    ("1.0", 1.04, True), ("0", 0.0, True), ("0", 1e-14, True), ("0", 0.003, False),
+    ("0.0", 0.03, True), ("0.00", 0.03, False), ("0.47", 0.465, True), ("0.46", 0.465, True),
+    ("4.48e-4", 0.00044848, True), ("4.48e-4", 0.0004486, False), ("2", 2.0, True),
+    ("0.000000448", 0.000000448479, True), ("120", 120.4, False), ("120.", 120.4, True),
+])
+def test_significant_digit_rule(text, true, ok):
+    assert Tolerance().agrees(answer(text), true) is ok
+
+
+def test_explicit_tolerances():
+    assert Tolerance(rel=0.01).agrees(answer("0.87"), 0.8738)
+    assert not Tolerance(rel=0.001).agrees(answer("0.87"), 0.8738)
+    assert Tolerance(abs=0.01).agrees(answer("1"), 1.005)
+    assert not Tolerance(abs=0.001).agrees(answer("1"), 1.005)
+
+
+def test_keys_forgive_obvious_variations():
+    catalog = Catalog(as_spec(SPEC))
+    for written, key in [("∂E_{tot}/∂wo_{1,1}", "dE_{tot}/dwo_{1,1}"),
+                         ("dE_tot / dw_{o1,1}", "dE_{tot}/dwo_{1,1}"),
+                         ("wh'_{1,1}", "wh_{1,1}'"), ("out_{o_1}", "out_{o1}"),
+                         ("dEtot/dwh11", "dE_{tot}/dwh_{1,1}"), ("b_{h2}", "bh_2"),
+                         ("eta", "η"), ("dE/dbo_1", "dE_{tot}/dbo_1"),
+                         ("E_{tot}'", "E_{tot}'"), ("dout_{h2}/dy_{h2}", "dout_{h2}/dy_{h2}")]:
+        assert catalog.resolve(written) == key, written
+    assert catalog.resolve("dout_{o3}/dy_{o3}") is None
+    assert catalog.resolve("dx_1/dE_{tot}") is None  # upside down: no such derivative
+
+
+def test_keys_listing_has_every_key_meaning_and_formula():
+    text = keys_listing(SPEC)
+    lines = {line.split("\t")[0]: line.split("\t") for line in text.splitlines()}
+    assert len(lines) == len(Catalog(as_spec(SPEC)).quantities)
+    assert lines["wo_{1,1}'"][2] == "wo_{1,1}' = wo_{1,1} - (dE_{tot}/dwo_{1,1})*η"
+    assert lines["E_{o1}"][2] == "E_{o1} = -v_1*log(out_{o1})"
+    assert "gradient" in lines["dE_{tot}/dwh_{1,1}"][1]
+    assert "0.874" not in text  # the listing gives no answers away
+
+
+# ---------------------------------------------------------------------------
+# Answer formats, unknown keys, the command line
+
+SMALL = {"out_{o1}": "0.874", "E_{tot}": "0.05858", "dE_{tot}/dwo_{1,1}": "-0.0775",
+         "wo_{1,1}'": "0.1000775"}
+
+
+def test_formats_give_the_same_verdicts(tmp_path):
+    toml = "\n".join(f'"{k}" = {v}' for k, v in SMALL.items())
+    as_json = "{" + ", ".join(f'"{k}": {v}' for k, v in SMALL.items()) + "}"
+    csv = "key,value\n" + "\n".join(f'"{k}",{v}' for k, v in SMALL.items())
+    sheet = "# Exercise 1\n\nCompute the output.\n\n" + "\n".join(
+        f"- `{k}` = {v}" for k, v in list(SMALL.items())[:2]) + "\n\n| quantity | value |\n" \
+        "|---|---|\n" + "\n".join(f"| `{k}` | {v} |" for k, v in list(SMALL.items())[2:]) \
+        + "\n\n$E = -\\sum t \\ln o$ = a formula, not an answer\n- `y_{o1}` = ____\n"
+    seen = []
+    for name, text in [("a.toml", toml), ("a.json", as_json), ("a.csv", csv), ("a.md", sheet)]:
+        path = tmp_path / name
+        path.write_text(text, encoding="utf-8")
+        result = verify_answers(SPEC, str(path))
+        seen.append([(c.key, c.given, c.status) for c in result.checks])
+    assert all(s == seen[0] for s in seen), seen
+    assert [s for _, _, s in seen[0]] == ["correct", "wrong", "correct", "correct"]
+    assert seen[0][2][1] == "-0.0775"  # digits kept as written
+
+
+def test_bad_answers_are_spec_errors(tmp_path):
+    for name, text, where in [("a.toml", '"E_{tot}" = "abc"', "E_{tot}"),
+                              ("b.toml", 'x = [1, 2]', "x"), ("c.toml", "= 3", ""),
+                              ("d.csv", "only_one_column\n", "line 1"),
+                              ("e.json", "[1, 2]", "[0]"), ("f.txt", "", ""),
+                              ("g.yaml", "a: 1", "")]:
+        path = tmp_path / name
+        path.write_text(text, encoding="utf-8")
+        with pytest.raises(SpecError) as err:
+            verify_answers(SPEC, str(path))
+        assert str(path) in str(err.value) and where in str(err.value)
+
+
+def test_unknown_keys_are_reported_and_the_check_goes_on():
+    result = verify_answers(SPEC, parse_answers('"out_{o3}" = 0.5\n"out_{o1}" = 0.874\n'
+                                                '"wo_{1,1}\'" = 0.1000775\n"zzz" = 1'))
+    status = [(c.key, c.status) for c in result.checks]
+    assert status == [("out_{o3}", "unknown_key"), ("out_{o1}", "correct"),
+                      ("wo_{1,1}'", "correct"), ("zzz", "unknown_key")]
+    assert result.checks[0].diagnosis.values["key"] in ("out_{o1}", "out_{o2}")
+    assert not result.ok
+
+
+def run(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+def test_cli_exit_statuses_and_formats(tmp_path):
+    good = tmp_path / "good.toml"
+    good.write_text('"out_{o1}" = 0.874\n"E_{tot}" = 0.1349\n', encoding="utf-8")
+    assert run("verify", SPEC, str(good)).exit_code == 0
+    result = run("verify", SPEC, COURSE, "--format", "json")
+    assert result.exit_code == 1
+    data = json.loads(result.output)
+    assert {tuple(sorted(d)) for d in data} >= {tuple(sorted(
+        ["key", "given", "expected", "status", "diagnosis", "diagnosis_code", "place",
+         "written_key", "given_text", "formula", "from_your_values"]))}
+    assert {d["status"] for d in data} == {"correct", "wrong", "consistent"}
+    text = run("verify", SPEC, COURSE).output
+    assert "First wrong step: [slide 1] E_{tot} = 0.05858" in text
+    assert "log base 10 instead of the natural log" in text
+    md = tmp_path / "report.md"
+    assert run("verify", SPEC, COURSE, "--format", "md", "--lang", "fr",
+               "-o", str(md)).exit_code == 1
+    assert "Première étape fausse" in md.read_text(encoding="utf-8")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('"out_{o1}" = "zero point eight"', encoding="utf-8")
+    for args in [("verify", SPEC, str(bad)), ("verify", SPEC, str(tmp_path / "none.toml")),
+                 ("verify", SPEC, str(good), "--rel", "0.1", "--abs", "0.1"),
+                 ("verify", "nope.toml", str(good))]:
+        result = run(*args)
+        assert result.exit_code == 2, args
+        assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    assert run("verify", SPEC, str(good), "--rel", "0.5").exit_code == 0
+    listing = run("keys", SPEC)
+    assert listing.exit_code == 0 and "dE_{tot}/dwh_{2,3}\t" in listing.output
+
+
+def test_same_input_same_report():
+    first = run("verify", SPEC, COURSE, "--format", "md").output
+    assert first == run("verify", SPEC, COURSE, "--format", "md").output
