@@ -19,6 +19,7 @@ import jinja2
 import sympy as sp
 
 from .derivation import ChainStep, Factor, Solution, UpdateStep
+from .document_cnn import CnnView
 from .graph import ACTIVATION, LOSS, LOSS_TERM
 from .layers.activations import DISPLAY
 from .notation import NumberFormat, is_atomic, partial, primed, substituted, tex
@@ -141,6 +142,7 @@ class SolutionView:
         self.t = phrases(lang)
         self.n = numbers
         self.loss_name = self.spec.loss.total_name
+        self.cnn = CnnView(self) if solution.convolutions else None  # conv/pool layers as grids
 
     # Forward pass -------------------------------------------------------
     def forward_equation(self, step, values) -> Equation:
@@ -164,6 +166,10 @@ class SolutionView:
         groups = []
         for step in steps:
             if step.kind in (LOSS_TERM, LOSS):
+                continue
+            if self.cnn and step.layer in self.cnn.forms:  # one group of grids per layer
+                if not groups or groups[-1]["layer"] != step.layer:
+                    groups.append(self.cnn.forward_group(step.layer, values))
                 continue
             if not groups or groups[-1]["layer"] != step.layer:
                 groups.append({"layer": step.layer, "label": self.layer_label(step.layer),
@@ -224,6 +230,10 @@ class SolutionView:
     def sections(self, example) -> list[dict]:
         out = []
         for section in example.sections:
+            if self.cnn and section.layer in self.cnn.forms:  # grids, not cell by cell
+                out.append({"label": self.layer_label(section.layer), "steps": [], "updates": [],
+                            "cnn": self.cnn.backward_items(section, example)})
+                continue
             out.append({
                 "label": self.layer_label(section.layer),
                 "steps": [self.chain(s, example.values) for s in section.steps],
@@ -251,6 +261,8 @@ class SolutionView:
                 lines.append(fill(
                     t["dense_summary"], label=self.layer_label(layer.index), units=layer.units,
                     activation=t["activations"][layer.activation]))
+            elif self.cnn:
+                lines.append(self.cnn.summary_line(layer))
         lines.append(fill(t["loss"], loss=t["losses"][self.spec.loss.kind]))
         return lines
 
@@ -274,9 +286,13 @@ class SolutionView:
             "t": self.t,
             "title": spec.title,
             "summary": self.network_summary(),
-            "inputs": [[name, self.n.tex(v)] for name, v in example.inputs.items()],
+            "inputs": [] if self.cnn else [[name, self.n.tex(v)]
+                                           for name, v in example.inputs.items()],
             "targets": [[name, self.n.tex(v)] for name, v in example.targets.items()],
-            "parameters": self.parameter_rows(spec.parameters),
+            "parameters": self.parameter_rows(
+                {k: v for k, v in spec.parameters.items()
+                 if not self.cnn or k not in self.cnn.filter_names()}),
+            "cnn_network": self.cnn.input_items() + self.cnn.parameter_items() if self.cnn else [],
             "learning_rate": self.n.tex(spec.learning_rate),
             "loss_name": self.loss_name,
             "loss_name_after": primed(self.loss_name),
