@@ -111,5 +111,28 @@ def keys(spec, lang):
     emit(keys_listing(spec, lang=lang), None)
 
 
+@main.command()
+@click.argument("template", type=click.Path(dir_okay=False))
+@click.option("--variants", type=click.IntRange(1, 100000), default=1, show_default=True,
+              help="How many variants to draw.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the draws: the same template and seed give the same files.")
+@click.option("--format", "fmt", type=click.Choice(["md", "tex", "pdf", "moodle"]),
+              default="md", show_default=True,
+              help="Markdown (+ SVG diagrams), LaTeX, PDF (needs a LaTeX engine) or Moodle XML.")
+@click.option("--lang", type=click.Choice(["en", "fr"]), default="en", show_default=True)
+@click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False), required=True,
+              help="Directory for the sheets, solutions and answers.json.")
+@user_errors
+def sheet(template, variants, seed, fmt, lang, out_dir):
+    """Exercise sheets and worked solutions for VARIANTS random variants of TEMPLATE."""
+    from .sheet import write_sheets
+    if variants < 20:
+        write_sheets(template, out_dir, variants, seed, fmt, lang)
+        return
+    with click.progressbar(length=variants, label="variants", file=sys.stderr) as bar:
+        write_sheets(template, out_dir, variants, seed, fmt, lang, progress=bar.update)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

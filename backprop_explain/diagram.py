@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from xml.sax.saxutils import escape
 
 from .notation import NumberFormat
@@ -402,10 +402,9 @@ def diagram_for(spec: NetworkSpec, fmt: str, lang: str = "en",
                 decimal_comma: bool | None = None, digits: int = 4) -> str:
     """The network of ``spec`` drawn for a document in ``lang``: TikZ or SVG text."""
     from .document import phrases
-    table = phrases(lang)
     if decimal_comma is None:
-        decimal_comma = table["meta"]["decimal_comma"]
-    words = table.get("diagram", {})
+        decimal_comma = phrases(lang)["meta"]["decimal_comma"]
+    words = extra_phrases(lang)["diagram"]
     return render_diagram(network_diagram(spec, NumberFormat(digits, decimal_comma),
                                           panel_words=words), fmt)
 
@@ -414,10 +413,18 @@ def document_figure(spec: NetworkSpec, fmt: str, lang: str = "en",
                     svg_path: str | None = None, decimal_comma: bool | None = None) -> str:
     """What a document shows of the network: TikZ code in LaTeX; in Markdown an image
     link to ``svg_path`` (the SVG written beside it), or nothing when there is no file."""
-    from .document import phrases
     if fmt == "tex":
         return diagram_for(spec, "tex", lang, decimal_comma)
     if fmt == "md" and svg_path:
-        alt = phrases(lang).get("diagram", {}).get("alt", "network")
+        alt = extra_phrases(lang)["diagram"]["alt"]
         return f"![{alt}]({svg_path})"
     return ""
+
+
+@lru_cache(maxsize=None)
+def extra_phrases(lang: str) -> dict:
+    """Phrases of diagrams, sheets and Moodle questions (templates/lang/sheet.{lang}.toml)."""
+    import tomllib
+    from .document import templates_dir
+    with open(templates_dir() / "lang" / f"sheet.{lang}.toml", "rb") as handle:
+        return tomllib.load(handle)

@@ -332,12 +332,24 @@ def render_solution(solution: Solution, fmt: str = "md", lang: str = "en", digit
     """The worked solution of ``solution`` as Markdown or a complete LaTeX document.
 
     ``diagram``: the network drawn (diagram.py), TikZ code or a Markdown image link."""
+    return render_template(FORMATS[fmt], solution_context(solution, fmt, lang, digits,
+                                                          decimal_comma, diagram))
+
+
+def solution_context(solution: Solution, fmt: str = "md", lang: str = "en", digits: int = 4,
+                     decimal_comma: bool | None = None, diagram: str | None = None) -> dict:
+    """What the templates of a solution walk; computed once, it can render several
+    templates (an exercise sheet and its solution, sheet.py)."""
     if decimal_comma is None:
         decimal_comma = phrases(lang)["meta"]["decimal_comma"]
     view = SolutionView(solution, lang, NumberFormat(digits, decimal_comma))
     context = view.context()
     context.update(lang=lang, fmt=fmt, digits=digits, macros=f"macros.{fmt}.j2",
                    diagram=diagram)
-    text = environment().get_template(FORMATS[fmt]).render(**context)
+    return context
+
+
+def render_template(name: str, context: dict) -> str:
+    text = environment().get_template(name).render(**context)
     return re.sub(r"\n{3,}", "\n\n", text).lstrip("\n")
 

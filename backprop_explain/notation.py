@@ -8,6 +8,7 @@ only, to a number of significant digits, with a decimal point or comma.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
@@ -83,15 +84,33 @@ class CoursePrinter(LatexPrinter):
         return expr.name
 
 
+@lru_cache(maxsize=8192)
 def tex(expr) -> str:
-    """LaTeX of a SymPy expression in the course's notation."""
+    """LaTeX of a SymPy expression in the course's notation (cached: a pure function of
+    the expression, and exercise variants print the same expressions again and again)."""
     return CoursePrinter().doprint(expr)
 
 
 def substituted(expr: sp.Expr, values: dict, numbers: NumberFormat) -> str:
-    """LaTeX of ``expr`` with each symbol replaced by its displayed number, shape kept."""
-    mapping = {s: numbers.placeholder(values[s.name]) for s in expr.free_symbols
-               if s.name in values}
+    """LaTeX of ``expr`` with each symbol replaced by its displayed number, shape kept.
+
+    The expression is printed once with a marker per symbol (cached: exercise variants
+    share their expressions), then the markers are replaced by the numbers."""
+    symbols = tuple(sorted((s for s in expr.free_symbols if s.name in values),
+                           key=lambda s: s.name))
+    text = _substitution_shape(expr, symbols)
+    for k, symbol in enumerate(symbols):
+        text = text.replace(_marker(k), numbers.placeholder(values[symbol.name]).name)
+    return text
+
+
+def _marker(k: int) -> str:
+    return f"\x00{k}\x00"  # cannot occur in a name (spec.check_name) nor in LaTeX output
+
+
+@lru_cache(maxsize=8192)
+def _substitution_shape(expr: sp.Expr, symbols: tuple) -> str:
+    mapping = {s: sp.Symbol(_marker(k)) for k, s in enumerate(symbols)}
     with sp.evaluate(False):
         shown = expr.xreplace(mapping)
     return tex(shown)

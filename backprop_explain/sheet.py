@@ -1,0 +1,270 @@
+"""Exercise sheets: many variants of one exercise, each with its own numbers and solution.
+
+``write_sheets(template, out_dir, variants=N, seed=S, fmt=..., lang=...)`` draws N
+variants of a template (sheet_spec.py), rejects degenerate draws, and writes for each
+variant an exercise sheet (the network drawn with its numbers, what to compute, a blank
+per answer) and its full worked solution, plus one combined document of all exercises and
+one of all solutions, and ``answers.json`` (every requested value, full precision).
+
+Numbers come from the batched NumPy fast path (fastpath.py): candidates are evaluated
+together, a whole batch in one call, and a draw is rejected when it would make a dull
+or misleading exercise (see :func:`degenerate_reasons`). The worked solutions come from
+the symbolic engine (derivation.py), its compiled graph built once and reused.
+
+Reproducible: the draws use ``random.Random(seed)`` in document order, variant i is the
+same whatever N ≥ i, and no output holds a date; the same template and seed give
+byte-identical files in every format (PDFs too, see pdf.py).
+
+Files in ``out_dir`` (NN = variant number, zero-padded):
+
+- md:  exercise_NN.md, solution_NN.md, network_NN.svg, exercises.md, solutions.md
+- tex: exercise_NN.tex, solution_NN.tex, exercises.tex, solutions.tex
+- pdf: exercise_NN.pdf, solution_NN.pdf, exercises.pdf, solutions.pdf
+- moodle: questions.xml (moodle.py)
+- every format: answers.json
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .derivation import NumericGraph, Solution, derive
+from .errors import SpecError
+from .graph import build_graph
+from .sheet_spec import Question, SheetTemplate, load_template
+from .spec import NetworkSpec
+
+FORMATS = ("md", "tex", "pdf", "moodle")
+MAX_DRAWS_PER_VARIANT = 50  # give up when a template is (almost) always degenerate
+
+# Thresholds of a degenerate draw
+GRADIENT_FLOOR = 1e-4  # every |∂E/∂θ| below: nothing to learn
+SATURATION = 0.01  # σ outside [0.01, 0.99], |tanh| > 0.99: a saturated unit
+LOSS_FLOOR = 1e-3  # the loss already ≈ 0
+
+
+@dataclass
+class Variant:
+    number: int
+    spec: NetworkSpec
+    answers: dict[str, float]  # key → value (fast path, float64)
+
+
+# ---------------------------------------------------------------------------
+# Drawing and checking variants
+
+
+def draw_variants(template: SheetTemplate, count: int, seed: int) -> list[Variant]:
+    """``count`` non-degenerate variants, drawn in order from ``random.Random(seed)``."""
+    from .fastpath import compile_network
+    rng = random.Random(seed)
+    first = template.draw_spec(random.Random(seed))
+    network = compile_network(first)
+    questions = template.questions(first)
+    accepted: list[Variant] = []
+    drawn = 0
+    while len(accepted) < count:
+        if drawn > MAX_DRAWS_PER_VARIANT * count:
+            raise SpecError(template.source, "", f"draws that are not degenerate: after "
+                            f"{drawn} draws only {len(accepted)} of {count} variants were "
+                            f"usable (saturated units, dead ReLUs, zero gradients or zero "
+                            f"loss); widen or shift the ranges")
+        batch = [template.draw_spec(rng) for _ in range(max(8, 2 * (count - len(accepted))))]
+        drawn += len(batch)
+        numbers = evaluate_batch(network, batch)
+        reasons = degenerate_reasons(network, numbers)
+        for k, spec in enumerate(batch):
+            if reasons[k] or len(accepted) >= count:
+                continue
+            accepted.append(Variant(len(accepted) + 1, spec,
+                                    answers_of(spec, questions, numbers, k)))
+    return accepted
+
+
+def evaluate_batch(network, specs: list[NetworkSpec]) -> dict:
+    """Forward, gradients, SGD step and forward again for many variants in two fast-path
+    calls. Arrays have a leading variant axis."""
+    shape = network.input_shape
+    inputs = np.array([[np.reshape(e.inputs, shape) for e in s.examples] for s in specs])
+    targets = np.array([[e.targets for e in s.examples] for s in specs])
+    names = network.parameter_names
+    params = {n: np.array([s.parameters[n] for s in specs]) for n in names}
+    rates = np.array([s.learning_rate for s in specs])
+    before = network.run(inputs, targets, params)
+    gradients = before.gradients
+    frozen = specs[0].frozen
+    after_params = {n: params[n] if n in frozen else params[n] - rates * gradients[n]
+                    for n in names}
+    after = network.run(inputs, targets, after_params, gradients=False)
+    return {"before": before, "gradients": gradients, "after_params": after_params,
+            "after": after}
+
+
+def degenerate_reasons(network, numbers: dict) -> list[str]:
+    """Why each variant would make a poor exercise ("" when it is fine): every gradient
+    ≈ 0, a saturated sigmoid/tanh, a ReLU dead on every example, or a loss already ≈ 0."""
+    before = numbers["before"]
+    count = before.loss.shape[0]
+    reasons = [[] for _ in range(count)]
+
+    def flag(mask, why):
+        for k in np.flatnonzero(mask):
+            reasons[k].append(why)
+
+    grads = np.stack(list(numbers["gradients"].values()), axis=-1)
+    flag(np.abs(grads).max(axis=-1) < GRADIENT_FLOOR, "every gradient ≈ 0")
+    flag(before.loss < LOSS_FLOOR, "loss ≈ 0")
+    for layer, arrays in zip(network.spec.layers, before.layers):
+        activation = getattr(layer, "activation", None)
+        axes = tuple(range(1, arrays["activation"].ndim))
+        if activation == "sigmoid":
+            a = arrays["activation"]
+            flag(((a < SATURATION) | (a > 1 - SATURATION)).any(axis=axes), "saturated sigmoid")
+        elif activation == "tanh":
+            flag((np.abs(arrays["activation"]) > 1 - SATURATION).any(axis=axes),
+                 "saturated tanh")
+        elif activation == "relu":
+            z = arrays["pre_activation"]
+            dead = (z <= 0).all(axis=1)  # over the batch: (V, units or channels, …)
+            flag(dead.reshape(count, -1).any(axis=-1), "dead ReLU")
+    return ["; ".join(r) for r in reasons]
+
+
+def answers_of(spec: NetworkSpec, questions: list[Question], numbers: dict,
+               k: int) -> dict[str, float]:
+    """The value of every question of variant k (first example for per-example values;
+    the loss combined over the batch as the spec's reduction)."""
+    before, after = numbers["before"], numbers["after"]
+    loss = spec.loss.total_name
+    out = {}
+    for q in questions:
+        if q.group == "gradients":
+            value = numbers["gradients"][q.name][k]
+        elif q.group == "update":
+            value = numbers["after_params"][q.name][k]
+        elif q.group in ("forward", "loss"):
+            value = before.loss[k] if q.name == loss else before.values[q.name][k, 0]
+        else:  # forward_after, loss_after
+            value = after.loss[k] if q.name == loss else after.values[q.name][k, 0]
+        out[q.key] = float(value)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Documents
+
+
+def _title(base: str, kind: str, number: int, words: dict) -> str:
+    label = words["variant"].replace("{n}", str(number))
+    return f"{base} — {kind} ({label})" if base else f"{kind} ({label})"
+
+
+def render_variant(variant: Variant, solution: Solution, questions: list[Question],
+                   fmt: str, lang: str, digits: int, figure: str | None) -> tuple[str, str]:
+    """(exercise, solution) documents of one variant, Markdown or LaTeX."""
+    from .diagram import document_figure, extra_phrases
+    from .document import FORMATS as TEMPLATES, render_template, solution_context
+    words = extra_phrases(lang)
+    sheet = words["sheet"]
+    context = solution_context(solution, fmt, lang, digits,
+                               diagram=document_figure(variant.spec, fmt, lang, figure))
+    base = variant.spec.title
+    exercise = render_template("exercise.j2", dict(
+        context, s=words, answer_digits=digits, questions=[q.tex for q in questions],
+        title=_title(base, sheet["exercise_title"], variant.number, sheet)))
+    worked = render_template(TEMPLATES[fmt], dict(
+        context, title=_title(base, sheet["solution_title"], variant.number, sheet)))
+    return exercise, worked
+
+
+def combine_documents(documents: list[str], fmt: str) -> str:
+    """All variants in one document for printing, each starting on a new page."""
+    if fmt == "md":
+        return "\n---\n\n".join(doc.rstrip("\n") + "\n" for doc in documents)
+    begin, end = "\\begin{document}\n", "\\end{document}"
+    preamble = documents[0].split(begin, 1)[0] + begin
+    bodies = [doc.split(begin, 1)[1].rsplit(end, 1)[0].strip("\n") for doc in documents]
+    return preamble + "\n\\clearpage\n".join(bodies) + "\n" + end + "\n"
+
+
+def write_sheets(template, out_dir, variants: int = 1, seed: int = 0, fmt: str = "md",
+                 lang: str = "en", progress=None) -> list[Path]:
+    """Draw, solve and write every variant (see the module docstring); returns the paths.
+
+    ``progress``: called with the number of variants done since the last call (a click
+    progress bar's ``update``)."""
+    from .output import write_atomic
+    if fmt not in FORMATS:
+        raise ValueError(f"fmt: one of {', '.join(FORMATS)}, got {fmt!r}")
+    if not isinstance(template, SheetTemplate):
+        template = load_template(template)
+    out_dir = Path(out_dir)
+    drawn = draw_variants(template, variants, seed)
+    questions = template.questions(drawn[0].spec)
+    width = len(str(variants))
+    written: list[Path] = []
+
+    def write(name: str, content) -> None:
+        path = out_dir / name
+        write_atomic(path, content)
+        written.append(path)
+
+    answers = {"digits": template.digits, "questions": [q.key for q in questions],
+               "variants": [{"variant": v.number, "answers": v.answers} for v in drawn]}
+    if fmt == "moodle":
+        from .moodle import moodle_quiz
+        write("questions.xml", moodle_quiz(drawn, questions, template, lang))
+        write("answers.json", json.dumps(answers, indent=2, ensure_ascii=False) + "\n")
+        if progress:
+            progress(len(drawn))
+        return written
+
+    numeric = NumericGraph(build_graph(drawn[0].spec))
+    text_fmt = "md" if fmt == "md" else "tex"
+    exercises, solutions = [], []
+    for variant in drawn:
+        tag = f"{variant.number:0{width}d}"
+        solution = _solve(variant.spec, numeric)
+        figure = f"network_{tag}.svg" if fmt == "md" else None
+        exercise, worked = render_variant(variant, solution, questions, text_fmt, lang,
+                                          template.digits, figure)
+        if fmt == "md":
+            from .diagram import diagram_for
+            write(figure, diagram_for(variant.spec, "svg", lang))
+        exercises.append((f"exercise_{tag}", exercise))
+        solutions.append((f"solution_{tag}", worked))
+        if progress:
+            progress(1)
+    documents = exercises + solutions + [
+        ("exercises", combine_documents([d for _, d in exercises], text_fmt)),
+        ("solutions", combine_documents([d for _, d in solutions], text_fmt))]
+    if fmt == "pdf":
+        from .pdf import compile_pdf, find_engine
+        engine = find_engine()
+        with ThreadPoolExecutor(max_workers=4) as pool:  # engines run as subprocesses
+            pdfs = list(pool.map(lambda doc: compile_pdf(doc[1], engine), documents))
+        for (name, _), pdf in zip(documents, pdfs):
+            write(f"{name}.pdf", pdf)
+    else:
+        for name, text in documents:
+            write(f"{name}.{text_fmt}", text)
+    write("answers.json", json.dumps(answers, indent=2, ensure_ascii=False) + "\n")
+    return written
+
+
+def _solve(spec: NetworkSpec, numeric: NumericGraph) -> Solution:
+    from .errors import DomainError
+    try:
+        return derive(spec, numeric)
+    except DomainError as err:
+        raise SpecError(spec.source, "values", str(err)) from None
+
+
+__all__ = ["Variant", "draw_variants", "evaluate_batch", "degenerate_reasons", "answers_of",
+           "render_variant", "combine_documents", "write_sheets"]
