@@ -180,10 +180,13 @@ _HEADING = re.compile(r"^\s*#+\s*(?P<title>.+?)\s*$")
 
 
 def _from_sheet(text: str, source: str) -> list[Answer]:
-    """A filled-in Markdown sheet: ``key = value`` lines or ``| key | value |`` table rows.
+    """A filled-in Markdown sheet: ``key = value`` lines or ``| key | … | value |`` rows.
 
-    Blanks left empty (``key = ``, ``key = ____``, ``key = ?``) are skipped; a heading
-    names the place of the answers below it.
+    The key may be LaTeX as sheets print it (``$\\frac{\\partial E}{\\partial w}$``);
+    the answer is a table row's last cell. Blanks left empty (``key = ``, ``____``, ``?``),
+    header rows and lines whose right-hand side is not a number (prose, formulas) are
+    skipped; a heading names the place of the answers below it. Rows of the sheet's own
+    data tables (inputs, targets) are read too and simply judged correct.
     """
     answers = []
     place = None
@@ -194,16 +197,18 @@ def _from_sheet(text: str, source: str) -> list[Answer]:
             continue
         cells = None
         if line.strip().startswith("|"):
-            cells = [c.strip().strip("`").strip("$").strip() for c in line.strip().strip("|").split("|")]
-            cells = [c for c in cells if c != ""] if len(cells) >= 2 else None
-            if not cells or len(cells) < 2 or set(cells[0]) <= set("-: "):
+            # | quantity | … | answer |: the key first, the student's answer in the last cell
+            cells = [c.strip().strip("`").strip("$").strip()
+                     for c in line.strip().strip("|").split("|")]
+            if len(cells) < 2 or not cells[0] or set(cells[0]) <= set("-: "):
                 continue
             key, value = cells[0], cells[-1]
         else:
             match = _SHEET_LINE.match(line)
             if not match:
                 continue
-            key, value = match.group("key").strip().strip("$").strip(), match.group("value")
+            key = match.group("key").split(":")[-1]  # "Learning rate: $\\eta = 0.5$"
+            key, value = key.strip().strip("$").strip(), match.group("value")
         value = value.strip().strip("`").strip("$").strip().strip("*").strip()
         if parse_number(value) is None:
             continue  # an unfilled blank, a header row, or prose with a formula

@@ -60,9 +60,32 @@ def formula_text(expr: sp.Expr | None) -> str:
     return "" if expr is None else _KeyPrinter({"order": "none"}).doprint(expr)
 
 
+def _frac_to_slash(text: str) -> str:
+    """``\\frac{∂E}{∂w}`` (as a sheet writes a partial) → ``∂E/∂w``."""
+    match = re.search(r"\\[dt]?frac\s*\{", text)
+    if not match:
+        return text
+    groups, i = [], match.end() - 1
+    for _ in range(2):
+        while i < len(text) and text[i] == " ":
+            i += 1
+        if i >= len(text) or text[i] != "{":
+            return text
+        depth, start = 0, i
+        for j in range(i, len(text)):
+            depth += {"{": 1, "}": -1}.get(text[j], 0)
+            if depth == 0:
+                groups.append(text[start + 1:j])
+                i = j + 1
+                break
+        else:
+            return text
+    return text[:match.start()] + f"{groups[0]}/{groups[1]}" + _frac_to_slash(text[i:])
+
+
 def normalize_key(text: str) -> str:
     """What survives of a key once the obvious variations are forgiven."""
-    t = str(text).strip().replace("\\partial", "d").replace("∂", "d")
+    t = _frac_to_slash(str(text).strip()).replace("\\partial", "d").replace("∂", "d")
     t = t.replace("\u2212", "-").replace("’", "'").replace("′", "'").replace("\\prime", "'")
     t = t.replace("\\eta", "η")
     primed = "'" in t

@@ -421,16 +421,24 @@ def test_formats_give_the_same_verdicts(tmp_path):
     toml = "\n".join(f'"{k}" = {v}' for k, v in SMALL.items())
     as_json = "{" + ", ".join(f'"{k}": {v}' for k, v in SMALL.items()) + "}"
     csv = "key,value\n" + "\n".join(f'"{k}",{v}' for k, v in SMALL.items())
-    sheet = "# Exercise 1\n\nCompute the output.\n\n" + "\n".join(
-        f"- `{k}` = {v}" for k, v in list(SMALL.items())[:2]) + "\n\n| quantity | value |\n" \
-        "|---|---|\n" + "\n".join(f"| `{k}` | {v} |" for k, v in list(SMALL.items())[2:]) \
-        + "\n\n$E = -\\sum t \\ln o$ = a formula, not an answer\n- `y_{o1}` = ____\n"
+    # A filled-in sheet as sheet.py prints it: data tables, LaTeX quantities, blanks.
+    sheet = "\n".join([
+        "# Exercise 1", "", "| Parameters | value |  |", "| --- | --- | --- |",
+        "| $wo_{1,1}$ | $0.1$ |  |", "", "Learning rate: $\\eta = 0.001$", "",
+        "Compute the output. $E = -\\sum t \\ln o$ = a formula, not an answer", "",
+        "| Quantity | Your answer |", "| --- | --- |",
+        "| $out_{o1}$ | 0.874 |", "| $E_{tot}$ | 0,05858 |",
+        "| $\\frac{\\partial E_{tot}}{\\partial wo_{1,1}}$ | -0.0775 |",
+        "| $y_{o1}$ |   |", "", "- `wo_{1,1}'` = 0.1000775", "- `y_{o2}` = ____", ""])
     seen = []
     for name, text in [("a.toml", toml), ("a.json", as_json), ("a.csv", csv), ("a.md", sheet)]:
         path = tmp_path / name
         path.write_text(text, encoding="utf-8")
         result = verify_answers(SPEC, str(path))
-        seen.append([(c.key, c.given, c.status) for c in result.checks])
+        seen.append([(c.key, c.given.replace(",", "."), c.status) for c in result.checks
+                     if c.key not in ("η", "wo_{1,1}")])
+        if name == "a.md":
+            assert [c.status for c in result.checks[:2]] == ["correct", "correct"]
     assert all(s == seen[0] for s in seen), seen
     assert [s for _, _, s in seen[0]] == ["correct", "wrong", "correct", "correct"]
     assert seen[0][2][1] == "-0.0775"  # digits kept as written
