@@ -73,3 +73,12 @@ def write_explanation(spec, output, fmt: str = "md", lang: str = "en", digits: i
     write_atomic(svg, diagram_for(network, "svg", lang, decimal_comma))
     write_atomic(output, text)
     return [output, svg]
+
+
+def verify(spec, answers, rel: float | None = None, abs: float | None = None,
+           round_to: int | None = None):
+    """Check hand-calculated answers (a TOML/JSON/CSV/Markdown file, or a list of
+    answers.Answer) against the worked solution: a verify.Verification whose ``checks``
+    say correct, wrong, consistent (error carried forward) or unknown_key, with a diagnosis."""
+    from .verify import verify_answers
+    return verify_answers(spec, answers, rel=rel, abs=abs, round_to=round_to)
