@@ -37,10 +37,10 @@ INSTALL_HINT = ("install one, e.g. `apt-get install texlive-latex-base texlive-l
                 "or use --format tex")
 _TIMEOUT = 180  # seconds per engine run; a runaway document must not hang the command
 _JOB = "document"
-# Dropped in front of \documentclass: a fixed /ID in the trailer (pdfTeX, LuaTeX), not one
-# hashed from the temporary directory's name.
-_REPRODUCIBLE = ("\\ifdefined\\pdftrailerid\\pdftrailerid{}\\fi\n"
-                 "\\ifdefined\\pdfvariable\\pdfvariable trailerid{[<00><00>]}\\fi\n")
+# Put in front of the first line (no newline: the log's line numbers stay the document's):
+# a fixed /ID in the trailer (pdfTeX, LuaTeX), not one hashed from the temporary path.
+_REPRODUCIBLE = ("\\ifdefined\\pdftrailerid\\pdftrailerid{}\\fi"
+                 "\\ifdefined\\pdfvariable\\pdfvariable trailerid{[<00><00>]}\\fi ")
 
 
 class PdfError(SpecError):
