@@ -341,7 +341,7 @@ class Catalog:
             else:
                 value = self._evaluate_one(quantity, values, formulas.get(key))
                 if value is not None and round_to is not None:
-                    value = round(value, round_to)
+                    value = round_half_up(value, round_to)
                 values[key] = value
         return values
 
@@ -396,6 +396,12 @@ class Catalog:
                     formulas[local_key(node.name, parent)] = self._local_formula(
                         node.name, parent, expr)
         return formulas
+
+
+def round_half_up(value: float, decimals: int) -> float:
+    """Rounded as a person rounds (0.125 → 0.13), not to even."""
+    quantum = Decimal(1).scaleb(-decimals)
+    return float(Decimal(repr(value)).quantize(quantum, rounding=ROUND_HALF_UP))
 
 
 def _shape(key: str) -> str:

@@ -268,9 +268,12 @@ def injected_slips(s: Student):
         (f"{w12}'", -lr * g[w12], "update_no_old"),
         (f"{w12}'", p[w12], "update_not_applied"),
         (f"{a1}'", s.values[a1], "before_update"),
+        (a1, s.after[a1], "after_update"),
+        (hidden.activation_names[1], s.values[ha], "neighbour"),
     ]
     if out.activation == "sigmoid":
         slips.append((f"d{ha}/d{hz}", s.values[ha], "wrong_derivative"))  # σ(y), not σ'
+        slips.append((f"d{a1}/d{z1}", s.values[z1] * (1 - s.values[z1]), "wrong_derivative"))
     else:
         slips.append((f"d{ha}/d{hz}", math.tanh(s.values[hz]), "wrong_derivative"))
         slips.append((f"d{a1}/d{z1}", 1 - s.values[z1] ** 2, "wrong_derivative"))
