@@ -712,9 +712,12 @@ class _Judge:
 def verify_answers(spec, answers, rel: float | None = None, abs: float | None = None,
                    round_to: int | None = None) -> Verification:
     """Judge every answer (a path to an answers file, or a list of Answer) against the
-    worked solution of SPEC: correct, consistent (error carried forward), wrong, unknown_key."""
+    worked solution of SPEC: correct, consistent (error carried forward), wrong, unknown_key.
+
+    SPEC may be a Catalog already built (checking many answer sets on one network)."""
     from .api import as_spec
-    network = as_spec(spec)
+    catalog = spec if isinstance(spec, Catalog) else None
+    network = catalog.spec if catalog else as_spec(spec)
     if rel is not None and abs is not None:
         raise SpecError(network.source, "tolerance", "either a relative or an absolute "
                                                      "tolerance, not both")
@@ -725,7 +728,7 @@ def verify_answers(spec, answers, rel: float | None = None, abs: float | None = 
         raise SpecError(network.source, "round", f"0 to 15 decimals, got {round_to}")
     if not isinstance(answers, list):
         answers = read_answers(answers)
-    catalog = Catalog(network)
+    catalog = catalog or Catalog(network)
     judge = _Judge(catalog, answers, Tolerance(rel, abs), round_to)
     checks = [judge.check(a, k) for a, k in zip(answers, judge.keys)]
     # The first wrong step in the order the student worked (the answers' order).

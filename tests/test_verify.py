@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import random
-from decimal import Decimal
+from functools import cached_property
 
 import numpy as np
 import pytest
@@ -223,9 +223,13 @@ class Student:
         rows.update(changed)
         return "\n".join(f'"{k}" = "{v:.7f}"' for k, v in rows.items())
 
+    @cached_property
+    def catalog(self):
+        return Catalog(self.spec)
+
     def verify(self, **kw):
         changed = kw.pop("changed", {})
-        return verify_answers(self.spec, parse_answers(self.text(**changed)), **kw)
+        return verify_answers(self.catalog, parse_answers(self.text(**changed)), **kw)
 
 
 NETWORKS = [(1, "sigmoid", "cross_entropy"), (2, "sigmoid", "half_squared_error"),
