@@ -123,7 +123,7 @@ class Catalog:
                 self._add(Quantity(node.name, "forward", self._forward_meaning(node),
                                    node.expr, self._deps(node.expr), values[node.name],
                                    node=node.name))
-        for (child, parent), _ in self._edges():
+        for child, parent in self._edges():
             key = local_key(child, parent)
             expr = self._local_formula(child, parent)
             self._add(Quantity(key, "local", ("local", {"child": child, "parent": parent}),
@@ -163,7 +163,7 @@ class Catalog:
         for node in self.graph.nodes.values():
             for parent in node.parents:
                 if self.graph.nodes[parent].kind != TARGET:
-                    yield (node.name, parent), None
+                    yield node.name, parent
 
     def _forward_meaning(self, node):
         if node.kind == ACTIVATION:
@@ -172,8 +172,10 @@ class Catalog:
         return (node.kind, {"name": node.name})
 
     def _local_formula(self, child: str, parent: str, expr: sp.Expr | None = None) -> sp.Expr:
-        node = self.graph.nodes[child]
-        return sp.diff(node.expr if expr is None else expr, self.graph.symbol(parent))
+        """∂child/∂parent by SymPy, of the child's expression or of an altered one."""
+        if expr is None:
+            return self.graph.local_partial(child, parent)
+        return sp.diff(expr, self.graph.symbol(parent))
 
     def _after_formula(self, node, expr: sp.Expr | None = None) -> sp.Expr:
         renamed = {self.graph.symbol(p): sp.Symbol(updated_key(p)) for p in node.parents
