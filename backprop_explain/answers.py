@@ -159,19 +159,18 @@ def _from_json(text: str, source: str) -> list[Answer]:
 
 
 def _from_csv(text: str, source: str) -> list[Answer]:
+    """Rows ``key,value``; a key's own commas (``wo_{1,1}``) may be left unquoted."""
     answers = []
-    rows = list(csv.reader(io.StringIO(text)))
-    for line, row in enumerate(rows, start=1):
+    for line, row in enumerate(csv.reader(io.StringIO(text)), start=1):
         cells = [c.strip() for c in row]
         if not any(cells) or cells[0].startswith("#"):
             continue
-        if len(cells) < 2 or len(cells) > 3:
-            raise SpecError(source, f"line {line}", "two columns: key,value (a third column "
-                                                    "may name the place)")
-        if line == 1 and parse_number(cells[1]) is None and cells[0].lower() in ("key", "quantity"):
+        if len(cells) < 2:
+            raise SpecError(source, f"line {line}", "two columns: key,value")
+        key, value = ",".join(cells[:-1]), cells[-1]
+        if line == 1 and parse_number(value) is None and key.lower() in ("key", "quantity"):
             continue  # a header row
-        place = cells[2] if len(cells) == 3 and cells[2] else f"line {line}"
-        answers.append(_answer(cells[0], cells[1], source, place, f"line {line}"))
+        answers.append(_answer(key, value, source, f"line {line}", f"line {line}"))
     return answers
 
 
