@@ -199,8 +199,8 @@ def svg_name(name: str) -> tuple[str, int]:
         out.append(f"<tspan{attrs}>{escape(text)}</tspan>" if attrs else escape(text))
         shift = target
         chars += len(text)
-    if shift:
-        out.append(f'<tspan dy="{-shift}"></tspan>')
+    if shift:  # back to the baseline; a zero-width space, as dy needs a character to move
+        out.append(f'<tspan dy="{-shift}">\u200b</tspan>')
     return "".join(out), chars
 
 

@@ -1,0 +1,57 @@
+"""Network diagrams: the given numbers of the course's figures in SVG and TikZ, CNN grids,
+and the SVG written beside a Markdown explanation."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+from click.testing import CliRunner
+
+from backprop_explain import api
+from backprop_explain.cli import main
+from backprop_explain.diagram import diagram_for, network_diagram, svg_name
+
+COURSE = "examples/mlp_3_2_2_cross_entropy.toml"
+CNN = "examples/cnn_3x3_filter_2x2.toml"
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def svg_words(svg: str) -> str:
+    root = ET.fromstring(svg)
+    return " ".join("".join(t.itertext()) for t in root.iter(f"{SVG}text"))
+
+
+''' + open('/tmp/block.py').read().rstrip() + '''
+
+
+def test_cnn_diagram_draws_the_grids_then_the_neurons():
+    spec = api.as_spec(CNN)
+    diagram = network_diagram(spec)
+    given = [c for c in diagram.cells if c.given]
+    computed = [c for c in diagram.cells if not c.given]
+    assert len(given) == 9 + 4  # the 3×3 image and the 2×2 filter, with their numbers
+    assert len(computed) == 4  # the 2×2 feature map, by name
+    assert len(diagram.circles) == 4 + 2 + 2  # flattened cells, hidden units, outputs
+    words = svg_words(diagram_for(spec, "svg"))
+    assert "x11" in words and "⋆" in words and "feature map" in words
+    tikz = diagram_for(spec, "tex", "fr")
+    assert "carte de caractéristiques" in tikz and r"$\star$" in tikz
+
+
+def test_names_become_svg_subscripts():
+    text, chars = svg_name("w^{(1)}_{2,1}")
+    assert 'dy="-6"' in text and "(1)" in text and "2,1" in text and chars == 7
+    assert text.endswith('<tspan dy="-4">\u200b</tspan>')  # back to the baseline
+    assert svg_name(r"\hat{y}_k")[0].startswith("ŷ")
+    assert svg_name("a<b")[0] == "a&lt;b"  # never markup
+
+
+def test_markdown_explanation_links_an_svg_beside_it(tmp_path):
+    out = tmp_path / "course.md"
+    result = CliRunner().invoke(main, ["explain", COURSE, "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    svg = tmp_path / "course.network.svg"
+    assert "](course.network.svg)" in out.read_text()
+    assert "0.15" in svg_words(svg.read_text())
+    stdout = CliRunner().invoke(main, ["explain", COURSE]).output
+    assert ".svg)" not in stdout  # no file to link to when printing
