@@ -21,7 +21,15 @@ def svg_words(svg: str) -> str:
     return " ".join("".join(t.itertext()) for t in root.iter(f"{SVG}text"))
 
 
-''' + open('/tmp/block.py').read().rstrip() + '''
+def test_course_diagram_shows_the_given_numbers():
+    svg = diagram_for(api.as_spec(COURSE), "svg")
+    root = ET.fromstring(svg)
+    text = " ".join("".join(t.itertext()) for t in root.iter("{http://www.w3.org/2000/svg}text"))
+    for number in ("0.15", "0.25", "−0.5", "0.1", "−0.4", "1.4", "−1"):  # inputs, weights, biases
+        assert number in text.split() or f"= {number}" in text
+    assert "bh1 = 0.2" in text and "v1 = 1" in text and "outh1" in text
+    tikz = diagram_for(api.as_spec(COURSE), "tex", "fr")
+    assert "{$bh_1 = 0{,}2$}" in tikz and "\\begin{tikzpicture}" in tikz
 
 
 def test_cnn_diagram_draws_the_grids_then_the_neurons():
@@ -42,7 +50,7 @@ def test_names_become_svg_subscripts():
     text, chars = svg_name("w^{(1)}_{2,1}")
     assert 'dy="-6"' in text and "(1)" in text and "2,1" in text and chars == 7
     assert text.endswith('<tspan dy="-4">\u200b</tspan>')  # back to the baseline
-    assert svg_name(r"\hat{y}_k")[0].startswith("ŷ")
+    assert svg_name(r"\hat{y}_k")[0].startswith("y\u0302")  # y with a combining hat
     assert svg_name("a<b")[0] == "a&lt;b"  # never markup
 
 
