@@ -40,7 +40,11 @@ class CnnView:
 
     # Notation -------------------------------------------------------------
     def matrix(self, grid) -> str:
-        rows = [" & ".join(self.n.tex(float(v)) for v in row) for row in np.asarray(grid)]
+        grid = np.asarray(grid, dtype=float)
+        # rounding noise of a sum that is 0 in exact arithmetic (1e-18 beside 0.1) shows as 0
+        scale = float(np.max(np.abs(grid))) if grid.size else 0.0
+        grid = np.where(np.abs(grid) <= 1e-12 * scale, 0.0, grid)
+        rows = [" & ".join(self.n.tex(float(v)) for v in row) for row in grid]
         return r"\begin{bmatrix} " + r" \\ ".join(rows) + r" \end{bmatrix}"
 
     def name(self, letter: str, layer: int, *indices, pad: bool = False) -> str:

@@ -5,6 +5,7 @@ forward pass, the course's published feature map, PyTorch when installed, and
 the element-wise chain rule for the convolution forms of the gradients.
 """
 
+import functools
 import json
 import math
 from pathlib import Path
@@ -20,6 +21,12 @@ from backprop_explain.errors import SpecError
 from backprop_explain.graph import build_graph
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+@functools.lru_cache(maxsize=None)
+def solved(example: str):
+    """The solution of an example, derived once for the whole file."""
+    return solve(EXAMPLES / example)
 
 
 def random_cnn(seed, channels, size, filters, kernel, stride, padding, activation,
@@ -113,10 +120,15 @@ def finite_differences(spec, names, h=1e-6):
     return out
 
 
-@pytest.fixture(scope="module", params=sorted(NETWORKS))
-def network(request):
-    spec = as_spec(random_cnn(**NETWORKS[request.param]))
+@functools.lru_cache(maxsize=None)
+def solved_network(key: str):
+    spec = as_spec(random_cnn(**NETWORKS[key]))
     return spec, solve(spec)
+
+
+@pytest.fixture(params=sorted(NETWORKS))
+def network(request):
+    return solved_network(request.param)
 
 
 def test_gradients_match_finite_differences(network):
@@ -153,8 +165,8 @@ def test_convolution_forms_equal_the_chain_rule(network):
 
 
 def test_second_conv_layer_needs_the_input_gradient():
-    spec = as_spec(random_cnn(**NETWORKS["conv-conv-avgpool"]))
-    convs = [f for f in solve(spec).convolutions if f.kind == "conv2d"]
+    convs = [f for f in solved_network("conv-conv-avgpool")[1].convolutions
+             if f.kind == "conv2d"]
     assert [f.input_gradient_needed for f in convs] == [False, True]
 
 
@@ -209,7 +221,7 @@ def test_max_pool_ties_like_pytorch():
 
 
 def test_course_feature_map_6x6_filter_3x3():
-    solution = solve(EXAMPLES / "conv_6x6_filter_3x3.toml")
+    solution = solved("conv_6x6_filter_3x3.toml")
     forms = solution.convolutions[0]
     z = forms.pre_activation[0].round(2)
     assert z[0, 0] == 469.05 and z[0, 1] == 486.58  # first row
@@ -225,7 +237,7 @@ def test_course_feature_map_6x6_filter_3x3():
 
 def test_course_example_gradients_finite_differences():
     spec = as_spec(EXAMPLES / "conv_6x6_filter_3x3.toml")
-    solution = solve(spec)
+    solution = solved("conv_6x6_filter_3x3.toml")
     filters = [n for n in spec.parameters if n.startswith("f_")]
     numeric = finite_differences(spec, filters, h=1e-4)
     for name in filters:
@@ -239,7 +251,7 @@ def test_blog_cnn_structure():
     spec = as_spec(EXAMPLES / "cnn_3x3_filter_2x2.toml")
     assert list(spec.parameters)[:4] == ["f_{11}", "f_{12}", "f_{21}", "f_{22}"]
     assert len(spec.parameters) == 4 + 8 + 2 + 4 + 2  # no bias on the convolution
-    solution = solve(spec)
+    solution = solved("cnn_3x3_filter_2x2.toml")
     # x_11 = i_11 f_11 + i_12 f_12 + i_21 f_21 + i_22 f_22, as the blog writes it
     forms = solution.convolutions[0]
     assert [(i, f) for i, _, f, _ in forms.first_cell] == [
@@ -286,7 +298,7 @@ def _torch_gradients(spec_path):
 
 def test_pytorch_agrees_on_the_two_channel_example():
     loss, grads = _torch_gradients(EXAMPLES / "cnn_2ch_stride2_maxpool.toml")
-    solution = solve(EXAMPLES / "cnn_2ch_stride2_maxpool.toml")
+    solution = solved("cnn_2ch_stride2_maxpool.toml")
     assert solution.loss == pytest.approx(loss, rel=1e-12)
     assert set(grads) == set(solution.gradients)
     for name, g in grads.items():
@@ -299,9 +311,13 @@ def test_pytorch_agrees_on_the_two_channel_example():
 
 @pytest.mark.parametrize("example", ["conv_6x6_filter_3x3.toml", "cnn_2ch_stride2_maxpool.toml"])
 def test_json_carries_every_filter_gradient_and_update(example):
-    result = CliRunner().invoke(main, ["explain", str(EXAMPLES / example), "--format", "json"])
-    assert result.exit_code == 0, result.output
-    data = json.loads(result.output)
+    if example.startswith("conv_6x6"):  # through the command line
+        result = CliRunner().invoke(main, ["explain", str(EXAMPLES / example), "--format", "json"])
+        assert result.exit_code == 0, result.output
+        data = json.loads(result.output)
+    else:
+        from backprop_explain.jsonout import solution_to_data
+        data = json.loads(json.dumps(solution_to_data(solved(example))))
     spec = as_spec(EXAMPLES / example)
     conv = spec.layers[0]
     names = [n for n in np.array(conv.filter_names, dtype=object).ravel()] + conv.bias_names
@@ -415,3 +431,61 @@ type = "dense"
 weights = [[1]]
 """)
     assert "layers[1]" in message and "flatten" in message
+
+
+# ---------------------------------------------------------------------------
+# The worked solution
+
+
+CNN_EXAMPLES = ["cnn_3x3_filter_2x2.toml", "conv_6x6_filter_3x3.toml",
+                "cnn_2ch_stride2_maxpool.toml"]
+
+
+@pytest.mark.parametrize("example", CNN_EXAMPLES)
+@pytest.mark.parametrize("fmt,lang", [("md", "en"), ("md", "fr"), ("tex", "fr")])
+def test_worked_solution_shows_grids_not_cells(example, fmt, lang):
+    from backprop_explain.document import render_solution
+    text = render_solution(solved(example), fmt=fmt, lang=lang)
+    assert text == render_solution(solved(example), fmt=fmt, lang=lang)  # deterministic
+    spec = as_spec(EXAMPLES / example)
+    conv = spec.layers[0]
+    assert r"\star" in text and r"\begin{bmatrix}" in text
+    # no chain-rule heading for a single feature-map cell: they are grids
+    for name in conv.pre_activation_names + conv.activation_names:
+        assert f"respect to ${name}$" not in text and f"rapport à ${name}$" not in text
+    # every filter weight still has its chain-rule sum (the first filter at least)
+    assert r"\frac{\partial " + spec.loss.total_name + r"}{\partial "\
+        + conv.filter_names[0][0][0][0] + "}" in text
+    assert ("Both ways give the same values" in text
+            or "Les deux calculs donnent les mêmes valeurs" in text)
+    if example.startswith("cnn_2ch"):
+        assert ("first maximum in row-major order" in text
+                or "premier maximum dans l'ordre de lecture" in text)
+        assert r"\operatorname{rot}_{180}" not in text  # the input gradient is not needed here
+
+
+def test_worked_solution_shows_the_course_feature_map():
+    from backprop_explain.document import render_solution
+    text = render_solution(solved("conv_6x6_filter_3x3.toml"), digits=5)
+    for value in ("469.05", "486.58", "303.74", "450.28"):
+        assert value in text
+    assert r"146 \cdot \left(-0.09\right) + 99 \cdot 0.66" in text  # the first cell, term by term
+
+
+def test_worked_solution_of_a_conv_after_a_conv_has_the_input_gradient():
+    from backprop_explain.document import render_solution
+    text = render_solution(solved_network("conv-conv-avgpool")[1])
+    assert r"\operatorname{rot}_{180}" in text and r"\operatorname{full}" in text
+
+
+def test_latex_of_a_cnn_compiles(tmp_path):
+    import shutil
+    import subprocess
+    if shutil.which("pdflatex") is None:
+        pytest.skip("pdflatex not installed")
+    from backprop_explain.document import render_solution
+    (tmp_path / "cnn.tex").write_text(
+        render_solution(solved("cnn_2ch_stride2_maxpool.toml"), fmt="tex", lang="fr"))
+    run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "cnn.tex"],
+                         cwd=tmp_path, capture_output=True, timeout=120)
+    assert run.returncode == 0, run.stdout[-2000:].decode("latin-1")
