@@ -25,6 +25,19 @@ def _display(content: str) -> dict:
     return {"kind": "display", "content": content}
 
 
+def _equation(lhs: str, *rhs: str) -> dict:
+    """lhs = rhs[0] = rhs[1] = …, one line each (the templates' equation layout)."""
+    return {"kind": "equation", "content": {"lhs": lhs, "rhs": list(rhs), "note": ""}}
+
+
+def _lines(terms: list[str], per_line: int) -> str:
+    """A long sum broken every ``per_line`` terms (inside an aligned equation)."""
+    if not terms:
+        return "0"
+    chunks = [" + ".join(terms[k:k + per_line]) for k in range(0, len(terms), per_line)]
+    return r" \\ &\quad + ".join(chunks)
+
+
 class CnnView:
     """Grids of the conv/pool layers of a solution's first example."""
 
@@ -157,10 +170,8 @@ class CnnView:
             for c in range(c_in):
                 items.append(_display(f"{self.name('X', layer.index, (c, c_in))} = "
                                       f"{self.matrix(forms.input[c])}"))
-        first = self.view.graph.nodes[layer.pre_activation_names[0]]
-        step = next(s for s in self.solution.example.forward if s.name == first.name)
         items.append(_text(self.t["first_cell"]))
-        items.append({"kind": "equation", "content": self.view.forward_equation(step, values)})
+        items.append(self._first_cell(layer, forms, values))
         items.append(_text(self.t["other_cells"]))
         for o in range(o_ch):
             z = self.name("Z", layer.index, (o, o_ch))
@@ -177,6 +188,17 @@ class CnnView:
                                       f"{self.name('Z', layer.index, (o, o_ch))}\\right) = "
                                       f"{self.matrix(forms.activation_values[o])}"))
         return items
+
+    def _first_cell(self, layer, forms, values) -> dict:
+        """z of the first cell: each input of its window times the filter weight over it."""
+        symbols = [f"{x} \\cdot {f}" for x, _, f, _ in forms.first_cell]
+        numbers = [f"{self._signed(xv)} \\cdot {self._signed(fv)}"
+                   for _, xv, _, fv in forms.first_cell]
+        if layer.bias_names:
+            symbols.append(layer.bias_names[0])
+            numbers.append(self._signed(float(forms.biases[0])))
+        name = layer.pre_activation_names[0]
+        return _equation(name, _lines(symbols, 5), _lines(numbers, 5), self.n.tex(values[name]))
 
     def _pool_forward(self, layer, routing) -> list[dict]:
         channels = layer.in_shape[0]
@@ -251,10 +273,8 @@ class CnnView:
         if step is None:
             return []
         chain = self.view.chain(step, self.solution.example.values)
-        content = f"{chain.symbol} = {chain.chain}"
-        if chain.numbers:
-            content += f" = {chain.numbers}"
-        return [_text(self.fill("sample_cell", name=cell)), _display(f"{content} = {chain.value}"),
+        parts = [chain.chain] + ([chain.numbers] if chain.numbers else []) + [chain.value]
+        return [_text(self.fill("sample_cell", name=cell)), _equation(chain.symbol, *parts),
                 _text(self.t["other_cells_alike"])]
 
     def _through_activation(self, layer, forms) -> list[dict]:
@@ -276,12 +296,11 @@ class CnnView:
         items = [_text(self.t["filter_chain"])]
         for name in dict.fromkeys(shown):
             terms = forms.filter_terms.get(name, [])
-            symbols = " + ".join(f"{self.grad(t.output)} \\cdot {t.input}" for t in terms) or "0"
-            numbers = " + ".join(
-                f"{self._signed(t.output_gradient)} \\cdot {self._signed(t.input_value)}"
-                for t in terms) or "0"
+            symbols = _lines([f"{self.grad(t.output)} \\cdot {t.input}" for t in terms], 4)
+            numbers = _lines([f"{self._signed(t.output_gradient)} \\cdot "
+                              f"{self._signed(t.input_value)}" for t in terms], 6)
             value = self.n.tex(self.solution.example.gradients[name])
-            items.append(_display(f"{self.grad(name)} = {symbols} = {numbers} = {value}"))
+            items.append(_equation(self.grad(name), symbols, numbers, value))
         if count > TERM_BY_TERM_LIMIT:
             items.append(_text(self.t["other_filters_alike"]))
         return items
@@ -301,11 +320,11 @@ class CnnView:
                 f = self.name("F", layer.index, (o, o_ch), (c, c_in))
                 x = self.name("X", layer.index, (c, c_in), pad=any(layer.padding))
                 g = self.grad(self.name("Z", layer.index, (o, o_ch)))
-                items.append(_display(
-                    f"{self.grad(f)} = {x} \\star {g} = "
+                items.append(_equation(
+                    self.grad(f), f"{x} \\star {g}",
                     f"{self.matrix(forms.padded_input[c])} \\star "
-                    f"{self.matrix(forms.dilated_output_gradient[o])} = "
-                    f"{self.matrix(forms.filter_gradient[o, c])}"))
+                    f"{self.matrix(forms.dilated_output_gradient[o])}",
+                    self.matrix(forms.filter_gradient[o, c])))
         items.append(_text(self.t["agree"] if forms.agrees else
                            self.fill("disagree", difference=self.n.tex(forms.max_difference))))
         return items
@@ -336,8 +355,8 @@ class CnnView:
                 f"{self.name('F', layer.index, (o, o_ch), (c, c_in))}\\right) = "
                 f"{self.matrix(forms.rotated_filters[o, c])}" for o in range(o_ch))
             items.append(_display(rotated))
-            items.append(_display(f"{self.grad(x)} = {' + '.join(parts)} = "
-                                  f"{self.matrix(forms.input_gradient[c])}"))
+            items.append(_equation(self.grad(x), _lines(parts, 2),
+                                   self.matrix(forms.input_gradient[c])))
         if any(layer.padding):
             items.append(_text(self.fill("cropped", padding=self.size(layer.padding))))
         return items
@@ -360,10 +379,10 @@ class CnnView:
                     items.append(_display(f"{primed(f)} = {f}"))
                     items.append(_text(self.view.t["backward"]["frozen"]))
                     continue
-                items.append(_display(
-                    f"{primed(f)} = {f} - \\eta \\cdot {self.grad(f)} = "
+                items.append(_equation(
+                    primed(f), f"{f} - \\eta \\cdot {self.grad(f)}",
                     f"{self.matrix(forms.filters[o, c])} - {rate} \\cdot "
-                    f"{self.matrix(gradient[o, c])} = {self.matrix(new[o, c])}"))
+                    f"{self.matrix(gradient[o, c])}", self.matrix(new[o, c])))
         for o, name in enumerate(layer.bias_names):
             items.append({"kind": "equation", "content": self.view.update(
                 next(u for u in self.solution.updates if u.parameter == name))})
