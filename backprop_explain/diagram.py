@@ -358,13 +358,13 @@ def _grid_part(diagram, spec, layers, values, numbers, words):
                     filters.append(([values[n] for n in flat], kh, kw, True,
                                     words["filter"] if not filters else ""))
             x += _stack(diagram, x, filters, numbers)
-            if layer.bias_names:
-                bias = layer.bias_names[0] if len(layer.bias_names) == 1 else None
-                if bias:
-                    x = _operator(diagram, x, "+", "+")
-                    diagram.texts.append(Text(x + 0.8, 0.0, number_label(values[bias], numbers,
-                                                                         bias), size="small"))
-                    x += 1.8
+            if layer.bias_names:  # one bias per output channel, listed one under the other
+                x = _operator(diagram, x, "+", "+")
+                ys = _column_ys(len(layer.bias_names), 0.6)
+                for bias, y in zip(layer.bias_names, ys):
+                    diagram.texts.append(Text(x, y, number_label(values[bias], numbers, bias),
+                                              "west", size="small"))
+                x += 0.25 * max(len(_plain(b)) + 8 for b in layer.bias_names)
             x = _operator(diagram, x, "=", "=")
             current = layer.activation_names
             x += _maps(diagram, x, current, layer.out_shape, numbers, words["feature_map"])

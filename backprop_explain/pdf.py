@@ -32,9 +32,8 @@ from pathlib import Path
 from .errors import SpecError
 
 ENGINES = ("latexmk", "pdflatex", "lualatex", "tectonic")
-INSTALL_HINT = ("install one, e.g. `apt-get install texlive-latex-base texlive-latex-recommended "
-                "texlive-fonts-recommended texlive-lang-french texlive-pictures`, "
-                "or use --format tex")
+INSTALL_HINT = ("install one, e.g. `apt-get install texlive-latex-base lmodern "
+                "texlive-lang-french texlive-pictures`, or use --format tex")
 _TIMEOUT = 180  # seconds per engine run; a runaway document must not hang the command
 _JOB = "document"
 # Put in front of the first line (no newline: the log's line numbers stay the document's):
