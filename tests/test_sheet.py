@@ -316,3 +316,14 @@ def test_many_variants_show_a_progress_bar(tmp_path):
     assert len(json.loads((tmp_path / "answers.json").read_text())["variants"]) == 20
     assert np.isfinite([v for item in json.loads((tmp_path / "answers.json").read_text())[
         "variants"] for v in item["answers"].values()]).all()
+
+
+def test_pdf_sheets_without_an_engine_fail_cleanly(tmp_path, monkeypatch):
+    from backprop_explain import pdf
+    monkeypatch.setattr(pdf.shutil, "which", lambda name: None)
+    out = tmp_path / "pdf"
+    result = CliRunner().invoke(main, ["sheet", TEMPLATE, "--format", "pdf", "-o", str(out)])
+    assert result.exit_code == 2
+    assert len(result.output.strip().splitlines()) == 1
+    assert "no LaTeX engine" in result.output and "apt-get install" in result.output
+    assert not out.exists() or not any(out.iterdir())
