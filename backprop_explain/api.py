@@ -20,11 +20,17 @@ def as_spec(spec) -> NetworkSpec:
     return load_spec(spec)
 
 
-def solve(spec) -> Solution:
-    """Derive and evaluate one SGD step; the result is plain data (see derivation.py)."""
-    network = as_spec(spec)
+def solve(spec, steps: int | None = None, epochs: int | None = None,
+          batch_size: int | None = None) -> Solution:
+    """Derive and evaluate one SGD step; the result is plain data (see derivation.py).
+
+    ``steps``/``epochs``/``batch_size`` override the spec's training settings; with more
+    than one step the first is derived on the first mini-batch and the whole run, computed
+    by the fast path, is in ``solution.training`` (training.py)."""
+    from .training import derive_training, with_schedule
+    network = with_schedule(as_spec(spec), steps, epochs, batch_size)
     try:
-        return derive(network)
+        return derive_training(network)
     except DomainError as err:
         raise SpecError(network.source, "values", str(err)) from None
 
@@ -36,12 +42,15 @@ def solution_data(spec) -> dict:
 
 
 def explain(spec, fmt: str = "md", lang: str = "en", digits: int = 4,
-            decimal_comma: bool | None = None, figure: str | None = None) -> str:
+            decimal_comma: bool | None = None, figure: str | None = None,
+            steps: int | None = None, epochs: int | None = None,
+            batch_size: int | None = None, loss_figure: str | None = None) -> str:
     """The worked solution as Markdown (``md``), LaTeX (``tex``) or JSON (``json``) text.
 
     LaTeX includes the network drawn in TikZ; Markdown links to the SVG file ``figure``
-    (a path relative to the Markdown file) when one is given (see write_explanation)."""
-    solution = solve(spec)
+    (a path relative to the Markdown file) when one is given (see write_explanation), and
+    to the loss-history SVG ``loss_figure`` after several steps (LaTeX draws it in pgfplots)."""
+    solution = solve(spec, steps, epochs, batch_size)
     if fmt == "json":
         from .jsonout import solution_to_data
         return json.dumps(solution_to_data(solution), indent=2, ensure_ascii=False) + "\n"
@@ -49,30 +58,42 @@ def explain(spec, fmt: str = "md", lang: str = "en", digits: int = 4,
     from .document import render_solution
     return render_solution(solution, fmt=fmt, lang=lang, digits=digits,
                            decimal_comma=decimal_comma,
-                           diagram=document_figure(solution.spec, fmt, lang, figure))
+                           diagram=document_figure(solution.spec, fmt, lang, figure),
+                           loss_figure=loss_figure)
 
 
 def write_explanation(spec, output, fmt: str = "md", lang: str = "en", digits: int = 4,
-                      decimal_comma: bool | None = None) -> list[Path]:
+                      decimal_comma: bool | None = None, steps: int | None = None,
+                      epochs: int | None = None, batch_size: int | None = None) -> list[Path]:
     """Write the worked solution to ``output`` (md, tex, pdf or json), each file whole or
-    not at all. Markdown gets the network as an SVG beside it (``NAME.network.svg``).
-    Returns the paths written."""
+    not at all. Markdown gets the network as an SVG beside it (``NAME.network.svg``) and,
+    after several SGD steps, the loss history (``NAME.loss.svg``). Returns the paths written."""
+    schedule = dict(steps=steps, epochs=epochs, batch_size=batch_size)
     from .output import write_atomic
     output = Path(output)
     if fmt == "pdf":
         from .pdf import write_pdf
-        write_pdf(output, explain(spec, "tex", lang, digits, decimal_comma))
+        write_pdf(output, explain(spec, "tex", lang, digits, decimal_comma, **schedule))
         return [output]
     if fmt != "md":
-        write_atomic(output, explain(spec, fmt, lang, digits, decimal_comma))
+        write_atomic(output, explain(spec, fmt, lang, digits, decimal_comma, **schedule))
         return [output]
     from .diagram import diagram_for
     network = as_spec(spec)
     svg = output.with_name(output.stem + ".network.svg")
-    text = explain(network, fmt, lang, digits, decimal_comma, figure=svg.name)
+    from .training import is_training, train, with_schedule
+    scheduled = with_schedule(network, steps, epochs, batch_size)
+    loss_svg = output.with_name(output.stem + ".loss.svg") if is_training(scheduled) else None
+    text = explain(network, fmt, lang, digits, decimal_comma, figure=svg.name, **schedule,
+                   loss_figure=loss_svg.name if loss_svg else None)
     write_atomic(svg, diagram_for(network, "svg", lang, decimal_comma))
+    written = [output, svg]
+    if loss_svg:  # the fast path again (milliseconds): the SVG needs only the loss history
+        from .document_training import loss_history_svg
+        write_atomic(loss_svg, loss_history_svg(train(scheduled), lang, digits, decimal_comma))
+        written.append(loss_svg)
     write_atomic(output, text)
-    return [output, svg]
+    return written
 
 
 def verify(spec, answers, rel: float | None = None, abs: float | None = None,

@@ -61,18 +61,29 @@ def main():
 @click.option("--decimal-comma/--decimal-point", default=None,
               help="Decimal separator (default: comma in French, point in English).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to FILE, not stdout.")
+@click.option("--steps", type=click.IntRange(1, 1_000_000),
+              help="SGD steps to run (default: training.steps of SPEC, 1); the first is "
+                   "derived in full, the loss history ends the document.")
+@click.option("--epochs", type=click.IntRange(1, 100_000),
+              help="Passes over SPEC's examples instead of --steps (training.epochs).")
+@click.option("--batch-size", type=click.IntRange(1),
+              help="Examples per step, taken in order (default: training.batch_size, or all).")
 @user_errors
-def explain(spec, fmt, lang, digits, decimal_comma, output):
-    """Derive, evaluate and explain one SGD step on the network of SPEC."""
+def explain(spec, fmt, lang, digits, decimal_comma, output, steps, epochs, batch_size):
+    """Derive, evaluate and explain one SGD step on the network of SPEC (several with
+    --steps/--epochs: the first in full, then the loss history as a table and a chart)."""
     from .api import explain as explain_api, write_explanation
+    if steps is not None and epochs is not None:
+        raise UserError("give --steps or --epochs, not both")
+    schedule = dict(steps=steps, epochs=epochs, batch_size=batch_size)
     if output is not None:
         write_explanation(spec, output, fmt=fmt, lang=lang, digits=digits,
-                          decimal_comma=decimal_comma)
+                          decimal_comma=decimal_comma, **schedule)
         return
     if fmt == "pdf":
         raise UserError("--format pdf writes a file: give -o FILE.pdf")
-    emit(explain_api(spec, fmt=fmt, lang=lang, digits=digits, decimal_comma=decimal_comma),
-         output)
+    emit(explain_api(spec, fmt=fmt, lang=lang, digits=digits, decimal_comma=decimal_comma,
+                     **schedule), output)
 
 
 @main.command()

@@ -205,6 +205,7 @@ class Solution:
     forward_after: list[list[ForwardStep]]
     loss_after: float
     history: list[float] = field(default_factory=list)
+    training: object | None = None  # training.TrainingRun when several SGD steps are run
 
     @property
     def example(self) -> ExampleDerivation:

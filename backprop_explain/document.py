@@ -237,7 +237,9 @@ class SolutionView:
             out.append({
                 "label": self.layer_label(section.layer),
                 "steps": [self.chain(s, example.values) for s in section.steps],
-                "updates": [self.update(u) for u in section.updates],
+                # several examples: the updates follow their combination (template block batch)
+                "updates": ([self.update(u) for u in section.updates]
+                            if len(self.solution.examples) == 1 else []),
             })
         return out
 
@@ -328,16 +330,19 @@ def _dedupe(parts: list[str]) -> list[str]:
 
 
 def render_solution(solution: Solution, fmt: str = "md", lang: str = "en", digits: int = 4,
-                    decimal_comma: bool | None = None, diagram: str | None = None) -> str:
+                    decimal_comma: bool | None = None, diagram: str | None = None,
+                    loss_figure: str | None = None) -> str:
     """The worked solution of ``solution`` as Markdown or a complete LaTeX document.
 
-    ``diagram``: the network drawn (diagram.py), TikZ code or a Markdown image link."""
+    ``diagram``: the network drawn (diagram.py), TikZ code or a Markdown image link;
+    ``loss_figure``: the loss-history SVG a Markdown document links to after several steps."""
     return render_template(FORMATS[fmt], solution_context(solution, fmt, lang, digits,
-                                                          decimal_comma, diagram))
+                                                          decimal_comma, diagram, loss_figure))
 
 
 def solution_context(solution: Solution, fmt: str = "md", lang: str = "en", digits: int = 4,
-                     decimal_comma: bool | None = None, diagram: str | None = None) -> dict:
+                     decimal_comma: bool | None = None, diagram: str | None = None,
+                     loss_figure: str | None = None) -> dict:
     """What the templates of a solution walk; computed once, it can render several
     templates (an exercise sheet and its solution, sheet.py)."""
     if decimal_comma is None:
@@ -346,6 +351,9 @@ def solution_context(solution: Solution, fmt: str = "md", lang: str = "en", digi
     context = view.context()
     context.update(lang=lang, fmt=fmt, digits=digits, macros=f"macros.{fmt}.j2",
                    diagram=diagram)
+    from .document_training import TrainingView  # mini-batches and loss history
+    training = TrainingView(view)
+    context.update(batch=training.batch(), history=training.history(fmt, loss_figure))
     return context
 
 

@@ -22,6 +22,14 @@ def solution_to_data(solution: Solution) -> dict:
         "adjoints": dict(first.adjoints),
         "local_partials": dict(first.local_partials),
     }
+    run = solution.training  # several SGD steps (training.py): the loss of each
+    data["history"] = ([{"step": s.step, "epoch": s.epoch, "examples": s.examples,
+                         "loss": s.loss} for s in run.steps] if run else
+                       [{"step": 1, "epoch": 1,
+                         "examples": list(range(1, len(solution.examples) + 1)),
+                         "loss": solution.loss}])
+    if run:
+        data["final"] = {"loss": run.loss_after, "parameters": dict(run.parameters)}
     if len(solution.examples) > 1:
         data["examples"] = [
             {"inputs": e.inputs, "targets": e.targets,

@@ -1,0 +1,126 @@
+"""Training: several SGD steps (mini-batches, epochs, momentum) through the fast path.
+
+The symbolic engine writes the first step out in full (derivation.derive on the first
+mini-batch); every step, the first included, is computed here by the NumPy fast path and
+updated by derivation.sgd_update (torch.optim.SGD's rule, with momentum). The result is
+plain data: the loss of every step, the batches used and the final parameters.
+
+Schedule: the examples are taken in the spec's order (no shuffling, so a run is
+reproducible), ``batch_size`` at a time, the last batch of an epoch smaller when the
+examples do not divide evenly (as a PyTorch DataLoader with shuffle=False,
+drop_last=False). Without a batch size every step uses every example. ``epochs`` sets the
+number of steps to epochs × batches per epoch; otherwise ``steps`` is the number of steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .derivation import Solution, derive, sgd_update
+from .errors import SpecError
+from .fastpath import FastNetwork
+from .spec import NetworkSpec
+
+
+@dataclass
+class TrainingStep:
+    step: int  # 1-based
+    epoch: int  # 1-based
+    examples: list[int]  # 1-based positions of the batch's examples in the spec
+    loss: float  # the batch's loss before this step's update (mean or sum, as the spec)
+    parameters: dict[str, float]  # after this step's update
+
+
+@dataclass
+class TrainingRun:
+    steps: list[TrainingStep]
+    batch_size: int
+    epochs: int | None
+    momentum: float
+    reduction: str
+    loss_after: float  # on every example (mean or sum), after the last step
+    n_examples: int
+
+    @property
+    def history(self) -> list[float]:
+        return [s.loss for s in self.steps]
+
+    @property
+    def parameters(self) -> dict[str, float]:
+        return self.steps[-1].parameters
+
+
+def with_schedule(spec: NetworkSpec, steps: int | None = None, epochs: int | None = None,
+                  batch_size: int | None = None) -> NetworkSpec:
+    """The spec with its training schedule overridden (the command line's --steps, --epochs,
+    --batch-size); ``steps`` and ``epochs`` replace each other."""
+    changes = {}
+    if steps is not None:
+        changes.update(steps=steps, epochs=None)
+    if epochs is not None:
+        changes.update(epochs=epochs, steps=1)
+    if batch_size is not None:
+        changes["batch_size"] = batch_size
+    return dataclasses.replace(spec, **changes) if changes else spec
+
+
+def batches(spec: NetworkSpec) -> list[tuple[int, list[int]]]:
+    """(epoch, 0-based example indices) of every step."""
+    n = len(spec.examples)
+    size = spec.batch_size or n
+    if size > n:
+        raise SpecError(spec.source, "training.batch_size",
+                        f"a batch size of at most {n} (the number of examples), got {size}")
+    if spec.epochs is not None and spec.steps != 1:
+        raise SpecError(spec.source, "training",
+                        "either steps or epochs (epochs sets the number of steps), not both")
+    per_epoch = math.ceil(n / size)
+    total = spec.epochs * per_epoch if spec.epochs is not None else spec.steps
+    return [(k // per_epoch + 1, list(range((k % per_epoch) * size,
+                                            min((k % per_epoch + 1) * size, n))))
+            for k in range(total)]
+
+
+def is_training(spec: NetworkSpec) -> bool:
+    """Whether the spec asks for more than one plain full-batch step."""
+    return (spec.steps > 1 or spec.epochs is not None
+            or (spec.batch_size is not None and spec.batch_size < len(spec.examples)))
+
+
+def train(spec: NetworkSpec, network: FastNetwork | None = None) -> TrainingRun:
+    """Run every SGD step of the spec's schedule through the fast path."""
+    schedule = batches(spec)
+    network = network or FastNetwork(spec)
+    x = np.array([np.reshape(e.inputs, network.input_shape) for e in spec.examples])
+    t = np.array([e.targets for e in spec.examples])
+    parameters = dict(spec.parameters)
+    velocity: dict[str, float] = {}
+    steps = []
+    for k, (epoch, indices) in enumerate(schedule):
+        result = network.run(x[indices], t[indices], parameters, spec.reduction)
+        gradients = {name: float(g) for name, g in result.gradients.items()}
+        _, parameters = sgd_update(parameters, gradients, spec, velocity)
+        steps.append(TrainingStep(k + 1, epoch, [i + 1 for i in indices], float(result.loss),
+                                  parameters))
+    final = network.run(x, t, parameters, spec.reduction, gradients=False)
+    return TrainingRun(steps, spec.batch_size or len(spec.examples), spec.epochs,
+                       spec.momentum, spec.reduction, float(final.loss), len(spec.examples))
+
+
+def derive_training(spec: NetworkSpec) -> Solution:
+    """The worked solution: the first step derived in full on the first mini-batch, and,
+    when the spec asks for several steps, the whole run (``solution.training``) with the
+    loss of every step in ``solution.history``."""
+    if not is_training(spec):
+        return derive(spec)
+    schedule = batches(spec)
+    first = dataclasses.replace(spec, examples=[spec.examples[i] for i in schedule[0][1]])
+    solution = derive(first)
+    run = train(spec)
+    solution.training = run
+    solution.history = run.history
+    return solution
