@@ -229,7 +229,8 @@ class CnnView:
         items += self._bias_gradient(layer, forms)
         if forms.input_gradient_needed:
             items += self._input_gradient(layer, forms)
-        items += self._updates(layer, forms)
+        if len(self.solution.examples) == 1:  # several: the updates follow their combination
+            items += self._updates(layer, forms)
         return items
 
     def _arriving(self, layer, section, example) -> list[dict]:

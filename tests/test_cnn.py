@@ -489,3 +489,30 @@ def test_latex_of_a_cnn_compiles(tmp_path):
     run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "cnn.tex"],
                          cwd=tmp_path, capture_output=True, timeout=120)
     assert run.returncode == 0, run.stdout[-2000:].decode("latin-1")
+
+
+def test_several_examples_and_a_frozen_conv_layer():
+    spec = {"inputs": {"shape": [1, 3, 3]},
+            "layers": [{"type": "conv2d", "filters": [[0.5, -0.2], [0.1, 0.4]], "frozen": True,
+                        "activation": "tanh"},
+                       {"type": "flatten"},
+                       {"type": "dense", "weights": [[0.1, 0.2, 0.3, 0.4]],
+                        "activation": "sigmoid"}],
+            "loss": {"type": "binary_cross_entropy"},
+            "examples": [{"inputs": [[1, 0, 1], [0, 1, 0], [1, 0, 1]], "targets": [1]},
+                         {"inputs": [[0, 1, 0], [1, 0, 1], [0, 1, 0]], "targets": [0]}],
+            "training": {"learning_rate": 0.5}}
+    solution = solve(spec)
+    # each example's convolution form uses its own image; their mean is the step's gradient
+    forms = [e.convolutions[0] for e in solution.examples]
+    assert all(f.agrees for f in forms)
+    assert not np.allclose(forms[0].filter_gradient, forms[1].filter_gradient)
+    mean = np.mean([f.filter_gradient for f in forms], axis=0).ravel()
+    names = ["f_{1,1}", "f_{1,2}", "f_{2,1}", "f_{2,2}"]
+    np.testing.assert_allclose(mean, [solution.gradients[n] for n in names], rtol=1e-12)
+    assert all(solution.parameters_after[n] == spec["layers"][0]["filters"][k // 2][k % 2]
+               for k, n in enumerate(names))  # frozen
+    from backprop_explain.document import render_solution
+    assert "F' = F" in render_solution(solve({**spec, "examples": spec["examples"][:1]}))
+    # several examples: the filters' update comes once, after the gradients are combined
+    assert "SGD update of the filters" not in render_solution(solution)
