@@ -240,21 +240,26 @@ class CnnView:
         after = self.spec.layers[layer.index] if layer.index < len(self.spec.layers) else None
         if after is not None and after.kind in ("maxpool2d", "avgpool2d"):
             routing = self.forms[after.index]
-            items += self._sample_chain(section, after.output_names[0])
+            then = self._next_conv(after.index)
+            if then is not None:
+                items.append(_text(self.fill("from_next_conv",
+                                             label=self.view.layer_label(then.index))))
+            else:
+                items += self._sample_chain(section, after.output_names[0])
             for c in range(o_ch):
                 items.append(_display(f"{self.grad(self.name('P', after.index, (c, o_ch)))} = "
                                       f"{self.matrix(routing.output_gradient[c])}"))
             items.append(_text(self.t[f"{after.kind}_routing"]))
-            if after.kind == "maxpool2d":
-                winners = sorted({w for channel in routing.winners for row in channel
-                                  for w in row if w is not None}, key=self._position)
+            winners = sorted({w for channel in routing.winners for row in channel
+                              for w in row if w is not None}, key=self._position)
+            if winners and len(winners) <= NAMES_SHOWN // 2:  # more: the grid shows them
                 items.append(_text(self.fill("winners", names=", ".join(
                     f"${w}$" for w in winners))))
             for c in range(o_ch):
                 items.append(_display(f"{self.grad(self.name('A', layer.index, (c, o_ch)))} = "
                                       f"{self.matrix(routing.input_gradient[c])}"))
             return items
-        if after is not None and after.kind == "conv2d":
+        if self._next_conv(layer.index) is not None and after.kind == "conv2d":
             items.append(_text(self.fill("from_next_conv", label=self.view.layer_label(after.index))))
         else:
             items += self._sample_chain(section, layer.activation_names[0])
@@ -264,6 +269,11 @@ class CnnView:
             items.append(_display(f"{self.grad(self.name('A', layer.index, (o, o_ch)))} = "
                                   f"{self.matrix(grid[o])}"))
         return items
+
+    def _next_conv(self, index: int):
+        """The conv layer right after layer ``index`` (past a flatten: none), if any."""
+        following = self.spec.layers[index] if index < len(self.spec.layers) else None
+        return following if following is not None and following.kind == "conv2d" else None
 
     def _position(self, name: str) -> int:
         return self.view.graph.nodes[name].layer or 0, list(self.view.graph.nodes).index(name)

@@ -516,3 +516,32 @@ def test_several_examples_and_a_frozen_conv_layer():
     assert "F' = F" in render_solution(solve({**spec, "examples": spec["examples"][:1]}))
     # several examples: the filters' update comes once, after the gradients are combined
     assert "SGD update of the filters" not in render_solution(solution)
+
+
+def test_conv_pool_conv_gradients_and_worked_solution():
+    spec = as_spec({
+        "inputs": {"shape": [1, 4, 4]},
+        "layers": [{"type": "conv2d", "padding": 1, "activation": "relu",
+                    "filters": [[[[0.2, -0.5, 0.1], [0.4, 0.3, -0.2], [-0.1, 0.6, 0.2]]],
+                                [[[-0.3, 0.2, 0.5], [0.1, -0.4, 0.3], [0.2, 0.1, -0.6]]]],
+                    "biases": [0.1, 0.05]},
+                   {"type": "maxpool2d", "kernel": 2},
+                   {"type": "conv2d", "activation": "sigmoid",
+                    "filters": [[[[0.3, -0.2], [0.5, 0.1]], [[-0.4, 0.2], [0.1, 0.6]]]]},
+                   {"type": "flatten"},
+                   {"type": "dense", "weights": [[1.5]], "activation": "sigmoid"}],
+        "loss": {"type": "binary_cross_entropy"},
+        "examples": [{"inputs": [[0.9, 0.1, 0.4, 0.7], [0.2, 0.8, 0.3, 0.5],
+                                 [0.6, 0.0, 0.9, 0.2], [0.3, 0.7, 0.1, 0.8]], "targets": [1]}],
+        "training": {"learning_rate": 0.1}})
+    solution = solve(spec)
+    numeric = finite_differences(spec, list(spec.parameters))
+    for name, value in numeric.items():
+        assert solution.gradients[name] == pytest.approx(value, rel=1e-5, abs=1e-7), name
+    convs = [f for f in solution.convolutions if f.kind == "conv2d"]
+    assert all(f.agrees for f in convs)
+    assert [f.input_gradient_needed for f in convs] == [False, True]
+    from backprop_explain.document import render_solution
+    text = render_solution(solution)
+    assert "the input of the convolution layer 3" in text  # layer 1 reads it from layer 3
+    assert r"\operatorname{rot}_{180}\left(F^{(3)}_{2}\right)" in text
