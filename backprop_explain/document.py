@@ -231,7 +231,9 @@ class SolutionView:
         out = []
         for section in example.sections:
             if self.cnn and section.layer in self.cnn.forms:  # grids, not cell by cell
-                out.append({"label": self.layer_label(section.layer), "steps": [], "updates": [],
+                out.append({"label": self.layer_label(section.layer), "updates": [],
+                            "steps": [self.chain(s, example.values)
+                                      for s in self.cnn.other_steps(section)],
                             "cnn": self.cnn.backward_items(section, example)})
                 continue
             out.append({

@@ -233,6 +233,13 @@ class CnnView:
             items += self._updates(layer, forms)
         return items
 
+    def other_steps(self, section) -> list:
+        """The section's chain-rule steps of quantities outside conv/pool layers (the dense
+        layer after a flatten): written out as usual, before the grids."""
+        layers = [self.view.graph.nodes[s.target].layer for s in section.steps]
+        return [s for s, layer in zip(section.steps, layers)
+                if s.kind == "adjoint" and layer is not None and layer not in self.forms]
+
     def _arriving(self, layer, section, example) -> list[dict]:
         """∂E/∂A of this conv layer's output, from the layers after it (pool, flatten, …)."""
         items = []
