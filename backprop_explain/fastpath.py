@@ -74,9 +74,11 @@ def activate(kind: str, z, negative_slope: float = 0.01):
         return _sigmoid(z)
     if kind == "tanh":
         return np.tanh(z)
-    if kind == "relu":
-        return np.where(z > 0, z, 0.0)
+    if kind == "relu":  # np.maximum: the same values as np.where(z > 0, z, 0), 8x faster
+        return np.maximum(z, 0.0)
     if kind == "leaky_relu":
+        if 0 <= negative_slope <= 1:  # max(z, αz) is z for z > 0 and αz otherwise
+            return np.maximum(z, negative_slope * z)
         return np.where(z > 0, z, negative_slope * z)
     if kind == "softmax":
         return _softmax(z)
@@ -93,7 +95,7 @@ def activation_backward(kind: str, z, a, grad_a, negative_slope: float = 0.01):
     if kind == "tanh":
         return grad_a * (1.0 - a * a)
     if kind == "relu":
-        return np.where(z > 0, grad_a, 0.0)
+        return grad_a * (z > 0)
     if kind == "leaky_relu":
         return np.where(z > 0, grad_a, negative_slope * grad_a)
     if kind == "softmax":  # Jacobian-vector product of the layer-wide softmax
@@ -175,9 +177,9 @@ class _Dense:
         z = _matmul(x, np.swapaxes(w, -1, -2))
         z += b[:, None, :]
         a = activate(self.activation, z, self.slope)
-        return z, a
+        return z, a, None
 
-    def backward(self, x, p, delta, need_input_grad):
+    def backward(self, x, p, delta, need_input_grad, cache=None):
         """delta = ∂L/∂z (V, B, units) → parameter gradients and ∂L/∂x."""
         if delta.shape[1] == 1:  # one example: an outer product (BLAS is slow with K = 1)
             gw = np.einsum("vbj,vbi->vji", delta, x)
@@ -250,28 +252,42 @@ class _Conv2d:
                             "activation": _attr(layer, "activation_names", "output_names")}
 
     def forward(self, x, p):
+        """im2col: the windows as columns (one copy), then one small BLAS product per example
+        whose result is already channels first: z_b = F · cols_b, (O, C·kh·kw)(C·kh·kw, Ho·Wo)."""
         w = p["weights"]  # (V, O, C, kh, kw); biases (V, O)
-        cols = _windows(_pad(x, self.padding), self.kernel, self.stride)  # (V,B,C,Ho,Wo,kh,kw)
-        z = np.einsum("vbchwij,vocij->vbohw", cols, w, optimize=True)
+        v, batch = x.shape[:2]
+        o, ho, wo = self.out_shape
+        windows = _windows(_pad(x, self.padding), self.kernel, self.stride)  # (V,B,C,Ho,Wo,kh,kw)
+        cols = np.ascontiguousarray(windows.transpose(0, 1, 2, 5, 6, 3, 4)).reshape(
+            v, batch, -1, ho * wo)  # rows (c, u, v), columns (r, s)
+        z = np.matmul(w.reshape(w.shape[0], 1, o, -1), cols)  # (V, B, O, Ho·Wo)
         if "biases" in p:
-            z += p["biases"][:, None, :, None, None]
-        return z, activate(self.activation, z, self.slope)
+            z += p["biases"][:, None, :, None]
+        z = z.reshape(z.shape[:3] + (ho, wo))
+        return z, activate(self.activation, z, self.slope), cols
 
-    def backward(self, x, p, delta, need_input_grad):
-        cols = _windows(_pad(x, self.padding), self.kernel, self.stride)
-        grads = {"weights": np.einsum("vbohw,vbchwij->vocij", delta, cols, optimize=True)}
+    def backward(self, x, p, delta, need_input_grad, cols):
+        w = p["weights"]
+        v, batch = delta.shape[:2]
+        o, ho, wo = self.out_shape
+        delta = delta.reshape(v, batch, o, ho * wo)
+        # ∂L/∂F = Σ_b δ_b · cols_bᵀ: per-example products summed (faster here than einsum)
+        grads = {"weights": np.matmul(delta, np.swapaxes(cols, -1, -2)).sum(axis=1).reshape(
+            (v,) + w.shape[1:])}
         if "biases" in p:
-            grads["biases"] = delta.sum(axis=(1, 3, 4))
+            grads["biases"] = delta.sum(axis=(1, 3))
         if not need_input_grad:
             return grads, None
-        w = p["weights"]
-        v, bsz = delta.shape[:2]
         c, h, wd = self.in_shape
-        padded = (v, bsz, c, h + 2 * self.padding[0], wd + 2 * self.padding[1])
-        g = _scatter_windows(
-            lambda i, j: np.einsum("vbohw,voc->vbchw", delta, w[:, :, :, i, j], optimize=True),
-            padded, self.kernel, self.stride, self.out_shape[1:])
-        return grads, g[..., self.padding[0]:self.padding[0] + h, self.padding[1]:self.padding[1] + wd]
+        kh, kw = self.kernel
+        # col2im: each column's gradient Fᵀ·δ_b, added back under its window
+        grad_cols = np.matmul(np.swapaxes(w.reshape(w.shape[0], 1, o, -1), -1, -2),
+                              delta).reshape(v, batch, c, kh, kw, ho, wo)
+        padded = (v, batch, c, h + 2 * self.padding[0], wd + 2 * self.padding[1])
+        g = _scatter_windows(lambda i, j: grad_cols[:, :, :, i, j],
+                             padded, self.kernel, self.stride, self.out_shape[1:])
+        return grads, g[..., self.padding[0]:self.padding[0] + h,
+                        self.padding[1]:self.padding[1] + wd]
 
 
 class _Pool2d:
@@ -300,27 +316,43 @@ class _Pool2d:
         counts = _windows(_pad(ones, self.padding), self.kernel, self.stride).sum(axis=(-2, -1))
         return counts
 
+    def _offsets(self, padded):
+        """The window cell at each kernel offset (i, j), for every output cell at once."""
+        ho, wo = self.out_shape[1:]
+        (sh, sw), (kh, kw) = self.stride, self.kernel
+        for i in range(kh):
+            for j in range(kw):
+                yield i * kw + j, padded[..., i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
+
     def forward(self, x, p):
         if self.kind == "maxpool2d":
-            cols = _windows(_pad(x, self.padding, -np.inf), self.kernel, self.stride)
-            flat = cols.reshape(cols.shape[:-2] + (-1,))
-            # the first maximum in row-major order gets the gradient, as in PyTorch
-            self._argmax = flat.argmax(axis=-1)
-            out = np.take_along_axis(flat, self._argmax[..., None], axis=-1)[..., 0]
-        else:
-            cols = _windows(_pad(x, self.padding), self.kernel, self.stride)
-            out = cols.sum(axis=(-2, -1)) / self._divisor()
-        return out, out
+            # padded cells are −∞: they never win
+            cells = list(self._offsets(_pad(x, self.padding, -np.inf)))
+            out = cells[0][1].copy()
+            for _, cell in cells[1:]:
+                np.maximum(out, cell, out=out)
+            # the winner is the first maximum in row-major order, as in PyTorch: walk the
+            # offsets backwards, each equal cell overwriting the later ones (integer
+            # arithmetic: much faster than boolean-masked assignment)
+            dtype = np.int8 if len(cells) <= 127 else np.int32
+            winner = np.full(out.shape, len(cells) - 1, dtype=dtype)
+            for k, cell in reversed(cells[:-1]):
+                winner -= (winner - dtype(k)) * (cell == out).view(np.int8)
+            return out, out, winner
+        total = None
+        for _, cell in self._offsets(_pad(x, self.padding)):
+            total = cell.copy() if total is None else total + cell
+        out = total / self._divisor()
+        return out, out, None
 
-    def backward(self, x, p, delta, need_input_grad):
+    def backward(self, x, p, delta, need_input_grad, winner=None):
         if not need_input_grad:
             return {}, None
         c, h, w = self.in_shape
         padded = x.shape[:2] + (c, h + 2 * self.padding[0], w + 2 * self.padding[1])
         kw = self.kernel[1]
         if self.kind == "maxpool2d":
-            argmax = self._argmax
-            at = lambda i, j: np.where(argmax == i * kw + j, delta, 0.0)  # noqa: E731
+            at = lambda i, j: delta * (winner == i * kw + j)  # noqa: E731
         else:
             share = delta / self._divisor()
             at = lambda i, j: share  # noqa: E731
@@ -341,9 +373,9 @@ class _Flatten:
 
     def forward(self, x, p):
         out = x.reshape(x.shape[:2] + self.out_shape)  # row-major, channels first: view(N, -1)
-        return out, out
+        return out, out, None
 
-    def backward(self, x, p, delta, need_input_grad):
+    def backward(self, x, p, delta, need_input_grad, cache=None):
         return {}, (delta.reshape(x.shape) if need_input_grad else None)
 
 
@@ -509,10 +541,11 @@ class FastNetwork:
             t = np.broadcast_to(t, (v,) + t.shape[1:])
         batch = x.shape[1]
 
-        layers, a = [], x
+        layers, caches, a = [], [], x
         for kernel, p in zip(self.kernels, params):
-            z, a = kernel.forward(a, p)
+            z, a, cache = kernel.forward(a, p)
             layers.append({"pre_activation": z, "activation": a})
+            caches.append(cache)
         last = self.kernels[-1]
         terms, d = loss_terms_and_delta(self.loss_kind, last.activation,
                                         layers[-1]["pre_activation"], a, t)
@@ -533,7 +566,7 @@ class FastNetwork:
                                                 layers[k]["activation"], delta,
                                                 getattr(kernel, "slope", 0.01))
                 need = k > 0 or input_gradient
-                grads, delta = kernel.backward(inputs_of[k], params[k], delta, need)
+                grads, delta = kernel.backward(inputs_of[k], params[k], delta, need, caches[k])
                 layer_gradients[k] = grads
             gx = delta if input_gradient else None
 
