@@ -267,39 +267,71 @@ def test_blog_cnn_structure():
 # PyTorch
 
 
-def _torch_gradients(spec_path):
+def _torch_loss_and_gradients(spec):
+    """The spec's network written with torch.nn.functional, on its first example."""
     torch = pytest.importorskip("torch")
-    spec = as_spec(spec_path)
-    conv, pool, dense = spec.layers[0], spec.layers[1], spec.layers[3]
-    p = spec.parameters
-    weight = torch.tensor([[[[p[n] for n in row] for row in ch] for ch in out]
-                           for out in conv.filter_names], dtype=torch.float64,
-                          requires_grad=True)
-    bias = torch.tensor([p[n] for n in conv.bias_names], dtype=torch.float64,
-                        requires_grad=True)
-    w = torch.tensor([[p[n] for n in row] for row in dense.weight_names], dtype=torch.float64,
-                     requires_grad=True)
-    b = torch.tensor([p[n] for n in dense.bias_names], dtype=torch.float64, requires_grad=True)
+    F = torch.nn.functional
+    p, leaves = spec.parameters, {}
+
+    def tensor(names):
+        nested = [tensor(n) for n in names] if isinstance(names, list) else None
+        if nested is None:
+            leaves.setdefault(names, torch.tensor(p[names], dtype=torch.float64,
+                                                  requires_grad=True))
+            return leaves[names]
+        return torch.stack(nested)
+
+    def activate(kind, z, slope):
+        return {"identity": lambda v: v, "sigmoid": torch.sigmoid, "tanh": torch.tanh,
+                "relu": torch.relu, "leaky_relu": lambda v: F.leaky_relu(v, slope),
+                "softmax": lambda v: torch.softmax(v, dim=-1)}[kind](z)
+
     x = torch.tensor(spec.examples[0].inputs, dtype=torch.float64).reshape(1, *spec.input_shape)
-    z = torch.nn.functional.conv2d(x, weight, bias, stride=conv.stride, padding=conv.padding)
-    a = torch.relu(z)
-    m = torch.nn.functional.max_pool2d(a, pool.kernel, pool.stride, pool.padding)
-    logits = m.view(m.size(0), -1) @ w.T + b
-    target = torch.tensor([spec.examples[0].targets], dtype=torch.float64)
-    loss = torch.nn.functional.cross_entropy(logits, target)
+    for layer in spec.layers:
+        if layer.kind == "conv2d":
+            bias = tensor(layer.bias_names) if layer.bias_names else None
+            x = activate(layer.activation, F.conv2d(x, tensor(layer.filter_names), bias,
+                                                    stride=layer.stride,
+                                                    padding=layer.padding),
+                         layer.negative_slope)
+        elif layer.kind == "maxpool2d":
+            x = F.max_pool2d(x, layer.kernel, layer.stride, layer.padding)
+        elif layer.kind == "avgpool2d":
+            x = F.avg_pool2d(x, layer.kernel, layer.stride, layer.padding,
+                             count_include_pad=True)
+        elif layer.kind == "flatten":
+            x = x.view(x.size(0), -1)
+        else:
+            x = activate(layer.activation, x @ tensor(layer.weight_names).T
+                         + tensor(layer.bias_names), layer.negative_slope)
+    o = x[0]
+    t = torch.tensor(spec.examples[0].targets, dtype=torch.float64)
+    loss = {"half_squared_error": lambda: 0.5 * ((o - t) ** 2).sum(),
+            "squared_error": lambda: ((o - t) ** 2).sum(),
+            "mean_squared_error": lambda: ((o - t) ** 2).mean(),
+            "cross_entropy": lambda: -(t * torch.log(o)).sum(),
+            "binary_cross_entropy": lambda: -(t * torch.log(o)
+                                              + (1 - t) * torch.log(1 - o)).sum(),
+            "softmax_cross_entropy": lambda: -(t * torch.log_softmax(o, dim=-1)).sum(),
+            }[spec.loss.kind]()
     loss.backward()
-    grads = {}
-    for names, tensor in ((conv.filter_names, weight), (conv.bias_names, bias),
-                          (dense.weight_names, w), (dense.bias_names, b)):
-        for name, g in zip(np.array(names, dtype=object).ravel(), tensor.grad.numpy().ravel()):
-            grads[name] = float(g)
-    return loss.item(), grads
+    return loss.item(), {name: leaf.grad.item() for name, leaf in leaves.items()}
 
 
 def test_pytorch_agrees_on_the_two_channel_example():
-    loss, grads = _torch_gradients(EXAMPLES / "cnn_2ch_stride2_maxpool.toml")
+    spec = as_spec(EXAMPLES / "cnn_2ch_stride2_maxpool.toml")
+    loss, grads = _torch_loss_and_gradients(spec)
     solution = solved("cnn_2ch_stride2_maxpool.toml")
     assert solution.loss == pytest.approx(loss, rel=1e-12)
+    assert set(grads) == set(solution.gradients)
+    for name, g in grads.items():
+        assert solution.gradients[name] == pytest.approx(g, rel=1e-9, abs=1e-12), name
+
+
+def test_pytorch_agrees_on_random_networks(network):
+    spec, solution = network
+    loss, grads = _torch_loss_and_gradients(spec)
+    assert solution.loss == pytest.approx(loss, rel=1e-10)
     assert set(grads) == set(solution.gradients)
     for name, g in grads.items():
         assert solution.gradients[name] == pytest.approx(g, rel=1e-9, abs=1e-12), name
