@@ -42,12 +42,10 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from pathlib import Path
 
 from .derivation import adjoint_key, updated_key
-from .errors import SpecError
 from .spec import (NetworkSpec, Place, _infer_shape, parameter_names_of, quantity_names_of,
-                   read_document, spec_from_dict)
+                   read_file, spec_from_dict)
 
 DRAW_KINDS = ("uniform", "integers", "choice", "one_hot")
 GROUPS = ("forward", "loss", "gradients", "update", "forward_after", "loss_after")
@@ -87,13 +85,7 @@ class SheetTemplate:
 
 def load_template(path) -> SheetTemplate:
     """Read and check a template file (.toml or .json); errors are one-line SpecErrors."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise SpecError(path, "", f"cannot read the file ({err.strerror})") from None
-    return template_from_dict(read_document(text, str(path), path.suffix.lstrip(".").lower()),
-                              source=str(path))
+    return template_from_dict(read_file(path), source=str(path))
 
 
 def template_from_dict(data: dict, source: str = "<template>") -> SheetTemplate:

@@ -115,12 +115,17 @@ class NetworkSpec:
 
 def load_spec(path) -> NetworkSpec:
     """Read a spec from a ``.toml`` or ``.json`` file."""
+    return spec_from_dict(read_file(path), source=str(path))
+
+
+def read_file(path) -> dict:
+    """The parsed contents of a ``.toml`` or ``.json`` file, with one-line errors."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise SpecError(path, "", f"cannot read the file ({err.strerror})") from None
-    return parse_spec_text(text, source=str(path), fmt=path.suffix.lstrip(".").lower())
+    return read_document(text, str(path), path.suffix.lstrip(".").lower())
 
 
 def parse_spec_text(text: str, source: str = "<spec>", fmt: str = "toml") -> NetworkSpec:
