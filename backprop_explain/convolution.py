@@ -218,11 +218,14 @@ def convolution_forms(spec: NetworkSpec, graph, example, layer: Conv2dLayer,
     bias_chain = np.array([gradient_of[n] for n in layer.bias_names]) if layer.bias_names \
         else bias_gradient.copy()
     input_chain = input_gradient_chain(graph, example, inputs).reshape(layer.in_shape)
+    # a name used in several places is one parameter: compare the sums over its places,
+    # and only for names this layer alone uses
     shared_elsewhere = _names_outside(spec, layer)
     compared = _by_name(layer.filter_names, filter_gradient, shared_elsewhere)
+    compared.update(_by_name(layer.bias_names, bias_gradient, shared_elsewhere))
     differences = [abs(total - gradient_of[n]) / max(1.0, abs(gradient_of[n]))
                    for n, total in compared.items()]
-    differences += [_relative(bias_gradient, bias_chain), _relative(input_gradient, input_chain)]
+    differences.append(_relative(input_gradient, input_chain))
 
     return ConvolutionForms(
         layer=layer.index, stride=layer.stride, padding=layer.padding, kernel=layer.kernel,
@@ -254,7 +257,7 @@ def _names_outside(spec: NetworkSpec, layer) -> set[str]:
 def _by_name(names, grid: np.ndarray, skip: set[str]) -> dict[str, float]:
     """Sum a gradient grid over the positions sharing a name (shared filter weights)."""
     totals: dict[str, float] = {}
-    for name, value in zip(_flat(names), grid.ravel()):
+    for name, value in zip(_flat(names), np.asarray(grid).ravel()):
         if name not in skip:
             totals[name] = totals.get(name, 0.0) + float(value)
     return totals

@@ -577,3 +577,29 @@ def test_conv_pool_conv_gradients_and_worked_solution():
     text = render_solution(solution)
     assert "the input of the convolution layer 3" in text  # layer 1 reads it from layer 3
     assert r"\operatorname{rot}_{180}\left(F^{(3)}_{2}\right)" in text
+
+
+def test_shared_filter_weights_and_biases():
+    """One name in several places is one parameter, inside a filter and across layers."""
+    spec = as_spec({
+        "inputs": {"shape": [1, 4, 4]},
+        "layers": [{"type": "conv2d", "filters": [[0.3, 0.3], [0.3, 0.3]], "activation": "tanh",
+                    "names": {"filters": "w"}},
+                   {"type": "conv2d", "filters": [[0.3, 0.2], [0.2, 0.3]],
+                    "names": {"filters": [["w", "u"], ["u", "w"]], "biases": "b"}},
+                   {"type": "flatten"},
+                   {"type": "dense", "weights": [[0.5, -0.5, 0.2, 0.1]], "activation": "sigmoid"}],
+        "loss": {"type": "half_squared_error"},
+        "examples": [{"inputs": [[0.1, 0.5, 0.2, 0.9], [0.4, 0.3, 0.8, 0.1],
+                                 [0.7, 0.2, 0.6, 0.3], [0.5, 0.9, 0.1, 0.4]], "targets": [1]}],
+        "training": {"learning_rate": 0.1}})
+    assert list(spec.parameters)[:3] == ["w", "b", "u"]  # b: layer 1's default, shared
+    solution = solve(spec)
+    numeric = finite_differences(spec, list(spec.parameters))
+    for name, value in numeric.items():
+        assert solution.gradients[name] == pytest.approx(value, rel=1e-6, abs=1e-9), name
+    assert all(f.agrees for f in solution.convolutions)
+    # u appears twice in layer 2 only: its gradient is the sum of its two grid positions
+    second = solution.convolutions[1]
+    assert second.filter_gradient[0, 0, 0, 1] + second.filter_gradient[0, 0, 1, 0] \
+        == pytest.approx(solution.gradients["u"], rel=1e-12)
