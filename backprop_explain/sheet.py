@@ -21,6 +21,8 @@ Files in ``out_dir`` (NN = variant number, zero-padded):
 - tex: exercise_NN.tex, solution_NN.tex, exercises.tex, solutions.tex
 - pdf: exercise_NN.pdf, solution_NN.pdf, exercises.pdf, solutions.pdf
 - moodle: questions.xml (moodle.py)
+- every format but moodle: spec_NN.json, the variant's drawn spec, so that
+  ``backprop-explain verify spec_NN.json exercise_NN.md`` checks a filled-in sheet
 - every format: answers.json
 """
 
@@ -38,7 +40,7 @@ from .derivation import NumericGraph, Solution, derive
 from .errors import SpecError
 from .graph import build_graph
 from .sheet_spec import Question, SheetTemplate, load_template
-from .spec import NetworkSpec
+from .spec import NetworkSpec, spec_from_dict
 
 FORMATS = ("md", "tex", "pdf", "moodle")
 MAX_DRAWS_PER_VARIANT = 50  # give up when a template is (almost) always degenerate
@@ -54,6 +56,7 @@ class Variant:
     number: int
     spec: NetworkSpec
     answers: dict[str, float]  # key → value (fast path, float64)
+    data: dict  # the drawn spec as a document: written as spec_NN.json for `verify`
 
 
 # ---------------------------------------------------------------------------
@@ -75,7 +78,8 @@ def draw_variants(template: SheetTemplate, count: int, seed: int) -> list[Varian
                             f"{drawn} draws only {len(accepted)} of {count} variants were "
                             f"usable (saturated units, dead ReLUs, zero gradients or zero "
                             f"loss); widen or shift the ranges")
-        batch = [template.draw_spec(rng) for _ in range(max(8, 2 * (count - len(accepted))))]
+        documents = [template.draw(rng) for _ in range(max(8, 2 * (count - len(accepted))))]
+        batch = [spec_from_dict(d, source=template.source) for d in documents]
         drawn += len(batch)
         numbers = evaluate_batch(network, batch)
         reasons = degenerate_reasons(network, numbers)
@@ -83,7 +87,7 @@ def draw_variants(template: SheetTemplate, count: int, seed: int) -> list[Varian
             if reasons[k] or len(accepted) >= count:
                 continue
             accepted.append(Variant(len(accepted) + 1, spec,
-                                    answers_of(spec, questions, numbers, k)))
+                                    answers_of(spec, questions, numbers, k), documents[k]))
     return accepted
 
 
@@ -225,6 +229,9 @@ def write_sheets(template, out_dir, variants: int = 1, seed: int = 0, fmt: str =
             progress(len(drawn))
         return written
 
+    for variant in drawn:  # each variant's own spec, to `verify` a filled-in sheet against
+        write(f"spec_{variant.number:0{width}d}.json",
+              json.dumps(variant.data, indent=2, ensure_ascii=False) + "\n")
     numeric = NumericGraph(build_graph(drawn[0].spec))
     text_fmt = "md" if fmt == "md" else "tex"
     exercises, solutions = [], []

@@ -237,7 +237,8 @@ def test_markdown_sheets_are_complete_and_reproducible(tmp_path):
     a, b = files_of(tmp_path / "a"), files_of(tmp_path / "b")
     assert a == b
     assert set(a) == {f"{kind}_{n}.md" for kind in ("exercise", "solution") for n in (1, 2, 3)} | {
-        f"network_{n}.svg" for n in (1, 2, 3)} | {"exercises.md", "solutions.md", "answers.json"}
+        f"network_{n}.svg" for n in (1, 2, 3)} | {"exercises.md", "solutions.md", "answers.json"} | {
+        f"spec_{n}.json" for n in (1, 2, 3)}
     answers = json.loads(a["answers.json"])
     first = answers["variants"][0]["answers"]
     exercise = a["exercise_1.md"].decode()
@@ -252,6 +253,29 @@ def test_markdown_sheets_are_complete_and_reproducible(tmp_path):
     svg = ET.fromstring(a["network_1.svg"])
     assert svg.tag.endswith("svg")
     assert len(svg.findall("{http://www.w3.org/2000/svg}circle")) == 7  # 3 + 2 + 2 neurons
+
+
+def test_a_filled_in_sheet_is_verified_against_its_variant_spec(tmp_path):
+    """A student fills exercise_2.md; `verify spec_2.json` finds the one slip in it."""
+    write_sheets(TEMPLATE, tmp_path, variants=2, seed=5, fmt="md")
+    truth = json.loads((tmp_path / "answers.json").read_text())["variants"][1]["answers"]
+    lines, keys = [], iter(truth)
+    for line in (tmp_path / "exercise_2.md").read_text().splitlines():
+        if line.startswith("| $") and line.endswith("|   |"):
+            key = next(keys)
+            value = -truth[key] if key == "out_{o1}" else truth[key]  # one sign slip
+            line = line[:-4] + f" {value:.4g} |"
+        lines.append(line)
+    filled = tmp_path / "filled.md"
+    filled.write_text("\n".join(lines) + "\n")
+    result = CliRunner().invoke(main, ["verify", str(tmp_path / "spec_2.json"), str(filled),
+                                       "--format", "json"])
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.output)
+    wrong = [r for r in report if r["status"] == "wrong"]
+    assert [r["key"] for r in wrong] == ["out_{o1}"]
+    assert "sign" in wrong[0]["diagnosis"]
+    assert sum(r["status"] == "correct" for r in report) >= len(truth) - 1
 
 
 def test_latex_sheets_combine_into_one_document(tmp_path):
