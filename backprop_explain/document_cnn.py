@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .notation import partial, primed
+from .notation import partial, primed, tex
 
 TERM_BY_TERM_LIMIT = 18  # filter weights written out term by term; more: the first filter only
 NAMES_SHOWN = 16  # a flattened vector longer than this is shown as first … last
@@ -73,10 +73,8 @@ class CnnView:
         return partial(self.loss, what)
 
     def fill(self, key: str, **values) -> str:
-        phrase = self.t[key]
-        for k, v in values.items():
-            phrase = phrase.replace("{" + k + "}", str(v))
-        return phrase
+        from .document import fill  # document.py imports this module: import when called
+        return fill(self.t[key], **values)
 
     @staticmethod
     def size(pair) -> str:
@@ -324,8 +322,7 @@ class CnnView:
         return items
 
     def _signed(self, value: float) -> str:
-        text = self.n.tex(value)
-        return rf"\left({text}\right)" if value < 0 else text
+        return tex(self.n.placeholder(value))  # negative numbers in parentheses
 
     def _filter_convolution(self, layer, forms) -> list[dict]:
         o_ch, c_in = layer.out_channels, layer.in_channels
