@@ -259,7 +259,8 @@ class SolutionView:
 
     def network_summary(self) -> list[str]:
         t = self.t["network"]
-        lines = [fill(t["inputs"], count=len(self.spec.input_names))]
+        lines = [self.cnn.input_summary() if self.cnn else
+                 fill(t["inputs"], count=len(self.spec.input_names))]
         for layer in self.spec.layers:
             if layer.kind == "dense":
                 lines.append(fill(

@@ -81,6 +81,10 @@ class CnnView:
         return f"{pair[0]}" if pair[0] == pair[1] else f"{pair[0]}\\times{pair[1]}"
 
     # Network block ----------------------------------------------------------
+    def input_summary(self) -> str:
+        return self.fill("input_summary", count=len(self.spec.input_names),
+                         shape="×".join(map(str, self.spec.input_shape)))
+
     def summary_line(self, layer) -> str | None:
         label = self.view.layer_label(layer.index)
         if layer.kind == "conv2d":
