@@ -197,55 +197,69 @@ def edge_count(network: FastNetwork) -> int:
     return total + n_out + n_out  # loss terms (one output each) and the total
 
 
+def measure(network, params, size):
+    """(fast path seconds, torch seconds or None, peak bytes) for one batch size."""
+    x, t, labels = batch_for(network, size)
+    run = lambda: network.run(x, t, params, reduction="mean")  # noqa: E731
+    if not torch:
+        return best_times([run], ARGS.repeats)[0], None, peak_memory(run)
+    step = torch_step(network, x, labels)
+    reference_loss, reference = step()
+    result = run()  # the same numbers as PyTorch, or the timing means nothing
+    assert abs(reference_loss - float(result.loss)) <= 1e-10 * abs(reference_loss)
+    for mine, theirs in zip(result.layer_gradients, reference):
+        for role in theirs:
+            np.testing.assert_allclose(mine[role], theirs[role].numpy(), rtol=1e-8,
+                                       atol=1e-14)
+    fast, slow = best_times([run, step], ARGS.repeats)
+    return fast, slow, peak_memory(run)
+
+
 def main():
     print(f"NumPy {np.__version__}, float64, BLAS threads = {ARGS.threads}"
           + (f"; torch {torch.__version__}, torch.set_num_threads({ARGS.threads})"
              if torch else "; torch not installed"))
     print(f"best of {ARGS.repeats} runs (NumPy and torch in turns) of forward + backward "
           f"(loss and every parameter gradient) per batch\n")
+    networks = []
     for label, data, small, small_label in (
             ("MLP 784-256-10 sigmoid/softmax+CE", mlp_dict(),
              mlp_dict(24, 12, 10), "MLP 24-12-10"),
             ("CNN 1x28x28 conv8x3x3 relu maxpool2 dense10 softmax+CE", cnn_dict(),
              cnn_dict(6, 8, 10), "CNN 1x6x6 conv8x3x3 maxpool2 dense10")):
-        spec = make_spec(data)
-        network = FastNetwork(spec)
+        network = FastNetwork(make_spec(data))
         params = [{r: a[0] for r, a in layer.items()} for layer in network.default_parameters()]
         per_example, small_edges, build = symbolic_per_example(small, ARGS.symbolic_examples)
         full_edges = edge_count(network)
         assert edge_count(FastNetwork(make_spec(small))) == small_edges  # the count is right
-        symbolic_one = per_example * full_edges / small_edges
+        networks.append((label, network, params, per_example * full_edges / small_edges,
+                         f"  symbolic, measured on {small_label} ({small_edges} local partials, "
+                         f"graph built once in {build:.1f} s): {per_example * 1e3:.1f} ms per "
+                         f"example; x {full_edges}/{small_edges} local partials -> "
+                         f"{per_example * full_edges / small_edges:.2f} s per example of the "
+                         f"full network (extrapolated)"))
+    default = {(label, size): measure(network, params, size)
+               for label, network, params, *_ in networks for size in BATCHES}
+    for label, network, params, symbolic_one, symbolic_note in networks:
         print(f"{label}: {sum(a.size for p in params for a in p.values())} parameters")
-        print(f"  symbolic, measured on {small_label} ({small_edges} local partials, graph "
-              f"built once in {build:.1f} s): {per_example * 1e3:.1f} ms per example; "
-              f"x {full_edges}/{small_edges} local partials -> {symbolic_one:.2f} s per "
-              f"example of the full network (extrapolated)")
+        print(symbolic_note)
         print(f"  {'batch':>6} {'fast path':>12} {'peak mem':>10} {'symbolic':>12} "
               f"{'speed-up':>10} {'torch':>10} {'fast/torch':>10}")
         for size in BATCHES:
-            x, t, labels = batch_for(network, size)
-            run = lambda: network.run(x, t, params, reduction="mean")  # noqa: E731
-            step = torch_step(network, x, labels) if torch else None
-            fast, *t_torch = best_times([run, step] if torch else [run], ARGS.repeats)
-            memory = peak_memory(run)
+            fast, slow, memory = default[label, size]
             symbolic = symbolic_one * size
             line = (f"  {size:>6} {fast * 1e3:>9.3f} ms {memory / 2**20:>7.1f} MB "
                     f"{symbolic:>10.1f} s {symbolic / fast:>9.0f}x")
-            if torch:
-                reference_loss, reference = step()
-                result = run()
-                assert abs(reference_loss - float(result.loss)) <= 1e-10 * abs(reference_loss)
-                for mine, theirs in zip(result.layer_gradients, reference):
-                    for role in theirs:
-                        np.testing.assert_allclose(mine[role], theirs[role].numpy(),
-                                                   rtol=1e-8, atol=1e-14)
-                line += f" {t_torch[0] * 1e3:>7.3f} ms {fast / t_torch[0]:>9.2f}x"
+            line += (f" {slow * 1e3:>7.3f} ms {fast / slow:>9.2f}x" if slow
+                     else f" {'n/a':>10} {'n/a':>10}")
             print(line)
         print()
     print("peak mem = the most memory NumPy allocated during one call (tracemalloc);")
     print("speed-up = symbolic time / fast path time (how many times faster than per-example")
     print("           symbolic evaluation, extrapolated as said above);")
     print("fast/torch = fast path time divided by PyTorch's (targets: MLP <= 1.2, CNN <= 3).")
+    print(f"(load average while measuring: {', '.join(f'{v:.2f}' for v in os.getloadavg())}; "
+          f"other processes on the machine slow both sides alike, timed in turns)")
 
 
 if __name__ == "__main__":
