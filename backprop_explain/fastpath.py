@@ -8,18 +8,19 @@ pixels. It is a sibling of the symbolic graph, checked against it in tests/test_
 Shapes: every array carries a leading variant axis V and a batch axis B inside this module,
 ``(V, B, ...)``; the public functions drop V again when nothing had one.
 
-Example::
+Example (run from the repository's root; also ``from backprop_explain.api import ...``)::
 
-    >>> from backprop_explain.fastpath import evaluate
+    >>> from backprop_explain.fastpath import compile_network, evaluate
     >>> result = evaluate("examples/mlp_3_2_2_cross_entropy.toml")
     >>> round(float(result.loss), 6)
     0.134877
-    >>> result.values["out_{o1}"]                 # one value per example
-    array([0.87382323])
+    >>> result.values["out_{o1}"]                 # one value per example of the batch
+    array([0.87382321])
     >>> result.gradients["wo_{1,1}"]             # by parameter name (combined over the batch)
-    array(-0.07473...)
+    array(-0.07749774)
 
-    # 500 randomised variants of the exercise in one call: a leading axis on the parameters
+    500 randomised variants of the exercise in one call: a leading axis on the parameters
+
     >>> import numpy as np
     >>> net = compile_network("examples/mlp_3_2_2_cross_entropy.toml")
     >>> rng = np.random.default_rng(0)

@@ -4,6 +4,7 @@ digits), central finite differences, PyTorch (float64) and the course's publishe
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -129,7 +130,8 @@ def test_shared_parameters_get_the_sum_of_their_gradients():
 
 
 def test_course_network_published_figures():
-    result = evaluate("examples/mlp_3_2_2_cross_entropy.toml")
+    result = evaluate(Path(__file__).resolve().parent.parent
+                      / "examples" / "mlp_3_2_2_cross_entropy.toml")
     assert result.values["out_{o1}"][0] == pytest.approx(0.8738232, abs=5e-8)
     assert result.values["out_{o2}"][0] == pytest.approx(0.2177180, abs=5e-8)
     assert float(result.loss) == pytest.approx(0.134877, abs=5e-7)
@@ -376,3 +378,13 @@ def test_cnn_input_gradient_matches_finite_differences():
     numeric = (net.run(x + bumps, t, gradients=False).loss
                - net.run(x - bumps, t, gradients=False).loss) / (2 * h)
     np.testing.assert_allclose(analytic.ravel(), numeric, rtol=1e-6, atol=1e-9)
+
+
+def test_docstring_examples_run(monkeypatch):
+    import doctest
+
+    monkeypatch.chdir(Path(__file__).resolve().parent.parent)  # the examples' paths
+
+    from backprop_explain import fastpath
+    failures, tried = doctest.testmod(fastpath, optionflags=doctest.ELLIPSIS)
+    assert tried >= 8 and failures == 0
