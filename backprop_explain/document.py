@@ -309,7 +309,9 @@ class SolutionView:
                 for u in solution.updates],
             "forward_after": [
                 [s.name, *self.n.pair(before.value, s.value)]
-                for before, s in zip(example.forward, solution.forward_after[0])],
+                for before, s in zip(example.forward, solution.forward_after[0])
+                if not self.cnn or s.layer not in self.cnn.forms],  # CNN cells: grids below
+            "cnn_after": self.cnn.after_items(solution.forward_after[0]) if self.cnn else [],
             "loss_before": self.n.pair(solution.loss, solution.loss_after)[0],
             "loss_after": self.n.pair(solution.loss, solution.loss_after)[1],
             "loss_change": self.n.tex(abs(loss_change)),

@@ -220,6 +220,43 @@ class CnnView:
                                 next=self.view.layer_label(flatten.index + 1))),
                 _display(r"\left(" + ", ".join(shown) + r"\right)")]
 
+    # After the update ---------------------------------------------------------
+    def after_items(self, after_steps) -> list[dict]:
+        """Each conv/pool layer's maps before → after the step, as grids."""
+        before = self.solution.example.values
+        after = {s.name: s.value for s in after_steps}
+        items = []
+        for layer in self.spec.layers:
+            if layer.index not in self.forms:
+                continue
+            items.append(_text(self.fill("after", label=self.view.layer_label(layer.index))))
+            if layer.kind == "conv2d":
+                blocks = [("Z", layer.pre_activation_names)]
+                if layer.activation_names != layer.pre_activation_names:
+                    blocks.append(("A", layer.activation_names))
+            else:
+                blocks = [("P", layer.output_names)]
+            channels, rows, columns = layer.out_shape
+            for letter, names in blocks:
+                for c in range(channels):
+                    cells = names[c * rows * columns:(c + 1) * rows * columns]
+                    old, new = self._matrix_pair([before[n] for n in cells],
+                                                 [after[n] for n in cells], columns)
+                    name = self.name(letter, layer.index, (c, channels))
+                    items.append(_display(f"{name} = {old} \\quad\\longrightarrow\\quad "
+                                          f"{primed(name)} = {new}"))
+        return items
+
+    def _matrix_pair(self, old: list[float], new: list[float], columns: int):
+        """Two grids with, cell by cell, the digits that show how they differ."""
+        pairs = [self.n.pair(a, b) for a, b in zip(old, new)]
+        grids = []
+        for side in (0, 1):
+            rows = [" & ".join(p[side] for p in pairs[k:k + columns])
+                    for k in range(0, len(pairs), columns)]
+            grids.append(r"\begin{bmatrix} " + r" \\ ".join(rows) + r" \end{bmatrix}")
+        return grids
+
     # Backward pass ----------------------------------------------------------
     def backward_items(self, section, example) -> list[dict]:
         layer = self.spec.layers[section.layer - 1]

@@ -485,6 +485,7 @@ def test_worked_solution_shows_grids_not_cells(example, fmt, lang):
     # no chain-rule heading for a single feature-map cell: they are grids
     for name in conv.pre_activation_names + conv.activation_names:
         assert f"respect to ${name}$" not in text and f"rapport à ${name}$" not in text
+        assert f"| ${name}$ |" not in text  # nor a table row per cell after the update
     # every filter weight still has its chain-rule sum (the first filter at least)
     assert r"\frac{\partial " + spec.loss.total_name + r"}{\partial "\
         + conv.filter_names[0][0][0][0] + "}" in text
