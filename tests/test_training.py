@@ -160,7 +160,7 @@ def test_documents_end_with_the_history(tmp_path):
     tex = explain(EXAMPLE, "tex", lang="fr")
     assert r"\usepackage{pgfplots}" in tex and r"\addplot" in tex
     assert "\\begin{axis}" in tex and "use comma" in tex
-    one_step = explain("examples/mlp_3_2_2_cross_entropy.toml", "md")
+    one_step = explain(EXAMPLE.parent / "mlp_3_2_2_cross_entropy.toml", "md")
     assert "Training: the loss" not in one_step and "pgfplots" not in one_step
 
 
