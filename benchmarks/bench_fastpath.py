@@ -10,7 +10,9 @@ Prints, measured in this one run:
   backward sweep, once per example) as a ratio. Building the SymPy graph of the full networks
   takes too long, so that time is MEASURED on smaller networks of the same kinds and
   EXTRAPOLATED linearly in the number of local partials (graph edges), which is what the
-  per-example work is proportional to; the table says which network was measured;
+  per-example work grows with: two small networks give the cost of one more partial (the
+  slope, fixed costs left out), applied to the full network's count; the table says which
+  networks were measured;
 - PyTorch CPU (float64, the same number of threads) as a ratio, when torch is installed.
 
 Not part of the test suite: it asserts nothing about time.
@@ -222,22 +224,32 @@ def main():
     print(f"best of {ARGS.repeats} runs (NumPy and torch in turns) of forward + backward "
           f"(loss and every parameter gradient) per batch\n")
     networks = []
-    for label, data, small, small_label in (
+    for label, data, smalls in (
             ("MLP 784-256-10 sigmoid/softmax+CE", mlp_dict(),
-             mlp_dict(24, 12, 10), "MLP 24-12-10"),
+             [(mlp_dict(12, 6, 10), "MLP 12-6-10"), (mlp_dict(24, 12, 10), "MLP 24-12-10")]),
             ("CNN 1x28x28 conv8x3x3 relu maxpool2 dense10 softmax+CE", cnn_dict(),
-             cnn_dict(6, 8, 10), "CNN 1x6x6 conv8x3x3 maxpool2 dense10")):
+             [(cnn_dict(4, 8, 10), "CNN 1x4x4 conv8x3x3 maxpool2 dense10"),
+              (cnn_dict(6, 8, 10), "CNN 1x6x6 conv8x3x3 maxpool2 dense10")])):
         network = FastNetwork(make_spec(data))
         params = [{r: a[0] for r, a in layer.items()} for layer in network.default_parameters()]
-        per_example, small_edges, build = symbolic_per_example(small, ARGS.symbolic_examples)
         full_edges = edge_count(network)
-        assert edge_count(FastNetwork(make_spec(small))) == small_edges  # the count is right
-        networks.append((label, network, params, per_example * full_edges / small_edges,
-                         f"  symbolic, measured on {small_label} ({small_edges} local partials, "
-                         f"graph built once in {build:.1f} s): {per_example * 1e3:.1f} ms per "
-                         f"example; x {full_edges}/{small_edges} local partials -> "
-                         f"{per_example * full_edges / small_edges:.2f} s per example of the "
-                         f"full network (extrapolated)"))
+        notes, measured = [], []
+        for small, small_label in smalls:  # two sizes: the cost of one more local partial
+            per_example, small_edges, build = symbolic_per_example(small, ARGS.symbolic_examples)
+            assert edge_count(FastNetwork(make_spec(small))) == small_edges  # the count is right
+            measured.append((small_edges, per_example))
+            notes.append(f"  symbolic, measured on {small_label} ({small_edges} local partials,"
+                         f" graph built once in {build:.1f} s): {per_example * 1e3:.1f} ms per "
+                         f"example = {per_example / small_edges * 1e6:.1f} us per local partial")
+        (e1, t1), (e2, t2) = measured
+        # the marginal cost per partial (slope between the two sizes) leaves out fixed costs,
+        # so it extrapolates lower, i.e. in the symbolic engine's favour, than t2/e2 would
+        marginal = max((t2 - t1) / (e2 - e1), 0.0)
+        symbolic_one = t2 + marginal * (full_edges - e2)
+        notes.append(f"  -> {t2 * 1e3:.1f} ms + {marginal * 1e6:.1f} us x ({full_edges} - {e2}) "
+                     f"more local partials = {symbolic_one:.2f} s per example of the full "
+                     f"network (extrapolated)")
+        networks.append((label, network, params, symbolic_one, "\n".join(notes)))
     default = {(label, size): measure(network, params, size)
                for label, network, params, *_ in networks for size in BATCHES}
     for label, network, params, symbolic_one, symbolic_note in networks:
