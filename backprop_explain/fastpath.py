@@ -409,6 +409,7 @@ class FastResult:
     input_gradient: np.ndarray | None = None
     has_variants: bool = True
     _by_name: dict | None = field(default=None, repr=False)
+    _gradients: dict | None = field(default=None, repr=False)
 
     @property
     def values(self) -> dict[str, np.ndarray]:
@@ -422,7 +423,10 @@ class FastResult:
         """∂loss/∂θ by parameter name (…,); a shared name gets the sum over its places."""
         if self.layer_gradients is None:
             raise ValueError("gradients were not computed (run(..., gradients=False))")
-        return self.network.gradients_by_name(self.layer_gradients, self.has_variants)
+        if self._gradients is None:
+            self._gradients = self.network.gradients_by_name(self.layer_gradients,
+                                                             self.has_variants)
+        return self._gradients
 
 
 # ---------------------------------------------------------------------------
