@@ -305,7 +305,7 @@ def test_pdf_sheets_compile_read_back_and_are_reproducible(tmp_path):
     a, b = files_of(tmp_path / "a"), files_of(tmp_path / "b")
     assert a == b
     assert set(a) == {"exercise_1.pdf", "solution_1.pdf", "exercises.pdf", "solutions.pdf",
-                      "answers.json"}
+                      "answers.json", "spec_1.json"}
     answers = json.loads(a["answers.json"])["variants"][0]["answers"]
     solution = subprocess.run(["pdftotext", str(tmp_path / "a" / "solution_1.pdf"), "-"],
                               capture_output=True, text=True, check=True).stdout
