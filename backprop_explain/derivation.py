@@ -64,21 +64,25 @@ class NumericGraph:
         with mpmath.workdps(_PRECISION):
             exact = {k: mpmath.mpf(v) for k, v in leaves.items()}
             for name, function in self._forward.items():
-                node = self.graph.nodes[name]
-                exact[name] = _real(function(*[exact[p] for p in node.parents]), node, exact)
+                exact[name] = _evaluate(function, self.graph.nodes[name], exact)
                 values[name] = float(exact[name])
-        self._exact = exact
+        # partial_values() of these very values reuses the 40-digit ones: a sigmoid that
+        # rounds to 1.0 in float64 still has 1 - σ > 0 there.
+        self._last = (values, exact)
         return values
 
     def partial_values(self, values: dict[str, float]) -> dict[tuple[str, str], float]:
         """Every local partial ∂child/∂parent at the given values (after forward())."""
         out = {}
         with mpmath.workdps(_PRECISION):
-            exact = {k: mpmath.mpf(v) for k, v in values.items()}
+            last = getattr(self, "_last", (None, None))
+            if last[0] is values:
+                exact = last[1]
+            else:
+                exact = {k: mpmath.mpf(v) for k, v in values.items()}
             for (child, parent), (_, function) in self._partials.items():
-                node = self.graph.nodes[child]
                 out[(child, parent)] = float(
-                    _real(function(*[exact[p] for p in node.parents]), node, exact))
+                    _evaluate(function, self.graph.nodes[child], exact))
         return out
 
     def partial_expr(self, child: str, parent: str) -> sp.Expr:
@@ -102,12 +106,17 @@ class NumericGraph:
         return adjoint
 
 
-def _real(value, node, env):
+def _evaluate(function, node, env):
+    """A compiled expression at ``env``; no real finite value is a DomainError naming it."""
+    try:
+        value = function(*[env[p] for p in node.parents])
+    except (ZeroDivisionError, OverflowError, ValueError):
+        value = mpmath.nan
     if isinstance(value, mpmath.mpc) or not mpmath.isfinite(value):
         args = ", ".join(f"{p} = {float(mpmath.re(env[p])):.6g}" for p in node.parents
                          if p in env)
         raise DomainError(f"{node.name} = {sp.sstr(node.expr)} has no real finite value "
-                          f"at {args} (ln of a value <= 0, or an overflow)")
+                          f"at {args} (ln of a value <= 0, a division by 0, or an overflow)")
     return value
 
 

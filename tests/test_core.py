@@ -207,3 +207,17 @@ def test_json_output_has_every_key_in_full_precision():
     assert data["forward"]["out_{o1}"] == pytest.approx(0.8738232094895043, rel=1e-15)
     assert data["updated"]["wo_{1,1}"] == pytest.approx(0.1 + 0.001 * 0.07749773965828156)
     assert data["loss_after"] < data["loss"]
+
+
+def test_saturated_sigmoid_keeps_its_gradient():
+    """σ(40) is 1.0 in float64; the 40-digit evaluation still gives ∂E/∂w = σ(z) − t."""
+    spec = {"inputs": {"values": [1.0]},
+            "layers": [{"type": "dense", "activation": "sigmoid", "weights": [[40.0]],
+                        "biases": [0.0]}],
+            "loss": {"type": "binary_cross_entropy", "targets": [0.5]},
+            "training": {"learning_rate": 0.1}}
+    solution = api.solve(spec)
+    p = 1 / (1 + np.exp(-40.0))
+    assert solution.gradients["w^{(1)}_{1,1}"] == pytest.approx(p - 0.5, rel=1e-12)
+    assert solution.loss == pytest.approx(-(0.5 * np.log(p) + 0.5 * (-40 + np.log(p))),
+                                          rel=1e-12)
