@@ -22,7 +22,7 @@ from .derivation import ChainStep, Factor, Solution, UpdateStep
 from .document_cnn import CnnView
 from .graph import ACTIVATION, LOSS, LOSS_TERM
 from .layers.activations import DISPLAY
-from .notation import NumberFormat, is_atomic, partial, primed, substituted, tex
+from .notation import NumberFormat, is_atomic, partial, primed, substituted, tex, tex_around
 
 FORMATS = {"md": "solution.md.j2", "tex": "solution.tex.j2"}
 
@@ -154,8 +154,8 @@ class SolutionView:
                                                     index=_unit_index(node, self.graph))
             if node.activation != "identity":
                 parts.append(shown)
-        parts.append(tex(node.expr))
-        numbers = substituted(node.expr, values, self.n)
+        parts.append(tex(node.expr, wrap=True))
+        numbers = substituted(node.expr, values, self.n, wrap=True)
         if numbers != parts[-1]:
             parts.append(numbers)
         parts.append(self.n.tex(values[step.name]))
@@ -187,7 +187,8 @@ class SolutionView:
         view = FactorView(symbol, factor.already_computed, value)
         if factor.kind == "local" and not factor.already_computed:
             steps = [r"\frac{\partial}{\partial " + factor.denominator + r"}\left("
-                     + tex(factor.of_expr) + r"\right)", tex(factor.derivative)]
+                     + tex_around(factor.of_expr, self.graph.symbol(factor.denominator))
+                     + r"\right)", tex(factor.derivative)]
             if not is_atomic(factor.derivative):
                 numbers = substituted(factor.derivative, values, self.n)
                 if numbers != steps[-1]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .notation import partial, primed, tex
+from .notation import broken_sum, partial, primed, tex
 
 TERM_BY_TERM_LIMIT = 18  # filter weights written out term by term; more: the first filter only
 NAMES_SHOWN = 16  # a flattened vector longer than this is shown as first … last
@@ -28,14 +28,6 @@ def _display(content: str) -> dict:
 def _equation(lhs: str, *rhs: str) -> dict:
     """lhs = rhs[0] = rhs[1] = …, one line each (the templates' equation layout)."""
     return {"kind": "equation", "content": {"lhs": lhs, "rhs": list(rhs), "note": ""}}
-
-
-def _lines(terms: list[str], per_line: int) -> str:
-    """A long sum broken every ``per_line`` terms (inside an aligned equation)."""
-    if not terms:
-        return "0"
-    chunks = [" + ".join(terms[k:k + per_line]) for k in range(0, len(terms), per_line)]
-    return r" \\ &\quad + ".join(chunks)
 
 
 class CnnView:
@@ -200,7 +192,7 @@ class CnnView:
             symbols.append(layer.bias_names[0])
             numbers.append(self._signed(float(forms.biases[0])))
         name = layer.pre_activation_names[0]
-        return _equation(name, _lines(symbols, 5), _lines(numbers, 5), self.n.tex(values[name]))
+        return _equation(name, broken_sum(symbols), broken_sum(numbers), self.n.tex(values[name]))
 
     def _pool_forward(self, layer, routing) -> list[dict]:
         channels = layer.in_shape[0]
@@ -353,9 +345,9 @@ class CnnView:
         items = [_text(self.t["filter_chain"])]
         for name in dict.fromkeys(shown):
             terms = forms.filter_terms.get(name, [])
-            symbols = _lines([f"{self.grad(t.output)} \\cdot {t.input}" for t in terms], 4)
-            numbers = _lines([f"{self._signed(t.output_gradient)} \\cdot "
-                              f"{self._signed(t.input_value)}" for t in terms], 6)
+            symbols = broken_sum([f"{self.grad(t.output)} \\cdot {t.input}" for t in terms])
+            numbers = broken_sum([f"{self._signed(t.output_gradient)} \\cdot "
+                                  f"{self._signed(t.input_value)}" for t in terms])
             value = self.n.tex(self.solution.example.gradients[name])
             items.append(_equation(self.grad(name), symbols, numbers, value))
         if count > TERM_BY_TERM_LIMIT:
@@ -411,7 +403,7 @@ class CnnView:
                 f"{self.name('F', layer.index, (o, o_ch), (c, c_in))}\\right) = "
                 f"{self.matrix(forms.rotated_filters[o, c])}" for o in range(o_ch))
             items.append(_display(rotated))
-            items.append(_equation(self.grad(x), _lines(parts, 2),
+            items.append(_equation(self.grad(x), broken_sum(parts, 2),
                                    self.matrix(forms.input_gradient[c])))
         if any(layer.padding):
             items.append(_text(self.fill("cropped", padding=self.size(layer.padding))))

@@ -84,21 +84,71 @@ class CoursePrinter(LatexPrinter):
         return expr.name
 
 
+TERMS_PER_LINE = 4  # a longer sum (a unit reading a flattened feature map) is broken
+
+
 @lru_cache(maxsize=8192)
-def tex(expr) -> str:
-    """LaTeX of a SymPy expression in the course's notation (cached: a pure function of
-    the expression, and exercise variants print the same expressions again and again)."""
-    return CoursePrinter().doprint(expr)
+def tex(expr, wrap: bool = False) -> str:
+    r"""LaTeX of a SymPy expression in the course's notation (cached: a pure function of
+    the expression, and exercise variants print the same expressions again and again).
+
+    ``wrap``: a sum of many terms is broken every TERMS_PER_LINE terms with ``\\ &\quad``,
+    for a right-hand side inside an ``aligned``/``align*`` environment."""
+    printer = CoursePrinter()
+    if not (wrap and expr.is_Add and len(expr.args) > TERMS_PER_LINE):
+        return printer.doprint(expr)
+    return broken_sum([printer.doprint(term)
+                       for term in printer._as_ordered_terms(expr, order="none")])
 
 
-def substituted(expr: sp.Expr, values: dict, numbers: NumberFormat) -> str:
+def broken_sum(terms: list[str], per_line: int = TERMS_PER_LINE) -> str:
+    r"""LaTeX terms added up, a line break (``\\ &\quad``) every ``per_line`` terms, for the
+    right-hand side of an aligned equation; a term written "-…" is subtracted."""
+    if not terms:
+        return "0"
+    text = ""
+    for k, piece in enumerate(terms):
+        negative = piece.startswith("-")
+        piece = piece[1:].lstrip() if negative else piece
+        if k and k % per_line == 0:
+            text += r" \\ &\quad"
+        if k or negative:
+            text += (" - " if negative else " + ") if k else "- "
+        text += piece
+    return text
+
+
+def tex_around(expr: sp.Expr, symbol: sp.Symbol) -> str:
+    r"""A long sum shown by the terms holding ``symbol`` only: ``\cdots + x_1 \cdot w_1 + \cdots``
+    (what ∂/∂symbol keeps); a short expression whole."""
+    if not (expr.is_Add and len(expr.args) > TERMS_PER_LINE):
+        return tex(expr)
+    printer = CoursePrinter()
+    terms = printer._as_ordered_terms(expr, order="none")
+    kept = [k for k, term in enumerate(terms) if symbol in term.free_symbols]
+    text = ""
+    for position, k in enumerate(kept):
+        piece = printer.doprint(terms[k])
+        negative = piece.startswith("-")
+        piece = piece[1:].lstrip() if negative else piece
+        if k > 0 and (position == 0 or kept[position - 1] != k - 1):
+            text += r"\cdots"
+        if k > 0 or negative:
+            text += " - " if negative else " + "
+        text += piece
+    if not kept or kept[-1] < len(terms) - 1:
+        text += r" + \cdots"
+    return text
+
+
+def substituted(expr: sp.Expr, values: dict, numbers: NumberFormat, wrap: bool = False) -> str:
     """LaTeX of ``expr`` with each symbol replaced by its displayed number, shape kept.
 
     The expression is printed once with a marker per symbol (cached: exercise variants
     share their expressions), then the markers are replaced by the numbers."""
     symbols = tuple(sorted((s for s in expr.free_symbols if s.name in values),
                            key=lambda s: s.name))
-    text = _substitution_shape(expr, symbols)
+    text = _substitution_shape(expr, symbols, wrap)
     for k, symbol in enumerate(symbols):
         text = text.replace(_marker(k), numbers.placeholder(values[symbol.name]).name)
     return text
@@ -109,11 +159,11 @@ def _marker(k: int) -> str:
 
 
 @lru_cache(maxsize=8192)
-def _substitution_shape(expr: sp.Expr, symbols: tuple) -> str:
+def _substitution_shape(expr: sp.Expr, symbols: tuple, wrap: bool = False) -> str:
     mapping = {s: sp.Symbol(_marker(k)) for k, s in enumerate(symbols)}
     with sp.evaluate(False):
         shown = expr.xreplace(mapping)
-    return tex(shown)
+    return tex(shown, wrap)
 
 
 def is_atomic(expr: sp.Expr) -> bool:

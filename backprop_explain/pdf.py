@@ -86,10 +86,10 @@ def compile_pdf(tex_source: str, engine: str | None = None) -> bytes:
         work_dir = Path(work)
         (work_dir / f"{_JOB}.tex").write_text(_REPRODUCIBLE + tex_source, encoding="utf-8")
         for command in _commands(engine):
-            for _ in range(3):  # rerun while LaTeX asks for it (cross-references)
+            for _ in range(3):  # rerun while LaTeX asks (cross-references, longtable widths)
                 _run(command, work_dir, engine)
                 log = _read_log(work_dir)
-                if engine in ("latexmk", "tectonic") or "Rerun to get" not in log:
+                if engine in ("latexmk", "tectonic") or not _asks_rerun(log):
                     break
         pdf = work_dir / f"{_JOB}.pdf"
         if not pdf.exists():
@@ -138,3 +138,7 @@ def write_pdf(path, tex_source: str, engine: str | None = None) -> None:
     """Compile and write ``path`` whole, or leave nothing (and raise PdfError)."""
     from .output import write_atomic
     write_atomic(path, compile_pdf(tex_source, engine))
+
+
+def _asks_rerun(log: str) -> bool:
+    return "Rerun to get" in log or "Rerun LaTeX" in log

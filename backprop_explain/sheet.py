@@ -229,9 +229,6 @@ def write_sheets(template, out_dir, variants: int = 1, seed: int = 0, fmt: str =
             progress(len(drawn))
         return written
 
-    for variant in drawn:  # each variant's own spec, to `verify` a filled-in sheet against
-        write(f"spec_{variant.number:0{width}d}.json",
-              json.dumps(variant.data, indent=2, ensure_ascii=False) + "\n")
     numeric = NumericGraph(build_graph(drawn[0].spec))
     text_fmt = "md" if fmt == "md" else "tex"
     exercises, solutions = [], []
@@ -261,6 +258,9 @@ def write_sheets(template, out_dir, variants: int = 1, seed: int = 0, fmt: str =
     else:
         for name, text in documents:
             write(f"{name}.{text_fmt}", text)
+    for variant in drawn:  # each variant's own spec, to `verify` a filled-in sheet against
+        write(f"spec_{variant.number:0{width}d}.json",
+              json.dumps(variant.data, indent=2, ensure_ascii=False) + "\n")
     write("answers.json", json.dumps(answers, indent=2, ensure_ascii=False) + "\n")
     return written
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 
@@ -221,3 +222,18 @@ def test_missing_file_and_json_spec(tmp_path):
     result = CliRunner().invoke(main, ["explain", str(spec), "--format", "json"])
     assert result.exit_code == 0
     assert json.loads(result.output)["gradients"]["w^{(1)}_{1,1}"] < 0
+
+
+def test_long_sums_are_broken_across_lines(tmp_path):
+    """A unit reading 16 flattened cells: its sum is split, and the LaTeX has no overfull line."""
+    out = run("explain", "examples/conv_6x6_filter_3x3.toml").output
+    long_line = [line for line in out.splitlines() if line.startswith("y &= ")][0]
+    assert long_line.count(r"\\ &\quad") == 4  # 17 terms, 4 per line
+    if shutil.which("pdflatex"):
+        tex = tmp_path / "s.tex"
+        run("explain", "examples/conv_6x6_filter_3x3.toml", "--format", "tex", "-o", str(tex))
+        subprocess.run(["pdflatex", "-interaction=nonstopmode", "-no-shell-escape", tex.name],
+                       cwd=tmp_path, capture_output=True, timeout=120)
+        log = (tmp_path / "s.log").read_text(errors="replace")
+        assert "Overfull \\hbox" not in log or all(
+            float(m) < 20 for m in re.findall(r"Overfull \\hbox \((\d+\.\d+)pt", log))
