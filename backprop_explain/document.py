@@ -302,6 +302,8 @@ class SolutionView:
             "learning_rate": self.n.tex(spec.learning_rate),
             "loss_name": self.loss_name,
             "loss_name_after": primed(self.loss_name),
+            "several_examples": len(solution.examples) > 1,
+            "momentum": self.n.tex(spec.momentum) if spec.momentum else "",
             "forward": self.forward_layers(example.forward, forward_values),
             "loss": self.loss_equations(example.forward, forward_values),
             "sections": self.sections(example),
