@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .derivation import Solution, derive
-from .errors import DomainError, SpecError
+from .derivation import Solution
 from .fastpath import FastNetwork, FastResult, compile_network, evaluate  # numbers only, batched
 from .spec import NetworkSpec, load_spec, spec_from_dict
 
@@ -28,11 +27,7 @@ def solve(spec, steps: int | None = None, epochs: int | None = None,
     than one step the first is derived on the first mini-batch and the whole run, computed
     by the fast path, is in ``solution.training`` (training.py)."""
     from .training import derive_training, with_schedule
-    network = with_schedule(as_spec(spec), steps, epochs, batch_size)
-    try:
-        return derive_training(network)
-    except DomainError as err:
-        raise SpecError(network.source, "values", str(err)) from None
+    return derive_training(with_schedule(as_spec(spec), steps, epochs, batch_size))
 
 
 def solution_data(spec) -> dict:

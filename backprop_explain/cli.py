@@ -8,7 +8,7 @@ import sys
 import click
 
 from . import __version__
-from .errors import DomainError, SpecError
+from .errors import SpecError
 
 
 class UserError(click.ClickException):
@@ -25,9 +25,6 @@ def user_errors(command):
             return command(*args, **kwargs)
         except SpecError as err:
             raise UserError(str(err)) from None
-        except DomainError as err:
-            spec = kwargs.get("spec") or kwargs.get("spec_path") or "<spec>"
-            raise UserError(f"{spec}: {err}") from None
     return wrapper
 
 

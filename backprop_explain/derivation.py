@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 import mpmath
 import sympy as sp
 
-from .errors import DomainError
-from .graph import ACTIVATION, INPUT, LEAF_KINDS, LOSS, LOSS_TERM, PARAMETER, PRE_ACTIVATION, TARGET, Graph, build_graph
+from .errors import DomainError, SpecError
+from .graph import (ACTIVATION, INPUT, LEAF_KINDS, LOSS, LOSS_TERM, PRE_ACTIVATION, TARGET, Graph,
+                    build_graph)
 from .spec import NetworkSpec, parameter_names_of
 
 _PRECISION = 40  # decimal digits for evaluation; results are returned as float64
@@ -245,10 +246,9 @@ def forward_steps(graph: Graph, values: dict[str, float]) -> list[ForwardStep]:
 class _ChainWriter:
     """Writes the chain-rule steps of one example, remembering what is already computed."""
 
-    def __init__(self, graph: Graph, numeric: NumericGraph, values, partials, adjoints):
+    def __init__(self, graph: Graph, numeric: NumericGraph, partials, adjoints):
         self.graph = graph
         self.numeric = numeric
-        self.values = values
         self.partials = partials
         self.adjoints = adjoints
         self.loss = graph.loss.name
@@ -316,12 +316,14 @@ class _ChainWriter:
         return written
 
 
-def derive_example(spec, graph, numeric, parameters, example, updates_for) -> ExampleDerivation:
+def derive_example(spec, graph, numeric, parameters, example) -> ExampleDerivation:
+    """One example's forward pass, chain-rule steps and gradients; updates come later,
+    once every example's gradients are combined (derive)."""
     leaves = leaf_values(spec, parameters, example)
     values = numeric.forward(leaves)
     partials = numeric.partial_values(values)
     adjoints = numeric.backward(partials)
-    writer = _ChainWriter(graph, numeric, values, partials, adjoints)
+    writer = _ChainWriter(graph, numeric, partials, adjoints)
     sections = []
     for layer in reversed(spec.layers):
         names = parameter_names_of(layer)
@@ -331,7 +333,7 @@ def derive_example(spec, graph, numeric, parameters, example, updates_for) -> Ex
                 continue  # a parameter shared with a later layer is derived there once
             steps += writer.gradient(name, name in spec.frozen)
         if names:
-            sections.append(LayerSection(layer.index, layer.kind, steps, updates_for(names)))
+            sections.append(LayerSection(layer.index, layer.kind, steps, []))
     gradients = {p.name: adjoints[p.name] for p in graph.parameters}
     return ExampleDerivation(
         inputs=dict(zip(spec.input_names, example.inputs)),
@@ -371,14 +373,22 @@ def derive(spec: NetworkSpec, numeric: NumericGraph | None = None) -> Solution:
     """The full worked solution of one SGD step on the spec's examples.
 
     ``numeric``: a NumericGraph of a spec with the same names and layers (only numbers
-    differ), reused across exercise variants to skip rebuilding and recompiling it."""
+    differ), reused across exercise variants to skip rebuilding and recompiling it.
+    A value outside a function's domain (ln of 0, …) is bad input: a SpecError naming the
+    spec's file and the quantity."""
+    try:
+        return _derive(spec, numeric)
+    except DomainError as err:
+        raise SpecError(spec.source, "values", str(err)) from None
+
+
+def _derive(spec: NetworkSpec, numeric: NumericGraph | None) -> Solution:
     numeric = numeric or NumericGraph(build_graph(spec))
     graph = numeric.graph
     params = dict(spec.parameters)
     examples = []
     for example in spec.examples:
-        examples.append(derive_example(spec, graph, numeric, params, example,
-                                       lambda names: []))
+        examples.append(derive_example(spec, graph, numeric, params, example))
     if any(layer.kind != "dense" for layer in spec.layers):
         from .convolution import cnn_forms
         for derived in examples:

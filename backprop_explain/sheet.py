@@ -234,7 +234,7 @@ def write_sheets(template, out_dir, variants: int = 1, seed: int = 0, fmt: str =
     exercises, solutions = [], []
     for variant in drawn:
         tag = f"{variant.number:0{width}d}"
-        solution = _solve(variant.spec, numeric)
+        solution = derive(variant.spec, numeric)
         figure = f"network_{tag}.svg" if fmt == "md" else None
         exercise, worked = render_variant(variant, solution, questions, text_fmt, lang,
                                           template.digits, figure)
@@ -263,14 +263,6 @@ def write_sheets(template, out_dir, variants: int = 1, seed: int = 0, fmt: str =
               json.dumps(variant.data, indent=2, ensure_ascii=False) + "\n")
     write("answers.json", json.dumps(answers, indent=2, ensure_ascii=False) + "\n")
     return written
-
-
-def _solve(spec: NetworkSpec, numeric: NumericGraph) -> Solution:
-    from .errors import DomainError
-    try:
-        return derive(spec, numeric)
-    except DomainError as err:
-        raise SpecError(spec.source, "values", str(err)) from None
 
 
 __all__ = ["Variant", "draw_variants", "evaluate_batch", "degenerate_reasons", "answers_of",
