@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
 import jinja2
-import sympy as sp
 
 from .derivation import ChainStep, Factor, Solution, UpdateStep
 from .document_cnn import CnnView

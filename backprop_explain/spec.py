@@ -128,10 +128,6 @@ def read_file(path) -> dict:
     return read_document(text, str(path), path.suffix.lstrip(".").lower())
 
 
-def parse_spec_text(text: str, source: str = "<spec>", fmt: str = "toml") -> NetworkSpec:
-    return spec_from_dict(read_document(text, source, fmt), source=source)
-
-
 def read_document(text: str, source: str, fmt: str) -> dict:
     """Parse TOML or JSON text into a dict, with errors that point at the line."""
     if fmt == "json":

@@ -45,7 +45,6 @@ def small_spec(reduction="mean", momentum=0.0, batch_size=None, steps=1, epochs=
 
 def torch_training(spec, torch):
     """The same schedule with torch.optim.SGD; returns the loss history and the parameters."""
-    F = torch.nn.functional
     net = compile_network(spec)
     params = [{r: torch.tensor(a[0], requires_grad=True) for r, a in layer.items()}
               for layer in net.default_parameters()]
