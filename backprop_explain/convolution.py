@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .derivation import local_key
+from .keys import local_key
 from .layers import conv
 from .spec import Conv2dLayer, NetworkSpec, Pool2dLayer, parameter_names_of
 

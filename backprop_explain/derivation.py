@@ -14,27 +14,12 @@ import mpmath
 import sympy as sp
 
 from .errors import DomainError, SpecError
-from .graph import (ACTIVATION, INPUT, LEAF_KINDS, LOSS, LOSS_TERM, PRE_ACTIVATION, TARGET, Graph,
-                    build_graph)
+from .keys import adjoint_key, local_key, updated_key  # noqa: F401 (also read from here)
+from .graph import build_graph
+from .nodes import ACTIVATION, INPUT, LEAF_KINDS, LOSS, LOSS_TERM, PRE_ACTIVATION, TARGET, Graph
 from .spec import NetworkSpec, parameter_names_of
 
 _PRECISION = 40  # decimal digits for evaluation; results are returned as float64
-
-
-# ---------------------------------------------------------------------------
-# Keys: how every quantity of a solution is named (JSON, verify, answers files)
-
-
-def adjoint_key(loss: str, node: str) -> str:
-    return f"d{loss}/d{node}"
-
-
-def local_key(child: str, parent: str) -> str:
-    return f"d{child}/d{parent}"
-
-
-def updated_key(name: str) -> str:
-    return f"{name}'"
 
 
 # ---------------------------------------------------------------------------

@@ -8,93 +8,16 @@ This module never computes a derivative: it only reads the Solution.
 
 from __future__ import annotations
 
-import re
-import tomllib
 from dataclasses import dataclass
-from functools import lru_cache
-from importlib import resources
-from pathlib import Path
-
-import jinja2
 
 from .derivation import ChainStep, Factor, Solution, UpdateStep
 from .document_cnn import CnnView
-from .graph import ACTIVATION, LOSS, LOSS_TERM
+from .nodes import ACTIVATION, LOSS, LOSS_TERM
 from .layers.activations import DISPLAY
 from .notation import NumberFormat, is_atomic, partial, primed, substituted, tex, tex_around
+from .templating import fill, phrases, render_template  # noqa: F401 (also read from here)
 
 FORMATS = {"md": "solution.md.j2", "tex": "solution.tex.j2"}
-
-
-# ---------------------------------------------------------------------------
-# Templates and phrases
-
-
-def templates_dir() -> Path:
-    """The installed ``backprop_explain.templates`` package, or ``templates/`` in a checkout."""
-    try:
-        return Path(str(resources.files("backprop_explain.templates")))
-    except ModuleNotFoundError:  # pragma: no cover - running from a bare checkout
-        return Path(__file__).resolve().parent.parent / "templates"
-
-
-@lru_cache(maxsize=None)
-def phrases(lang: str) -> dict:
-    """The phrase file of a language; English fills any phrase a translation lacks."""
-    def read(code):
-        with open(templates_dir() / "lang" / f"{code}.toml", "rb") as handle:
-            return tomllib.load(handle)
-    table = read("en")
-    if lang != "en":
-        _deep_update(table, read(lang))
-    return table
-
-
-def _deep_update(base: dict, extra: dict) -> None:
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _deep_update(base[key], value)
-        else:
-            base[key] = value
-
-
-@lru_cache(maxsize=None)
-def environment() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(templates_dir())),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        autoescape=False,
-    )
-    env.filters["fill"] = fill
-    env.filters["tex_escape"] = tex_escape
-    env.filters["md_escape"] = md_escape
-    return env
-
-
-def fill(phrase: str, **values) -> str:
-    """Put values into a phrase's {placeholders}; other braces (LaTeX) are left alone."""
-    for key, value in values.items():
-        phrase = phrase.replace("{" + key + "}", str(value))
-    return phrase
-
-
-_TEX_SPECIALS = {
-    "\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&", "#": r"\#",
-    "^": r"\textasciicircum{}", "_": r"\_", "~": r"\textasciitilde{}", "%": r"\%",
-}
-
-
-def tex_escape(text: str) -> str:
-    """Free text from a spec, made inert in LaTeX: it prints, it never runs."""
-    return "".join(_TEX_SPECIALS.get(char, char) for char in str(text))
-
-
-def md_escape(text: str) -> str:
-    """Free text from a spec, shown literally in Markdown (no markup, no HTML, no math)."""
-    return re.sub(r"([\\`*_\[\]#|<>$~])", r"\\\1", str(text))
 
 
 # ---------------------------------------------------------------------------
@@ -362,9 +285,3 @@ def solution_context(solution: Solution, fmt: str = "md", lang: str = "en", digi
     training = TrainingView(view)
     context.update(batch=training.batch(), history=training.history(fmt, loss_figure))
     return context
-
-
-def render_template(name: str, context: dict) -> str:
-    text = environment().get_template(name).render(**context)
-    return re.sub(r"\n{3,}", "\n\n", text).lstrip("\n")
-

@@ -65,7 +65,7 @@ class CnnView:
         return partial(self.loss, what)
 
     def fill(self, key: str, **values) -> str:
-        from .document import fill  # document.py imports this module: import when called
+        from .templating import fill
         return fill(self.t[key], **values)
 
     @staticmethod

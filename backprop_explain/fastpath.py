@@ -611,7 +611,7 @@ class FastNetwork:
 
 def compile_network(spec) -> FastNetwork:
     """A FastNetwork from a spec: a path (.toml/.json), a dict or a NetworkSpec."""
-    from .api import as_spec
+    from .spec import as_spec
     return FastNetwork(as_spec(spec))
 
 

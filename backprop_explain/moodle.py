@@ -49,8 +49,7 @@ def _text(parent: ET.Element, tag: str, text: str, **attrs) -> ET.Element:
 
 def question_html(variant, question, digits: int, lang: str) -> str:
     """The question text: the network's numbers and what to compute (HTML, escaped)."""
-    from .diagram import extra_phrases
-    from .document import environment, phrases
+    from .templating import environment, extra_phrases, phrases
     spec = variant.spec
     t = phrases(lang)
     numbers = NumberFormat(12, t["meta"]["decimal_comma"])
@@ -84,7 +83,7 @@ def _summary(spec, t) -> list[str]:
 
 def moodle_quiz(variants, questions, template, lang: str = "en") -> bytes:
     """The Moodle XML document (UTF-8 bytes) of every question of every variant."""
-    from .diagram import extra_phrases
+    from .templating import extra_phrases
     words = extra_phrases(lang)["sheet"]
     digits = template.digits
     title = variants[0].spec.title or words["exercises_title"]

@@ -172,8 +172,9 @@ def _title(base: str, kind: str, number: int, words: dict) -> str:
 def render_variant(variant: Variant, solution: Solution, questions: list[Question],
                    fmt: str, lang: str, digits: int, figure: str | None) -> tuple[str, str]:
     """(exercise, solution) documents of one variant, Markdown or LaTeX."""
-    from .diagram import document_figure, extra_phrases
-    from .document import FORMATS as TEMPLATES, render_template, solution_context
+    from .diagram import document_figure
+    from .document import FORMATS as TEMPLATES, solution_context
+    from .templating import extra_phrases, render_template
     words = extra_phrases(lang)
     sheet = words["sheet"]
     context = solution_context(solution, fmt, lang, digits,

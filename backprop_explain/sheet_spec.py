@@ -43,9 +43,9 @@ import math
 import random
 from dataclasses import dataclass
 
-from .derivation import adjoint_key, updated_key
-from .spec import (NetworkSpec, Place, _infer_shape, parameter_names_of, quantity_names_of,
-                   read_file, spec_from_dict)
+from .keys import adjoint_key, updated_key
+from .spec import NetworkSpec, parameter_names_of, quantity_names_of, read_file, spec_from_dict
+from .validate import Place, infer_shape
 
 DRAW_KINDS = ("uniform", "integers", "choice", "one_hot")
 GROUPS = ("forward", "loss", "gradients", "update", "forward_after", "loss_after")
@@ -225,7 +225,7 @@ def _block_shapes(data: dict, source: str) -> dict:
             kernel = _pair(layer.get("kernel"))
             out = layer.get("out_channels")
             if out is None and isinstance(layer.get("filters"), list):
-                depth = _infer_shape(layer["filters"])
+                depth = infer_shape(layer["filters"])
                 out = 1 if len(depth) == 2 else depth[0]
                 kernel = kernel or tuple(depth[-2:])
             if not isinstance(out, int) or not kernel:
@@ -266,7 +266,7 @@ def _input_shape(inputs: dict):
         return (len(inputs["names"]),)
     values = inputs.get("values")
     if isinstance(values, list):
-        shape = _infer_shape(values)
+        shape = infer_shape(values)
         return (1,) + shape if len(shape) == 2 else shape
     return None
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import SpecError
+from .validate import (ParameterTable, Place, describe, expand_names, flatten_names, infer_shape,
+                       only)
 
 ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "softmax")
 LOSSES = (
@@ -30,17 +31,6 @@ LOSSES = (
     "binary_cross_entropy",
 )
 LAYER_TYPES = ("dense", "conv2d", "maxpool2d", "avgpool2d", "flatten")
-
-# Greek letters and a few accents may appear in names; nothing else that starts with "\".
-_SAFE_COMMANDS = {
-    "alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta",
-    "vartheta", "iota", "kappa", "lambda", "mu", "nu", "xi", "pi", "rho", "sigma", "tau",
-    "upsilon", "phi", "varphi", "chi", "psi", "omega", "Gamma", "Delta", "Theta", "Lambda",
-    "Xi", "Pi", "Sigma", "Phi", "Psi", "Omega", "hat", "bar", "tilde", "mathrm", "prime",
-    "mathcal", "mathbf", "ell", "vec", "dot", "check",
-}
-_NAME_CHARS = re.compile(r"^[A-Za-z0-9_^{}(),.'+\-| ]*$")
-_COMMAND = re.compile(r"\\([A-Za-z]+)")
 
 # Default naming scheme (documented in the README). Placeholders: #l layer, #j unit,
 # #i input of the unit; for convolutions #o output channel, #c input channel,
@@ -118,6 +108,15 @@ def load_spec(path) -> NetworkSpec:
     return spec_from_dict(read_file(path), source=str(path))
 
 
+def as_spec(spec) -> NetworkSpec:
+    """A NetworkSpec from a path, a dict (the TOML/JSON structure) or a NetworkSpec."""
+    if isinstance(spec, NetworkSpec):
+        return spec
+    if isinstance(spec, dict):
+        return spec_from_dict(spec)
+    return load_spec(spec)
+
+
 def read_file(path) -> dict:
     """The parsed contents of a ``.toml`` or ``.json`` file, with one-line errors."""
     path = Path(path)
@@ -149,169 +148,7 @@ def read_document(text: str, source: str, fmt: str) -> dict:
 
 
 # ---------------------------------------------------------------------------
-# Validation helpers: each knows where it is in the document
-
-
-class Place:
-    """A position in the spec document, for error messages."""
-
-    def __init__(self, source: str, path: str = ""):
-        self.source = source
-        self.path = path
-
-    def __truediv__(self, key) -> "Place":
-        if isinstance(key, int):
-            return Place(self.source, f"{self.path}[{key}]")
-        return Place(self.source, f"{self.path}.{key}" if self.path else str(key))
-
-    def fail(self, expected: str):
-        raise SpecError(self.source, self.path or "top level", expected)
-
-    def number(self, value) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            self.fail(f"a number, got {_describe(value)}")
-        if not math.isfinite(value):
-            self.fail(f"a finite number, got {value}")
-        return float(value)
-
-    def integer(self, value, minimum: int = 1) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(f"a whole number, got {_describe(value)}")
-        if value < minimum:
-            self.fail(f"a whole number >= {minimum}, got {value}")
-        return value
-
-    def choice(self, value, options) -> str:
-        if value not in options:
-            self.fail(f"one of {', '.join(options)}, got {_describe(value)}")
-        return value
-
-    def table(self, value) -> dict:
-        if not isinstance(value, dict):
-            self.fail(f"a table, got {_describe(value)}")
-        return value
-
-    def vector(self, value, length: int | None = None) -> list[float]:
-        if not isinstance(value, list):
-            self.fail(f"a list of numbers, got {_describe(value)}")
-        if length is not None and len(value) != length:
-            self.fail(f"a list of {length} numbers, got {len(value)}")
-        return [(self / k).number(v) for k, v in enumerate(value)]
-
-    def array(self, value, shape: tuple[int, ...]):
-        """A nested list of numbers with exactly ``shape``; returns nested lists of floats."""
-        if not shape:
-            return self.number(value)
-        if not isinstance(value, list) or len(value) != shape[0]:
-            got = f"{len(value)} entries" if isinstance(value, list) else _describe(value)
-            self.fail(f"{_shape_words(shape)}, got {got}")
-        return [(self / k).array(v, shape[1:]) for k, v in enumerate(value)]
-
-    def name(self, value) -> str:
-        if not isinstance(value, str) or not value.strip():
-            self.fail(f"a name (text), got {_describe(value)}")
-        check_name(value, self)
-        return value
-
-
-def _describe(value) -> str:
-    if isinstance(value, str):
-        return f'the text "{value}"'
-    if isinstance(value, bool):
-        return f"the boolean {str(value).lower()}"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a table"
-    return repr(value)
-
-
-def _shape_words(shape) -> str:
-    return "a nested list of shape " + "×".join(str(s) for s in shape)
-
-
-def check_name(name: str, place: Place) -> None:
-    """Names go into LaTeX math: allow a safe alphabet, balanced braces, whitelisted commands."""
-    stripped = _COMMAND.sub("", name)
-    for command in _COMMAND.findall(name):
-        if command not in _SAFE_COMMANDS:
-            place.fail(f"a name without the TeX command \\{command} (only Greek letters "
-                       f"and accents such as \\hat, \\mathrm, \\mathcal are allowed), got {name!r}")
-    if not _NAME_CHARS.match(stripped):
-        place.fail("a name of letters, digits, _ ^ { } ( ) , . ' + - | and Greek letters, "
-                   f"got {name!r}")
-    depth = 0
-    for char in name:
-        depth += {"{": 1, "}": -1}.get(char, 0)
-        if depth < 0:
-            break
-    if depth != 0:
-        place.fail(f"a name with balanced braces, got {name!r}")
-
-
-def expand_names(given, place: Place, shape: tuple[int, ...], letters: str,
-                 default: str, layer: int | None = None):
-    """Names of a block of quantities: a pattern with placeholders, or a nested list.
-
-    ``letters`` names the placeholder of each axis (e.g. "ji" for weights[unit][input]);
-    indices in patterns start at 1.
-    """
-    if given is None:
-        given = default
-    if isinstance(given, str):
-        place.name(given.replace("#", ""))
-        return _fill_pattern(given, shape, letters, layer)
-    if isinstance(given, list):
-        def walk(value, sub_place, sub_shape):
-            if not sub_shape:
-                return sub_place.name(value)
-            if not isinstance(value, list) or len(value) != sub_shape[0]:
-                sub_place.fail(f"{_shape_words(sub_shape)} of names")
-            return [walk(v, sub_place / k, sub_shape[1:]) for k, v in enumerate(value)]
-        return walk(given, place, shape)
-    place.fail("a name pattern such as \"w_{#j,#i}\" or a nested list of names")
-
-
-def _fill_pattern(pattern: str, shape, letters: str, layer):
-    def fill(prefix_indices, depth):
-        if depth == len(shape):
-            name = pattern
-            if layer is not None:
-                name = name.replace("#l", str(layer))
-            for letter, index in zip(letters, prefix_indices):
-                name = name.replace("#" + letter, str(index + 1))
-            return name
-        return [fill(prefix_indices + (k,), depth + 1) for k in range(shape[depth])]
-    return fill((), 0)
-
-
-def flatten_names(nested) -> list[str]:
-    if isinstance(nested, list):
-        return [name for item in nested for name in flatten_names(item)]
-    return [nested]
-
-
-# ---------------------------------------------------------------------------
 # The spec proper
-
-
-class _ParameterTable:
-    """Collects parameters; one name used in several places is one shared parameter."""
-
-    def __init__(self):
-        self.values: dict[str, float] = {}
-        self.places: dict[str, Place] = {}
-
-    def add(self, names, values, place: Place):
-        if isinstance(names, list):
-            for k, (n, v) in enumerate(zip(names, values)):
-                self.add(n, v, place / k)
-            return
-        if names in self.values and self.values[names] != values:
-            place.fail(f"the value {self.values[names]} given for the shared parameter "
-                       f"{names} at {self.places[names].path}, got {values}")
-        self.values.setdefault(names, values)
-        self.places.setdefault(names, place)
 
 
 def spec_from_dict(data: dict, source: str = "<spec>") -> NetworkSpec:
@@ -324,13 +161,13 @@ def spec_from_dict(data: dict, source: str = "<spec>") -> NetworkSpec:
             (top / key).fail(f"one of the sections {', '.join(sorted(known))}")
     title = data.get("title", "")
     if not isinstance(title, str):
-        (top / "title").fail(f"a text, got {_describe(title)}")
+        (top / "title").fail(f"a text, got {describe(title)}")
 
     inputs_place = top / "inputs"
     inputs = inputs_place.table(data.get("inputs", {}))
     input_shape, input_names = _read_input_shape(inputs, inputs_place)
 
-    params = _ParameterTable()
+    params = ParameterTable()
     layers = []
     raw_layers = data.get("layers")
     if not isinstance(raw_layers, list) or not raw_layers:
@@ -368,7 +205,7 @@ def _read_input_shape(inputs: dict, place: Place):
             sp.fail("[n] for a vector or [channels, height, width] for an image")
         shape = tuple((sp / k).integer(v) for k, v in enumerate(shape))
     elif isinstance(values, list):
-        shape = _infer_shape(values)
+        shape = infer_shape(values)
         if len(shape) == 2:  # a single-channel image given as rows
             shape = (1,) + shape
     elif "size" in inputs:
@@ -390,25 +227,17 @@ def _read_input_shape(inputs: dict, place: Place):
     return shape, flat
 
 
-def _infer_shape(values) -> tuple[int, ...]:
-    shape = []
-    while isinstance(values, list):
-        shape.append(len(values))
-        values = values[0] if values else None
-    return tuple(shape)
-
-
 def read_input_values(values, place: Place, shape) -> list[float]:
     """Input values in row-major order (channels, rows, columns for images)."""
-    if len(shape) == 3 and shape[0] == 1 and _infer_shape(values)[:1] != (1,):
+    if len(shape) == 3 and shape[0] == 1 and infer_shape(values)[:1] != (1,):
         values = [values]  # a single channel may be given without its channel axis
     return flatten_names(place.array(values, shape))
 
 
-def _read_dense(raw: dict, place: Place, index: int, in_shape, params: _ParameterTable):
+def _read_dense(raw: dict, place: Place, index: int, in_shape, params: ParameterTable):
     allowed = {"type", "units", "activation", "negative_slope", "weights", "biases",
                "names", "frozen"}
-    _only(raw, allowed, place)
+    only(raw, allowed, place)
     if len(in_shape) != 1:
         place.fail(f"a flatten layer before this dense layer (its input has shape "
                    f"{'×'.join(map(str, in_shape))})")
@@ -433,7 +262,7 @@ def _read_dense(raw: dict, place: Place, index: int, in_shape, params: _Paramete
         biases = [biases] * units
     biases = (place / "biases").vector(biases, units)
     names = (place / "names").table(raw.get("names", {}))
-    _only(names, set(DEFAULT_DENSE_NAMES), place / "names")
+    only(names, set(DEFAULT_DENSE_NAMES), place / "names")
     layer = DenseLayer(
         index=index, units=units, activation=activation, negative_slope=slope,
         weight_names=expand_names(names.get("weights"), place / "names" / "weights",
@@ -453,12 +282,6 @@ def _read_dense(raw: dict, place: Place, index: int, in_shape, params: _Paramete
     params.add(layer.bias_names, biases, place / "biases")
     layer.frozen = bool(raw.get("frozen", False))
     return layer, (units,)
-
-
-def _only(table: dict, allowed: set, place: Place):
-    for key in table:
-        if key not in allowed:
-            (place / key).fail(f"one of the keys {', '.join(sorted(allowed))}")
 
 
 # Layer readers by type; conv/pool/flatten readers register themselves here.
@@ -592,16 +415,16 @@ def _cnn_names(names: dict, key: str, place: Place, shape, letters: str, default
                index: int):
     """Names of a block; a nested list may leave out a leading channel axis of size 1."""
     given = names.get(key)
-    if isinstance(given, list) and len(_infer_shape(given)) < len(shape):
-        missing = len(shape) - len(_infer_shape(given))
+    if isinstance(given, list) and len(infer_shape(given)) < len(shape):
+        missing = len(shape) - len(infer_shape(given))
         if all(n == 1 for n in shape[:missing]):
             for _ in range(missing):
                 given = [given]
     return expand_names(given, place / "names" / key, shape, letters, default, index)
 
 
-def _read_conv2d(raw: dict, place: Place, index: int, in_shape, params: _ParameterTable):
-    _only(raw, {"type", "in_channels", "out_channels", "kernel", "stride", "padding",
+def _read_conv2d(raw: dict, place: Place, index: int, in_shape, params: ParameterTable):
+    only(raw, {"type", "in_channels", "out_channels", "kernel", "stride", "padding",
                 "activation", "negative_slope", "filters", "biases", "names", "frozen"}, place)
     c_in, h_in, w_in = _image_input(place, "conv2d", in_shape)
     if "in_channels" in raw and (place / "in_channels").integer(raw["in_channels"]) != c_in:
@@ -612,7 +435,7 @@ def _read_conv2d(raw: dict, place: Place, index: int, in_shape, params: _Paramet
                                  "of PyTorch's Conv2d.weight); a plain grid for one filter on "
                                  "one channel")
     given = raw["filters"]
-    depth = _infer_shape(given)
+    depth = infer_shape(given)
     one_grid = len(depth) == 2  # one filter on one channel, given as rows
     if one_grid and c_in != 1:
         (place / "filters").fail(f"filters [out][in][row][column] for an input of {c_in} "
@@ -643,7 +466,7 @@ def _read_conv2d(raw: dict, place: Place, index: int, in_shape, params: _Paramet
     if has_bias:
         biases = (place / "biases").vector(biases, out_ch)
     names = (place / "names").table(raw.get("names", {}))
-    _only(names, {"filters", "biases", "pre_activations", "activations"}, place / "names")
+    only(names, {"filters", "biases", "pre_activations", "activations"}, place / "names")
     default = _default_cnn_names(index, out_ch, c_in)
     feature_map = (out_ch, h_out, w_out)
     layer = Conv2dLayer(
@@ -668,9 +491,9 @@ def _read_conv2d(raw: dict, place: Place, index: int, in_shape, params: _Paramet
     return layer, feature_map
 
 
-def _read_pool2d(raw: dict, place: Place, index: int, in_shape, params: _ParameterTable):
+def _read_pool2d(raw: dict, place: Place, index: int, in_shape, params: ParameterTable):
     kind = raw["type"]
-    _only(raw, {"type", "kernel", "stride", "padding", "names"}, place)
+    only(raw, {"type", "kernel", "stride", "padding", "names"}, place)
     channels, h_in, w_in = _image_input(place, kind, in_shape)
     if "kernel" not in raw:
         (place / "kernel").fail(f"the {kind} window size (a whole number or [rows, columns])")
@@ -683,7 +506,7 @@ def _read_pool2d(raw: dict, place: Place, index: int, in_shape, params: _Paramet
     h_out = _output_size(place, kind, "rows", h_in, kernel[0], padding[0], stride[0])
     w_out = _output_size(place, kind, "columns", w_in, kernel[1], padding[1], stride[1])
     names = (place / "names").table(raw.get("names", {}))
-    _only(names, {"outputs"}, place / "names")
+    only(names, {"outputs"}, place / "names")
     out_shape = (channels, h_out, w_out)
     outputs = _cnn_names(names, "outputs", place, out_shape, "crs",
                          _default_cnn_names(index, 1, channels)["outputs"], index)
@@ -693,8 +516,8 @@ def _read_pool2d(raw: dict, place: Place, index: int, in_shape, params: _Paramet
     return layer, out_shape
 
 
-def _read_flatten(raw: dict, place: Place, index: int, in_shape, params: _ParameterTable):
-    _only(raw, {"type"}, place)
+def _read_flatten(raw: dict, place: Place, index: int, in_shape, params: ParameterTable):
+    only(raw, {"type"}, place)
     shape = _image_input(place, "flatten", in_shape)
     size = math.prod(shape)
     out = _FlatShape((size,))
@@ -713,11 +536,11 @@ def _read_loss(raw, place: Place, last) -> LossSpec:
     if raw is None:
         place.fail("a [loss] table with type and targets")
     place.table(raw)
-    _only(raw, {"type", "targets", "names", "log_base"}, place)
+    only(raw, {"type", "targets", "names", "log_base"}, place)
     kind = (place / "type").choice(raw.get("type"), LOSSES)
     n = len(last.activation_names)
     names = (place / "names").table(raw.get("names", {}))
-    _only(names, set(DEFAULT_LOSS_NAMES), place / "names")
+    only(names, set(DEFAULT_LOSS_NAMES), place / "names")
     if kind == "softmax_cross_entropy" and last.activation != "identity":
         (place / "type").fail("softmax_cross_entropy after a layer with activation = "
                               f"\"identity\" (it applies the softmax itself), got "
@@ -756,7 +579,7 @@ def _read_examples(data, top: Place, inputs: dict, shape, loss: LossSpec) -> lis
         for k, raw in enumerate(raw_examples):
             place = top / "examples" / k
             place.table(raw)
-            _only(raw, {"inputs", "targets"}, place)
+            only(raw, {"inputs", "targets"}, place)
             if "inputs" not in raw:
                 (place / "inputs").fail("the example's input values")
             if "targets" not in raw:
@@ -777,8 +600,8 @@ def _read_examples(data, top: Place, inputs: dict, shape, loss: LossSpec) -> lis
     return [Example(x, t)]
 
 
-def _read_training(raw: dict, place: Place, params: _ParameterTable, layers, n_examples):
-    _only(raw, {"learning_rate", "frozen", "momentum", "reduction", "steps", "batch_size",
+def _read_training(raw: dict, place: Place, params: ParameterTable, layers, n_examples):
+    only(raw, {"learning_rate", "frozen", "momentum", "reduction", "steps", "batch_size",
                 "epochs"}, place)
     if "learning_rate" not in raw:
         (place / "learning_rate").fail("the learning rate η (a positive number)")
@@ -794,7 +617,7 @@ def _read_training(raw: dict, place: Place, params: _ParameterTable, layers, n_e
         (place / "frozen").fail("a list of parameter names")
     for k, name in enumerate(listed):
         if name not in params.values:
-            (place / "frozen" / k).fail(f"the name of a parameter, got {_describe(name)}")
+            (place / "frozen" / k).fail(f"the name of a parameter, got {describe(name)}")
         frozen.add(name)
     momentum = (place / "momentum").number(raw.get("momentum", 0.0))
     if not 0 <= momentum < 1:

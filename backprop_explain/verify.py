@@ -23,9 +23,10 @@ import sympy as sp
 from sympy.printing.str import StrPrinter
 
 from .answers import Answer, read_answers
-from .derivation import adjoint_key, derive, local_key, updated_key
+from .derivation import derive
 from .errors import SpecError
-from .graph import ACTIVATION, INPUT, LOSS, LOSS_TERM, PARAMETER, TARGET
+from .keys import adjoint_key, local_key, updated_key
+from .nodes import ACTIVATION, INPUT, LOSS, LOSS_TERM, PARAMETER, TARGET
 from .spec import NetworkSpec
 
 STATUSES = ("correct", "wrong", "consistent", "unknown_key")
@@ -462,7 +463,7 @@ class Diagnosis:
     values: dict = field(default_factory=dict)
 
     def text(self, lang: str = "en") -> str:
-        from .document import fill, phrases
+        from .templating import fill, phrases
         phrase = phrases(lang).get("verify", {}).get("diagnosis", {}).get(self.code, self.code)
         return fill(phrase, **{k: _show(v) for k, v in self.values.items()})
 
@@ -717,7 +718,7 @@ def verify_answers(spec, answers, rel: float | None = None, abs: float | None = 
     worked solution of SPEC: correct, consistent (error carried forward), wrong, unknown_key.
 
     SPEC may be a Catalog already built (checking many answer sets on one network)."""
-    from .api import as_spec
+    from .spec import as_spec
     catalog = spec if isinstance(spec, Catalog) else None
     network = catalog.spec if catalog else as_spec(spec)
     if rel is not None and abs is not None:
@@ -753,7 +754,7 @@ def render_verification(result: Verification, fmt: str = "text", lang: str = "en
     if fmt == "json":
         import json
         return json.dumps(result.as_data(lang), indent=2, ensure_ascii=False) + "\n"
-    from .document import environment, phrases
+    from .templating import environment, phrases
     from .notation import NumberFormat
     t = phrases(lang)["verify"]
     numbers = NumberFormat(7, phrases(lang)["meta"]["decimal_comma"])
@@ -784,8 +785,8 @@ def verify_report(spec, answers, fmt: str = "text", lang: str = "en", rel: float
 
 def keys_listing(spec, lang: str = "en") -> str:
     """Every key of SPEC's worked solution, one per line: key, meaning, formula (no values)."""
-    from .api import as_spec
-    from .document import fill, phrases
+    from .spec import as_spec
+    from .templating import fill, phrases
     catalog = Catalog(as_spec(spec))
     meanings = phrases(lang)["verify"]["meaning"]
     lines = []
