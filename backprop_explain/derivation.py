@@ -1,4 +1,4 @@
-"""Derivation stage: chain rule, numbers, SGD update, the loss again.
+"""Derivation stage: chain rule, numbers, the update (SGD), the loss again.
 
 Walks the graph once backwards (reverse topological order), summing over every
 path. It produces plain dataclasses that the document stage walks: which
@@ -16,6 +16,7 @@ import sympy as sp
 from .errors import DomainError, SpecError
 from .keys import adjoint_key, local_key, updated_key  # noqa: F401 (also read from here)
 from .graph import build_graph
+from .optimizers import OPTIMIZERS
 from .nodes import ACTIVATION, INPUT, LEAF_KINDS, LOSS, LOSS_TERM, PRE_ACTIVATION, TARGET, Graph
 from .spec import NetworkSpec, parameter_names_of
 
@@ -335,22 +336,19 @@ def combine(values: list[float], reduction: str) -> float:
     return float(total / len(values)) if reduction == "mean" else float(total)
 
 
-def sgd_update(parameters, gradients, spec: NetworkSpec, velocity=None):
-    """θ ← θ − η·g (torch.optim.SGD; with momentum v ← μv + g, θ ← θ − η·v). Frozen: kept."""
+def update_parameters(parameters, gradients, spec: NetworkSpec, state=None):
+    """Each parameter moved by the spec's optimizer (optimizers.py); frozen ones kept.
+    ``state``: what the optimizer carries from step to step (training.py passes it on)."""
+    optimizer = OPTIMIZERS[spec.optimizer]
     steps, new = [], dict(parameters)
-    velocity = {} if velocity is None else velocity
+    state = {} if state is None else state
     for name, old in parameters.items():
         g = gradients[name]
         frozen = name in spec.frozen
-        v = None
+        shown = None
         if not frozen:
-            if spec.momentum:
-                v = spec.momentum * velocity[name] + g if name in velocity else g
-                velocity[name] = v
-                new[name] = old - spec.learning_rate * v
-            else:
-                new[name] = old - spec.learning_rate * g
-        steps.append(UpdateStep(name, updated_key(name), old, g, new[name], frozen, v))
+            new[name], shown = optimizer.update(name, old, g, spec, state)
+        steps.append(UpdateStep(name, updated_key(name), old, g, new[name], frozen, shown))
     return steps, new
 
 
@@ -381,7 +379,7 @@ def _derive(spec: NetworkSpec, numeric: NumericGraph | None) -> Solution:
     gradients = {name: combine([e.gradients[name] for e in examples], spec.reduction)
                  for name in params}
     loss = combine([e.loss for e in examples], spec.reduction)
-    updates, after = sgd_update(params, gradients, spec)
+    updates, after = update_parameters(params, gradients, spec)
     by_name = {u.parameter: u for u in updates}
     # The course shows each layer's updates right after its gradients (one example).
     for section in examples[0].sections:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .activations import ACTIVATIONS
 from .derivation import ChainStep, Factor, Solution, UpdateStep
 from .document_cnn import CnnView
+from .losses import LOSSES
 from .nodes import ACTIVATION, LOSS, LOSS_TERM
-from .layers.activations import DISPLAY
 from .notation import NumberFormat, is_atomic, partial, primed, substituted, tex, tex_around
+from .optimizers import OPTIMIZERS
 from .templating import fill, phrases, render_template  # noqa: F401 (also read from here)
 
 FORMATS = {"md": "solution.md.j2", "tex": "solution.tex.j2"}
@@ -70,12 +72,10 @@ class SolutionView:
     def forward_equation(self, step, values) -> Equation:
         node = self.graph.nodes[step.name]
         parts = []
-        if node.kind == ACTIVATION:
+        display = ACTIVATIONS[node.activation].display if node.kind == ACTIVATION else None
+        if display:
             args = [tex(self.graph.symbol(p)) for p in node.parents]
-            shown = DISPLAY[node.activation].format(arg=", ".join(args),
-                                                    index=_unit_index(node, self.graph))
-            if node.activation != "identity":
-                parts.append(shown)
+            parts.append(display.format(arg=", ".join(args), index=_unit_index(node, self.graph)))
         parts.append(tex(node.expr, wrap=True))
         numbers = substituted(node.expr, values, self.n, wrap=True)
         if numbers != parts[-1]:
@@ -134,21 +134,11 @@ class SolutionView:
                          self.n.tex(step.value), step.frozen, len(step.terms))
 
     def update(self, update: UpdateStep) -> Equation:
-        rate = self.n.tex(self.spec.learning_rate)
-        grad = tex(self.n.placeholder(update.gradient))
         if update.frozen:
             return Equation(primed(update.parameter), [update.parameter, self.n.tex(update.old)],
                             note=self.t["backward"]["frozen"])
-        if update.velocity is not None:
-            return Equation(primed(update.parameter), [
-                update.parameter + r" - \eta \cdot v_{" + update.parameter + "}",
-                f"{self.n.tex(update.old)} - {rate} \\cdot "
-                f"{tex(self.n.placeholder(update.velocity))}",
-                self.n.tex_change(update.old, update.new)])
-        return Equation(primed(update.parameter), [
-            update.parameter + r" - \eta \cdot " + partial(self.loss_name, update.parameter),
-            f"{self.n.tex(update.old)} - {rate} \\cdot {grad}",
-            self.n.tex_change(update.old, update.new)])
+        return Equation(primed(update.parameter), OPTIMIZERS[self.spec.optimizer].equation(
+            update, self.n, self.loss_name, self.n.tex(self.spec.learning_rate)))
 
     def sections(self, example) -> list[dict]:
         out = []
@@ -191,7 +181,8 @@ class SolutionView:
                     activation=t["activations"][layer.activation]))
             elif self.cnn:
                 lines.append(self.cnn.summary_line(layer))
-        lines.append(fill(t["loss"], loss=t["losses"][self.spec.loss.kind]))
+        loss = self.spec.loss.kind
+        lines.append(fill(t["loss"], loss=fill(t["losses"][loss], formula=LOSSES[loss].display)))
         return lines
 
     def parameter_rows(self, values: dict) -> list[list[str]]:

@@ -37,113 +37,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .spec import NetworkSpec, flatten_names
+from .activations import ACTIVATIONS
+from .losses import LOSSES
+from .spec import NetworkSpec
+from .validate import flatten_names
 
 __all__ = ["FastNetwork", "FastResult", "compile_network", "evaluate"]
-
-
-# ---------------------------------------------------------------------------
-# Element-wise and layer-wide activations: value and the backward product
-
-
-def _sigmoid(z):
-    """σ(z) without overflow: e^{-|z|} never exceeds 1."""
-    e = np.exp(-np.abs(z))
-    return np.where(z >= 0, 1.0, e) / (1.0 + e)
-
-
-def _softmax(z):
-    shifted = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(shifted)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def _log_sum_exp(z):
-    top = z.max(axis=-1, keepdims=True)
-    return top[..., 0] + np.log(np.exp(z - top).sum(axis=-1))
-
-
-def _softplus(z):
-    """ln(1 + e^z), stable for large |z|."""
-    return np.logaddexp(0.0, z)
-
-
-def activate(kind: str, z, negative_slope: float = 0.01):
-    if kind == "identity":
-        return z
-    if kind == "sigmoid":
-        return _sigmoid(z)
-    if kind == "tanh":
-        return np.tanh(z)
-    if kind == "relu":  # np.maximum: the same values as np.where(z > 0, z, 0), 8x faster
-        return np.maximum(z, 0.0)
-    if kind == "leaky_relu":
-        if 0 <= negative_slope <= 1:  # max(z, αz) is z for z > 0 and αz otherwise
-            return np.maximum(z, negative_slope * z)
-        return np.where(z > 0, z, negative_slope * z)
-    if kind == "softmax":
-        return _softmax(z)
-    raise ValueError(f"unknown activation: {kind}")
-
-
-def activation_backward(kind: str, z, a, grad_a, negative_slope: float = 0.01):
-    """∂L/∂z from ∂L/∂a (the symbolic Piecewise ReLU has derivative 0 at 0)."""
-    if kind == "identity":
-        return grad_a
-    if kind == "sigmoid":
-        e = np.exp(-np.abs(z))  # σ'(z) = e^{-|z|}/(1+e^{-|z|})², exact in both tails
-        return grad_a * (e / (1.0 + e) ** 2)
-    if kind == "tanh":
-        return grad_a * (1.0 - a * a)
-    if kind == "relu":
-        return grad_a * (z > 0)
-    if kind == "leaky_relu":
-        return np.where(z > 0, grad_a, negative_slope * grad_a)
-    if kind == "softmax":  # Jacobian-vector product of the layer-wide softmax
-        return a * (grad_a - (grad_a * a).sum(axis=-1, keepdims=True))
-    raise ValueError(f"unknown activation: {kind}")
-
-
-# ---------------------------------------------------------------------------
-# Losses: the per-output terms E_k (their sum is the example's loss) and ∂/∂(logits)
-
-
-def loss_terms_and_delta(kind: str, activation: str, z, out, t):
-    """Terms E_k of each example and ∂(Σ_k E_k)/∂z of the last layer's pre-activations.
-
-    Where the output activation and the loss fit together (sigmoid or softmax with a
-    cross-entropy) the logarithm is taken of the logits (log-sigmoid, log-softmax), so
-    large inputs neither overflow nor give ln 0; the values equal the symbolic ones.
-    """
-    n = out.shape[-1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if kind == "softmax_cross_entropy":  # on identity logits z == out
-            log_softmax = z - _log_sum_exp(z)[..., None]
-            terms = -t * log_softmax
-            delta = np.exp(log_softmax) * t.sum(axis=-1, keepdims=True) - t
-            return terms, delta
-        if kind == "cross_entropy" and activation == "softmax":
-            log_softmax = z - _log_sum_exp(z)[..., None]
-            return -t * log_softmax, out * t.sum(axis=-1, keepdims=True) - t
-        if kind == "cross_entropy" and activation == "sigmoid":
-            # -t ln σ(z) = t·softplus(-z); ∂/∂z = -t·σ(-z)
-            return t * _softplus(-z), -t * _sigmoid(-z)
-        if kind == "binary_cross_entropy" and activation == "sigmoid":
-            return t * _softplus(-z) + (1.0 - t) * _softplus(z), out - t
-        if kind == "half_squared_error":
-            terms, grad_out = 0.5 * (out - t) ** 2, out - t
-        elif kind == "squared_error":
-            terms, grad_out = (out - t) ** 2, 2.0 * (out - t)
-        elif kind == "mean_squared_error":
-            terms, grad_out = (out - t) ** 2 / n, 2.0 * (out - t) / n
-        elif kind == "cross_entropy":
-            terms, grad_out = -t * np.log(out), -t / out
-        elif kind == "binary_cross_entropy":
-            terms = -(t * np.log(out) + (1.0 - t) * np.log(1.0 - out))
-            grad_out = (1.0 - t) / (1.0 - out) - t / out
-        else:
-            raise ValueError(f"unknown loss: {kind}")
-    return terms, grad_out
 
 
 # ---------------------------------------------------------------------------
@@ -177,7 +76,7 @@ class _Dense:
         w, b = p["weights"], p["biases"]  # (V, units, n_in), (V, units)
         z = _matmul(x, np.swapaxes(w, -1, -2))
         z += b[:, None, :]
-        a = activate(self.activation, z, self.slope)
+        a = ACTIVATIONS[self.activation].forward(z, self.slope)
         return z, a, None
 
     def backward(self, x, p, delta, need_input_grad, cache=None):
@@ -265,7 +164,7 @@ class _Conv2d:
         if "biases" in p:
             z += p["biases"][:, None, :, None]
         z = z.reshape(z.shape[:3] + (ho, wo))
-        return z, activate(self.activation, z, self.slope), cols
+        return z, ACTIVATIONS[self.activation].forward(z, self.slope), cols
 
     def backward(self, x, p, delta, need_input_grad, cols):
         w = p["weights"]
@@ -453,7 +352,7 @@ class FastNetwork:
             self.kernels.append(kernel)
             shape = kernel.out_shape
         self.output_size = shape[0]
-        self.loss_kind = spec.loss.kind
+        self.loss = LOSSES[spec.loss.kind]
         self.parameter_names = list(spec.parameters)
         position = {name: k for k, name in enumerate(self.parameter_names)}
         # per layer and role: the index of each entry's parameter in parameter_names
@@ -552,24 +451,23 @@ class FastNetwork:
             layers.append({"pre_activation": z, "activation": a})
             caches.append(cache)
         last = self.kernels[-1]
-        terms, d = loss_terms_and_delta(self.loss_kind, last.activation,
-                                        layers[-1]["pre_activation"], a, t)
+        terms, d, fused = self.loss.terms_and_delta(last.activation,
+                                                    layers[-1]["pre_activation"], a, t)
         example_losses = terms.sum(axis=-1)
         scale = 1.0 / batch if reduction == "mean" else 1.0
         loss = example_losses.sum(axis=-1) * scale
 
         layer_gradients = gx = None
         if gradients:
-            fused = d is not None and self._fused(last.activation)
             delta = d * scale
             layer_gradients = [None] * len(self.kernels)
             inputs_of = [x] + [layer["activation"] for layer in layers[:-1]]
             for k in range(len(self.kernels) - 1, -1, -1):
                 kernel = self.kernels[k]
                 if not (k == len(self.kernels) - 1 and fused):
-                    delta = activation_backward(kernel.activation, layers[k]["pre_activation"],
-                                                layers[k]["activation"], delta,
-                                                getattr(kernel, "slope", 0.01))
+                    delta = ACTIVATIONS[kernel.activation].backward(
+                        layers[k]["pre_activation"], layers[k]["activation"], delta,
+                        getattr(kernel, "slope", 0.01))
                 need = k > 0 or input_gradient
                 grads, delta = kernel.backward(inputs_of[k], params[k], delta, need, caches[k])
                 layer_gradients[k] = grads
@@ -583,13 +481,6 @@ class FastNetwork:
                 layer_gradients = [{k: a[0] for k, a in g.items()} for g in layer_gradients]
         return FastResult(self, loss, example_losses, terms, layers, layer_gradients, gx,
                           has_variants)
-
-    def _fused(self, activation: str) -> bool:
-        """Whether loss_terms_and_delta returned ∂/∂z (not ∂/∂out) for this pairing."""
-        kind = self.loss_kind
-        return (kind == "softmax_cross_entropy"
-                or (kind == "cross_entropy" and activation in ("softmax", "sigmoid"))
-                or (kind == "binary_cross_entropy" and activation == "sigmoid"))
 
     def name_values(self, result: FastResult) -> dict[str, np.ndarray]:
         """The forward arrays under the spec's names: each (…, B)."""

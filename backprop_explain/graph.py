@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import sympy as sp
 
-from .layers import activations, conv, dense, losses, pool
+from .activations import ACTIVATIONS
+from .layers import conv, dense, pool
+from .losses import LOSSES
 from .nodes import ACTIVATION, LOSS, LOSS_TERM, PARAMETER, POOL, PRE_ACTIVATION, TARGET, INPUT, Graph
 from .spec import DenseLayer, NetworkSpec
 from .validate import flatten_names
@@ -35,7 +37,7 @@ def build_graph(spec: NetworkSpec) -> Graph:
         previous = LAYER_BUILDERS[layer.kind](graph, layer, previous)
     outputs = [graph.symbol(n) for n in previous]
     targets = [graph.leaf(n, TARGET).symbol for n in spec.loss.target_names]
-    terms = losses.loss_terms(spec.loss.kind, outputs, targets)
+    terms = LOSSES[spec.loss.kind].terms(outputs, targets)
     for name, expr in zip(spec.loss.term_names, terms):
         graph.computed(name, LOSS_TERM, expr)
     graph.computed(spec.loss.total_name, LOSS,
@@ -56,11 +58,9 @@ def _build_dense(graph: Graph, layer: DenseLayer, inputs: list[str]) -> list[str
                                  layer=layer.index).symbol)
     if layer.activation_names == layer.pre_activation_names:  # identity: the output is y
         return list(layer.pre_activation_names)
+    activation = ACTIVATIONS[layer.activation]
     for j, name in enumerate(layer.activation_names):
-        if layer.activation == "softmax":
-            expr = activations.softmax_activation(ys, j)
-        else:
-            expr = activations.unit_activation(layer.activation, ys[j], layer.negative_slope)
+        expr = activation.expression(ys, j, layer.negative_slope)
         graph.computed(name, ACTIVATION, expr, layer=layer.index, activation=layer.activation)
     return list(layer.activation_names)
 
@@ -69,9 +69,9 @@ def _activate(graph: Graph, layer, pre_activations: list[str]) -> list[str]:
     """Element-wise activation nodes after the pre-activations (none for identity)."""
     if layer.activation_names == pre_activations:
         return list(pre_activations)
+    activation = ACTIVATIONS[layer.activation]
     for name, y in zip(layer.activation_names, pre_activations):
-        expr = activations.unit_activation(layer.activation, graph.symbol(y),
-                                           layer.negative_slope)
+        expr = activation.unit(graph.symbol(y), layer.negative_slope)
         graph.computed(name, ACTIVATION, expr, layer=layer.index, activation=layer.activation)
     return list(layer.activation_names)
 

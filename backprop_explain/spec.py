@@ -17,19 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .activations import ACTIVATIONS as ACTIVATION_ENTRIES
 from .errors import SpecError
+from .losses import LOSSES as LOSS_ENTRIES
+from .optimizers import OPTIMIZERS
 from .validate import (ParameterTable, Place, describe, expand_names, flatten_names, infer_shape,
                        only)
 
-ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "softmax")
-LOSSES = (
-    "half_squared_error",
-    "squared_error",
-    "mean_squared_error",
-    "cross_entropy",
-    "softmax_cross_entropy",
-    "binary_cross_entropy",
-)
+ACTIVATIONS = tuple(ACTIVATION_ENTRIES)
+LOSSES = tuple(LOSS_ENTRIES)
+DEFAULT_OPTIMIZER = next(iter(OPTIMIZERS))
 LAYER_TYPES = ("dense", "conv2d", "maxpool2d", "avgpool2d", "flatten")
 
 # Default naming scheme (documented in the README). Placeholders: #l layer, #j unit,
@@ -92,6 +89,7 @@ class NetworkSpec:
     steps: int = 1
     batch_size: int | None = None
     epochs: int | None = None
+    optimizer: str = DEFAULT_OPTIMIZER  # how the parameters move (optimizers.py)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -456,8 +454,8 @@ def _read_conv2d(raw: dict, place: Place, index: int, in_shape, params: Paramete
     h_out = _output_size(place, "conv2d", "rows", h_in, kernel[0], padding[0], stride[0])
     w_out = _output_size(place, "conv2d", "columns", w_in, kernel[1], padding[1], stride[1])
     activation = (place / "activation").choice(raw.get("activation", "identity"), ACTIVATIONS)
-    if activation == "softmax":
-        (place / "activation").fail("an element-wise activation for conv2d, got softmax")
+    if not ACTIVATION_ENTRIES[activation].elementwise:
+        (place / "activation").fail(f"an element-wise activation for conv2d, got {activation}")
     slope = (place / "negative_slope").number(raw.get("negative_slope", 0.01))
     biases = raw.get("biases", [0.0] * out_ch)
     if isinstance(biases, (int, float)) and not isinstance(biases, bool):
@@ -541,10 +539,7 @@ def _read_loss(raw, place: Place, last) -> LossSpec:
     n = len(last.activation_names)
     names = (place / "names").table(raw.get("names", {}))
     only(names, set(DEFAULT_LOSS_NAMES), place / "names")
-    if kind == "softmax_cross_entropy" and last.activation != "identity":
-        (place / "type").fail("softmax_cross_entropy after a layer with activation = "
-                              f"\"identity\" (it applies the softmax itself), got "
-                              f"{last.activation}")
+    LOSS_ENTRIES[kind].check_output(last.activation, place / "type")
     term_names = expand_names(names.get("terms"), place / "names" / "terms", (n,), "j",
                               DEFAULT_LOSS_NAMES["terms"])
     total = expand_names(names.get("total"), place / "names" / "total", (), "",
@@ -555,18 +550,6 @@ def _read_loss(raw, place: Place, last) -> LossSpec:
     if base not in ("e",):
         (place / "log_base").fail('"e" (the natural log; cross-entropy uses ln)')
     return LossSpec(kind=kind, term_names=term_names, total_name=total, target_names=targets)
-
-
-def check_targets(targets: list[float], kind: str, place: Place) -> None:
-    """Targets a loss can take: probabilities for the cross-entropies."""
-    if kind in ("cross_entropy", "softmax_cross_entropy", "binary_cross_entropy"):
-        for k, t in enumerate(targets):
-            if t < 0 or (kind == "binary_cross_entropy" and t > 1):
-                bounds = "between 0 and 1" if kind == "binary_cross_entropy" else ">= 0"
-                (place / k).fail(f"a target {bounds} for {kind}, got {t}")
-    if kind == "softmax_cross_entropy" and abs(sum(targets) - 1) > 1e-9:
-        place.fail(f"targets summing to 1 (a probability distribution) for {kind}, "
-                   f"got a sum of {sum(targets)}")
 
 
 def _read_examples(data, top: Place, inputs: dict, shape, loss: LossSpec) -> list[Example]:
@@ -586,7 +569,7 @@ def _read_examples(data, top: Place, inputs: dict, shape, loss: LossSpec) -> lis
                 (place / "targets").fail(f"{n_out} target values")
             x = read_input_values(raw["inputs"], place / "inputs", shape)
             t = (place / "targets").vector(raw["targets"], n_out)
-            check_targets(t, loss.kind, place / "targets")
+            LOSS_ENTRIES[loss.kind].check_targets(t, place / "targets")
             examples.append(Example(x, t))
         return examples
     if "values" not in inputs:
@@ -596,13 +579,13 @@ def _read_examples(data, top: Place, inputs: dict, shape, loss: LossSpec) -> lis
     if "targets" not in raw:
         (top / "loss" / "targets").fail(f"{n_out} target values, one per output")
     t = (top / "loss" / "targets").vector(raw["targets"], n_out)
-    check_targets(t, loss.kind, top / "loss" / "targets")
+    LOSS_ENTRIES[loss.kind].check_targets(t, top / "loss" / "targets")
     return [Example(x, t)]
 
 
 def _read_training(raw: dict, place: Place, params: ParameterTable, layers, n_examples):
     only(raw, {"learning_rate", "frozen", "momentum", "reduction", "steps", "batch_size",
-                "epochs"}, place)
+               "epochs", "optimizer"}, place)
     if "learning_rate" not in raw:
         (place / "learning_rate").fail("the learning rate η (a positive number)")
     lr = (place / "learning_rate").number(raw["learning_rate"])
@@ -630,8 +613,10 @@ def _read_training(raw: dict, place: Place, params: ParameterTable, layers, n_ex
     epochs = raw.get("epochs")
     if epochs is not None:
         epochs = (place / "epochs").integer(epochs)
+    optimizer = (place / "optimizer").choice(raw.get("optimizer", DEFAULT_OPTIMIZER),
+                                             tuple(OPTIMIZERS))
     return dict(frozen=frozen, learning_rate=lr, momentum=momentum, reduction=reduction,
-                steps=steps, batch_size=batch, epochs=epochs)
+                steps=steps, batch_size=batch, epochs=epochs, optimizer=optimizer)
 
 
 def parameter_names_of(layer) -> list[str]:
