@@ -25,8 +25,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .keys import local_key
-from .layers import conv
-from .spec import Conv2dLayer, NetworkSpec, Pool2dLayer, parameter_names_of
+from .layers import grid as conv
+from .layers.conv2d import Conv2dLayer
+from .layers.pool2d import Pool2dLayer
+from .spec import NetworkSpec
 
 TOLERANCE = 1e-9  # relative agreement of the convolution forms with the chain rule
 
@@ -251,7 +253,7 @@ def _flat(nested) -> list:
 
 
 def _names_outside(spec: NetworkSpec, layer) -> set[str]:
-    return {n for other in spec.layers if other is not layer for n in parameter_names_of(other)}
+    return {n for other in spec.layers if other is not layer for n in other.parameter_names()}
 
 
 def _by_name(names, grid: np.ndarray, skip: set[str]) -> dict[str, float]:

@@ -18,7 +18,7 @@ from .keys import adjoint_key, local_key, updated_key  # noqa: F401 (also read f
 from .graph import build_graph
 from .optimizers import OPTIMIZERS
 from .nodes import ACTIVATION, INPUT, LEAF_KINDS, LOSS, LOSS_TERM, PRE_ACTIVATION, TARGET, Graph
-from .spec import NetworkSpec, parameter_names_of
+from .spec import NetworkSpec
 
 _PRECISION = 40  # decimal digits for evaluation; results are returned as float64
 
@@ -312,7 +312,7 @@ def derive_example(spec, graph, numeric, parameters, example) -> ExampleDerivati
     writer = _ChainWriter(graph, numeric, partials, adjoints)
     sections = []
     for layer in reversed(spec.layers):
-        names = parameter_names_of(layer)
+        names = layer.parameter_names()
         steps = []
         for name in names:
             if adjoint_key(graph.loss.name, name) in writer.shown:

@@ -18,7 +18,7 @@ GitHub shows a relative ``![](file.svg)`` image but strips inline SVG) draw them
 from __future__ import annotations
 
 from .drawing import (CELL, COLUMN_GAP, PANEL_GAP, RADIUS, ROW_GAP, Cell, Circle, Diagram, Label,
-                      Line, Text, _plain, caption_label, name_label, number_label,
+                      Line, Text, plain_text, caption_label, name_label, number_label,
                       svg_name)  # noqa: F401 (svg_name: also read from here)
 from .notation import NumberFormat
 from .spec import NetworkSpec
@@ -165,7 +165,7 @@ def _grid_part(diagram, spec, layers, values, numbers, words):
                 for bias, y in zip(layer.bias_names, ys):
                     diagram.texts.append(Text(x, y, number_label(values[bias], numbers, bias),
                                               "west", size="small"))
-                x += 0.25 * max(len(_plain(b)) + 8 for b in layer.bias_names)
+                x += 0.25 * max(len(plain_text(b)) + 8 for b in layer.bias_names)
             x = _operator(diagram, x, "=", "=")
             current = layer.activation_names
             x += _maps(diagram, x, current, layer.out_shape, numbers, words["feature_map"])

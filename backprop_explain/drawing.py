@@ -133,7 +133,7 @@ def _group(text: str, i: int) -> tuple[str, int]:
     return text[i:i + 1], i + 1
 
 
-def _plain(text: str) -> str:
+def plain_text(text: str) -> str:
     """A name as plain Unicode text (sub/superscripts flattened)."""
     out, i = [], 0
     while i < len(text):
@@ -144,10 +144,10 @@ def _plain(text: str) -> str:
             i += len(match.group(0))
             if command in _ACCENTS:
                 arg, i = _group(text, i)
-                out.append(_plain(arg) + _ACCENTS[command])
+                out.append(plain_text(arg) + _ACCENTS[command])
             elif command == "mathrm":
                 arg, i = _group(text, i)
-                out.append(_plain(arg))
+                out.append(plain_text(arg))
             else:
                 out.append(_GREEK.get(command, command))
             continue
@@ -165,14 +165,14 @@ def svg_name(name: str) -> tuple[str, int]:
         char = name[i]
         if char in "_^":
             arg, i = _group(name, i + 1)
-            pieces.append(("sub" if char == "_" else "sup", _plain(arg)))
+            pieces.append(("sub" if char == "_" else "sup", plain_text(arg)))
             continue
         if char == "\\":
             match = re.match(r"\\([A-Za-z]+)", name[i:])
             end = i + len(match.group(0))
             if match.group(1) in _ACCENTS or match.group(1) == "mathrm":
                 _, end = _group(name, end)
-            pieces.append(("", _plain(name[i:end])))
+            pieces.append(("", plain_text(name[i:end])))
             i = end
             continue
         if char not in "{} ":
@@ -211,3 +211,130 @@ def number_label(value: float, numbers: NumberFormat, name: str | None = None) -
     svg, chars = svg_name(name)
     return Label(f"{name} = {numbers.tex(value)}", f"{svg} = {escape(plain)}",
                  chars + 3 + len(plain))
+
+
+# ---------------------------------------------------------------------------
+# Layout: a sketch of the figure, drawn left to right, each layer kind adding its part
+
+
+def column_ys(count: int, gap: float = ROW_GAP) -> list[float]:
+    """Heights of ``count`` items one under the other, centred on y = 0."""
+    top = (count - 1) * gap / 2
+    return [top - k * gap for k in range(count)]
+
+
+def edge(diagram, start, end, i, fan_in, label):
+    """An arrow between two neurons, its weight written on it; labels of edges entering the
+    same neuron sit at different distances along them, so they never overlap."""
+    (x1, y1), (x2, y2) = start, end
+    dx, dy = x2 - x1, y2 - y1
+    length = (dx * dx + dy * dy) ** 0.5
+    ux, uy = dx / length, dy / length
+    a = (x1 + RADIUS * ux, y1 + RADIUS * uy)
+    b = (x2 - RADIUS * ux, y2 - RADIUS * uy)
+    diagram.lines.append(Line(a[0], a[1], b[0], b[1]))
+    t = 0.22 + 0.5 * (i / (fan_in - 1) if fan_in > 1 else 0.5)
+    diagram.texts.append(Text(a[0] + t * (b[0] - a[0]), a[1] + t * (b[1] - a[1]), label,
+                              boxed=True, size="tiny"))
+
+
+def _grid(diagram, x, y_top, names_or_values, rows, cols, numbers, given, caption):
+    """One grid of rows×cols cells with its top-left corner at (x, y_top)."""
+    for r in range(rows):
+        for s in range(cols):
+            item = names_or_values[r * cols + s]
+            label = number_label(item, numbers) if given else name_label(item)
+            diagram.cells.append(Cell(x + s * CELL, y_top - (r + 1) * CELL, CELL, label, given))
+    if caption:
+        diagram.texts.append(Text(x + cols * CELL / 2, y_top + 0.35,
+                                  caption_label(caption), size="tiny"))
+    return cols * CELL
+
+
+class Sketch:
+    """The figure being drawn, left to right: where the next part goes and what it reads.
+
+    Grids (an image, filters, feature maps) come first, then columns of neurons; a kind
+    calls ``grids()`` or ``columns()`` before drawing, which draws the network's input the
+    first time (as grids or as a column with its values) and, at the passage from grids
+    to neurons, the column of the cells the first neurons read."""
+
+    def __init__(self, spec, values: dict, numbers: NumberFormat, words: dict):
+        self.diagram = Diagram()
+        self.spec = spec
+        self.values = values  # the given numbers: parameters, the example's inputs
+        self.numbers = numbers
+        self.words = words  # captions of the grids ([diagram] phrases)
+        self.x = 0.0
+        self.names = list(spec.input_names)  # what the next layer reads
+        self.column: list[tuple[float, float]] | None = None  # the last neurons drawn
+        self._started = False
+
+    def is_last(self, layer) -> bool:
+        return layer.index == len(self.spec.layers)
+
+    def grids(self) -> None:
+        """Before a part drawn as grids: the input image, one grid per channel."""
+        if self._started:
+            return
+        self._started = True
+        channels, rows, cols = self.spec.input_shape
+        per_channel = rows * cols
+        names = self.spec.input_names
+        blocks = [([self.values[n] for n in names[c * per_channel:(c + 1) * per_channel]],
+                   rows, cols, True, self.words["input"] if c == 0 else "")
+                  for c in range(channels)]
+        self.x = self.stack(self.x, blocks)
+
+    def columns(self) -> None:
+        """Before a column of neurons: the column of what it reads (with the values when
+        that is the network's input)."""
+        if self.column is not None:
+            return
+        if self._started:  # after grids: the cells, by name, in flatten order
+            self.x += COLUMN_GAP * 0.6
+            first = [(name, None) for name in self.names]
+        else:
+            first = [(name, self.values[name]) for name in self.names]
+        self._started = True
+        self.column = []
+        for (name, value), y in zip(first, column_ys(len(first))):
+            self.diagram.circles.append(Circle(self.x, y, RADIUS, name_label(name), "input"))
+            if value is not None:
+                self.diagram.texts.append(Text(self.x - RADIUS - 0.15, y,
+                                               number_label(value, self.numbers), "east"))
+            self.column.append((self.x, y))
+
+    def targets(self, names: list[str], values: list[float]) -> None:
+        """The targets on the right of the outputs."""
+        for (px, py), name, value in zip(self.column, names, values):
+            self.diagram.lines.append(Line(px + RADIUS, py, px + RADIUS + 0.9, py))
+            self.diagram.texts.append(Text(px + RADIUS + 1.0, py,
+                                           number_label(value, self.numbers, name), "west"))
+
+    def stack(self, x, blocks) -> float:
+        """Grids (items, rows, cols, given, caption) one above the other, centred on y = 0;
+        returns the width used."""
+        heights = [rows * CELL for _, rows, _, _, _ in blocks]
+        total = sum(heights) + 0.8 * (len(blocks) - 1)
+        y = total / 2
+        width = 0.0
+        for (items, rows, cols, given, caption), height in zip(blocks, heights):
+            width = max(width, _grid(self.diagram, x, y, items, rows, cols, self.numbers, given,
+                                     caption))
+            y -= height + 0.8
+        return width
+
+    def operator(self, symbol_tex: str, symbol_svg: str) -> None:
+        """⋆, +, =, → between two panels."""
+        self.diagram.texts.append(Text(self.x + PANEL_GAP / 2, 0.0,
+                                       Label(symbol_tex, symbol_svg, 1)))
+        self.x += PANEL_GAP
+
+    def maps(self, names: list[str], shape, caption: str) -> None:
+        """Computed maps (channels, rows, columns) by name, one grid per channel."""
+        channels, rows, cols = shape
+        per = rows * cols
+        blocks = [(names[c * per:(c + 1) * per], rows, cols, False, caption if c == 0 else "")
+                  for c in range(channels)]
+        self.x += self.stack(self.x, blocks)

@@ -4,6 +4,8 @@ The symbolic engine (graph.py, derivation.py) explains one example; this module 
 the same forward values and gradients for a batch of examples, and for many parameter
 sets ("variants" of an exercise) in one call, with no Python loop over examples, units or
 pixels. It is a sibling of the symbolic graph, checked against it in tests/test_fastpath.py.
+Each layer kind brings its NumPy kernel (``fast_kernel``, layers/), each activation and
+loss its NumPy forms (activations.py, losses.py); this module chains them.
 
 Shapes: every array carries a leading variant axis V and a batch axis B inside this module,
 ``(V, B, ...)``; the public functions drop V again when nothing had one.
@@ -35,7 +37,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from .activations import ACTIVATIONS
 from .losses import LOSSES
@@ -43,244 +44,6 @@ from .spec import NetworkSpec
 from .validate import flatten_names
 
 __all__ = ["FastNetwork", "FastResult", "compile_network", "evaluate"]
-
-
-# ---------------------------------------------------------------------------
-# Layer kernels. Each works on arrays with axes (V, B, ...) and keeps what backward needs.
-
-
-def _matmul(a, b):
-    """a @ b over (V, …) stacks; one variant goes through a plain 2-D BLAS product, which
-    NumPy runs much faster than a stacked product of the same size."""
-    if a.shape[0] == 1 and b.shape[0] == 1:
-        return (a[0] @ b[0])[None]
-    return np.matmul(a, b)
-
-
-class _Dense:
-    kind = "dense"
-
-    def __init__(self, layer, in_shape):
-        self.layer = layer
-        self.units = layer.units
-        self.activation = layer.activation
-        self.slope = layer.negative_slope
-        self.in_shape = in_shape
-        self.out_shape = (layer.units,)
-        self.names = {"weights": np.array(layer.weight_names, dtype=object),
-                      "biases": np.array(layer.bias_names, dtype=object)}
-        self.value_names = {"pre_activation": layer.pre_activation_names,
-                            "activation": layer.activation_names}
-
-    def forward(self, x, p):
-        w, b = p["weights"], p["biases"]  # (V, units, n_in), (V, units)
-        z = _matmul(x, np.swapaxes(w, -1, -2))
-        z += b[:, None, :]
-        a = ACTIVATIONS[self.activation].forward(z, self.slope)
-        return z, a, None
-
-    def backward(self, x, p, delta, need_input_grad, cache=None):
-        """delta = ∂L/∂z (V, B, units) → parameter gradients and ∂L/∂x."""
-        if delta.shape[1] == 1:  # one example: an outer product (BLAS is slow with K = 1)
-            gw = np.einsum("vbj,vbi->vji", delta, x)
-        else:
-            gw = _matmul(np.swapaxes(delta, -1, -2), x)
-        grads = {"weights": gw, "biases": delta.sum(axis=1)}
-        gx = _matmul(delta, p["weights"]) if need_input_grad else None
-        return grads, gx
-
-
-def _attr(layer, *names, default=None):
-    """The first attribute of ``layer`` among ``names`` (the conv specs are read defensively)."""
-    for name in names:
-        if hasattr(layer, name):
-            return getattr(layer, name)
-    return default
-
-
-def _pair(value):
-    if isinstance(value, (tuple, list)):
-        return tuple(int(v) for v in value)
-    return (int(value), int(value))
-
-
-def _windows(x, kernel, stride):
-    """Strided view (V, B, C, Ho, Wo, kh, kw) of every window of a padded image batch."""
-    view = sliding_window_view(x, kernel, axis=(-2, -1))
-    return view[..., ::stride[0], ::stride[1], :, :]
-
-
-def _pad(x, padding, value=0.0):
-    if padding == (0, 0):
-        return x
-    ph, pw = padding
-    return np.pad(x, [(0, 0)] * (x.ndim - 2) + [(ph, ph), (pw, pw)], constant_values=value)
-
-
-def _scatter_windows(grad_windows_at, shape, kernel, stride, out_hw):
-    """Sum per-window gradients back onto the (padded) image: one slice per kernel offset."""
-    g = np.zeros(shape)
-    ho, wo = out_hw
-    for i in range(kernel[0]):
-        for j in range(kernel[1]):
-            g[..., i:i + stride[0] * (ho - 1) + 1:stride[0],
-              j:j + stride[1] * (wo - 1) + 1:stride[1]] += grad_windows_at(i, j)
-    return g
-
-
-class _Conv2d:
-    kind = "conv2d"
-
-    def __init__(self, layer, in_shape):
-        self.layer = layer
-        filters = np.array(_attr(layer, "filter_names", "weight_names"), dtype=object)
-        self.out_channels, in_channels, kh, kw = filters.shape
-        self.kernel = (kh, kw)
-        self.stride = _pair(_attr(layer, "stride", default=1))
-        self.padding = _pair(_attr(layer, "padding", default=0))
-        self.activation = _attr(layer, "activation", default="identity")
-        self.slope = _attr(layer, "negative_slope", default=0.01)
-        c, h, w = in_shape
-        self.in_shape = in_shape
-        ho = (h + 2 * self.padding[0] - kh) // self.stride[0] + 1
-        wo = (w + 2 * self.padding[1] - kw) // self.stride[1] + 1
-        self.out_shape = (self.out_channels, ho, wo)
-        self.names = {"weights": filters}
-        if _attr(layer, "bias_names", default=None):  # biases = false in the spec: none
-            self.names["biases"] = np.array(layer.bias_names, dtype=object)
-        self.value_names = {"pre_activation": _attr(layer, "pre_activation_names"),
-                            "activation": _attr(layer, "activation_names", "output_names")}
-
-    def forward(self, x, p):
-        """im2col: the windows as columns (one copy), then one small BLAS product per example
-        whose result is already channels first: z_b = F · cols_b, (O, C·kh·kw)(C·kh·kw, Ho·Wo)."""
-        w = p["weights"]  # (V, O, C, kh, kw); biases (V, O)
-        v, batch = x.shape[:2]
-        o, ho, wo = self.out_shape
-        windows = _windows(_pad(x, self.padding), self.kernel, self.stride)  # (V,B,C,Ho,Wo,kh,kw)
-        cols = np.ascontiguousarray(windows.transpose(0, 1, 2, 5, 6, 3, 4)).reshape(
-            v, batch, -1, ho * wo)  # rows (c, u, v), columns (r, s)
-        z = np.matmul(w.reshape(w.shape[0], 1, o, -1), cols)  # (V, B, O, Ho·Wo)
-        if "biases" in p:
-            z += p["biases"][:, None, :, None]
-        z = z.reshape(z.shape[:3] + (ho, wo))
-        return z, ACTIVATIONS[self.activation].forward(z, self.slope), cols
-
-    def backward(self, x, p, delta, need_input_grad, cols):
-        w = p["weights"]
-        v, batch = delta.shape[:2]
-        o, ho, wo = self.out_shape
-        delta = delta.reshape(v, batch, o, ho * wo)
-        # ∂L/∂F = Σ_b δ_b · cols_bᵀ: per-example products summed (faster here than einsum)
-        grads = {"weights": np.matmul(delta, np.swapaxes(cols, -1, -2)).sum(axis=1).reshape(
-            (v,) + w.shape[1:])}
-        if "biases" in p:
-            grads["biases"] = delta.sum(axis=(1, 3))
-        if not need_input_grad:
-            return grads, None
-        c, h, wd = self.in_shape
-        kh, kw = self.kernel
-        # col2im: each column's gradient Fᵀ·δ_b, added back under its window
-        grad_cols = np.matmul(np.swapaxes(w.reshape(w.shape[0], 1, o, -1), -1, -2),
-                              delta).reshape(v, batch, c, kh, kw, ho, wo)
-        padded = (v, batch, c, h + 2 * self.padding[0], wd + 2 * self.padding[1])
-        g = _scatter_windows(lambda i, j: grad_cols[:, :, :, i, j],
-                             padded, self.kernel, self.stride, self.out_shape[1:])
-        return grads, g[..., self.padding[0]:self.padding[0] + h,
-                        self.padding[1]:self.padding[1] + wd]
-
-
-class _Pool2d:
-
-    def __init__(self, layer, in_shape):
-        self.layer = layer
-        self.kind = layer.kind
-        self.kernel = _pair(_attr(layer, "kernel_size", "kernel", "size"))
-        self.stride = _pair(_attr(layer, "stride", default=None) or self.kernel)
-        self.padding = _pair(_attr(layer, "padding", default=0))
-        self.count_include_pad = bool(_attr(layer, "count_include_pad", default=True))
-        self.activation = "identity"
-        c, h, w = in_shape
-        self.in_shape = in_shape
-        ho = (h + 2 * self.padding[0] - self.kernel[0]) // self.stride[0] + 1
-        wo = (w + 2 * self.padding[1] - self.kernel[1]) // self.stride[1] + 1
-        self.out_shape = (c, ho, wo)
-        self.names = {}
-        outs = _attr(layer, "output_names", "activation_names")
-        self.value_names = {"activation": outs}
-
-    def _divisor(self):
-        if self.count_include_pad or self.padding == (0, 0):
-            return float(self.kernel[0] * self.kernel[1])
-        ones = np.ones((1, 1, 1) + self.in_shape[1:])
-        counts = _windows(_pad(ones, self.padding), self.kernel, self.stride).sum(axis=(-2, -1))
-        return counts
-
-    def _offsets(self, padded):
-        """The window cell at each kernel offset (i, j), for every output cell at once."""
-        ho, wo = self.out_shape[1:]
-        (sh, sw), (kh, kw) = self.stride, self.kernel
-        for i in range(kh):
-            for j in range(kw):
-                yield i * kw + j, padded[..., i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
-
-    def forward(self, x, p):
-        if self.kind == "maxpool2d":
-            # padded cells are −∞: they never win
-            cells = list(self._offsets(_pad(x, self.padding, -np.inf)))
-            out = cells[0][1].copy()
-            for _, cell in cells[1:]:
-                np.maximum(out, cell, out=out)
-            # the winner is the first maximum in row-major order, as in PyTorch: walk the
-            # offsets backwards, each equal cell overwriting the later ones (integer
-            # arithmetic: much faster than boolean-masked assignment)
-            dtype = np.int8 if len(cells) <= 127 else np.int32
-            winner = np.full(out.shape, len(cells) - 1, dtype=dtype)
-            for k, cell in reversed(cells[:-1]):
-                winner -= (winner - dtype(k)) * (cell == out).view(np.int8)
-            return out, out, winner
-        total = None
-        for _, cell in self._offsets(_pad(x, self.padding)):
-            total = cell.copy() if total is None else total + cell
-        out = total / self._divisor()
-        return out, out, None
-
-    def backward(self, x, p, delta, need_input_grad, winner=None):
-        if not need_input_grad:
-            return {}, None
-        c, h, w = self.in_shape
-        padded = x.shape[:2] + (c, h + 2 * self.padding[0], w + 2 * self.padding[1])
-        kw = self.kernel[1]
-        if self.kind == "maxpool2d":
-            at = lambda i, j: delta * (winner == i * kw + j)  # noqa: E731
-        else:
-            share = delta / self._divisor()
-            at = lambda i, j: share  # noqa: E731
-        g = _scatter_windows(at, padded, self.kernel, self.stride, self.out_shape[1:])
-        return {}, g[..., self.padding[0]:self.padding[0] + h, self.padding[1]:self.padding[1] + w]
-
-
-class _Flatten:
-    kind = "flatten"
-    activation = "identity"
-
-    def __init__(self, layer, in_shape):
-        self.layer = layer
-        self.in_shape = in_shape
-        self.out_shape = (int(np.prod(in_shape)),)
-        self.names = {}
-        self.value_names = {"activation": _attr(layer, "output_names", "activation_names")}
-
-    def forward(self, x, p):
-        out = x.reshape(x.shape[:2] + self.out_shape)  # row-major, channels first: view(N, -1)
-        return out, out, None
-
-    def backward(self, x, p, delta, need_input_grad, cache=None):
-        return {}, (delta.reshape(x.shape) if need_input_grad else None)
-
-
-KERNELS = {"dense": _Dense, "conv2d": _Conv2d, "maxpool2d": _Pool2d, "avgpool2d": _Pool2d,
-           "flatten": _Flatten}
 
 
 # ---------------------------------------------------------------------------
@@ -348,7 +111,7 @@ class FastNetwork:
         self.kernels = []
         shape = self.input_shape
         for layer in spec.layers:
-            kernel = KERNELS[layer.kind](layer, shape)
+            kernel = layer.fast_kernel(shape)
             self.kernels.append(kernel)
             shape = kernel.out_shape
         self.output_size = shape[0]

@@ -11,10 +11,9 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-# Node kinds, from leaves to the loss.
+# Node kinds, from leaves to the loss (a layer kind may add its own, as pooled cells).
 INPUT, TARGET, PARAMETER = "input", "target", "parameter"
 PRE_ACTIVATION, ACTIVATION, LOSS_TERM, LOSS = "pre_activation", "activation", "loss_term", "loss"
-POOL = "pool"  # a max- or average-pooled cell
 LEAF_KINDS = (INPUT, TARGET, PARAMETER)
 
 

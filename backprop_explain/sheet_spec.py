@@ -44,10 +44,9 @@ import random
 from dataclasses import dataclass
 
 from .keys import adjoint_key, updated_key
-from .spec import NetworkSpec, parameter_names_of, quantity_names_of, read_file, spec_from_dict
-from .validate import Place, infer_shape
+from .spec import NetworkSpec, read_file, spec_from_dict
+from .validate import DRAW_KINDS, Place, infer_shape, is_draw
 
-DRAW_KINDS = ("uniform", "integers", "choice", "one_hot")
 GROUPS = ("forward", "loss", "gradients", "update", "forward_after", "loss_after")
 MAX_DECIMALS = 10
 
@@ -113,10 +112,6 @@ def top_missing(top: Place):
 
 # ---------------------------------------------------------------------------
 # Draws
-
-
-def is_draw(value) -> bool:
-    return isinstance(value, dict) and any(kind in value for kind in DRAW_KINDS)
 
 
 class _Drawer:
@@ -308,7 +303,7 @@ def expand_asks(asks: list[str], spec: NetworkSpec, place: Place) -> list[Questi
     from .notation import partial
     loss = spec.loss.total_name
     forward_names = list(dict.fromkeys(
-        name for layer in spec.layers for name in quantity_names_of(layer)))
+        name for layer in spec.layers for name in layer.quantity_names()))
     forward_names += spec.loss.term_names + [loss]
     parameters = list(spec.parameters)
     out: dict[str, Question] = {}
@@ -324,7 +319,7 @@ def expand_asks(asks: list[str], spec: NetworkSpec, place: Place) -> list[Questi
                 (place / k).fail(f"{group} without a layer selector, got {ask!r}")
             if group in ("forward", "forward_after"):
                 for layer in layers:
-                    for name in dict.fromkeys(quantity_names_of(layer)):
+                    for name in dict.fromkeys(layer.quantity_names()):
                         if group == "forward":
                             add(name, name, group, name)
                         else:
@@ -336,7 +331,7 @@ def expand_asks(asks: list[str], spec: NetworkSpec, place: Place) -> list[Questi
                 add(updated_key(loss), loss + "'", group, loss)
             else:
                 for layer in layers:
-                    for name in parameter_names_of(layer):
+                    for name in layer.parameter_names():
                         if group == "gradients":
                             add(adjoint_key(loss, name), partial(loss, name), group, name)
                         elif name not in spec.frozen:

@@ -3,9 +3,9 @@
 This is the only module that knows file formats. Every error names the file,
 the place in it (``layers[2].weights[0][1]``) and what was expected.
 
-Names of quantities are LaTeX-like strings (``wh_{1,1}``, ``out_{h1}``). They are
-written into LaTeX documents, so they are checked against a small safe grammar
-here: a name can never run a TeX command.
+Each ``[[layers]]`` table is read by its kind (``type``: layers/), the loss by its entry
+(losses.py); names of quantities are LaTeX-like strings (``wh_{1,1}``, ``out_{h1}``)
+checked against a small safe grammar (validate.py): a name can never run a TeX command.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 
 from .activations import ACTIVATIONS as ACTIVATION_ENTRIES
 from .errors import SpecError
+from .layers import LAYER_KINDS, LAYER_TYPES
 from .losses import LOSSES as LOSS_ENTRIES
 from .optimizers import OPTIMIZERS
 from .validate import (ParameterTable, Place, describe, expand_names, flatten_names, infer_shape,
@@ -27,32 +28,11 @@ from .validate import (ParameterTable, Place, describe, expand_names, flatten_na
 ACTIVATIONS = tuple(ACTIVATION_ENTRIES)
 LOSSES = tuple(LOSS_ENTRIES)
 DEFAULT_OPTIMIZER = next(iter(OPTIMIZERS))
-LAYER_TYPES = ("dense", "conv2d", "maxpool2d", "avgpool2d", "flatten")
 
-# Default naming scheme (documented in the README). Placeholders: #l layer, #j unit,
-# #i input of the unit; for convolutions #o output channel, #c input channel,
-# #r row, #s column.
+# Default names (documented in the README; each layer kind has its own). Placeholders:
+# #i input, #j output; #c channel, #r row, #s column of an image.
 DEFAULT_INPUT_NAMES = "x_{#i}"
-DEFAULT_DENSE_NAMES = {
-    "weights": "w^{(#l)}_{#j,#i}",
-    "biases": "b^{(#l)}_{#j}",
-    "pre_activations": "z^{(#l)}_{#j}",
-    "activations": "a^{(#l)}_{#j}",
-}
 DEFAULT_LOSS_NAMES = {"terms": "E_{#j}", "total": "E", "targets": "t_{#j}"}
-
-
-@dataclass
-class DenseLayer:
-    index: int  # 1-based position among the spec's layers
-    units: int
-    activation: str
-    negative_slope: float  # leaky ReLU only
-    weight_names: list[list[str]]  # [unit][input]
-    bias_names: list[str]
-    pre_activation_names: list[str]
-    activation_names: list[str]
-    kind: str = "dense"
 
 
 @dataclass
@@ -175,10 +155,8 @@ def spec_from_dict(data: dict, source: str = "<spec>") -> NetworkSpec:
         place = top / "layers" / k
         place.table(raw)
         kind = (place / "type").choice(raw.get("type"), LAYER_TYPES)
-        reader = _LAYER_READERS.get(kind)
-        if reader is None:
-            (place / "type").fail(f"a supported layer type (not yet: {kind})")
-        layer, shape = reader(raw, place, k + 1, shape, params)
+        layer = LAYER_KINDS[kind].read(raw, place, k + 1, shape, params)
+        shape = layer.out_shape
         layers.append(layer)
     if not hasattr(layers[-1], "activation_names") or len(shape) != 1:
         (top / "layers" / (len(layers) - 1)).fail("a dense layer last (the network's outputs)")
@@ -230,304 +208,6 @@ def read_input_values(values, place: Place, shape) -> list[float]:
     if len(shape) == 3 and shape[0] == 1 and infer_shape(values)[:1] != (1,):
         values = [values]  # a single channel may be given without its channel axis
     return flatten_names(place.array(values, shape))
-
-
-def _read_dense(raw: dict, place: Place, index: int, in_shape, params: ParameterTable):
-    allowed = {"type", "units", "activation", "negative_slope", "weights", "biases",
-               "names", "frozen"}
-    only(raw, allowed, place)
-    if len(in_shape) != 1:
-        place.fail(f"a flatten layer before this dense layer (its input has shape "
-                   f"{'×'.join(map(str, in_shape))})")
-    n_in = in_shape[0]
-    weights_raw = raw.get("weights")
-    units = raw.get("units")
-    if units is None and isinstance(weights_raw, list):
-        units = len(weights_raw)
-    units = (place / "units").integer(units)
-    activation = (place / "activation").choice(raw.get("activation", "identity"), ACTIVATIONS)
-    slope = (place / "negative_slope").number(raw.get("negative_slope", 0.01))
-    if "weights" not in raw:
-        (place / "weights").fail(f"a {units}×{n_in} list of weights (one row per unit)")
-    flat_note = getattr(in_shape, "note", "")
-    if (flat_note and isinstance(weights_raw, list) and weights_raw
-            and isinstance(weights_raw[0], list) and len(weights_raw[0]) != n_in):
-        (place / "weights" / 0).fail(f"{n_in} weights per unit, one per input{flat_note}, "
-                                     f"got {len(weights_raw[0])}")
-    weights = (place / "weights").array(weights_raw, (units, n_in))
-    biases = raw.get("biases", [0.0] * units)
-    if isinstance(biases, (int, float)) and not isinstance(biases, bool):
-        biases = [biases] * units
-    biases = (place / "biases").vector(biases, units)
-    names = (place / "names").table(raw.get("names", {}))
-    only(names, set(DEFAULT_DENSE_NAMES), place / "names")
-    layer = DenseLayer(
-        index=index, units=units, activation=activation, negative_slope=slope,
-        weight_names=expand_names(names.get("weights"), place / "names" / "weights",
-                                  (units, n_in), "ji", DEFAULT_DENSE_NAMES["weights"], index),
-        bias_names=expand_names(names.get("biases"), place / "names" / "biases", (units,),
-                                "j", DEFAULT_DENSE_NAMES["biases"], index),
-        pre_activation_names=expand_names(
-            names.get("pre_activations"), place / "names" / "pre_activations", (units,), "j",
-            DEFAULT_DENSE_NAMES["pre_activations"], index),
-        activation_names=expand_names(
-            names.get("activations"), place / "names" / "activations", (units,), "j",
-            DEFAULT_DENSE_NAMES["activations"], index),
-    )
-    if activation == "identity" and "activations" not in names:
-        layer.activation_names = list(layer.pre_activation_names)
-    params.add(layer.weight_names, weights, place / "weights")
-    params.add(layer.bias_names, biases, place / "biases")
-    layer.frozen = bool(raw.get("frozen", False))
-    return layer, (units,)
-
-
-# Layer readers by type; conv/pool/flatten readers register themselves here.
-_LAYER_READERS = {"dense": _read_dense}
-
-
-def register_layer_reader(kind: str, reader) -> None:
-    _LAYER_READERS[kind] = reader
-
-
-# ---------------------------------------------------------------------------
-# Small CNNs: conv2d, maxpool2d, avgpool2d, flatten
-#
-# Conventions (PyTorch's; the NumPy fast path follows the same):
-# - images are (channels, rows, columns); conv filters are nested lists [out][in][row][column],
-#   the order of nn.Conv2d.weight; one bias per output channel.
-# - conv2d is a cross-correlation (no kernel flip), as PyTorch and the course write it:
-#   z[o,r,s] = Σ_c Σ_u Σ_v x_pad[c, r·stride + u, s·stride + v] · f[o,c,u,v] + b[o].
-# - padding p adds p rows/columns of constant zeros around each channel (conv2d, avgpool2d);
-#   max pooling never picks a padded cell (PyTorch pads it with −∞).
-# - avgpool2d divides by kernel height × width, padded zeros included
-#   (PyTorch's count_include_pad=True).
-# - max pooling sends the gradient to the maximum of its window; on a tie, to the first
-#   maximum in row-major order (as PyTorch).
-# - flatten is row-major, channels first, as x.view(x.size(0), -1): index c·H·W + r·W + s.
-#   It creates no new quantity: the next dense layer reads the cells by their own names.
-# - output size H_out = (H_in − k + 2p)/s + 1 must be a whole number ≥ 1.
-#
-# Default names (placeholders #l layer, #o output channel, #c input channel, #r row,
-# #s column; all from 1): filters f_{#r,#s}, bias b, feature map z_{#r,#s} before and
-# a_{#r,#s} after the activation, pooled cells p_{#r,#s}. A channel index is added when
-# there are several channels (f_{#o,#c,#r,#s}, b_{#o}, z_{#o,#r,#s}, p_{#c,#r,#s}) and a
-# layer superscript ^{(#l)} for every layer but the first (f^{(2)}_{#r,#s}, …).
-POOL_KINDS = ("maxpool2d", "avgpool2d")
-
-
-@dataclass
-class Conv2dLayer:
-    index: int
-    in_shape: tuple[int, int, int]  # (channels, rows, columns) of its input
-    out_shape: tuple[int, int, int]  # (out channels, rows, columns) of its feature map
-    kernel: tuple[int, int]
-    stride: tuple[int, int]
-    padding: tuple[int, int]
-    activation: str
-    negative_slope: float
-    filter_names: list  # [out][in][row][column]
-    bias_names: list[str]  # one per output channel; empty without bias
-    pre_activation_names: list[str]  # row-major (out channel, row, column)
-    activation_names: list[str]
-    kind: str = "conv2d"
-    frozen: bool = False
-
-    @property
-    def in_channels(self) -> int:
-        return self.in_shape[0]
-
-    @property
-    def out_channels(self) -> int:
-        return self.out_shape[0]
-
-
-@dataclass
-class Pool2dLayer:
-    index: int
-    kind: str  # "maxpool2d" or "avgpool2d"
-    in_shape: tuple[int, int, int]
-    out_shape: tuple[int, int, int]
-    kernel: tuple[int, int]
-    stride: tuple[int, int]
-    padding: tuple[int, int]
-    output_names: list[str]  # row-major (channel, row, column)
-
-
-@dataclass
-class FlattenLayer:
-    index: int
-    in_shape: tuple[int, int, int]
-    size: int
-    kind: str = "flatten"
-
-
-class _FlatShape(tuple):
-    """(n,) after a flatten layer; remembers where it came from, for the next layer's errors."""
-
-    note = ""
-
-
-def _default_cnn_names(index: int, out_channels: int, in_channels: int = 1) -> dict:
-    sup = "" if index == 1 else "^{(#l)}"
-    o = "#o," if out_channels > 1 else ""
-    c = "#c," if in_channels > 1 else ""
-    return {
-        "filters": f"f{sup}_{{{o}{c}#r,#s}}",
-        "biases": f"b{sup}_{{#o}}" if out_channels > 1 else f"b{sup}",
-        "pre_activations": f"z{sup}_{{{o}#r,#s}}",
-        "activations": f"a{sup}_{{{o}#r,#s}}",
-        "outputs": f"p{sup}_{{{c}#r,#s}}",
-    }
-
-
-def _pair(value, place: Place, default, minimum: int) -> tuple[int, int]:
-    """A size given as one whole number or as [rows, columns]."""
-    if value is None:
-        return default
-    if isinstance(value, list):
-        if len(value) != 2:
-            place.fail(f"a whole number or [rows, columns], got a list of {len(value)}")
-        return tuple((place / k).integer(v, minimum) for k, v in enumerate(value))
-    n = place.integer(value, minimum)
-    return (n, n)
-
-
-def _output_size(place: Place, kind: str, axis: str, n_in: int, k: int, p: int, s: int) -> int:
-    span = n_in - k + 2 * p
-    if span < 0 or span % s:
-        place.fail(f"sizes giving a whole number of {kind} output {axis}, got "
-                   f"(H_in − k + 2p)/s + 1 = ({n_in} − {k} + 2·{p})/{s} + 1 = {span / s + 1:g}"
-                   f" (change the kernel, stride or padding)")
-    return span // s + 1
-
-
-def _image_input(place: Place, kind: str, in_shape) -> tuple[int, int, int]:
-    if len(in_shape) != 3:
-        place.fail(f"an image input [channels][rows][columns] for {kind}, got a vector of "
-                   f"{in_shape[0]} values ({kind} cannot follow a flatten or dense layer)")
-    return tuple(in_shape)
-
-
-def _cnn_names(names: dict, key: str, place: Place, shape, letters: str, default: str,
-               index: int):
-    """Names of a block; a nested list may leave out a leading channel axis of size 1."""
-    given = names.get(key)
-    if isinstance(given, list) and len(infer_shape(given)) < len(shape):
-        missing = len(shape) - len(infer_shape(given))
-        if all(n == 1 for n in shape[:missing]):
-            for _ in range(missing):
-                given = [given]
-    return expand_names(given, place / "names" / key, shape, letters, default, index)
-
-
-def _read_conv2d(raw: dict, place: Place, index: int, in_shape, params: ParameterTable):
-    only(raw, {"type", "in_channels", "out_channels", "kernel", "stride", "padding",
-                "activation", "negative_slope", "filters", "biases", "names", "frozen"}, place)
-    c_in, h_in, w_in = _image_input(place, "conv2d", in_shape)
-    if "in_channels" in raw and (place / "in_channels").integer(raw["in_channels"]) != c_in:
-        (place / "in_channels").fail(f"{c_in} (the channels of this layer's input), "
-                                     f"got {raw['in_channels']}")
-    if "filters" not in raw:
-        (place / "filters").fail("the filters, nested lists [out][in][row][column] (the order "
-                                 "of PyTorch's Conv2d.weight); a plain grid for one filter on "
-                                 "one channel")
-    given = raw["filters"]
-    depth = infer_shape(given)
-    one_grid = len(depth) == 2  # one filter on one channel, given as rows
-    if one_grid and c_in != 1:
-        (place / "filters").fail(f"filters [out][in][row][column] for an input of {c_in} "
-                                 f"channels, got a plain grid")
-    if len(depth) not in (2, 4):
-        (place / "filters").fail("nested lists [out][in][row][column] of numbers "
-                                 "(or a plain grid for one filter on one channel)")
-    out_ch = (place / "out_channels").integer(raw.get("out_channels", 1 if one_grid else depth[0]))
-    kernel = _pair(raw.get("kernel"), place / "kernel", tuple(depth[-2:]), 1)
-    stride = _pair(raw.get("stride"), place / "stride", (1, 1), 1)
-    padding = _pair(raw.get("padding"), place / "padding", (0, 0), 0)
-    if one_grid:
-        if out_ch != 1:
-            (place / "filters").fail(f"{out_ch} filters [out][in][row][column], got one grid")
-        filters = [[(place / "filters").array(given, kernel)]]
-    else:
-        filters = (place / "filters").array(given, (out_ch, c_in) + kernel)
-    h_out = _output_size(place, "conv2d", "rows", h_in, kernel[0], padding[0], stride[0])
-    w_out = _output_size(place, "conv2d", "columns", w_in, kernel[1], padding[1], stride[1])
-    activation = (place / "activation").choice(raw.get("activation", "identity"), ACTIVATIONS)
-    if not ACTIVATION_ENTRIES[activation].elementwise:
-        (place / "activation").fail(f"an element-wise activation for conv2d, got {activation}")
-    slope = (place / "negative_slope").number(raw.get("negative_slope", 0.01))
-    biases = raw.get("biases", [0.0] * out_ch)
-    if isinstance(biases, (int, float)) and not isinstance(biases, bool):
-        biases = [biases] * out_ch
-    has_bias = biases is not False  # biases = false: no bias (PyTorch's bias=False)
-    if has_bias:
-        biases = (place / "biases").vector(biases, out_ch)
-    names = (place / "names").table(raw.get("names", {}))
-    only(names, {"filters", "biases", "pre_activations", "activations"}, place / "names")
-    default = _default_cnn_names(index, out_ch, c_in)
-    feature_map = (out_ch, h_out, w_out)
-    layer = Conv2dLayer(
-        index=index, in_shape=(c_in, h_in, w_in), out_shape=feature_map, kernel=kernel,
-        stride=stride, padding=padding, activation=activation, negative_slope=slope,
-        filter_names=_cnn_names(names, "filters", place, (out_ch, c_in) + kernel, "ocrs",
-                                default["filters"], index),
-        bias_names=(expand_names(names.get("biases"), place / "names" / "biases", (out_ch,),
-                                 "o", default["biases"], index) if has_bias else []),
-        pre_activation_names=flatten_names(_cnn_names(
-            names, "pre_activations", place, feature_map, "ors", default["pre_activations"],
-            index)),
-        activation_names=flatten_names(_cnn_names(
-            names, "activations", place, feature_map, "ors", default["activations"], index)),
-    )
-    if activation == "identity" and "activations" not in names:
-        layer.activation_names = list(layer.pre_activation_names)
-    params.add(layer.filter_names, filters, place / "filters")
-    if has_bias:
-        params.add(layer.bias_names, biases, place / "biases")
-    layer.frozen = bool(raw.get("frozen", False))
-    return layer, feature_map
-
-
-def _read_pool2d(raw: dict, place: Place, index: int, in_shape, params: ParameterTable):
-    kind = raw["type"]
-    only(raw, {"type", "kernel", "stride", "padding", "names"}, place)
-    channels, h_in, w_in = _image_input(place, kind, in_shape)
-    if "kernel" not in raw:
-        (place / "kernel").fail(f"the {kind} window size (a whole number or [rows, columns])")
-    kernel = _pair(raw["kernel"], place / "kernel", None, 1)
-    stride = _pair(raw.get("stride"), place / "stride", kernel, 1)  # PyTorch: stride = kernel
-    padding = _pair(raw.get("padding"), place / "padding", (0, 0), 0)
-    if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
-        (place / "padding").fail(f"a padding of at most half the window {kernel[0]}×"
-                                 f"{kernel[1]} (as PyTorch), got {padding[0]}×{padding[1]}")
-    h_out = _output_size(place, kind, "rows", h_in, kernel[0], padding[0], stride[0])
-    w_out = _output_size(place, kind, "columns", w_in, kernel[1], padding[1], stride[1])
-    names = (place / "names").table(raw.get("names", {}))
-    only(names, {"outputs"}, place / "names")
-    out_shape = (channels, h_out, w_out)
-    outputs = _cnn_names(names, "outputs", place, out_shape, "crs",
-                         _default_cnn_names(index, 1, channels)["outputs"], index)
-    layer = Pool2dLayer(index=index, kind=kind, in_shape=(channels, h_in, w_in),
-                        out_shape=out_shape, kernel=kernel, stride=stride, padding=padding,
-                        output_names=flatten_names(outputs))
-    return layer, out_shape
-
-
-def _read_flatten(raw: dict, place: Place, index: int, in_shape, params: ParameterTable):
-    only(raw, {"type"}, place)
-    shape = _image_input(place, "flatten", in_shape)
-    size = math.prod(shape)
-    out = _FlatShape((size,))
-    out.note = (f" (flatten layer {index} turns {'×'.join(map(str, shape))} values "
-                f"into {size})")
-    return FlattenLayer(index=index, in_shape=shape, size=size), out
-
-
-register_layer_reader("conv2d", _read_conv2d)
-register_layer_reader("maxpool2d", _read_pool2d)
-register_layer_reader("avgpool2d", _read_pool2d)
-register_layer_reader("flatten", _read_flatten)
 
 
 def _read_loss(raw, place: Place, last) -> LossSpec:
@@ -594,7 +274,7 @@ def _read_training(raw: dict, place: Place, params: ParameterTable, layers, n_ex
     frozen = set()
     for layer in layers:
         if getattr(layer, "frozen", False):
-            frozen.update(parameter_names_of(layer))
+            frozen.update(layer.parameter_names())
     listed = raw.get("frozen", [])
     if not isinstance(listed, list):
         (place / "frozen").fail("a list of parameter names")
@@ -619,25 +299,6 @@ def _read_training(raw: dict, place: Place, params: ParameterTable, layers, n_ex
                 steps=steps, batch_size=batch, epochs=epochs, optimizer=optimizer)
 
 
-def parameter_names_of(layer) -> list[str]:
-    """Every parameter name of a layer, unit by unit (its weights, then its bias), as the
-    course derives them; a name shared by several units is listed once, after the last
-    unit that uses it (its gradient sums over all of them)."""
-    rows = getattr(layer, "weight_names", None) or getattr(layer, "filter_names", None) or []
-    biases = getattr(layer, "bias_names", [])
-    names = []
-    for k, row in enumerate(rows):
-        names += flatten_names(row) + ([biases[k]] if k < len(biases) else [])
-    return list(reversed(dict.fromkeys(reversed(names))))
-
-
-def quantity_names_of(layer) -> list[str]:
-    names = []
-    for attr in ("pre_activation_names", "activation_names", "output_names"):
-        names += flatten_names(getattr(layer, attr, []))
-    return names
-
-
 def _check_unique_names(input_names, layers, loss: LossSpec, params, top: Place):
     """Parameters may repeat (sharing); every other quantity needs a name of its own."""
     seen: dict[str, str] = {}
@@ -652,7 +313,7 @@ def _check_unique_names(input_names, layers, loss: LossSpec, params, top: Place)
     for name in params.values:
         claim(name, "a parameter")
     for layer in layers:
-        for name in dict.fromkeys(quantity_names_of(layer)):
+        for name in dict.fromkeys(layer.quantity_names()):
             claim(name, f"a quantity of layer {layer.index}")
     for name in loss.term_names + [loss.total_name]:
         claim(name, "a loss term")

@@ -199,3 +199,11 @@ def infer_shape(values) -> tuple[int, ...]:
         shape.append(len(values))
         values = values[0] if values else None
     return tuple(shape)
+
+
+# Sheet templates (sheet_spec.py): a draw table stands where numbers are expected
+DRAW_KINDS = ("uniform", "integers", "choice", "one_hot")
+
+
+def is_draw(value) -> bool:
+    return isinstance(value, dict) and any(kind in value for kind in DRAW_KINDS)

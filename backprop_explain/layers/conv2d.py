@@ -1,0 +1,285 @@
+"""2-D convolution, written as PyTorch and the course write it: a cross-correlation.
+
+z[o,r,s] = Σ_c Σ_u Σ_v x_pad[c, r·stride + u, s·stride + v] · f[o,c,u,v] + b[o]
+
+then a[o,r,s] = f(z[o,r,s]) for an element-wise activation f. Zero padding adds constant 0
+entries around the input; a product with a padded entry is 0 and drops out of the
+expression. SymPy derives every partial. Filters are nested lists [out][in][row][column]
+(the order of nn.Conv2d.weight), one bias per output channel (or none: biases = false).
+
+Everything particular to conv2d layers is here: the spec table, the graph's nodes (one
+per feature-map cell), the NumPy kernel (im2col), the gradients written as convolutions
+for the worked solution and checked against the chain rule, the solution's parts
+(templates/layers/conv2d.j2), the figure's panels (⋆ filters = feature maps) and the
+blocks a sheet may draw.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import sympy as sp
+
+from ..activations import ACTIVATIONS
+from ..drawing import Text, column_ys, number_label, plain_text
+from ..nodes import ACTIVATION, PARAMETER, PRE_ACTIVATION
+from ..validate import expand_names, flatten_names, infer_shape, is_draw, only
+from . import grid
+from .base import Layer, register, units_then_bias
+
+
+@register("conv2d")
+@dataclass
+class Conv2dLayer(Layer):
+    index: int
+    in_shape: tuple[int, int, int]  # (channels, rows, columns) of its input
+    out_shape: tuple[int, int, int]  # (out channels, rows, columns) of its feature map
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    activation: str
+    negative_slope: float
+    filter_names: list  # [out][in][row][column]
+    bias_names: list[str]  # one per output channel; empty without bias
+    pre_activation_names: list[str]  # row-major (out channel, row, column)
+    activation_names: list[str]
+    kind: str = "conv2d"
+    frozen: bool = False
+    fragment = "layers/conv2d.j2"
+
+    @property
+    def in_channels(self) -> int:
+        return self.in_shape[0]
+
+    @property
+    def out_channels(self) -> int:
+        return self.out_shape[0]
+
+    # Spec stage --------------------------------------------------------------
+    @classmethod
+    def read(cls, raw, place, index, in_shape, params):
+        only(raw, {"type", "in_channels", "out_channels", "kernel", "stride", "padding",
+                   "activation", "negative_slope", "filters", "biases", "names", "frozen"},
+             place)
+        c_in, h_in, w_in = grid.image_input(place, "conv2d", in_shape)
+        if "in_channels" in raw and (place / "in_channels").integer(raw["in_channels"]) != c_in:
+            (place / "in_channels").fail(f"{c_in} (the channels of this layer's input), "
+                                         f"got {raw['in_channels']}")
+        if "filters" not in raw:
+            (place / "filters").fail("the filters, nested lists [out][in][row][column] (the "
+                                     "order of PyTorch's Conv2d.weight); a plain grid for one "
+                                     "filter on one channel")
+        given = raw["filters"]
+        depth = infer_shape(given)
+        one_grid = len(depth) == 2  # one filter on one channel, given as rows
+        if one_grid and c_in != 1:
+            (place / "filters").fail(f"filters [out][in][row][column] for an input of {c_in} "
+                                     f"channels, got a plain grid")
+        if len(depth) not in (2, 4):
+            (place / "filters").fail("nested lists [out][in][row][column] of numbers "
+                                     "(or a plain grid for one filter on one channel)")
+        out_ch = (place / "out_channels").integer(raw.get("out_channels",
+                                                          1 if one_grid else depth[0]))
+        kernel = grid.pair(raw.get("kernel"), place / "kernel", tuple(depth[-2:]), 1)
+        stride = grid.pair(raw.get("stride"), place / "stride", (1, 1), 1)
+        padding = grid.pair(raw.get("padding"), place / "padding", (0, 0), 0)
+        if one_grid:
+            if out_ch != 1:
+                (place / "filters").fail(f"{out_ch} filters [out][in][row][column], got one grid")
+            filters = [[(place / "filters").array(given, kernel)]]
+        else:
+            filters = (place / "filters").array(given, (out_ch, c_in) + kernel)
+        h_out = grid.output_size(place, "conv2d", "rows", h_in, kernel[0], padding[0], stride[0])
+        w_out = grid.output_size(place, "conv2d", "columns", w_in, kernel[1], padding[1],
+                                 stride[1])
+        activation = (place / "activation").choice(raw.get("activation", "identity"),
+                                                   tuple(ACTIVATIONS))
+        if not ACTIVATIONS[activation].elementwise:
+            (place / "activation").fail(f"an element-wise activation for conv2d, got {activation}")
+        slope = (place / "negative_slope").number(raw.get("negative_slope", 0.01))
+        biases = raw.get("biases", [0.0] * out_ch)
+        if isinstance(biases, (int, float)) and not isinstance(biases, bool):
+            biases = [biases] * out_ch
+        has_bias = biases is not False  # biases = false: no bias (PyTorch's bias=False)
+        if has_bias:
+            biases = (place / "biases").vector(biases, out_ch)
+        names = (place / "names").table(raw.get("names", {}))
+        only(names, {"filters", "biases", "pre_activations", "activations"}, place / "names")
+        default = grid.default_names(index, out_ch, c_in)
+        feature_map = (out_ch, h_out, w_out)
+
+        def named(key, shape, letters):
+            return grid.block_names(names, key, place, shape, letters, default[key], index)
+
+        layer = cls(
+            index=index, in_shape=(c_in, h_in, w_in), out_shape=feature_map, kernel=kernel,
+            stride=stride, padding=padding, activation=activation, negative_slope=slope,
+            filter_names=named("filters", (out_ch, c_in) + kernel, "ocrs"),
+            bias_names=(expand_names(names.get("biases"), place / "names" / "biases",
+                                     (out_ch,), "o", default["biases"], index)
+                        if has_bias else []),
+            pre_activation_names=flatten_names(named("pre_activations", feature_map, "ors")),
+            activation_names=flatten_names(named("activations", feature_map, "ors")),
+        )
+        if activation == "identity" and "activations" not in names:
+            layer.activation_names = list(layer.pre_activation_names)
+        params.add(layer.filter_names, filters, place / "filters")
+        if has_bias:
+            params.add(layer.bias_names, biases, place / "biases")
+        layer.frozen = bool(raw.get("frozen", False))
+        return layer
+
+    def parameter_names(self):
+        return units_then_bias(self.filter_names, self.bias_names)
+
+    def quantity_names(self):
+        return self.pre_activation_names + self.activation_names
+
+    def outputs(self, inputs):
+        return list(self.activation_names)
+
+    @classmethod
+    def sheet_blocks(cls, raw, in_shape, place):
+        if len(in_shape) != 3:
+            return None
+        kernel = grid.lenient_pair(raw.get("kernel"))
+        out = raw.get("out_channels")
+        if out is None and isinstance(raw.get("filters"), list):
+            depth = infer_shape(raw["filters"])
+            out = 1 if len(depth) == 2 else depth[0]
+            kernel = kernel or tuple(depth[-2:])
+        if not isinstance(out, int) or not kernel:
+            if is_draw(raw.get("filters")):
+                place.fail("kernel and out_channels with drawn filters")
+            return None
+        return ({"filters": (out, in_shape[0]) + kernel, "biases": (out,)},
+                (out,) + grid.lenient_output_hw(in_shape, kernel, raw))
+
+    # Graph stage -------------------------------------------------------------
+    def build(self, graph, inputs):
+        """One node per feature-map cell; the filters and biases are shared parameter leaves."""
+        channels, rows, columns = self.in_shape
+        for name in flatten_names(self.filter_names) + self.bias_names:
+            graph.leaf(name, PARAMETER)
+        out_channels, out_rows, out_columns = self.out_shape
+        for o in range(out_channels):
+            bias = graph.symbol(self.bias_names[o]) if self.bias_names else None
+            for r in range(out_rows):
+                for s in range(out_columns):
+                    products = [
+                        (graph.symbol(inputs[(c * rows + i) * columns + j]),
+                         graph.symbol(self.filter_names[o][c][u][v]))
+                        for c in range(channels)
+                        for u, v, i, j in grid.window(r, s, self.kernel, self.stride,
+                                                      self.padding, (rows, columns))
+                        if i is not None]
+                    name = self.pre_activation_names[(o * out_rows + r) * out_columns + s]
+                    graph.computed(name, PRE_ACTIVATION, pre_activation(products, bias),
+                                   layer=self.index)
+        if self.activation_names == self.pre_activation_names:  # identity: the output is z
+            return list(self.pre_activation_names)
+        activation = ACTIVATIONS[self.activation]
+        for name, z in zip(self.activation_names, self.pre_activation_names):
+            graph.computed(name, ACTIVATION, activation.unit(graph.symbol(z), self.negative_slope),
+                           layer=self.index, activation=self.activation)
+        return list(self.activation_names)
+
+    # Fast path ---------------------------------------------------------------
+    def fast_kernel(self, in_shape):
+        return Conv2dKernel(self, in_shape)
+
+    # Diagram -----------------------------------------------------------------
+    def draw(self, sketch):
+        """⋆ the filters (+ the biases) = the feature maps, by name."""
+        sketch.grids()
+        sketch.operator(r"\star", "⋆")
+        kh, kw = self.kernel
+        filters = []
+        for per_out in self.filter_names:
+            for filter_grid in per_out:
+                filters.append(([sketch.values[n] for n in flatten_names(filter_grid)], kh, kw,
+                                True, sketch.words["filter"] if not filters else ""))
+        sketch.x += sketch.stack(sketch.x, filters)
+        if self.bias_names:  # one bias per output channel, listed one under the other
+            sketch.operator("+", "+")
+            for bias, y in zip(self.bias_names, column_ys(len(self.bias_names), 0.6)):
+                sketch.diagram.texts.append(Text(
+                    sketch.x, y, number_label(sketch.values[bias], sketch.numbers, bias),
+                    "west", size="small"))
+            sketch.x += 0.25 * max(len(plain_text(b)) + 8 for b in self.bias_names)
+        sketch.operator("=", "=")
+        sketch.names = self.activation_names
+        sketch.maps(self.activation_names, self.out_shape, sketch.words["feature_map"])
+
+
+def pre_activation(products: list[tuple[sp.Symbol, sp.Symbol]], bias: sp.Symbol | None) -> sp.Expr:
+    """Σ x·f (+ b) over the (input, filter weight) pairs of one window, all channels."""
+    # evaluate=False keeps the terms in the order a lecturer writes them
+    terms = [sp.Mul(x, f, evaluate=False) for x, f in products]
+    if bias is not None:
+        terms.append(bias)
+    return sp.Add(*terms, evaluate=False) if terms else sp.Integer(0)
+
+
+class Conv2dKernel:
+    """Arrays with axes (V, B, channels, rows, columns): V parameter variants, B examples."""
+
+    def __init__(self, layer: Conv2dLayer, in_shape):
+        self.layer = layer
+        filters = np.array(layer.filter_names, dtype=object)
+        self.out_channels, in_channels, kh, kw = filters.shape
+        self.kernel = (kh, kw)
+        self.stride = tuple(layer.stride)
+        self.padding = tuple(layer.padding)
+        self.activation = layer.activation
+        self.slope = layer.negative_slope
+        c, h, w = in_shape
+        self.in_shape = in_shape
+        ho = (h + 2 * self.padding[0] - kh) // self.stride[0] + 1
+        wo = (w + 2 * self.padding[1] - kw) // self.stride[1] + 1
+        self.out_shape = (self.out_channels, ho, wo)
+        self.names = {"weights": filters}
+        if layer.bias_names:  # biases = false in the spec: none
+            self.names["biases"] = np.array(layer.bias_names, dtype=object)
+        self.value_names = {"pre_activation": layer.pre_activation_names,
+                            "activation": layer.activation_names}
+
+    def forward(self, x, p):
+        """im2col: the windows as columns (one copy), then one small BLAS product per example
+        whose result is already channels first: z_b = F · cols_b, (O, C·kh·kw)(C·kh·kw, Ho·Wo)."""
+        w = p["weights"]  # (V, O, C, kh, kw); biases (V, O)
+        v, batch = x.shape[:2]
+        o, ho, wo = self.out_shape
+        windows = grid.windows_view(grid.pad_images(x, self.padding), self.kernel,
+                                    self.stride)  # (V, B, C, Ho, Wo, kh, kw)
+        cols = np.ascontiguousarray(windows.transpose(0, 1, 2, 5, 6, 3, 4)).reshape(
+            v, batch, -1, ho * wo)  # rows (c, u, v), columns (r, s)
+        z = np.matmul(w.reshape(w.shape[0], 1, o, -1), cols)  # (V, B, O, Ho·Wo)
+        if "biases" in p:
+            z += p["biases"][:, None, :, None]
+        z = z.reshape(z.shape[:3] + (ho, wo))
+        return z, ACTIVATIONS[self.activation].forward(z, self.slope), cols
+
+    def backward(self, x, p, delta, need_input_grad, cols):
+        w = p["weights"]
+        v, batch = delta.shape[:2]
+        o, ho, wo = self.out_shape
+        delta = delta.reshape(v, batch, o, ho * wo)
+        # ∂L/∂F = Σ_b δ_b · cols_bᵀ: per-example products summed (faster here than einsum)
+        grads = {"weights": np.matmul(delta, np.swapaxes(cols, -1, -2)).sum(axis=1).reshape(
+            (v,) + w.shape[1:])}
+        if "biases" in p:
+            grads["biases"] = delta.sum(axis=(1, 3))
+        if not need_input_grad:
+            return grads, None
+        c, h, wd = self.in_shape
+        kh, kw = self.kernel
+        # col2im: each column's gradient Fᵀ·δ_b, added back under its window
+        grad_cols = np.matmul(np.swapaxes(w.reshape(w.shape[0], 1, o, -1), -1, -2),
+                              delta).reshape(v, batch, c, kh, kw, ho, wo)
+        padded = (v, batch, c, h + 2 * self.padding[0], wd + 2 * self.padding[1])
+        g = grid.scatter_windows(lambda i, j: grad_cols[:, :, :, i, j],
+                                 padded, self.kernel, self.stride, self.out_shape[1:])
+        return grads, g[..., self.padding[0]:self.padding[0] + h,
+                        self.padding[1]:self.padding[1] + wd]

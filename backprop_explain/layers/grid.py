@@ -1,0 +1,153 @@
+"""What the grid kinds (conv2d.py, pool2d.py) share: images, windows, padding, grids shown.
+
+Conventions (PyTorch's; the NumPy fast path follows the same):
+
+- images are (channels, rows, columns), kept in row-major order (channels first) as
+  lists of names; conv filters are nested lists [out][in][row][column], the order of
+  nn.Conv2d.weight.
+- a window of output cell (r, s) covers input cells r·stride + u − padding, s·stride +
+  v − padding for kernel positions (u, v); padding p adds p rows/columns of constant
+  zeros (conv2d, avgpool2d; max pooling never picks a padded cell, PyTorch pads it with
+  −∞).
+- output size H_out = (H_in − k + 2p)/s + 1 must be a whole number ≥ 1.
+
+Default names (placeholders #l layer, #o output channel, #c input channel, #r row, #s
+column; all from 1): filters f_{#r,#s}, bias b, feature map z_{#r,#s} before and a_{#r,#s}
+after the activation, pooled cells p_{#r,#s}. A channel index is added when there are
+several channels (f_{#o,#c,#r,#s}, b_{#o}, z_{#o,#r,#s}, p_{#c,#r,#s}) and a layer
+superscript ^{(#l)} for every layer but the first (f^{(2)}_{#r,#s}, …).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from ..validate import Place, expand_names, infer_shape
+
+# ---------------------------------------------------------------------------
+# Reading a grid layer's table
+
+
+def pair(value, place: Place, default, minimum: int) -> tuple[int, int]:
+    """A size given as one whole number or as [rows, columns]."""
+    if value is None:
+        return default
+    if isinstance(value, list):
+        if len(value) != 2:
+            place.fail(f"a whole number or [rows, columns], got a list of {len(value)}")
+        return tuple((place / k).integer(v, minimum) for k, v in enumerate(value))
+    n = place.integer(value, minimum)
+    return (n, n)
+
+
+def output_size(place: Place, kind: str, axis: str, n_in: int, k: int, p: int, s: int) -> int:
+    span = n_in - k + 2 * p
+    if span < 0 or span % s:
+        place.fail(f"sizes giving a whole number of {kind} output {axis}, got "
+                   f"(H_in − k + 2p)/s + 1 = ({n_in} − {k} + 2·{p})/{s} + 1 = {span / s + 1:g}"
+                   f" (change the kernel, stride or padding)")
+    return span // s + 1
+
+
+def image_input(place: Place, kind: str, in_shape) -> tuple[int, int, int]:
+    if len(in_shape) != 3:
+        place.fail(f"an image input [channels][rows][columns] for {kind}, got a vector of "
+                   f"{in_shape[0]} values ({kind} cannot follow a flatten or dense layer)")
+    return tuple(in_shape)
+
+
+def default_names(index: int, out_channels: int, in_channels: int = 1) -> dict:
+    sup = "" if index == 1 else "^{(#l)}"
+    o = "#o," if out_channels > 1 else ""
+    c = "#c," if in_channels > 1 else ""
+    return {
+        "filters": f"f{sup}_{{{o}{c}#r,#s}}",
+        "biases": f"b{sup}_{{#o}}" if out_channels > 1 else f"b{sup}",
+        "pre_activations": f"z{sup}_{{{o}#r,#s}}",
+        "activations": f"a{sup}_{{{o}#r,#s}}",
+        "outputs": f"p{sup}_{{{c}#r,#s}}",
+    }
+
+
+def block_names(names: dict, key: str, place: Place, shape, letters: str, default: str,
+                index: int):
+    """Names of a block; a nested list may leave out a leading channel axis of size 1."""
+    given = names.get(key)
+    if isinstance(given, list) and len(infer_shape(given)) < len(shape):
+        missing = len(shape) - len(infer_shape(given))
+        if all(n == 1 for n in shape[:missing]):
+            for _ in range(missing):
+                given = [given]
+    return expand_names(given, place / "names" / key, shape, letters, default, index)
+
+
+# Sheet templates: sizes read leniently (the spec stage reports what is wrong)
+
+def lenient_pair(value):
+    if isinstance(value, int):
+        return (value, value)
+    if isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        return tuple(value)
+    return None
+
+
+def lenient_output_hw(shape, kernel, raw: dict, default_stride=(1, 1)):
+    stride = lenient_pair(raw.get("stride")) or default_stride
+    padding = lenient_pair(raw.get("padding")) or (0, 0)
+    return tuple((n - k + 2 * p) // s + 1
+                 for n, k, p, s in zip(shape[1:], kernel, padding, stride))
+
+
+# ---------------------------------------------------------------------------
+# Windows
+
+
+def window(r: int, s: int, kernel, stride, padding, in_size):
+    """The cells under the window of output cell (r, s), row-major: (u, v, i, j) with
+    (u, v) the kernel position and (i, j) the input cell, or i = j = None on padding."""
+    cells = []
+    for u in range(kernel[0]):
+        for v in range(kernel[1]):
+            i = r * stride[0] + u - padding[0]
+            j = s * stride[1] + v - padding[1]
+            inside = 0 <= i < in_size[0] and 0 <= j < in_size[1]
+            cells.append((u, v, i, j) if inside else (u, v, None, None))
+    return cells
+
+
+def window_names(layer, inputs: list[str], c: int, r: int, s: int) -> list[str]:
+    """The names of the (non-padded) input cells of channel c under output cell (r, s)."""
+    _, rows, columns = layer.in_shape
+    return [inputs[(c * rows + i) * columns + j]
+            for _, _, i, j in window(r, s, layer.kernel, layer.stride, layer.padding,
+                                     (rows, columns))
+            if i is not None]
+
+
+# ---------------------------------------------------------------------------
+# Fast path: every window of a batch at once (arrays (V, B, C, H, W))
+
+
+def windows_view(x, kernel, stride):
+    """Strided view (V, B, C, Ho, Wo, kh, kw) of every window of a padded image batch."""
+    view = sliding_window_view(x, kernel, axis=(-2, -1))
+    return view[..., ::stride[0], ::stride[1], :, :]
+
+
+def pad_images(x, padding, value=0.0):
+    if padding == (0, 0):
+        return x
+    ph, pw = padding
+    return np.pad(x, [(0, 0)] * (x.ndim - 2) + [(ph, ph), (pw, pw)], constant_values=value)
+
+
+def scatter_windows(grad_windows_at, shape, kernel, stride, out_hw):
+    """Sum per-window gradients back onto the (padded) image: one slice per kernel offset."""
+    g = np.zeros(shape)
+    ho, wo = out_hw
+    for i in range(kernel[0]):
+        for j in range(kernel[1]):
+            g[..., i:i + stride[0] * (ho - 1) + 1:stride[0],
+              j:j + stride[1] * (wo - 1) + 1:stride[1]] += grad_windows_at(i, j)
+    return g

@@ -1,0 +1,199 @@
+"""Pooling (``maxpool2d``, ``avgpool2d``): the maximum or the mean of each window, per channel.
+
+Max pooling routes the gradient to the maximum; on a tie, to the FIRST maximum in
+row-major order of the window (as PyTorch): cell k wins when it is > every earlier
+cell and >= every later one, and SymPy's derivative is 1 for the winner, 0 elsewhere.
+Padded cells never win (PyTorch pads with −∞). Average pooling divides by the window
+size, padded zeros included (PyTorch's count_include_pad=True), so the gradient is
+spread evenly, 1/(kh·kw) to each cell. The stride defaults to the window (PyTorch).
+
+Everything particular to pooling layers is here: the spec table, the graph's nodes (one
+per pooled cell), the NumPy kernel, the routing of the gradient for the worked solution,
+the solution's parts (templates/layers/pool2d.j2), the figure's panel (→ pooled maps).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import sympy as sp
+
+from ..validate import flatten_names, only
+from . import grid
+from .base import Layer, register
+
+POOL = "pool"  # the graph's node kind of a pooled cell
+
+
+@register("maxpool2d", "avgpool2d")
+@dataclass
+class Pool2dLayer(Layer):
+    index: int
+    kind: str  # "maxpool2d" or "avgpool2d"
+    in_shape: tuple[int, int, int]
+    out_shape: tuple[int, int, int]
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    output_names: list[str]  # row-major (channel, row, column)
+    fragment = "layers/pool2d.j2"
+
+    @property
+    def takes_maximum(self) -> bool:
+        return self.kind == "maxpool2d"
+
+    # Spec stage --------------------------------------------------------------
+    @classmethod
+    def read(cls, raw, place, index, in_shape, params):
+        kind = raw["type"]
+        only(raw, {"type", "kernel", "stride", "padding", "names"}, place)
+        channels, h_in, w_in = grid.image_input(place, kind, in_shape)
+        if "kernel" not in raw:
+            (place / "kernel").fail(f"the {kind} window size (a whole number or [rows, columns])")
+        kernel = grid.pair(raw["kernel"], place / "kernel", None, 1)
+        stride = grid.pair(raw.get("stride"), place / "stride", kernel, 1)  # PyTorch: = kernel
+        padding = grid.pair(raw.get("padding"), place / "padding", (0, 0), 0)
+        if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
+            (place / "padding").fail(f"a padding of at most half the window {kernel[0]}×"
+                                     f"{kernel[1]} (as PyTorch), got {padding[0]}×{padding[1]}")
+        h_out = grid.output_size(place, kind, "rows", h_in, kernel[0], padding[0], stride[0])
+        w_out = grid.output_size(place, kind, "columns", w_in, kernel[1], padding[1], stride[1])
+        names = (place / "names").table(raw.get("names", {}))
+        only(names, {"outputs"}, place / "names")
+        out_shape = (channels, h_out, w_out)
+        outputs = grid.block_names(names, "outputs", place, out_shape, "crs",
+                                   grid.default_names(index, 1, channels)["outputs"], index)
+        return cls(index=index, kind=kind, in_shape=(channels, h_in, w_in), out_shape=out_shape,
+                   kernel=kernel, stride=stride, padding=padding,
+                   output_names=flatten_names(outputs))
+
+    def quantity_names(self):
+        return list(self.output_names)
+
+    def outputs(self, inputs):
+        return list(self.output_names)
+
+    @classmethod
+    def sheet_blocks(cls, raw, in_shape, place):
+        kernel = grid.lenient_pair(raw.get("kernel"))
+        if len(in_shape) != 3 or not kernel:
+            return None
+        return {}, (in_shape[0],) + grid.lenient_output_hw(in_shape, kernel, raw,
+                                                           default_stride=kernel)
+
+    # Graph stage -------------------------------------------------------------
+    def build(self, graph, inputs):
+        """One node per pooled cell, per channel."""
+        channels, out_rows, out_columns = self.out_shape
+        window_size = self.kernel[0] * self.kernel[1]
+        for c in range(channels):
+            for r in range(out_rows):
+                for s in range(out_columns):
+                    cells = [graph.symbol(n) for n in grid.window_names(self, inputs, c, r, s)]
+                    expr = (max_pool(cells) if self.takes_maximum
+                            else avg_pool(cells, window_size))
+                    name = self.output_names[(c * out_rows + r) * out_columns + s]
+                    graph.computed(name, POOL, expr, layer=self.index)
+        return list(self.output_names)
+
+    # Fast path ---------------------------------------------------------------
+    def fast_kernel(self, in_shape):
+        return Pool2dKernel(self, in_shape)
+
+    # Diagram -----------------------------------------------------------------
+    def draw(self, sketch):
+        """→ the pooled maps, by name."""
+        sketch.grids()
+        sketch.operator(r"\rightarrow", "→")
+        sketch.names = self.output_names
+        sketch.maps(self.output_names, self.out_shape, sketch.words[self.kind])
+
+
+def first_maximum_indicator(cells: list[sp.Symbol], k: int) -> sp.Expr:
+    """1 when cell k is the first maximum of the window (row-major), else 0."""
+    beats = [cells[k] > earlier for earlier in cells[:k]]
+    beats += [cells[k] >= later for later in cells[k + 1:]]
+    return sp.Piecewise((1, sp.And(*beats)), (0, True))
+
+
+def max_pool(cells: list[sp.Symbol]) -> sp.Expr:
+    """max of the (non-padded) window cells, given in row-major order, as Σ_k x_k·[k wins].
+
+    Exactly one indicator is 1, so the value is the maximum; each indicator is piecewise
+    constant, so ∂max/∂x_k is the indicator of k: the gradient goes to the first maximum.
+    """
+    if len(cells) == 1:
+        return cells[0]
+    return sp.Add(*[sp.Mul(x, first_maximum_indicator(cells, k), evaluate=False)
+                    for k, x in enumerate(cells)], evaluate=False)
+
+
+def avg_pool(cells: list[sp.Symbol], window_size: int) -> sp.Expr:
+    """(Σ cells)/(kh·kw); padded cells are zeros in the sum."""
+    return sp.Mul(sp.Rational(1, window_size), sp.Add(*cells, evaluate=False), evaluate=False)
+
+
+class Pool2dKernel:
+    """Arrays with axes (V, B, channels, rows, columns): V parameter variants, B examples."""
+
+    activation = "identity"
+    slope = 0.01
+
+    def __init__(self, layer: Pool2dLayer, in_shape):
+        self.layer = layer
+        self.kind = layer.kind
+        self.kernel = tuple(layer.kernel)
+        self.stride = tuple(layer.stride)
+        self.padding = tuple(layer.padding)
+        c, h, w = in_shape
+        self.in_shape = in_shape
+        ho = (h + 2 * self.padding[0] - self.kernel[0]) // self.stride[0] + 1
+        wo = (w + 2 * self.padding[1] - self.kernel[1]) // self.stride[1] + 1
+        self.out_shape = (c, ho, wo)
+        self.names = {}
+        self.value_names = {"activation": layer.output_names}
+        self.window_size = float(self.kernel[0] * self.kernel[1])  # padded zeros count
+
+    def _offsets(self, padded):
+        """The window cell at each kernel offset (i, j), for every output cell at once."""
+        ho, wo = self.out_shape[1:]
+        (sh, sw), (kh, kw) = self.stride, self.kernel
+        for i in range(kh):
+            for j in range(kw):
+                yield i * kw + j, padded[..., i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
+
+    def forward(self, x, p):
+        if self.layer.takes_maximum:
+            # padded cells are −∞: they never win
+            cells = list(self._offsets(grid.pad_images(x, self.padding, -np.inf)))
+            out = cells[0][1].copy()
+            for _, cell in cells[1:]:
+                np.maximum(out, cell, out=out)
+            # the winner is the first maximum in row-major order, as in PyTorch: walk the
+            # offsets backwards, each equal cell overwriting the later ones (integer
+            # arithmetic: much faster than boolean-masked assignment)
+            dtype = np.int8 if len(cells) <= 127 else np.int32
+            winner = np.full(out.shape, len(cells) - 1, dtype=dtype)
+            for k, cell in reversed(cells[:-1]):
+                winner -= (winner - dtype(k)) * (cell == out).view(np.int8)
+            return out, out, winner
+        total = None
+        for _, cell in self._offsets(grid.pad_images(x, self.padding)):
+            total = cell.copy() if total is None else total + cell
+        out = total / self.window_size
+        return out, out, None
+
+    def backward(self, x, p, delta, need_input_grad, winner=None):
+        if not need_input_grad:
+            return {}, None
+        c, h, w = self.in_shape
+        padded = x.shape[:2] + (c, h + 2 * self.padding[0], w + 2 * self.padding[1])
+        kw = self.kernel[1]
+        if self.layer.takes_maximum:
+            at = lambda i, j: delta * (winner == i * kw + j)  # noqa: E731
+        else:
+            share = delta / self.window_size
+            at = lambda i, j: share  # noqa: E731
+        g = grid.scatter_windows(at, padded, self.kernel, self.stride, self.out_shape[1:])
+        return {}, g[..., self.padding[0]:self.padding[0] + h, self.padding[1]:self.padding[1] + w]
