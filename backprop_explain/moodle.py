@@ -72,11 +72,7 @@ def _summary(spec, t) -> list[str]:
     network = t["network"]
     lines = []
     for layer in spec.layers:
-        if layer.kind == "dense":
-            lines.append(f"{layer.kind} ×{layer.units}, "
-                         f"{network['activations'][layer.activation].split(' $')[0]}")
-        else:
-            lines.append(layer.kind)
+        lines.append(layer.short_summary(network))
     lines.append(network["losses"][spec.loss.kind].split(" $")[0])
     return lines
 
