@@ -183,7 +183,8 @@ class ExampleDerivation:
     adjoints: dict[str, float]
     local_partials: dict[str, float]
     values: dict[str, float]
-    # CNN layers: convolution forms and pooling routings (convolution.py), in layer order
+    # what layers show beyond the chain rule, in layer order (layer_forms): conv2d's
+    # convolution forms, pool2d's routings (layers/)
     convolutions: list = field(default_factory=list)
 
 
@@ -331,6 +332,18 @@ def derive_example(spec, graph, numeric, parameters, example) -> ExampleDerivati
         values=values)
 
 
+def layer_forms(spec: NetworkSpec, graph: Graph, example: ExampleDerivation) -> list:
+    """What each layer shows beyond the chain rule (conv: the gradients as convolutions;
+    pool: the routing), in layer order; layers with nothing to add are left out."""
+    forms, names = [], list(spec.input_names)
+    for layer in spec.layers:
+        form = layer.forms(spec, graph, example, names)
+        if form is not None:
+            forms.append(form)
+        names = layer.outputs(names)
+    return forms
+
+
 def combine(values: list[float], reduction: str) -> float:
     total = mpmath.fsum(values)
     return float(total / len(values)) if reduction == "mean" else float(total)
@@ -372,10 +385,8 @@ def _derive(spec: NetworkSpec, numeric: NumericGraph | None) -> Solution:
     examples = []
     for example in spec.examples:
         examples.append(derive_example(spec, graph, numeric, params, example))
-    if any(layer.kind != "dense" for layer in spec.layers):
-        from .convolution import cnn_forms
-        for derived in examples:
-            derived.convolutions = cnn_forms(spec, graph, derived)
+    for derived in examples:
+        derived.convolutions = layer_forms(spec, graph, derived)
     gradients = {name: combine([e.gradients[name] for e in examples], spec.reduction)
                  for name in params}
     loss = combine([e.loss for e in examples], spec.reduction)

@@ -189,6 +189,11 @@ class Conv2dLayer(Layer):
     def fast_kernel(self, in_shape):
         return Conv2dKernel(self, in_shape)
 
+    # Derivation --------------------------------------------------------------
+    def forms(self, spec, graph, example, inputs):
+        """The gradients as convolutions, checked against the chain rule (below)."""
+        return convolution_forms(spec, graph, example, self, inputs)
+
     # Diagram -----------------------------------------------------------------
     def draw(self, sketch):
         """⋆ the filters (+ the biases) = the feature maps, by name."""
@@ -283,3 +288,219 @@ class Conv2dKernel:
                                  padded, self.kernel, self.stride, self.out_shape[1:])
         return grads, g[..., self.padding[0]:self.padding[0] + h,
                         self.padding[1]:self.padding[1] + wd]
+
+
+# ---------------------------------------------------------------------------
+# Derivation: the chain rule of a conv layer written as convolutions
+#
+# For input X (zero-padded by p), filters F, stride s and feature-map gradient
+# G = ∂E/∂Z (taken from the graph's element-wise chain rule):
+#
+# - ∂E/∂F[o,c] = X_pad[c] ⋆ dilate_s(G[o])   (valid cross-correlation)
+# - ∂E/∂b[o]   = Σ_{r,s} G[o,r,s]
+# - ∂E/∂X[c]   = Σ_o full convolution of dilate_s(G[o]) with F[o,c]
+#              = Σ_o pad_{k−1}(dilate_s(G[o])) ⋆ rot180(F[o,c]), cropped by p
+#
+# where dilate_s puts s − 1 zeros between the cells (nothing when s = 1). ∂E/∂X is
+# computed for every conv layer; the worked solution needs it when the layer's input is
+# not the network's input (a conv layer after another conv or pool layer). Each form is
+# compared with the element-wise chain-rule values of the graph: the filter and bias
+# gradients with the parameters' adjoints, ∂E/∂X with Σ over the children of each input
+# cell.
+
+TOLERANCE = 1e-9  # relative agreement of the convolution forms with the chain rule
+
+
+def pad(cells: np.ndarray, padding) -> np.ndarray:
+    """Zeros around the last two axes."""
+    widths = [(0, 0)] * (cells.ndim - 2) + [(padding[0], padding[0]), (padding[1], padding[1])]
+    return np.pad(cells, widths)
+
+
+def dilate(cells: np.ndarray, stride) -> np.ndarray:
+    """stride − 1 zeros between neighbouring cells of the last two axes."""
+    rows, columns = cells.shape[-2:]
+    out = np.zeros(cells.shape[:-2] + ((rows - 1) * stride[0] + 1, (columns - 1) * stride[1] + 1))
+    out[..., ::stride[0], ::stride[1]] = cells
+    return out
+
+
+def rotate180(cells: np.ndarray) -> np.ndarray:
+    return cells[..., ::-1, ::-1]
+
+
+def cross_correlate(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Valid cross-correlation of two 2-D grids (the kernel slides inside the image)."""
+    kr, kc = kernel.shape
+    rows, columns = image.shape[0] - kr + 1, image.shape[1] - kc + 1
+    return np.array([[float(np.sum(image[r:r + kr, c:c + kc] * kernel)) for c in range(columns)]
+                     for r in range(rows)])
+
+
+def full_convolution(cells: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Full convolution: the cells padded by kernel − 1, cross-correlated with the rotated kernel."""
+    kr, kc = kernel.shape
+    return cross_correlate(pad(cells, (kr - 1, kc - 1)), rotate180(kernel))
+
+
+@dataclass
+class FilterTerm:
+    """One term ∂E/∂z · x of a filter weight's chain-rule sum (x = 0 on padding: left out)."""
+
+    output: str  # feature-map cell z
+    output_gradient: float  # ∂E/∂z
+    input: str  # input cell x
+    input_value: float
+
+
+@dataclass
+class ConvolutionForms:
+    """One conv layer of one example: forward grids and gradients as convolutions."""
+
+    layer: int
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    kernel: tuple[int, int]
+    activation: str
+    input_names: list  # [channel][row][column]
+    input: np.ndarray  # (C, H, W)
+    padded_input: np.ndarray  # (C, H + 2p, W + 2p)
+    filter_names: list  # [out][in][row][column]
+    filters: np.ndarray  # (O, C, kh, kw)
+    bias_names: list[str]
+    biases: np.ndarray  # (O,), zeros without bias
+    pre_activation_names: list  # [out][row][column]
+    pre_activation: np.ndarray  # Z (O, H_out, W_out)
+    activation_names: list
+    activation_values: np.ndarray  # A = f(Z)
+    first_cell: list[tuple[str, float, str, float]]  # the weighted sum of z[0,0,0], term by term
+    output_gradient: np.ndarray  # ∂E/∂Z from the graph (element-wise chain rule)
+    dilated_output_gradient: np.ndarray  # ∂E/∂Z dilated by the stride
+    filter_terms: dict[str, list[FilterTerm]]  # chain-rule sum of each filter weight
+    filter_gradient: np.ndarray  # ∂E/∂F as X ⋆ ∂E/∂Z
+    filter_gradient_chain: np.ndarray  # ∂E/∂F from the graph, per filter position
+    bias_gradient: np.ndarray  # Σ ∂E/∂Z per output channel
+    bias_gradient_chain: np.ndarray
+    input_gradient: np.ndarray  # ∂E/∂X as full convolution with the rotated filters
+    input_gradient_chain: np.ndarray  # ∂E/∂X, Σ over the children of each input cell
+    input_gradient_needed: bool  # the layer's input is not the network's input
+    max_difference: float  # largest |convolution form − chain rule|, relative
+    kind: str = "conv2d"
+
+    @property
+    def agrees(self) -> bool:
+        return self.max_difference <= TOLERANCE
+
+    @property
+    def rotated_filters(self) -> np.ndarray:
+        return rotate180(self.filters)
+
+
+def _relative(a: np.ndarray, b: np.ndarray) -> float:
+    if a.size == 0:
+        return 0.0
+    return float(np.max(np.abs(a - b)) / max(1.0, float(np.max(np.abs(b)))))
+
+
+def convolution_forms(spec, graph, example, layer: Conv2dLayer,
+                      inputs: list[str]) -> ConvolutionForms:
+    values = example.values
+    x = grid.as_grid([values[n] for n in inputs], layer.in_shape)
+    filters = grid.as_grid([spec.parameters[n] for n in grid.flat(layer.filter_names)],
+                           (layer.out_channels, layer.in_channels) + layer.kernel)
+    biases = np.array([spec.parameters[n] for n in layer.bias_names] or
+                      [0.0] * layer.out_channels)
+    z = grid.as_grid([values[n] for n in layer.pre_activation_names], layer.out_shape)
+    a = grid.as_grid([values[n] for n in layer.activation_names], layer.out_shape)
+    g = grid.as_grid([example.adjoints[n] for n in layer.pre_activation_names], layer.out_shape)
+    padded = pad(x, layer.padding)
+    dilated = dilate(g, layer.stride)
+
+    filter_gradient = np.array([[cross_correlate(padded[c], dilated[o])
+                                 for c in range(layer.in_channels)]
+                                for o in range(layer.out_channels)])
+    bias_gradient = g.sum(axis=(1, 2))
+    full = sum(np.array([full_convolution(dilated[o], filters[o, c])
+                         for c in range(layer.in_channels)])
+               for o in range(layer.out_channels))
+    ph, pw = layer.padding
+    input_gradient = full[:, ph:full.shape[1] - ph, pw:full.shape[2] - pw]
+
+    # The same gradients from the graph's element-wise chain rule.
+    gradient_of = example.gradients
+    filter_chain = grid.as_grid([gradient_of[n] for n in grid.flat(layer.filter_names)],
+                                filters.shape)
+    bias_chain = np.array([gradient_of[n] for n in layer.bias_names]) if layer.bias_names \
+        else bias_gradient.copy()
+    input_chain = grid.input_gradient_chain(graph, example, inputs).reshape(layer.in_shape)
+    # a name used in several places is one parameter: compare the sums over its places,
+    # and only for names this layer alone uses
+    shared_elsewhere = _names_outside(spec, layer)
+    compared = _by_name(layer.filter_names, filter_gradient, shared_elsewhere)
+    compared.update(_by_name(layer.bias_names, bias_gradient, shared_elsewhere))
+    differences = [abs(total - gradient_of[n]) / max(1.0, abs(gradient_of[n]))
+                   for n, total in compared.items()]
+    differences.append(_relative(input_gradient, input_chain))
+
+    return ConvolutionForms(
+        layer=layer.index, stride=layer.stride, padding=layer.padding, kernel=layer.kernel,
+        activation=layer.activation,
+        input_names=grid.nest(inputs, layer.in_shape), input=x, padded_input=padded,
+        filter_names=layer.filter_names, filters=filters, bias_names=list(layer.bias_names),
+        biases=biases,
+        pre_activation_names=grid.nest(layer.pre_activation_names, layer.out_shape),
+        pre_activation=z,
+        activation_names=grid.nest(layer.activation_names, layer.out_shape), activation_values=a,
+        first_cell=_first_cell(layer, inputs, values, spec.parameters),
+        output_gradient=g, dilated_output_gradient=dilated,
+        filter_terms=_filter_terms(layer, inputs, values, example.adjoints),
+        filter_gradient=filter_gradient, filter_gradient_chain=filter_chain,
+        bias_gradient=bias_gradient, bias_gradient_chain=bias_chain,
+        input_gradient=input_gradient, input_gradient_chain=input_chain,
+        input_gradient_needed=list(inputs) != list(spec.input_names),
+        max_difference=max(differences))
+
+
+def _names_outside(spec, layer) -> set[str]:
+    return {n for other in spec.layers if other is not layer for n in other.parameter_names()}
+
+
+def _by_name(names, gradients: np.ndarray, skip: set[str]) -> dict[str, float]:
+    """Sum a gradient grid over the positions sharing a name (shared filter weights)."""
+    totals: dict[str, float] = {}
+    for name, value in zip(grid.flat(names), np.asarray(gradients).ravel()):
+        if name not in skip:
+            totals[name] = totals.get(name, 0.0) + float(value)
+    return totals
+
+
+def _first_cell(layer, inputs, values, parameters):
+    """(input name, input value, filter name, filter value) of z[0, 0, 0], channel by channel."""
+    _, rows, columns = layer.in_shape
+    terms = []
+    for c in range(layer.in_channels):
+        for u, v, i, j in grid.layer_window(layer, 0, 0):
+            if i is not None:
+                x_name = inputs[(c * rows + i) * columns + j]
+                f_name = layer.filter_names[0][c][u][v]
+                terms.append((x_name, values[x_name], f_name, parameters[f_name]))
+    return terms
+
+
+def _filter_terms(layer, inputs, values, adjoints) -> dict[str, list[FilterTerm]]:
+    """For each filter weight, the feature-map cells it touches and the input it meets there."""
+    _, rows, columns = layer.in_shape
+    out_channels, out_rows, out_columns = layer.out_shape
+    terms: dict[str, list[FilterTerm]] = {}
+    for o in range(out_channels):
+        for r in range(out_rows):
+            for s in range(out_columns):
+                z = layer.pre_activation_names[(o * out_rows + r) * out_columns + s]
+                for c in range(layer.in_channels):
+                    for u, v, i, j in grid.layer_window(layer, r, s):
+                        if i is None:
+                            continue
+                        x_name = inputs[(c * rows + i) * columns + j]
+                        terms.setdefault(layer.filter_names[o][c][u][v], []).append(
+                            FilterTerm(z, adjoints[z], x_name, values[x_name]))
+    return terms

@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from ..keys import local_key
 from ..validate import Place, expand_names, infer_shape
 
 # ---------------------------------------------------------------------------
@@ -116,13 +117,16 @@ def window(r: int, s: int, kernel, stride, padding, in_size):
     return cells
 
 
+def layer_window(layer, r: int, s: int):
+    """window() of output cell (r, s) of a conv or pool layer."""
+    return window(r, s, layer.kernel, layer.stride, layer.padding, layer.in_shape[1:])
+
+
 def window_names(layer, inputs: list[str], c: int, r: int, s: int) -> list[str]:
     """The names of the (non-padded) input cells of channel c under output cell (r, s)."""
     _, rows, columns = layer.in_shape
     return [inputs[(c * rows + i) * columns + j]
-            for _, _, i, j in window(r, s, layer.kernel, layer.stride, layer.padding,
-                                     (rows, columns))
-            if i is not None]
+            for _, _, i, j in layer_window(layer, r, s) if i is not None]
 
 
 # ---------------------------------------------------------------------------
@@ -151,3 +155,38 @@ def scatter_windows(grad_windows_at, shape, kernel, stride, out_hw):
             g[..., i:i + stride[0] * (ho - 1) + 1:stride[0],
               j:j + stride[1] * (wo - 1) + 1:stride[1]] += grad_windows_at(i, j)
     return g
+
+
+# ---------------------------------------------------------------------------
+# Derivation: a derived example's values as grids (NumPy, float64)
+
+
+def as_grid(values: list[float], shape) -> np.ndarray:
+    return np.array(values, dtype=float).reshape(shape)
+
+
+def nest(names: list[str], shape) -> list:
+    """Names in row-major order as nested lists of ``shape``."""
+    return np.array(names, dtype=object).reshape(shape).tolist()
+
+
+def flat(nested) -> list:
+    return np.array(nested, dtype=object).ravel().tolist()
+
+
+def input_gradient_chain(graph, example, names: list[str]) -> np.ndarray:
+    """∂E/∂x of each named cell as Σ over its children of ∂E/∂child · ∂child/∂x."""
+    loss = graph.loss.name
+    values = []
+    for name in names:
+        if name in example.adjoints:
+            values.append(example.adjoints[name])
+            continue
+        total = 0.0  # a network input: the derivation keeps no adjoint for it
+        for child in graph.children[name]:
+            key = local_key(child, name)
+            if key in example.local_partials:
+                total += (1.0 if child == loss else example.adjoints[child]) \
+                    * example.local_partials[key]
+        values.append(total)
+    return np.array(values, dtype=float)

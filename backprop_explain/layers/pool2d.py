@@ -14,11 +14,12 @@ the solution's parts (templates/layers/pool2d.j2), the figure's panel (→ poole
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import sympy as sp
 
+from ..keys import local_key
 from ..validate import flatten_names, only
 from . import grid
 from .base import Layer, register
@@ -100,6 +101,11 @@ class Pool2dLayer(Layer):
     # Fast path ---------------------------------------------------------------
     def fast_kernel(self, in_shape):
         return Pool2dKernel(self, in_shape)
+
+    # Derivation --------------------------------------------------------------
+    def forms(self, spec, graph, example, inputs):
+        """Where each pooled cell's gradient goes (below)."""
+        return pooling_routing(graph, example, self, inputs)
 
     # Diagram -----------------------------------------------------------------
     def draw(self, sketch):
@@ -197,3 +203,53 @@ class Pool2dKernel:
             at = lambda i, j: share  # noqa: E731
         g = grid.scatter_windows(at, padded, self.kernel, self.stride, self.out_shape[1:])
         return {}, g[..., self.padding[0]:self.padding[0] + h, self.padding[1]:self.padding[1] + w]
+
+
+# ---------------------------------------------------------------------------
+# Derivation: where each pooled cell's gradient goes (read off SymPy's derivatives)
+
+
+@dataclass
+class PoolingRouting:
+    """One pooling layer of one example: where each pooled cell's gradient goes."""
+
+    layer: int
+    kind: str  # "maxpool2d" or "avgpool2d"
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    input_names: list  # [channel][row][column]
+    input: np.ndarray
+    output_names: list
+    output: np.ndarray
+    output_gradient: np.ndarray  # ∂E/∂P
+    input_gradient: np.ndarray  # ∂E/∂(pooled input), from the graph
+    winners: list = field(default_factory=list)  # max: [c][r][s] → name of the winning cell
+
+
+def pooling_routing(graph, example, layer: Pool2dLayer, inputs: list[str]) -> PoolingRouting:
+    values, adjoints = example.values, example.adjoints
+    channels, out_rows, out_columns = layer.out_shape
+    winners = []
+    if layer.takes_maximum:
+        # read off the derivative SymPy took: the cell whose ∂p/∂x is 1
+        for c in range(channels):
+            winners.append([])
+            for r in range(out_rows):
+                row = []
+                for s in range(out_columns):
+                    p = layer.output_names[(c * out_rows + r) * out_columns + s]
+                    cells = grid.window_names(layer, inputs, c, r, s)
+                    row.append(next((x for x in cells
+                                     if example.local_partials.get(local_key(p, x)) == 1.0),
+                                    None))
+                winners[c].append(row)
+    return PoolingRouting(
+        layer=layer.index, kind=layer.kind, kernel=layer.kernel, stride=layer.stride,
+        padding=layer.padding, input_names=grid.nest(inputs, layer.in_shape),
+        input=grid.as_grid([values[n] for n in inputs], layer.in_shape),
+        output_names=grid.nest(layer.output_names, layer.out_shape),
+        output=grid.as_grid([values[n] for n in layer.output_names], layer.out_shape),
+        output_gradient=grid.as_grid([adjoints[n] for n in layer.output_names], layer.out_shape),
+        input_gradient=grid.input_gradient_chain(graph, example, inputs).reshape(layer.in_shape),
+        winners=winners)
