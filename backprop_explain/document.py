@@ -12,10 +12,11 @@ from dataclasses import dataclass
 
 from .activations import ACTIVATIONS
 from .derivation import ChainStep, Factor, Solution, UpdateStep
-from .document_cnn import CnnView
+from .layers import grid
+from .layers.grid import GridNotation
 from .losses import LOSSES
 from .nodes import ACTIVATION, LOSS, LOSS_TERM
-from .notation import NumberFormat, is_atomic, partial, primed, substituted, tex, tex_around
+from .notation import Equation, NumberFormat, is_atomic, partial, primed, substituted, tex, tex_around
 from .optimizers import OPTIMIZERS
 from .templating import fill, phrases, render_template  # noqa: F401 (also read from here)
 
@@ -24,15 +25,6 @@ FORMATS = {"md": "solution.md.j2", "tex": "solution.tex.j2"}
 
 # ---------------------------------------------------------------------------
 # The view of a solution that templates walk
-
-
-@dataclass
-class Equation:
-    """lhs = rhs[0] = rhs[1] = …, every part LaTeX."""
-
-    lhs: str
-    rhs: list[str]
-    note: str = ""
 
 
 @dataclass
@@ -66,7 +58,24 @@ class SolutionView:
         self.t = phrases(lang)
         self.n = numbers
         self.loss_name = self.spec.loss.total_name
-        self.cnn = CnnView(self) if solution.convolutions else None  # conv/pool layers as grids
+        # layers shown as a whole (conv, pool: grids) rather than node by node, by index
+        self.forms = {f.layer: f for f in solution.example.convolutions}
+        self.grids = GridNotation(self) if self.forms else None
+        self._inputs = {}
+        names = list(self.spec.input_names)
+        for layer in self.spec.layers:
+            self._inputs[layer.index] = names
+            names = layer.outputs(names)
+
+    # Layers ---------------------------------------------------------------
+    def inputs_of(self, layer) -> list[str]:
+        """The names a layer reads, in flatten order."""
+        return self._inputs[layer.index]
+
+    def next_layer(self, layer):
+        """The layer after ``layer``, or None for the last one."""
+        layers = self.spec.layers
+        return layers[layer.index] if layer.index < len(layers) else None
 
     # Forward pass -------------------------------------------------------
     def forward_equation(self, step, values) -> Equation:
@@ -84,19 +93,19 @@ class SolutionView:
         return Equation(step.name, _dedupe(parts))
 
     def forward_layers(self, steps, values) -> list[dict]:
-        """Forward equations grouped by layer, in order."""
+        """Each layer's forward pass, in order: a group of parts under its label; a layer
+        that computes nothing (flatten) joins the group of the layer before."""
         groups = []
-        for step in steps:
-            if step.kind in (LOSS_TERM, LOSS):
+        for layer in self.spec.layers:
+            own = [s for s in steps if s.layer == layer.index]
+            part = layer.forward_part(self, own, values)
+            if part is None:
                 continue
-            if self.cnn and step.layer in self.cnn.forms:  # one group of grids per layer
-                if not groups or groups[-1]["layer"] != step.layer:
-                    groups.append(self.cnn.forward_group(step.layer, values))
-                continue
-            if not groups or groups[-1]["layer"] != step.layer:
-                groups.append({"layer": step.layer, "label": self.layer_label(step.layer),
-                               "equations": []})
-            groups[-1]["equations"].append(self.forward_equation(step, values))
+            if own:
+                groups.append({"layer": layer.index, "label": self.layer_label(layer.index),
+                               "parts": [part]})
+            elif groups:
+                groups[-1]["parts"].append(part)
         return groups
 
     def loss_equations(self, steps, values) -> list[Equation]:
@@ -141,22 +150,10 @@ class SolutionView:
             update, self.n, self.loss_name, self.n.tex(self.spec.learning_rate)))
 
     def sections(self, example) -> list[dict]:
-        out = []
-        for section in example.sections:
-            if self.cnn and section.layer in self.cnn.forms:  # grids, not cell by cell
-                out.append({"label": self.layer_label(section.layer), "updates": [],
-                            "steps": [self.chain(s, example.values)
-                                      for s in self.cnn.other_steps(section)],
-                            "cnn": self.cnn.backward_items(section, example)})
-                continue
-            out.append({
-                "label": self.layer_label(section.layer),
-                "steps": [self.chain(s, example.values) for s in section.steps],
-                # several examples: the updates follow their combination (template block batch)
-                "updates": ([self.update(u) for u in section.updates]
-                            if len(self.solution.examples) == 1 else []),
-            })
-        return out
+        """Each layer's backward section (a layer with parameters), as its kind shows it."""
+        return [dict(label=self.layer_label(section.layer),
+                     **self.spec.layers[section.layer - 1].section(self, section, example))
+                for section in example.sections]
 
     # Words ----------------------------------------------------------------
     def layer_label(self, index: int | None) -> str:
@@ -167,20 +164,14 @@ class SolutionView:
         activation = t["activations"].get(getattr(layer, "activation", ""), "")
         if index == len(self.spec.layers):
             return fill(t["output_layer"], n=index, activation=activation)
-        return fill(t.get(f"{layer.kind}_layer", t["hidden_layer"]), n=index,
-                    activation=activation)
+        label = self.t["layers"].get(layer.kind, {}).get("label", t["hidden_layer"])
+        return fill(label, n=index, activation=activation)
 
     def network_summary(self) -> list[str]:
         t = self.t["network"]
-        lines = [self.cnn.input_summary() if self.cnn else
+        lines = [grid.input_summary(self) if self.forms else
                  fill(t["inputs"], count=len(self.spec.input_names))]
-        for layer in self.spec.layers:
-            if layer.kind == "dense":
-                lines.append(fill(
-                    t["dense_summary"], label=self.layer_label(layer.index), units=layer.units,
-                    activation=t["activations"][layer.activation]))
-            elif self.cnn:
-                lines.append(self.cnn.summary_line(layer))
+        lines += [line for line in (layer.summary(self) for layer in self.spec.layers) if line]
         loss = self.spec.loss.kind
         lines.append(fill(t["loss"], loss=fill(t["losses"][loss], formula=LOSSES[loss].display)))
         return lines
@@ -201,17 +192,22 @@ class SolutionView:
         after_values.update(example.targets)
         after_values.update(solution.parameters_after)
         loss_change = solution.loss_after - solution.loss
+        layers = spec.layers
+        in_grids = {n for layer in layers if layer.index in self.forms
+                    for n in layer.parameter_names()}  # shown with their layer instead
+        network_parts = [grid.input_part(self)] if self.forms else []
+        network_parts += [p for p in (layer.network_part(self) for layer in layers) if p]
+        after_steps = {s.name: s.value for s in solution.forward_after[0]}
         return {
             "t": self.t,
             "title": spec.title,
             "summary": self.network_summary(),
-            "inputs": [] if self.cnn else [[name, self.n.tex(v)]
-                                           for name, v in example.inputs.items()],
+            "inputs": [] if self.forms else [[name, self.n.tex(v)]
+                                             for name, v in example.inputs.items()],
             "targets": [[name, self.n.tex(v)] for name, v in example.targets.items()],
             "parameters": self.parameter_rows(
-                {k: v for k, v in spec.parameters.items()
-                 if not self.cnn or k not in self.cnn.filter_names()}),
-            "cnn_network": self.cnn.input_items() + self.cnn.parameter_items() if self.cnn else [],
+                {k: v for k, v in spec.parameters.items() if k not in in_grids}),
+            "network_parts": network_parts,
             "learning_rate": self.n.tex(spec.learning_rate),
             "loss_name": self.loss_name,
             "loss_name_after": primed(self.loss_name),
@@ -226,8 +222,9 @@ class SolutionView:
             "forward_after": [
                 [s.name, *self.n.pair(before.value, s.value)]
                 for before, s in zip(example.forward, solution.forward_after[0])
-                if not self.cnn or s.layer not in self.cnn.forms],  # CNN cells: grids below
-            "cnn_after": self.cnn.after_items(solution.forward_after[0]) if self.cnn else [],
+                if s.layer not in self.forms],  # cells of layers shown whole: below
+            "after_parts": [p for p in (layer.after_part(self, forward_values, after_steps)
+                                        for layer in layers) if p],
             "loss_before": self.n.pair(solution.loss, solution.loss_after)[0],
             "loss_after": self.n.pair(solution.loss, solution.loss_after)[1],
             "loss_change": self.n.tex(abs(loss_change)),

@@ -26,14 +26,28 @@ def templates_dir() -> Path:
 
 @lru_cache(maxsize=None)
 def phrases(lang: str) -> dict:
-    """The phrase file of a language; English fills any phrase a translation lacks."""
-    def read(code):
-        with open(templates_dir() / "lang" / f"{code}.toml", "rb") as handle:
-            return tomllib.load(handle)
-    table = read("en")
+    """The phrase file of a language (templates/lang/{lang}.toml) with the words of every
+    layer kind; English fills any phrase a translation lacks."""
+    table = _read(templates_dir() / "lang" / "en.toml")
     if lang != "en":
-        _deep_update(table, read(lang))
+        _deep_update(table, _read(templates_dir() / "lang" / f"{lang}.toml"))
+    _deep_update(table, layer_phrases(lang))
     return table
+
+
+def layer_phrases(lang: str) -> dict:
+    """The words of the layer kinds: each kind's templates/layers/<module>.<lang>.toml,
+    beside its template fragment, merged (English fills any phrase a translation lacks)."""
+    table: dict = {}
+    for code in dict.fromkeys(("en", lang)):
+        for path in sorted((templates_dir() / "layers").glob(f"*.{code}.toml")):
+            _deep_update(table, _read(path))
+    return table
+
+
+def _read(path: Path) -> dict:
+    with open(path, "rb") as handle:
+        return tomllib.load(handle)
 
 
 def _deep_update(base: dict, extra: dict) -> None:
@@ -90,6 +104,8 @@ def render_template(name: str, context: dict) -> str:
 
 @lru_cache(maxsize=None)
 def extra_phrases(lang: str) -> dict:
-    """Phrases of diagrams, sheets and Moodle questions (templates/lang/sheet.{lang}.toml)."""
-    with open(templates_dir() / "lang" / f"sheet.{lang}.toml", "rb") as handle:
-        return tomllib.load(handle)
+    """Phrases of diagrams, sheets and Moodle questions (templates/lang/sheet.{lang}.toml),
+    with the words of every layer kind (their [diagram] captions)."""
+    table = _read(templates_dir() / "lang" / f"sheet.{lang}.toml")
+    _deep_update(table, layer_phrases(lang))
+    return table

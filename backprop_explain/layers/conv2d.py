@@ -24,9 +24,13 @@ import sympy as sp
 from ..activations import ACTIVATIONS
 from ..drawing import Text, column_ys, number_label, plain_text
 from ..nodes import ACTIVATION, PARAMETER, PRE_ACTIVATION
+from ..notation import Equation, broken_sum, primed
+from ..templating import fill
 from ..validate import expand_names, flatten_names, infer_shape, is_draw, only
 from . import grid
-from .base import Layer, register, units_then_bias
+from .base import Layer, Part, register, units_then_bias
+
+TERM_BY_TERM_LIMIT = 18  # filter weights written out term by term; more: the first filter only
 
 
 @register("conv2d")
@@ -193,6 +197,182 @@ class Conv2dLayer(Layer):
     def forms(self, spec, graph, example, inputs):
         """The gradients as convolutions, checked against the chain rule (below)."""
         return convolution_forms(spec, graph, example, self, inputs)
+
+    # Document: grids ---------------------------------------------------------
+    def summary(self, doc):
+        return fill(self.words(doc)["summary"], label=doc.layer_label(self.index),
+                    filters=self.out_channels, kernel=f"{self.kernel[0]}×{self.kernel[1]}",
+                    channels=self.in_channels, stride=grid.size(self.stride),
+                    padding=grid.size(self.padding),
+                    activation=doc.t["network"]["activations"][self.activation])
+
+    def network_part(self, doc):
+        """The filters as grids and the biases."""
+        forms = doc.forms[self.index]
+        biases = r",\quad ".join(f"{n} = {doc.n.tex(float(b))}"
+                                 for n, b in zip(self.bias_names, forms.biases))
+        return Part(self.fragment, "network", label=doc.layer_label(self.index),
+                    filters=self._filter_grids(doc, forms.filters), biases=biases)
+
+    def _filter_grids(self, doc, filters) -> list[str]:
+        return [f"{self._filter_name(doc, o, c)} = {doc.grids.matrix(filters[o, c])}"
+                for o in range(self.out_channels) for c in range(self.in_channels)]
+
+    def _filter_name(self, doc, o: int, c: int) -> str:
+        return doc.grids.name("F", self.index, (o, self.out_channels), (c, self.in_channels))
+
+    def forward_part(self, doc, steps, values):
+        forms, g = doc.forms[self.index], doc.grids
+        c_in, o_ch = self.in_channels, self.out_channels
+        if any(self.padding):
+            inputs = [f"{g.name('X', self.index, (c, c_in), pad=True)} = "
+                      f"{g.matrix(forms.padded_input[c])}" for c in range(c_in)]
+        elif self.index > 1:  # the first layer's input is already shown with the network
+            inputs = [f"{g.name('X', self.index, (c, c_in))} = {g.matrix(forms.input[c])}"
+                      for c in range(c_in)]
+        else:
+            inputs = []
+        maps = []
+        for o in range(o_ch):
+            z = g.name("Z", self.index, (o, o_ch))
+            sum_over = (r"\sum_{c} " + g.name("X", self.index) + r"_{c} \star "
+                        + g.name("F", self.index) + f"_{{{o + 1},c}}") if c_in > 1 else \
+                (g.name("X", self.index) + r" \star " + g.name("F", self.index, (o, o_ch)))
+            bias = f" + {self.bias_names[o]}" if self.bias_names else ""
+            maps.append(f"{z} = {sum_over}{bias} = {g.matrix(forms.pre_activation[o])}")
+        activated = [] if self.activation == "identity" else [
+            f"{g.name('A', self.index, (o, o_ch))} = f\\left("
+            f"{g.name('Z', self.index, (o, o_ch))}\\right) = "
+            f"{g.matrix(forms.activation_values[o])}" for o in range(o_ch)]
+        return Part(self.fragment, "forward", stride=grid.size(self.stride),
+                    padding=grid.size(self.padding), padded=any(self.padding), inputs=inputs,
+                    first_cell=self._first_cell(doc, forms, values), maps=maps,
+                    activation=doc.t["network"]["activations"][self.activation],
+                    activated=activated)
+
+    def _first_cell(self, doc, forms, values) -> Equation:
+        """z of the first cell: each input of its window times the filter weight over it."""
+        g = doc.grids
+        symbols = [f"{x} \\cdot {f}" for x, _, f, _ in forms.first_cell]
+        numbers = [f"{g.signed(xv)} \\cdot {g.signed(fv)}" for _, xv, _, fv in forms.first_cell]
+        if self.bias_names:
+            symbols.append(self.bias_names[0])
+            numbers.append(g.signed(float(forms.biases[0])))
+        name = self.pre_activation_names[0]
+        return Equation(name, [broken_sum(symbols), broken_sum(numbers), doc.n.tex(values[name])])
+
+    def gradient_source(self, doc):
+        """The gradient of this layer's input is computed as a full convolution."""
+        return Part(self.fragment, "from_next", label=doc.layer_label(self.index))
+
+    def section(self, doc, section, example):
+        """The gradient arriving at the feature maps, then the filters' gradients as a
+        chain-rule sum and as one convolution, the bias, the input, the update."""
+        return {"steps": [doc.chain(s, example.values) for s in grid.node_steps(doc, section)],
+                "parts": grid.arrival(doc, self, section, example) + [self._backward(doc)],
+                "updates": []}
+
+    def _backward(self, doc) -> Part:
+        forms, g = doc.forms[self.index], doc.grids
+        o_ch, c_in = self.out_channels, self.in_channels
+        through = [] if self.activation == "identity" else [
+            f"{g.grad(g.name('Z', self.index, (o, o_ch)))} = "
+            f"{g.grad(g.name('A', self.index, (o, o_ch)))} \\odot "
+            f"f'\\left({g.name('Z', self.index, (o, o_ch))}\\right) = "
+            f"{g.matrix(forms.output_gradient[o])}" for o in range(o_ch)]
+        convolutions = []
+        for o in range(o_ch):
+            for c in range(c_in):
+                f = self._filter_name(doc, o, c)
+                x = g.name("X", self.index, (c, c_in), pad=any(self.padding))
+                convolutions.append(Equation(g.grad(f), [
+                    f"{x} \\star {g.grad(g.name('Z', self.index, (o, o_ch)))}",
+                    f"{g.matrix(forms.padded_input[c])} \\star "
+                    f"{g.matrix(forms.dilated_output_gradient[o])}",
+                    g.matrix(forms.filter_gradient[o, c])]))
+        bias = [f"{g.grad(name)} = \\sum_{{r,s}} \\left("
+                f"{g.grad(g.name('Z', self.index, (o, o_ch)))}\\right)_{{r,s}} = "
+                f"{doc.n.tex(float(forms.bias_gradient[o]))}"
+                for o, name in enumerate(self.bias_names)]
+        filter_chain, more_filters = self._filter_chain(doc, forms)
+        one_example = len(doc.solution.examples) == 1  # several: after their combination
+        return Part(self.fragment, "backward", through=through, filter_chain=filter_chain,
+                    more_filters=more_filters, dilated=self.stride != (1, 1),
+                    stride=grid.size(self.stride), convolutions=convolutions,
+                    agree=forms.agrees, difference=doc.n.tex(forms.max_difference), bias=bias,
+                    input_gradient=(self._input_gradient(doc, forms)
+                                    if forms.input_gradient_needed else []),
+                    cropped=any(self.padding), padding=grid.size(self.padding),
+                    rate=doc.n.tex(doc.spec.learning_rate) if one_example else "",
+                    updates=self._updates(doc, forms) if one_example else [],
+                    bias_updates=[doc.update(self._update_of(doc, name))
+                                  for name in self.bias_names] if one_example else [])
+
+    @staticmethod
+    def _update_of(doc, name: str):
+        return next(u for u in doc.solution.updates if u.parameter == name)
+
+    def _filter_chain(self, doc, forms):
+        """∂E/∂f = Σ ∂E/∂z · x over the feature-map cells each weight touches; the first
+        filter only when there are many weights."""
+        g = doc.grids
+        count = self.out_channels * self.in_channels * self.kernel[0] * self.kernel[1]
+        names = np.array(self.filter_names, dtype=object)
+        shown = (names.ravel() if count <= TERM_BY_TERM_LIMIT else names[0, 0].ravel()).tolist()
+        equations = []
+        for name in dict.fromkeys(shown):
+            terms = forms.filter_terms.get(name, [])
+            symbols = broken_sum([f"{g.grad(t.output)} \\cdot {t.input}" for t in terms])
+            numbers = broken_sum([f"{g.signed(t.output_gradient)} \\cdot "
+                                  f"{g.signed(t.input_value)}" for t in terms])
+            value = doc.n.tex(doc.solution.example.gradients[name])
+            equations.append(Equation(g.grad(name), [symbols, numbers, value]))
+        return equations, count > TERM_BY_TERM_LIMIT
+
+    def _input_gradient(self, doc, forms) -> list[tuple[str, Equation]]:
+        """(the rotated filters, ∂E/∂X as full convolutions) per input channel."""
+        g = doc.grids
+        o_ch, c_in = self.out_channels, self.in_channels
+        out = []
+        for c in range(c_in):
+            x = g.name("X", self.index, (c, c_in))
+            parts = [f"\\operatorname{{full}}\\left({g.grad(g.name('Z', self.index, (o, o_ch)))}, "
+                     f"\\operatorname{{rot}}_{{180}}\\left({self._filter_name(doc, o, c)}"
+                     f"\\right)\\right)" for o in range(o_ch)]
+            rotated = r",\quad ".join(
+                f"\\operatorname{{rot}}_{{180}}\\left({self._filter_name(doc, o, c)}\\right) = "
+                f"{g.matrix(forms.rotated_filters[o, c])}" for o in range(o_ch))
+            out.append((rotated, Equation(g.grad(x), [broken_sum(parts, 2),
+                                                      g.matrix(forms.input_gradient[c])])))
+        return out
+
+    def _updates(self, doc, forms) -> list[dict]:
+        """F' = F − η·∂E/∂F, filter by filter, all weights at once (frozen: kept)."""
+        g = doc.grids
+        after = doc.solution.parameters_after
+        rate = doc.n.tex(doc.spec.learning_rate)
+        names = np.array(self.filter_names, dtype=object).ravel()
+        new = np.array([after[n] for n in names]).reshape(forms.filters.shape)
+        # the gradient of the step: combined over the examples, as the updates of every layer
+        gradient = np.array([doc.solution.gradients[n] for n in names]).reshape(new.shape)
+        updates = []
+        for o in range(self.out_channels):
+            for c in range(self.in_channels):
+                f = self._filter_name(doc, o, c)
+                if all(n in doc.spec.frozen for n in flatten_names(self.filter_names[o][c])):
+                    updates.append({"frozen": True, "display": f"{primed(f)} = {f}"})
+                    continue
+                updates.append({"frozen": False, "equation": Equation(primed(f), [
+                    f"{f} - \\eta \\cdot {g.grad(f)}",
+                    f"{g.matrix(forms.filters[o, c])} - {rate} \\cdot "
+                    f"{g.matrix(gradient[o, c])}", g.matrix(new[o, c])])})
+        return updates
+
+    def after_part(self, doc, before, after):
+        blocks = [("Z", self.pre_activation_names)]
+        if self.activation_names != self.pre_activation_names:
+            blocks.append(("A", self.activation_names))
+        return grid.after_part(doc, self, blocks, before, after)
 
     # Diagram -----------------------------------------------------------------
     def draw(self, sketch):

@@ -76,7 +76,7 @@ class FlattenLayer(Layer):
         """The cells the next layer reads (after the grids of the layer before)."""
         if not doc.forms:
             return None
-        names = doc.spec.layers[self.index - 2].outputs([])
+        names = doc.inputs_of(self)
         shown = names if len(names) <= NAMES_SHOWN else names[:3] + [r"\dots"] + names[-1:]
         return Part(self.fragment, "forward", size=self.size,
                     next=doc.layer_label(self.index + 1),

@@ -24,7 +24,10 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..keys import local_key
+from ..notation import Equation, partial, primed, tex
+from ..templating import fill
 from ..validate import Place, expand_names, infer_shape
+from .base import Part
 
 # ---------------------------------------------------------------------------
 # Reading a grid layer's table
@@ -190,3 +193,139 @@ def input_gradient_chain(graph, example, names: list[str]) -> np.ndarray:
                     * example.local_partials[key]
         values.append(total)
     return np.array(values, dtype=float)
+
+
+# ---------------------------------------------------------------------------
+# Document: grids written as LaTeX matrices (bmatrix works in Markdown math and LaTeX)
+
+
+def size(pair) -> str:
+    """A kernel, stride or padding as the solution writes it: 2, or 2\\times3."""
+    return f"{pair[0]}" if pair[0] == pair[1] else f"{pair[0]}\\times{pair[1]}"
+
+
+class GridNotation:
+    """How one document writes grids: matrices, names of whole grids, their gradients."""
+
+    def __init__(self, doc):
+        self.n = doc.n
+        self.several = len(doc.forms) > 1  # several grid layers: Z^{(l)}
+        self.loss = doc.loss_name
+
+    def matrix(self, cells) -> str:
+        cells = np.asarray(cells, dtype=float)
+        # rounding noise of a sum that is 0 in exact arithmetic (1e-18 beside 0.1) shows as 0
+        scale = float(np.max(np.abs(cells))) if cells.size else 0.0
+        cells = np.where(np.abs(cells) <= 1e-12 * scale, 0.0, cells)
+        rows = [" & ".join(self.n.tex(float(v)) for v in row) for row in cells]
+        return r"\begin{bmatrix} " + r" \\ ".join(rows) + r" \end{bmatrix}"
+
+    def matrix_pair(self, old: list[float], new: list[float], columns: int):
+        """Two grids with, cell by cell, the digits that show how they differ."""
+        pairs = [self.n.pair(a, b) for a, b in zip(old, new)]
+        grids = []
+        for side in (0, 1):
+            rows = [" & ".join(p[side] for p in pairs[k:k + columns])
+                    for k in range(0, len(pairs), columns)]
+            grids.append(r"\begin{bmatrix} " + r" \\ ".join(rows) + r" \end{bmatrix}")
+        return grids
+
+    def name(self, letter: str, layer: int, *indices, pad: bool = False) -> str:
+        """X, F_{1,2}, Z^{(3)}_{2}: a layer superscript when several grid layers, channel
+        indices only when a layer has several channels (indices of size-1 axes are left
+        out); X_{pad} for the zero-padded input."""
+        sup = f"^{{({layer})}}" if self.several else ""
+        shown = [str(i + 1) for i, count in indices if count > 1]
+        shown += [r"\mathrm{pad}"] if pad else []
+        return letter + sup + (f"_{{{','.join(shown)}}}" if shown else "")
+
+    def grad(self, what: str) -> str:
+        return partial(self.loss, what)
+
+    def signed(self, value: float) -> str:
+        return tex(self.n.placeholder(value))  # negative numbers in parentheses
+
+    def grids(self, letter: str, layer: int, cells) -> list[str]:
+        """name = matrix, channel by channel (cells: channels × rows × columns)."""
+        channels = len(cells)
+        return [f"{self.name(letter, layer, (c, channels))} = {self.matrix(cells[c])}"
+                for c in range(channels)]
+
+    def gradient_grids(self, letter: str, layer: int, cells) -> list[str]:
+        """∂E/∂name = matrix, channel by channel."""
+        channels = len(cells)
+        return [f"{self.grad(self.name(letter, layer, (c, channels)))} = {self.matrix(cells[c])}"
+                for c in range(channels)]
+
+
+FRAGMENT = "layers/grid.j2"
+
+
+def input_summary(doc) -> str:
+    """The network's input in the summary, as an image."""
+    return fill(doc.t["layers"]["grid"]["input_summary"], count=len(doc.spec.input_names),
+                shape="×".join(map(str, doc.spec.input_shape)))
+
+
+def input_part(doc) -> Part:
+    """The input image, one grid per channel."""
+    values = doc.solution.example.values
+    x = np.array([values[n] for n in doc.spec.input_names]).reshape(doc.spec.input_shape)
+    return Part(FRAGMENT, "input_image", shape="×".join(map(str, doc.spec.input_shape)),
+                grids=doc.grids.grids("X", 1, x))
+
+
+def node_steps(doc, section) -> list:
+    """The steps of a grid layer's section shown node by node: the quantities outside grid
+    layers (the dense layer after a flatten), before the grids."""
+    layers = [doc.graph.nodes[s.target].layer for s in section.steps]
+    return [s for s, layer in zip(section.steps, layers)
+            if s.kind == "adjoint" and layer is not None and layer not in doc.forms]
+
+
+def sample_chain(doc, section, cell: str) -> list[Part]:
+    """The chain rule of one cell, written out in full: the others are alike."""
+    step = next((s for s in section.steps if s.target == cell), None)
+    if step is None:
+        return []
+    chain = doc.chain(step, doc.solution.example.values)
+    parts = [chain.chain] + ([chain.numbers] if chain.numbers else []) + [chain.value]
+    return [Part(FRAGMENT, "sample_chain", name=cell, equation=Equation(chain.symbol, parts))]
+
+
+def gradient_source(doc, layer, section) -> list[Part]:
+    """Where ∂E/∂(layer's output) comes from: said by the next layer when it computes it
+    as a whole (a conv layer), else one cell's chain rule written out."""
+    after = doc.next_layer(layer)
+    told = after.gradient_source(doc) if after is not None else None
+    if told is not None:
+        return [told]
+    return sample_chain(doc, section, layer.outputs(doc.inputs_of(layer))[0])
+
+
+def arrival(doc, layer, section, example) -> list[Part]:
+    """How the gradient reaches a grid layer's output, then its grids (∂E/∂A); the next
+    layer may explain it itself (pooling: its routing)."""
+    after = doc.next_layer(layer)
+    routed = after.routed_gradient(doc, layer, section) if after is not None else None
+    if routed is not None:
+        return routed
+    names = layer.outputs(doc.inputs_of(layer))
+    cells = np.array([example.adjoints[n] for n in names]).reshape(layer.out_shape)
+    return gradient_source(doc, layer, section) + [
+        Part(FRAGMENT, "displays", grids=doc.grids.gradient_grids("A", layer.index, cells))]
+
+
+def after_part(doc, layer, blocks, before: dict, after: dict) -> Part:
+    """The layer's maps before → after the step (blocks: (letter, names) of each map)."""
+    channels, rows, columns = layer.out_shape
+    notation = doc.grids
+    grids = []
+    for letter, names in blocks:
+        for c in range(channels):
+            cells = names[c * rows * columns:(c + 1) * rows * columns]
+            old, new = notation.matrix_pair([before[n] for n in cells],
+                                            [after[n] for n in cells], columns)
+            name = notation.name(letter, layer.index, (c, channels))
+            grids.append(f"{name} = {old} \\quad\\longrightarrow\\quad {primed(name)} = {new}")
+    return Part(FRAGMENT, "after", label=doc.layer_label(layer.index), grids=grids)

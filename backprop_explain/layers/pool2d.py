@@ -20,11 +20,13 @@ import numpy as np
 import sympy as sp
 
 from ..keys import local_key
+from ..templating import fill
 from ..validate import flatten_names, only
 from . import grid
-from .base import Layer, register
+from .base import Layer, Part, register
 
 POOL = "pool"  # the graph's node kind of a pooled cell
+WINNERS_SHOWN = 8  # the maxima receiving a gradient named in the text, when no more
 
 
 @register("maxpool2d", "avgpool2d")
@@ -106,6 +108,38 @@ class Pool2dLayer(Layer):
     def forms(self, spec, graph, example, inputs):
         """Where each pooled cell's gradient goes (below)."""
         return pooling_routing(graph, example, self, inputs)
+
+    # Document: grids ---------------------------------------------------------
+    def summary(self, doc):
+        return fill(self.words(doc)["summary"], label=doc.layer_label(self.index),
+                    kernel=f"{self.kernel[0]}×{self.kernel[1]}", stride=grid.size(self.stride),
+                    padding=grid.size(self.padding))
+
+    def forward_part(self, doc, steps, values):
+        routing, g = doc.forms[self.index], doc.grids
+        channels = self.in_shape[0]
+        operator = r"\operatorname{maxpool}" if self.takes_maximum else r"\operatorname{avgpool}"
+        pooled = [f"{g.name('P', self.index, (c, channels))} = {operator}\\left("
+                  f"{g.matrix(routing.input[c])}\\right) = {g.matrix(routing.output[c])}"
+                  for c in range(channels)]
+        return Part(self.fragment, "forward", kind=self.kind,
+                    kernel=f"{self.kernel[0]}×{self.kernel[1]}", stride=grid.size(self.stride),
+                    padding=grid.size(self.padding), pooled=pooled)
+
+    def routed_gradient(self, doc, previous, section):
+        """∂E/∂P as grids, how the pooling routes it, ∂E/∂(the previous layer's output)."""
+        routing, g = doc.forms[self.index], doc.grids
+        winners = sorted({w for channel in routing.winners for row in channel
+                          for w in row if w is not None}, key=lambda name: _position(doc, name))
+        shown = (", ".join(f"${w}$" for w in winners)
+                 if winners and len(winners) <= WINNERS_SHOWN else "")  # more: the grid shows them
+        return grid.gradient_source(doc, self, section) + [Part(
+            self.fragment, "routing", kind=self.kind,
+            gradients=g.gradient_grids("P", self.index, routing.output_gradient), winners=shown,
+            previous=g.gradient_grids("A", previous.index, routing.input_gradient))]
+
+    def after_part(self, doc, before, after):
+        return grid.after_part(doc, self, [("P", self.output_names)], before, after)
 
     # Diagram -----------------------------------------------------------------
     def draw(self, sketch):
@@ -253,3 +287,8 @@ def pooling_routing(graph, example, layer: Pool2dLayer, inputs: list[str]) -> Po
         output_gradient=grid.as_grid([adjoints[n] for n in layer.output_names], layer.out_shape),
         input_gradient=grid.input_gradient_chain(graph, example, inputs).reshape(layer.in_shape),
         winners=winners)
+
+
+def _position(doc, name: str):
+    """Where a node comes in the worked solution: by layer, then in graph order."""
+    return doc.graph.nodes[name].layer or 0, list(doc.graph.nodes).index(name)
