@@ -3,7 +3,9 @@
 Python prepares every formula as LaTeX (through the SymPy printer of notation.py)
 and every number as displayed text; the Jinja2 templates in ``templates/`` hold
 the words and the layout. Languages are phrase files (``templates/lang/*.toml``).
-This module never computes a derivative: it only reads the Solution.
+This module writes the quantities node by node; a layer shown otherwise (conv, pool:
+grids) gives its own parts, which its template fragment prints (layers/, ``templates/
+layers/``). This module never computes a derivative: it only reads the Solution.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from .layers import grid
 from .layers.grid import GridNotation
 from .losses import LOSSES
 from .nodes import ACTIVATION, LOSS, LOSS_TERM
-from .notation import Equation, NumberFormat, is_atomic, partial, primed, substituted, tex, tex_around
+from .notation import (Equation, NumberFormat, is_atomic, partial, primed, substituted, tex,
+                       tex_around)
 from .optimizers import OPTIMIZERS
 from .templating import fill, phrases, render_template  # noqa: F401 (also read from here)
 

@@ -518,7 +518,8 @@ def cross_correlate(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
 
 
 def full_convolution(cells: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """Full convolution: the cells padded by kernel − 1, cross-correlated with the rotated kernel."""
+    """Full convolution: the grid padded by kernel − 1, cross-correlated with the rotated
+    kernel."""
     kr, kc = kernel.shape
     return cross_correlate(pad(cells, (kr - 1, kc - 1)), rotate180(kernel))
 
