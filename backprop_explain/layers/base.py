@@ -27,6 +27,8 @@ files in templates/layers/; nothing else changes (see the README).
 
 from __future__ import annotations
 
+from ..activations import ACTIVATIONS
+from ..nodes import ACTIVATION
 from ..validate import flatten_names
 
 LAYER_KINDS: dict[str, type["Layer"]] = {}
@@ -149,6 +151,34 @@ class Layer:
     def draw(self, sketch) -> None:
         """Its part of the network figure (drawing.Sketch)."""
         raise NotImplementedError
+
+
+class ActivatedLayer(Layer):
+    """A layer of pre-activations followed by an activation of them (dense, conv2d); with
+    the identity (and no names of its own) the activations are the pre-activations."""
+
+    activation: str
+    negative_slope: float
+    pre_activation_names: list[str]
+    activation_names: list[str]
+
+    def quantity_names(self):
+        return self.pre_activation_names + self.activation_names
+
+    def outputs(self, inputs):
+        return list(self.activation_names)
+
+    def activate(self, graph) -> list[str]:
+        """The activation nodes, after the pre-activation nodes; the names the next layer
+        reads."""
+        if self.activation_names == self.pre_activation_names:  # identity: the output is z
+            return list(self.pre_activation_names)
+        activation = ACTIVATIONS[self.activation]
+        ys = [graph.symbol(name) for name in self.pre_activation_names]
+        for j, name in enumerate(self.activation_names):
+            graph.computed(name, ACTIVATION, activation.expression(ys, j, self.negative_slope),
+                           layer=self.index, activation=self.activation)
+        return list(self.activation_names)
 
 
 def units_then_bias(rows, biases) -> list[str]:

@@ -23,19 +23,19 @@ import sympy as sp
 
 from ..activations import ACTIVATIONS
 from ..drawing import Text, column_ys, number_label, plain_text
-from ..nodes import ACTIVATION, PARAMETER, PRE_ACTIVATION
+from ..nodes import PARAMETER, PRE_ACTIVATION
 from ..notation import Equation, broken_sum, primed
 from ..templating import fill
 from ..validate import expand_names, flatten_names, infer_shape, is_draw, only
 from . import grid
-from .base import Layer, Part, register, units_then_bias
+from .base import ActivatedLayer, Part, register, units_then_bias
 
 TERM_BY_TERM_LIMIT = 18  # filter weights written out term by term; more: the first filter only
 
 
 @register("conv2d")
 @dataclass
-class Conv2dLayer(Layer):
+class Conv2dLayer(ActivatedLayer):
     index: int
     in_shape: tuple[int, int, int]  # (channels, rows, columns) of its input
     out_shape: tuple[int, int, int]  # (out channels, rows, columns) of its feature map
@@ -137,12 +137,6 @@ class Conv2dLayer(Layer):
     def parameter_names(self):
         return units_then_bias(self.filter_names, self.bias_names)
 
-    def quantity_names(self):
-        return self.pre_activation_names + self.activation_names
-
-    def outputs(self, inputs):
-        return list(self.activation_names)
-
     @classmethod
     def sheet_blocks(cls, raw, in_shape, place):
         if len(in_shape) != 3:
@@ -181,13 +175,7 @@ class Conv2dLayer(Layer):
                     name = self.pre_activation_names[(o * out_rows + r) * out_columns + s]
                     graph.computed(name, PRE_ACTIVATION, pre_activation(products, bias),
                                    layer=self.index)
-        if self.activation_names == self.pre_activation_names:  # identity: the output is z
-            return list(self.pre_activation_names)
-        activation = ACTIVATIONS[self.activation]
-        for name, z in zip(self.activation_names, self.pre_activation_names):
-            graph.computed(name, ACTIVATION, activation.unit(graph.symbol(z), self.negative_slope),
-                           layer=self.index, activation=self.activation)
-        return list(self.activation_names)
+        return self.activate(graph)
 
     # Fast path ---------------------------------------------------------------
     def fast_kernel(self, in_shape):

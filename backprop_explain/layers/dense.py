@@ -17,10 +17,10 @@ import sympy as sp
 
 from ..activations import ACTIVATIONS
 from ..drawing import COLUMN_GAP, RADIUS, Circle, Text, column_ys, edge, name_label, number_label
-from ..nodes import ACTIVATION, PARAMETER, PRE_ACTIVATION
+from ..nodes import PARAMETER, PRE_ACTIVATION
 from ..templating import fill
 from ..validate import expand_names, flatten_names, is_draw, only
-from .base import Layer, Part, register, units_then_bias
+from .base import ActivatedLayer, Part, register, units_then_bias
 
 # Default names (documented in the README): #l layer, #j unit, #i input of the unit.
 DEFAULT_NAMES = {
@@ -33,7 +33,7 @@ DEFAULT_NAMES = {
 
 @register("dense")
 @dataclass
-class DenseLayer(Layer):
+class DenseLayer(ActivatedLayer):
     index: int  # 1-based position among the spec's layers
     units: int
     activation: str
@@ -104,12 +104,6 @@ class DenseLayer(Layer):
     def parameter_names(self):
         return units_then_bias(self.weight_names, self.bias_names)
 
-    def quantity_names(self):
-        return self.pre_activation_names + self.activation_names
-
-    def outputs(self, inputs):
-        return list(self.activation_names)
-
     @classmethod
     def sheet_blocks(cls, raw, in_shape, place):
         units = raw.get("units")
@@ -126,19 +120,11 @@ class DenseLayer(Layer):
         x = [graph.symbol(n) for n in inputs]
         for name in flatten_names(self.weight_names) + self.bias_names:
             graph.leaf(name, PARAMETER)
-        ys = []
         for j in range(self.units):
             weights = [graph.symbol(n) for n in self.weight_names[j]]
             expr = pre_activation(weights, x, graph.symbol(self.bias_names[j]))
-            ys.append(graph.computed(self.pre_activation_names[j], PRE_ACTIVATION, expr,
-                                     layer=self.index).symbol)
-        if self.activation_names == self.pre_activation_names:  # identity: the output is y
-            return list(self.pre_activation_names)
-        activation = ACTIVATIONS[self.activation]
-        for j, name in enumerate(self.activation_names):
-            expr = activation.expression(ys, j, self.negative_slope)
-            graph.computed(name, ACTIVATION, expr, layer=self.index, activation=self.activation)
-        return list(self.activation_names)
+            graph.computed(self.pre_activation_names[j], PRE_ACTIVATION, expr, layer=self.index)
+        return self.activate(graph)
 
     # Fast path ---------------------------------------------------------------
     def fast_kernel(self, in_shape):
