@@ -14,10 +14,10 @@ import mpmath
 import sympy as sp
 
 from .errors import DomainError, SpecError
-from .keys import adjoint_key, local_key, updated_key  # noqa: F401 (also read from here)
 from .graph import build_graph
-from .optimizers import OPTIMIZERS
+from .keys import adjoint_key, local_key, updated_key  # noqa: F401 (also read from here)
 from .nodes import ACTIVATION, INPUT, LEAF_KINDS, LOSS, LOSS_TERM, PRE_ACTIVATION, TARGET, Graph
+from .optimizers import OPTIMIZERS
 from .spec import NetworkSpec
 
 _PRECISION = 40  # decimal digits for evaluation; results are returned as float64

@@ -13,8 +13,6 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-import jinja2
-
 
 def templates_dir() -> Path:
     """The installed ``backprop_explain.templates`` package, or ``templates/`` in a checkout."""
@@ -59,7 +57,10 @@ def _deep_update(base: dict, extra: dict) -> None:
 
 
 @lru_cache(maxsize=None)
-def environment() -> jinja2.Environment:
+def environment():
+    """The Jinja2 environment of the templates (Jinja2 loads here: `keys` needs only the
+    phrases)."""
+    import jinja2
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir())),
         undefined=jinja2.StrictUndefined,
