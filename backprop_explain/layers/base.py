@@ -7,9 +7,9 @@ instance per layer of a spec, whose methods serve each stage in turn. The stages
 methods and never ask which kind a layer is.
 
 - spec stage: ``read`` (a classmethod) checks the layer's table with one-line located
-  errors and returns the layer, with its ``out_shape``; ``parameter_names``, ``quantity_names``,
-  ``outputs`` (what the next layer reads); ``sheet_blocks`` (a classmethod) the shapes of
-  the blocks a sheet template may draw whole.
+  errors and returns the layer, with its ``out_shape``; ``parameter_names``,
+  ``quantity_names``, ``outputs`` (what the next layer reads); ``sheet_blocks`` (a
+  classmethod) the shapes of the blocks a sheet template may draw whole.
 - graph stage: ``build`` adds the layer's nodes (SymPy expressions of their parents).
 - fast path: ``fast_kernel`` the NumPy forward and backward over a batch.
 - derivation: ``forms`` what the layer shows beyond the chain rule (conv: the gradients
