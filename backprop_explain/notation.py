@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
+
+import re
 
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
+from sympy.printing.precedence import PRECEDENCE
+from sympy.printing.str import StrPrinter
 
 
 @dataclass
@@ -25,14 +30,23 @@ class Equation:
 
 
 class NumberFormat:
-    """Display rounding: ``digits`` significant digits, decimal point or comma."""
+    """Display rounding: ``digits`` significant digits, decimal point or comma.
 
-    def __init__(self, digits: int = 4, decimal_comma: bool = False):
+    A computed value is shown with exactly ``digits`` significant digits, trailing zeros
+    kept (0.2370), rounded half up as a person rounds; a value the spec gives is shown as
+    given (``given``: 0.1, 2, 10^{-6}). In LaTeX (``tex``, also the math of Markdown) a
+    long run of digits is grouped by three with a thin space (0.100\\,077\\,5), after the
+    separator when it has more than four decimals, before it from five whole digits."""
+
+    def __init__(self, digits: int = 4, decimal_comma: bool = False,
+                 given_names: frozenset = frozenset()):
         self.digits = digits
         self.decimal_comma = decimal_comma
+        self.given_names = given_names  # quantities the spec gives (inputs, targets, θ)
 
     def plain(self, value: float, digits: int | None = None) -> str:
-        """The number as text, e.g. ``-0.1262`` or ``0,1262`` (no LaTeX)."""
+        """The number as text, e.g. ``-0.1262`` or ``0,1262`` (no LaTeX, trailing zeros
+        dropped: labels, reports)."""
         digits = digits or self.digits
         if value == 0:
             return "0"
@@ -45,12 +59,32 @@ class NumberFormat:
         return text.replace(".", ",") if self.decimal_comma else text
 
     def tex(self, value: float, digits: int | None = None) -> str:
-        """The number in LaTeX math: ``1.5 \\cdot 10^{-5}``, ``0{,}874``."""
-        text = self.plain(value, digits)
-        if "e" in text:
-            mantissa, exponent = text.split("e")
-            text = mantissa + r" \cdot 10^{" + exponent + "}"
-        return text.replace(",", "{,}") if self.decimal_comma else text
+        """A computed value in LaTeX math with exactly ``digits`` significant digits:
+        ``1.500 \\cdot 10^{-5}``, ``0{,}8738``, ``0.100\\,077\\,5``."""
+        return self._tex(significant(value, digits or self.digits))
+
+    def given(self, value: float) -> str:
+        """A number of the spec in LaTeX math, as given: ``0.1``, ``2``, ``10^{-6}``."""
+        return self._tex(shortest(value))
+
+    def value(self, name: str, value: float) -> str:
+        """A named quantity's value: as given when the spec gives it, else rounded."""
+        return self.given(value) if name in self.given_names else self.tex(value)
+
+    def _tex(self, text: str) -> str:
+        mantissa, _, exponent = text.partition("e")
+        negative = mantissa.startswith("-")
+        whole, _, decimals = mantissa.lstrip("-").partition(".")
+        if len(whole) > 4:
+            whole = _group(whole[::-1])[::-1].replace(_THIN[::-1], _THIN)
+        if len(decimals) > 4:
+            decimals = _group(decimals)
+        point = "{,}" if self.decimal_comma else "."
+        out = ("-" if negative else "") + whole + (point + decimals if decimals else "")
+        if exponent:
+            out = ("-" if negative else "") + "10^{" + exponent + "}" \
+                if out.lstrip("-") == "1" else out + r" \cdot 10^{" + exponent + "}"
+        return out
 
     def tex_change(self, old: float, new: float) -> str:
         """``new`` with enough digits to show how it differs from ``old``."""
@@ -61,10 +95,50 @@ class NumberFormat:
         digits = digits_to_show_change(old, new, self.digits)
         return self.tex(old, digits), self.tex(new, digits)
 
-    def placeholder(self, value: float) -> sp.Symbol:
+    def placeholder(self, value: float, given: bool = False) -> sp.Symbol:
         """A symbol that prints as the number, so substituted expressions keep their shape."""
-        text = self.tex(value)
+        text = self.given(value) if given else self.tex(value)
         return sp.Symbol(rf"\left({text}\right)" if value < 0 else text)
+
+
+_THIN = r"\,"
+
+
+def _group(digits: str) -> str:
+    return _THIN.join(digits[k:k + 3] for k in range(0, len(digits), 3))
+
+
+def significant(value: float, digits: int) -> str:
+    """``value`` with exactly ``digits`` significant digits, rounded half up from its
+    shortest decimal form (0.105 → 0.11 at 2 digits), trailing zeros kept; an exponent
+    ``e-5`` below 10^{-4} or from 10^{digits}, as ``%g``; exactly 0 is ``0``."""
+    if value == 0:
+        return "0"
+    exact = Decimal(repr(float(value)))
+    exponent = exact.adjusted()
+    rounded = exact.quantize(Decimal(1).scaleb(exponent - digits + 1), rounding=ROUND_HALF_UP)
+    if rounded.adjusted() != exponent:  # 9.9996 → 10.00: one digit fewer after the point
+        exponent = rounded.adjusted()
+        rounded = exact.quantize(Decimal(1).scaleb(exponent - digits + 1),
+                                 rounding=ROUND_HALF_UP)
+    if exponent < -4 or exponent >= digits:
+        mantissa = rounded.scaleb(-exponent)
+        return f"{mantissa:f}e{exponent}"
+    return f"{rounded:f}"
+
+
+def shortest(value: float) -> str:
+    """The shortest decimal form of a float (``repr``), exponent as ``e-6``, no ``.0``."""
+    value = float(value)
+    if value == 0:
+        return "0"
+    if value == int(value) and abs(value) < 1e15:
+        return str(int(value))
+    text = repr(value)
+    mantissa, _, exponent = text.partition("e")
+    if exponent:
+        return _trim(mantissa) + "e" + str(int(exponent))
+    return text
 
 
 def digits_to_show_change(old: float, new: float, digits: int) -> int:
@@ -92,6 +166,19 @@ class CoursePrinter(LatexPrinter):
 
     def _print_Symbol(self, expr, style="plain"):
         return expr.name
+
+    def _print_Function(self, expr, exp=None):
+        # a number put in for the argument is already in parentheses when negative:
+        # tanh(−0.5), not tanh((−0.5))
+        args = [sp.Symbol(_unwrapped(a.name)) if isinstance(a, sp.Symbol) else a
+                for a in expr.args]
+        if args != list(expr.args):
+            expr = expr.func(*args, evaluate=False)
+        return super()._print_Function(expr, exp)
+
+
+def _unwrapped(name: str) -> str:
+    return name[6:-7] if name.startswith(r"\left(") and name.endswith(r"\right)") else name
 
 
 TERMS_PER_LINE = 4  # a longer sum (a unit reading a flattened feature map) is broken
@@ -188,3 +275,203 @@ def primed(name: str) -> str:
 
 def partial(numerator: str, denominator: str) -> str:
     return r"\frac{\partial " + numerator + r"}{\partial " + denominator + "}"
+
+
+# ---------------------------------------------------------------------------
+# Mathematics as readable text (keys, verify reports): −v₁·ln(out_{o1})
+
+_SUBSCRIPT_DIGITS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+_SUPERSCRIPT_DIGITS = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+_GREEK = {r"\alpha": "α", r"\beta": "β", r"\gamma": "γ", r"\delta": "δ",
+          r"\epsilon": "ε", r"\varepsilon": "ε", r"\zeta": "ζ", r"\eta": "η",
+          r"\theta": "θ", r"\vartheta": "ϑ", r"\iota": "ι", r"\kappa": "κ",
+          r"\lambda": "λ", r"\mu": "μ", r"\nu": "ν", r"\xi": "ξ", r"\pi": "π",
+          r"\rho": "ρ", r"\sigma": "σ", r"\tau": "τ", r"\upsilon": "υ", r"\phi": "φ",
+          r"\varphi": "φ", r"\chi": "χ", r"\psi": "ψ", r"\omega": "ω", r"\Gamma": "Γ",
+          r"\Delta": "Δ", r"\Theta": "Θ", r"\Lambda": "Λ", r"\Xi": "Ξ", r"\Pi": "Π",
+          r"\Sigma": "Σ", r"\Phi": "Φ", r"\Psi": "Ψ", r"\Omega": "Ω"}
+
+
+def text_name(name: str) -> str:
+    """A name as readable text: Greek letters as letters, a subscript or superscript of
+    digits only as Unicode digits (v_1 → v₁, x_{12} → x₁₂); any other index kept as
+    written (out_{o1}), since it is what one types."""
+    for command, letter in sorted(_GREEK.items(), key=lambda item: -len(item[0])):
+        name = re.sub(re.escape(command) + r"(?![A-Za-z])\s*", letter, name)
+    name = re.sub(r"_\{?(\d+)\}?(?![\d,])", lambda m: m.group(1).translate(_SUBSCRIPT_DIGITS),
+                  name)
+    return name
+
+
+class TextPrinter(StrPrinter):
+    """SymPy's string printer writing mathematics for people: −, ·, ln, e^(…), ², a/b,
+    names through ``text_name``, derivative keys ``dA/dB`` as ∂A/∂B."""
+
+    def __init__(self):
+        super().__init__({"order": "none"})
+
+    def _print_Symbol(self, expr):
+        name = expr.name
+        if "/" in name and name.startswith("d"):
+            top, _, bottom = name.partition("/")
+            return f"(∂{text_name(top[1:])}/∂{text_name(bottom[1:])})"
+        return text_name(name)
+
+    def _print_log(self, expr):
+        return f"ln({self._print(expr.args[0])})"
+
+    def _print_exp(self, expr):
+        arg = self._print(expr.args[0])
+        return f"e^{arg}" if expr.args[0].is_Symbol or expr.args[0].is_Number else f"e^({arg})"
+
+    def _print_Function(self, expr):
+        name = getattr(expr.func, "text_name", None) or text_name(str(expr.func))
+        return f"{name}({', '.join(self._print(a) for a in expr.args)})"
+
+    def _print_Mul(self, expr):
+        # η before the gradient, as written: θ − η·∂E/∂θ
+        args = sorted(expr.args, key=lambda a: 0 if a.is_Number else
+                      1 if a.is_Symbol and a.name in ("η", r"\eta") else 2)
+        if args != list(expr.args):
+            expr = sp.Mul(*args, evaluate=False)
+        return super()._print_Mul(expr).replace("*", "·")
+
+    def _print_Pow(self, expr, rational=False):
+        base, exponent = expr.args
+        if exponent.is_Integer and exponent > 1:
+            shown = self.parenthesize(base, PRECEDENCE["Pow"], strict=False)
+            return shown + str(exponent).translate(_SUPERSCRIPT_DIGITS)
+        return super()._print_Pow(expr, rational)
+
+    def _print_Piecewise(self, expr):
+        cases = [f"{self._print(value)} if {self._print(condition)}"
+                 for value, condition in expr.args[:-1]]
+        return "(" + ", ".join(cases) + f", else {self._print(expr.args[-1][0])})"
+
+    def _print_Float(self, expr):
+        return NumberFormat(15).plain(float(expr))
+
+
+def text_math(expr) -> str:
+    """A SymPy expression as one line of readable text: ``−v₁·ln(out_{o1})``."""
+    text = TextPrinter().doprint(expr)
+    return re.sub(r"(^|[\s(])-", lambda m: m.group(1) + "−", text).replace(" - ", " − ")
+
+
+# ---------------------------------------------------------------------------
+# Display layout: how wide a formula is, where a long one breaks
+
+_WIDE_COMMANDS = {r"\cdot": 0.8, r"\quad": 1.0, r"\qquad": 2.0, r"\star": 1.0,
+                  r"\odot": 1.0, r"\longrightarrow": 2.6, r"\leftarrow": 1.6,
+                  r"\partial": 0.6, r"\sum": 1.4, r"\ln": 1.2, r"\dots": 1.2,
+                  r"\cdots": 1.2, r"\,": 0.17, r"\;": 0.28, r"\:": 0.22, r"\!": -0.17,
+                  r"\left": 0.0, r"\right": 0.0, r"\mathrm": 0.0, r"\operatorname": 0.0,
+                  r"\text": 0.0, r"\mathbb": 0.0, r"\tanh": 1.9, r"\exp": 1.6}
+
+
+_CHAR_WIDTHS = {**dict.fromkeys("=+<>", 1.3), "-": 1.0, **dict.fromkeys("()[]|", 0.4),
+                **dict.fromkeys(",.;", 0.3), " ": 0.0, "&": 0.0, "'": 0.3}
+
+
+def math_width(latex: str) -> float:
+    """A rough width of LaTeX math in ems (11pt), enough to decide where a display breaks:
+    a fraction is as wide as its wider part, an index 0.7 of its size, a matrix the sum of
+    its widest column entries."""
+    return _width(latex, 0, len(latex))[0]
+
+
+def _group_end(latex: str, start: int) -> int:
+    depth = 0
+    for k in range(start, len(latex)):
+        depth += {"{": 1, "}": -1}.get(latex[k], 0)
+        if depth == 0:
+            return k
+    return len(latex) - 1
+
+
+def _width(latex: str, start: int, end: int) -> tuple[float, int]:
+    total, k = 0.0, start
+    while k < end:
+        char = latex[k]
+        if char == "{":
+            close = _group_end(latex, k)
+            total += _width(latex, k + 1, close)[0]
+            k = close + 1
+        elif char in "_^":
+            k += 1
+            if k < end and latex[k] == "{":
+                close = _group_end(latex, k)
+                total += 0.7 * _width(latex, k + 1, close)[0]
+                k = close + 1
+            elif k < end and latex[k] == "\\":
+                match = re.match(r"\\[A-Za-z]+", latex[k:])
+                total += 0.7 * 0.6
+                k += match.end() if match else 1
+            else:
+                total += 0.7 * 0.55
+                k += 1
+        elif char == "\\":
+            match = re.match(r"\\([A-Za-z]+|.)", latex[k:])
+            command = match.group(0)
+            k += match.end()
+            if command in (r"\frac", r"\dfrac", r"\tfrac"):
+                widths = []
+                for _ in range(2):
+                    while k < end and latex[k] == " ":
+                        k += 1
+                    close = _group_end(latex, k)
+                    widths.append(_width(latex, k + 1, close)[0])
+                    k = close + 1
+                total += max(widths) + 0.3
+            elif command == r"\begin" and latex.startswith("{bmatrix}", k):
+                stop = latex.find(r"\end{bmatrix}", k)
+                total += _matrix_width(latex[k + 9:stop]) + 1.0
+                k = stop + len(r"\end{bmatrix}")
+            elif command in (r"\text", r"\mathrm", r"\operatorname") and k < end \
+                    and latex[k] == "{":
+                close = _group_end(latex, k)
+                total += 0.5 * len(latex[k + 1:close])
+                k = close + 1
+            elif command in _WIDE_COMMANDS:
+                total += _WIDE_COMMANDS[command]
+            elif command in (r"\left", r"\right"):
+                pass
+            else:
+                total += 0.6  # a Greek letter, a symbol
+        else:
+            total += _CHAR_WIDTHS.get(char, 0.5 if char.isdigit() else 0.55)
+            k += 1
+    return total, k
+
+
+def _matrix_width(body: str) -> float:
+    rows = [row.split("&") for row in body.split(r"\\")]
+    columns = max(len(r) for r in rows)
+    widths = [max((math_width(r[c]) for r in rows if c < len(r)), default=0.0)
+              for c in range(columns)]
+    return sum(widths) + 1.0 * (columns - 1)
+
+
+def display_rows(lhs: str, parts: list[str], width: float, relation: str = "=") -> list[str]:
+    """``lhs = parts[0] = parts[1] = …`` cut into rows no wider than ``width`` ems: the
+    parts are packed greedily, a part with its own line breaks (``\\\\``) stands alone;
+    each row after the first starts with the relation. Rows are LaTeX of an ``align*``
+    body (``lhs &= …``)."""
+    head = math_width(lhs) + 1.3
+    rows, current, used = [], [], head
+    for part in parts:
+        own_lines = r"\\" in part
+        size = max(math_width(line) for line in part.split(r"\\")) + 1.3
+        if current and (own_lines or used + size > width):
+            rows.append(current)
+            current, used = [], head
+        current.append(part)
+        used += size
+        if own_lines:
+            rows.append(current)
+            current, used = [], head
+    if current:
+        rows.append(current)
+    joiner = f" {relation} "
+    return [(lhs if k == 0 else "") + f" &{relation} " + joiner.join(row)
+            for k, row in enumerate(rows)]
