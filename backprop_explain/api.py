@@ -27,36 +27,45 @@ def solution_data(spec) -> dict:
     return solution_to_data(solve(spec))
 
 
-def explain(spec, fmt: str = "md", lang: str = "en", digits: int = 4,
+def explain(spec, fmt: str = "md", lang: str | None = None, digits: int = 4,
             decimal_comma: bool | None = None, figure: str | None = None,
             steps: int | None = None, epochs: int | None = None,
-            batch_size: int | None = None, loss_figure: str | None = None) -> str:
+            batch_size: int | None = None, loss_figure: str | None = None,
+            detail: str | None = None, derivatives: str = "both") -> str:
     """The worked solution as Markdown (``md``), LaTeX (``tex``) or JSON (``json``) text.
 
     LaTeX includes the network drawn in TikZ; Markdown links to the SVG file ``figure``
     (a path relative to the Markdown file) when one is given (see write_explanation), and
-    to the loss-history SVG ``loss_figure`` after several steps (LaTeX draws it in pgfplots)."""
+    to the loss-history SVG ``loss_figure`` after several steps (LaTeX draws it in pgfplots).
+    ``lang``: ``en`` or ``fr`` (default: the spec's ``lang``, else English); ``detail``:
+    ``full`` or ``compact`` (default: full up to 20 parameters); ``derivatives``: ``course``
+    (as SymPy derives them), ``textbook`` (σ(y)(1 − σ(y)), …) or ``both``."""
     solution = solve(spec, steps, epochs, batch_size)
     if fmt == "json":
         from .jsonout import solution_to_data
         return json.dumps(solution_to_data(solution), indent=2, ensure_ascii=False) + "\n"
     from .diagram import document_figure
     from .document import render_solution
+    lang = lang or solution.spec.lang
     return render_solution(solution, fmt=fmt, lang=lang, digits=digits,
                            decimal_comma=decimal_comma,
                            diagram=document_figure(solution.spec, fmt, lang, figure),
-                           loss_figure=loss_figure)
+                           loss_figure=loss_figure, detail=detail, derivatives=derivatives)
 
 
-def write_explanation(spec, output, fmt: str = "md", lang: str = "en", digits: int = 4,
+def write_explanation(spec, output, fmt: str = "md", lang: str | None = None, digits: int = 4,
                       decimal_comma: bool | None = None, steps: int | None = None,
-                      epochs: int | None = None, batch_size: int | None = None) -> list[Path]:
+                      epochs: int | None = None, batch_size: int | None = None,
+                      detail: str | None = None, derivatives: str = "both") -> list[Path]:
     """Write the worked solution to ``output`` (md, tex, pdf or json), each file whole or
     not at all. Markdown gets the network as an SVG beside it (``NAME.network.svg``) and,
     after several SGD steps, the loss history (``NAME.loss.svg``). Returns the paths written."""
-    schedule = dict(steps=steps, epochs=epochs, batch_size=batch_size)
+    schedule = dict(steps=steps, epochs=epochs, batch_size=batch_size, detail=detail,
+                    derivatives=derivatives)
     from .output import write_atomic
     output = Path(output)
+    network = as_spec(spec)
+    lang = lang or network.lang
     if fmt == "pdf":
         from .pdf import write_pdf
         write_pdf(output, explain(spec, "tex", lang, digits, decimal_comma, **schedule))
@@ -65,7 +74,6 @@ def write_explanation(spec, output, fmt: str = "md", lang: str = "en", digits: i
         write_atomic(output, explain(spec, fmt, lang, digits, decimal_comma, **schedule))
         return [output]
     from .diagram import diagram_for
-    network = as_spec(spec)
     svg = output.with_name(output.stem + ".network.svg")
     from .training import is_training, train, with_schedule
     scheduled = with_schedule(network, steps, epochs, batch_size)

@@ -16,7 +16,8 @@ import sympy as sp
 from .errors import DomainError, SpecError
 from .graph import build_graph
 from .keys import adjoint_key, local_key, updated_key  # noqa: F401 (also read from here)
-from .nodes import ACTIVATION, INPUT, LEAF_KINDS, LOSS, LOSS_TERM, PRE_ACTIVATION, TARGET, Graph
+from .nodes import (ACTIVATION, INPUT, LEAF_KINDS, LOSS, LOSS_TERM, PARAMETER, PRE_ACTIVATION,
+                    TARGET, Graph)
 from .optimizers import OPTIMIZERS
 from .spec import NetworkSpec
 
@@ -294,6 +295,19 @@ class _ChainWriter:
         step.terms = self.terms(node, through_activation=False)
         self.pending.append(step)
 
+    def own_deltas(self, layer: int) -> list[ChainStep]:
+        """∂E/∂q for the quantities q of ``layer`` computed straight from its input (the
+        pre-activations), not yet written, with what they need."""
+        for name, node in self.graph.nodes.items():
+            if node.layer != layer or node.kind in LEAF_KINDS:
+                continue
+            if any(self.graph.nodes[p].layer != layer and self.graph.nodes[p].kind != TARGET
+                   and self.graph.nodes[p].kind not in (PARAMETER,) for p in node.parents):
+                if adjoint_key(self.loss, name) not in self.shown:
+                    self.explain(name)
+        written, self.pending = self.pending, []
+        return written
+
     def gradient(self, parameter: str, frozen: bool) -> list[ChainStep]:
         key = adjoint_key(self.loss, parameter)
         terms = self.terms(parameter, through_activation=True)
@@ -312,13 +326,17 @@ def derive_example(spec, graph, numeric, parameters, example) -> ExampleDerivati
     adjoints = numeric.backward(partials)
     writer = _ChainWriter(graph, numeric, partials, adjoints)
     sections = []
-    for layer in reversed(spec.layers):
+    for position, layer in reversed(list(enumerate(spec.layers))):
         names = layer.parameter_names()
         steps = []
         for name in names:
             if adjoint_key(graph.loss.name, name) in writer.shown:
                 continue  # a parameter shared with a later layer is derived there once
             steps += writer.gradient(name, name in spec.frozen)
+        if names and any(earlier.parameter_names() for earlier in spec.layers[:position]):
+            # the layer's own δ's (∂E/∂ of what it computes from its input), which the
+            # layers before it need: derived here, in its section, not in theirs
+            steps += writer.own_deltas(layer.index)
         if names:
             sections.append(LayerSection(layer.index, layer.kind, steps, []))
     gradients = {p.name: adjoints[p.name] for p in graph.parameters}

@@ -207,9 +207,9 @@ def number_label(value: float, numbers: NumberFormat, name: str | None = None) -
     """A given number, optionally as ``name = value``."""
     plain = numbers.plain(value).replace("-", "−")
     if name is None:
-        return Label(numbers.tex(value), escape(plain), len(plain))
+        return Label(numbers.given(value), escape(plain), len(plain))
     svg, chars = svg_name(name)
-    return Label(f"{name} = {numbers.tex(value)}", f"{svg} = {escape(plain)}",
+    return Label(f"{name} = {numbers.given(value)}", f"{svg} = {escape(plain)}",
                  chars + 3 + len(plain))
 
 

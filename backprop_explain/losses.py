@@ -22,6 +22,11 @@ import sympy as sp
 
 from .activations import SoftmaxOf, log_sum_exp, product, sigmoid, softplus
 
+
+def difference(a, b) -> sp.Expr:
+    """a − b kept in that order (out_k − t_k, not −t_k + out_k)."""
+    return sp.Add(a, -b, evaluate=False)
+
 LOSSES: dict[str, "Loss"] = {}
 
 
@@ -185,8 +190,8 @@ class CrossEntropy(Loss):
         out, t = outputs[k], targets[k]
         if activation == "softmax":  # Σ_j −t_j (δ_jk − out_k) = out_k Σ_j t_j − t_k
             if targets_sum_to_one:
-                return out - t
-            return product(out, sp.Add(*targets)) - t
+                return difference(out, t)
+            return difference(product(out, sp.Add(*targets)), t)
         if activation == "sigmoid":
             return -product(t, 1 - out)
         return None
@@ -218,15 +223,17 @@ class SoftmaxCrossEntropy(Loss):
     def textbook(self, outputs, targets, j, k):
         """∂E_j/∂z_k = t_j (softmax_k(z) − δ_jk)."""
         softmax = SoftmaxOf(k + 1, *outputs)
-        return [product(targets[j], softmax - 1)] if j == k else [product(targets[j], softmax)]
+        if j == k:
+            return [product(targets[j], sp.Add(softmax, -1, evaluate=False))]
+        return [product(targets[j], softmax)]
 
     def delta_textbook(self, activation, outputs, targets, k, targets_sum_to_one):
         if activation != "identity":
             return None
         softmax = SoftmaxOf(k + 1, *outputs)
         if targets_sum_to_one:
-            return softmax - targets[k]
-        return product(softmax, sp.Add(*targets)) - targets[k]
+            return difference(softmax, targets[k])
+        return difference(product(softmax, sp.Add(*targets)), targets[k])
 
     def on_logits(self, z, out, t):
         log_softmax = z - log_sum_exp(z)[..., None]
@@ -266,7 +273,7 @@ class BinaryCrossEntropy(Loss):
 
     def textbook(self, outputs, targets, j, k):
         out, t = outputs[k], targets[k]
-        return [(out - t) / product(out, 1 - out)] if j == k else []
+        return [difference(out, t) / product(out, 1 - out)] if j == k else []
 
     def delta_textbook(self, activation, outputs, targets, k, targets_sum_to_one):
-        return outputs[k] - targets[k] if activation == "sigmoid" else None
+        return difference(outputs[k], targets[k]) if activation == "sigmoid" else None

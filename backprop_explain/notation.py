@@ -36,7 +36,7 @@ class NumberFormat:
     kept (0.2370), rounded half up as a person rounds; a value the spec gives is shown as
     given (``given``: 0.1, 2, 10^{-6}). In LaTeX (``tex``, also the math of Markdown) a
     long run of digits is grouped by three with a thin space (0.100\\,077\\,5), after the
-    separator when it has more than four decimals, before it from five whole digits."""
+    separator when it has more than six decimals, before it from five whole digits."""
 
     def __init__(self, digits: int = 4, decimal_comma: bool = False,
                  given_names: frozenset = frozenset()):
@@ -77,7 +77,7 @@ class NumberFormat:
         whole, _, decimals = mantissa.lstrip("-").partition(".")
         if len(whole) > 4:
             whole = _group(whole[::-1])[::-1].replace(_THIN[::-1], _THIN)
-        if len(decimals) > 4:
+        if len(decimals) > GROUP_DECIMALS_ABOVE:
             decimals = _group(decimals)
         point = "{,}" if self.decimal_comma else "."
         out = ("-" if negative else "") + whole + (point + decimals if decimals else "")
@@ -102,6 +102,7 @@ class NumberFormat:
 
 
 _THIN = r"\,"
+GROUP_DECIMALS_ABOVE = 6  # a longer run of decimals is grouped by three: 0.100 077 5
 
 
 def _group(digits: str) -> str:
@@ -247,7 +248,8 @@ def substituted(expr: sp.Expr, values: dict, numbers: NumberFormat, wrap: bool =
                            key=lambda s: s.name))
     text = _substitution_shape(expr, symbols, wrap)
     for k, symbol in enumerate(symbols):
-        text = text.replace(_marker(k), numbers.placeholder(values[symbol.name]).name)
+        text = text.replace(_marker(k), numbers.placeholder(
+            values[symbol.name], symbol.name in numbers.given_names).name)
     return text
 
 
@@ -263,6 +265,15 @@ def _substitution_shape(expr: sp.Expr, symbols: tuple, wrap: bool = False) -> st
     return tex(shown, wrap)
 
 
+def same_math(a: str, b: str) -> bool:
+    """Two LaTeX formulas that print alike (tanh(z_1) and \\tanh{\\left(z_1 \\right)})."""
+    return _normal(a) == _normal(b)
+
+
+def _normal(latex: str) -> str:
+    return re.sub(r"\\left|\\right|[{}\s]", "", latex)
+
+
 def is_atomic(expr: sp.Expr) -> bool:
     """A symbol or a number: substituting it adds nothing to the display."""
     return expr.is_Symbol or expr.is_Number
@@ -271,6 +282,11 @@ def is_atomic(expr: sp.Expr) -> bool:
 def primed(name: str) -> str:
     """LaTeX of the updated quantity θ' (braced when θ already has a superscript)."""
     return ("{" + name + "}'") if "^" in name else name + "'"
+
+
+def partial_inline(numerator: str, denominator: str) -> str:
+    """∂a/∂b on one line (a table cell, a phrase)."""
+    return r"\partial " + numerator + r"/\partial " + denominator
 
 
 def partial(numerator: str, denominator: str) -> str:
@@ -352,6 +368,22 @@ class TextPrinter(StrPrinter):
         return NumberFormat(15).plain(float(expr))
 
 
+class KeyPrinter(CoursePrinter):
+    """LaTeX of a formula written in keys: dA/dB as ∂A/∂B, η as \\eta."""
+
+    def _print_Symbol(self, expr, style="plain"):
+        name = expr.name
+        if "/" in name and name.startswith("d"):
+            top, _, bottom = name.partition("/")
+            return partial(top[1:], bottom[1:])
+        return {"η": r"\eta"}.get(name, name)
+
+
+def key_tex(expr) -> str:
+    """LaTeX of a formula in keys (verify's Markdown report)."""
+    return KeyPrinter().doprint(expr)
+
+
 def text_math(expr) -> str:
     """A SymPy expression as one line of readable text: ``−v₁·ln(out_{o1})``."""
     text = TextPrinter().doprint(expr)
@@ -425,6 +457,7 @@ def _width(latex: str, start: int, end: int) -> tuple[float, int]:
                 total += max(widths) + 0.3
             elif command == r"\begin" and latex.startswith("{bmatrix}", k):
                 stop = latex.find(r"\end{bmatrix}", k)
+                stop = end if stop < 0 else stop
                 total += _matrix_width(latex[k + 9:stop]) + 1.0
                 k = stop + len(r"\end{bmatrix}")
             elif command in (r"\text", r"\mathrm", r"\operatorname") and k < end \
@@ -452,26 +485,187 @@ def _matrix_width(body: str) -> float:
     return sum(widths) + 1.0 * (columns - 1)
 
 
-def display_rows(lhs: str, parts: list[str], width: float, relation: str = "=") -> list[str]:
-    """``lhs = parts[0] = parts[1] = …`` cut into rows no wider than ``width`` ems: the
-    parts are packed greedily, a part with its own line breaks (``\\\\``) stands alone;
-    each row after the first starts with the relation. Rows are LaTeX of an ``align*``
-    body (``lhs &= …``)."""
-    head = math_width(lhs) + 1.3
-    rows, current, used = [], [], head
-    for part in parts:
-        own_lines = r"\\" in part
-        size = max(math_width(line) for line in part.split(r"\\")) + 1.3
-        if current and (own_lines or used + size > width):
+def as_equation(latex: str) -> Equation:
+    """``a = b = c`` (LaTeX) as Equation("a", ["b", "c"]): split at every ``=`` outside
+    braces and environments, so that a long display breaks between its parts."""
+    parts, depth, start, k = [], 0, 0, 0
+    while k < len(latex):
+        char = latex[k]
+        if char == "{":
+            depth += 1
+        elif char == "}":
+            depth -= 1
+        elif latex.startswith(r"\begin", k):
+            depth += 1
+        elif latex.startswith(r"\end", k):
+            depth -= 1
+        elif char == "=" and depth == 0:
+            parts.append(latex[start:k].strip())
+            start = k + 1
+        k += 1
+    parts.append(latex[start:].strip())
+    return Equation(parts[0], parts[1:])
+
+
+def _lines(latex: str) -> list[str]:
+    """A part cut at its own line breaks (``\\\\`` outside any environment)."""
+    lines, depth, start, k = [], 0, 0, 0
+    while k < len(latex):
+        if latex.startswith(r"\begin", k):
+            depth += 1
+        elif latex.startswith(r"\end", k):
+            depth -= 1
+        elif latex.startswith(r"\\", k) and depth == 0:
+            lines.append(latex[start:k])
+            start = k + 2
+            k += 1
+        k += 1
+    return lines + [latex[start:]]
+
+
+DISPLAY_WIDTH = 42.0  # ems of a display line (A4, 2 cm margins, 11 pt), with room to spare
+
+
+def equation_rows(equations: list[Equation], width: float = DISPLAY_WIDTH) -> list[str]:
+    """The rows of one ``align*`` (``aligned`` in Markdown) holding ``equations``: each
+    ``lhs = parts[0] = parts[1] = …`` packed greedily into rows no wider than ``width``
+    ems, a part with its own line breaks (``\\\\``) on rows of its own, every row after
+    an equation's first starting with ``=``; a note at the end of its last row."""
+    head = max((math_width(eq.lhs) for eq in equations), default=0.0) + 1.3
+    out = []
+    for eq in equations:
+        if not eq.rhs:  # a formula without a relation
+            out.append(eq.lhs)
+            continue
+        note = r"\qquad\text{(" + eq.note + ")}" if eq.note else ""
+        rows, current, used = [], [], head
+        for k, part in enumerate(eq.rhs):
+            lines = _lines(part)
+            own_lines = len(lines) > 1
+            size = max(math_width(line) for line in lines) + 1.3
+            if k == len(eq.rhs) - 1 and note:
+                size += 0.5 * len(eq.note) + 3
+            if current and (own_lines or used + size > width):
+                rows.append(current)
+                current, used = [], head
+            current.append(part)
+            used += size
+            if own_lines:
+                rows.append(current)
+                current, used = [], head
+        if current:
             rows.append(current)
-            current, used = [], head
-        current.append(part)
-        used += size
-        if own_lines:
-            rows.append(current)
-            current, used = [], head
-    if current:
-        rows.append(current)
-    joiner = f" {relation} "
-    return [(lhs if k == 0 else "") + f" &{relation} " + joiner.join(row)
-            for k, row in enumerate(rows)]
+        for k, row in enumerate(rows):
+            lhs = eq.lhs if k == 0 else ""
+            out.append(f"{lhs} &= " + " = ".join(row) + (note if k == len(rows) - 1 else ""))
+    return out
+
+
+# ---------------------------------------------------------------------------
+# The document's own letters, chosen not to coincide with the spec's names
+
+
+def name_base(name: str) -> str:
+    """The letters of a name before its indices: ``wh`` of ``wh_{1,1}``, ``x`` of
+    ``x^{(2)}_{1,1}``, ``\\hat{y}`` of ``\\hat{y}_k``, ``\\theta`` of ``\\theta_2``."""
+    match = re.match(r"\\[A-Za-z]+(\{[^{}]*\})?|[A-Za-z]+|.", name.strip())
+    return match.group(0) if match else name
+
+
+# role → candidates: the first one free (no spec name has it as its letters, no other
+# role took it) is the document's letter for that role
+SYMBOL_ROLES = {
+    "index": ("k", "j", "n", "q"),            # Σ_k over the outputs
+    "second_index": ("j", "i", "q", "l"),     # softmax's δ_jk
+    "argument": ("y", "s", "u", r"\xi"),      # σ(y) = 1/(1 + e^{−y})
+    "parameter": (r"\theta", r"\vartheta", r"\omega", r"\phi"),
+    "rate": (r"\eta", r"\alpha", r"\lambda", r"\epsilon"),
+    "momentum": (r"\mu", r"\beta", r"\gamma", r"\rho"),
+    "buffer": ("v", "u", "m", r"\nu"),        # the momentum buffer v ← μv + g
+    "gradient": ("g", "G", r"\gamma", "d"),
+    "function": ("f", "h", r"\varphi", r"\psi"),
+    "example": ("k", "n", "q", "e"),          # E^{(k)}: example k of a mini-batch
+    "count": ("m", "N", "B", "M"),            # examples in a step
+    "channel": ("c", "q", "l", "h"),
+    "row": ("r", "i", "p", "a"),
+    "column": ("s", "j", "q", "b"),
+}
+
+
+# roles that meet in one formula, so their letters differ
+SYMBOL_GROUPS = (("index", "second_index"), ("argument",),
+                 ("parameter", "rate", "momentum", "buffer", "gradient"), ("function",),
+                 ("example", "count"), ("channel", "row", "column"))
+
+
+class DocumentSymbols:
+    """The letters a document introduces itself (sum indices, θ, η, μ, the momentum
+    buffer, a function's argument, grid indices), none the letters of a spec name."""
+
+    def __init__(self, spec_names):
+        self.taken = {name_base(n) for n in spec_names} | set(spec_names)
+        chosen: dict[str, str] = {}
+        for group in SYMBOL_GROUPS:
+            in_group: set[str] = set()
+            for role in group:
+                free = [c for c in SYMBOL_ROLES[role] if c not in self.taken | in_group]
+                chosen[role] = free[0] if free else SYMBOL_ROLES[role][0] + "'"
+                in_group.add(chosen[role])
+        self.roles = chosen
+
+    def __getitem__(self, role: str) -> str:
+        return self.roles[role]
+
+    def placeholders(self) -> dict[str, str]:
+        """``{@role}`` → the role's letter, for the phrase files."""
+        return {"@" + role: letter for role, letter in self.roles.items()}
+
+
+def generic_name(names: list[str], index: str) -> str | None:
+    """One name standing for every name of a list, the index that tells them apart
+    written ``index``: out_{o1}, out_{o2} → out_{ok}; v_1, v_2 → v_k. None when the names
+    differ otherwise."""
+    if not names:
+        return None
+    if len(names) == 1:
+        return names[0]
+    prefix = names[0]
+    for name in names[1:]:
+        while not name.startswith(prefix):
+            prefix = prefix[:-1]
+    suffix = names[0]
+    for name in names[1:]:
+        while not name.endswith(suffix):
+            suffix = suffix[1:]
+    while prefix and prefix[-1].isdigit():  # out_{o1}, out_{o11}: the whole number varies
+        prefix = prefix[:-1]
+    while suffix and suffix[0].isdigit():
+        suffix = suffix[1:]
+    middles = [n[len(prefix):len(n) - len(suffix)] for n in names]
+    if middles != [str(k + 1) for k in range(len(names))]:
+        return None
+    if prefix.endswith("_"):  # v_1 → v_k
+        return prefix + index + suffix
+    return prefix + index + suffix
+
+
+def grid_name(cells: list[str]) -> str | None:
+    """The name of a grid whose cells are ``cells``, agreeing with them: x_{r,s} → X,
+    x^{(2)}_{r,s} → X^{(2)}, f_{1,2,r,s} → F_{1,2}, i_{11} → I. None when the cells do
+    not share their letters and upper indices."""
+    parsed = []
+    for cell in cells:
+        match = re.fullmatch(r"([A-Za-z]+)((?:\^\{[^{}]*\}|\^\w)?)_(\{[^{}]*\}|\w)((?:\^\{[^{}]*\}|\^\w)?)",
+                             cell)
+        if not match:
+            return None
+        letters, upper, index, upper_after = match.groups()
+        index = index.strip("{}")
+        parts = index.split(",")
+        keep = parts[:-2] if len(parts) > 2 else []
+        parsed.append((letters, upper + upper_after, tuple(keep)))
+    if len(set(parsed)) != 1:
+        return None
+    letters, upper, keep = parsed[0]
+    name = letters.upper() + upper
+    return name + ("_{" + ",".join(keep) + "}" if keep else "")

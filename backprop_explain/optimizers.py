@@ -40,8 +40,9 @@ class Optimizer:
         """(diagnosis code, its values, the number the slip gives) for the first update."""
         return iter(())
 
-    def equation(self, update, numbers, loss: str, rate: str) -> list[str]:
-        """The right-hand sides of θ' = … for one update (LaTeX)."""
+    def equation(self, update, numbers, loss: str, rate: str, symbols) -> list[str]:
+        """The right-hand sides of θ' = … for one update (LaTeX); ``symbols`` the
+        document's letters (η, the momentum buffer: notation.DocumentSymbols)."""
         raise NotImplementedError
 
 
@@ -71,14 +72,13 @@ class SGD(Optimizer):
             yield ("update_decimal", {"factor": f"10^{k}"},
                    old - learning_rate * gradient * 10.0 ** k)
 
-    def equation(self, update, numbers, loss, rate):
+    def equation(self, update, numbers, loss, rate, symbols):
         name = update.parameter
+        old = numbers.value(name, update.old)
         if update.velocity is not None:
-            return [name + r" - \eta \cdot v_{" + name + "}",
-                    f"{numbers.tex(update.old)} - {rate} \\cdot "
-                    f"{tex(numbers.placeholder(update.velocity))}",
+            return [name + rf" - {symbols['rate']} \cdot {symbols['buffer']}_{{" + name + "}",
+                    f"{old} - {rate} \\cdot {tex(numbers.placeholder(update.velocity))}",
                     numbers.tex_change(update.old, update.new)]
-        return [name + r" - \eta \cdot " + partial(loss, name),
-                f"{numbers.tex(update.old)} - {rate} \\cdot "
-                f"{tex(numbers.placeholder(update.gradient))}",
+        return [name + rf" - {symbols['rate']} \cdot " + partial(loss, name),
+                f"{old} - {rate} \\cdot {tex(numbers.placeholder(update.gradient))}",
                 numbers.tex_change(update.old, update.new)]

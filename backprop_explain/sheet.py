@@ -172,7 +172,7 @@ def render_variant(variant: Variant, solution: Solution, questions: list[Questio
     """(exercise, solution) documents of one variant, Markdown or LaTeX."""
     from .diagram import document_figure
     from .document import FORMATS as TEMPLATES, solution_context
-    from .templating import extra_phrases, render_template
+    from .templating import extra_phrases, render_template, tidy_tex
     words = extra_phrases(lang)
     sheet = words["sheet"]
     context = solution_context(solution, fmt, lang, digits,
@@ -183,6 +183,8 @@ def render_variant(variant: Variant, solution: Solution, questions: list[Questio
         title=_title(base, sheet["exercise_title"], variant.number, sheet)))
     worked = render_template(TEMPLATES[fmt], dict(
         context, title=_title(base, sheet["solution_title"], variant.number, sheet)))
+    if fmt == "tex":
+        exercise, worked = tidy_tex(exercise), tidy_tex(worked)
     return exercise, worked
 
 
@@ -197,8 +199,9 @@ def combine_documents(documents: list[str], fmt: str) -> str:
 
 
 def write_sheets(template, out_dir, variants: int = 1, seed: int = 0, fmt: str = "md",
-                 lang: str = "en", progress=None) -> list[Path]:
+                 lang: str | None = None, progress=None) -> list[Path]:
     """Draw, solve and write every variant (see the module docstring); returns the paths.
+    ``lang``: the documents' language (default: the template's ``lang``, else English).
 
     ``progress``: called with the number of variants done since the last call (a click
     progress bar's ``update``)."""
@@ -209,6 +212,7 @@ def write_sheets(template, out_dir, variants: int = 1, seed: int = 0, fmt: str =
         template = load_template(template)
     out_dir = Path(out_dir)
     drawn = draw_variants(template, variants, seed)
+    lang = lang or drawn[0].spec.lang
     questions = template.questions(drawn[0].spec)
     width = len(str(variants))
     written: list[Path] = []

@@ -70,6 +70,7 @@ class NetworkSpec:
     batch_size: int | None = None
     epochs: int | None = None
     optimizer: str = DEFAULT_OPTIMIZER  # how the parameters move (optimizers.py)
+    lang: str = "en"  # the language of its documents (the command line overrides it)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -129,17 +130,21 @@ def read_document(text: str, source: str, fmt: str) -> dict:
 # The spec proper
 
 
+LANGUAGES = ("en", "fr")  # a language of the documents: templates/lang/<lang>.toml
+
+
 def spec_from_dict(data: dict, source: str = "<spec>") -> NetworkSpec:
     """Validate a spec given as a dict (the parsed TOML/JSON, or built in Python)."""
     top = Place(source)
     top.table(data)
-    known = {"title", "inputs", "layers", "loss", "training", "examples"}
+    known = {"title", "lang", "inputs", "layers", "loss", "training", "examples"}
     for key in data:
         if key not in known:
             (top / key).fail(f"one of the sections {', '.join(sorted(known))}")
     title = data.get("title", "")
     if not isinstance(title, str):
         (top / "title").fail(f"a text, got {describe(title)}")
+    lang = (top / "lang").choice(data.get("lang", "en"), LANGUAGES)
 
     inputs_place = top / "inputs"
     inputs = inputs_place.table(data.get("inputs", {}))
@@ -169,7 +174,8 @@ def spec_from_dict(data: dict, source: str = "<spec>") -> NetworkSpec:
     _check_unique_names(input_names, layers, loss, params, top)
     return NetworkSpec(
         source=source, title=title, input_names=input_names, input_shape=input_shape,
-        layers=layers, loss=loss, parameters=params.values, examples=examples, **settings)
+        layers=layers, loss=loss, parameters=params.values, examples=examples, lang=lang,
+        **settings)
 
 
 def _read_input_shape(inputs: dict, place: Place):
