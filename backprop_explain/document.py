@@ -142,7 +142,8 @@ class SolutionView:
             if definition is not None:
                 parts.append(tex(definition))
         parts.append(tex(node.expr, wrap=True))
-        parts.append(substituted(node.expr, values, self.n, wrap=True))
+        if not node.expr.has(sp.Piecewise):  # numbers in the cases of ReLU tell nothing
+            parts.append(substituted(node.expr, values, self.n, wrap=True))
         parts.append(self.n.tex(values[step.name]))
         return Equation(step.name, _dedupe(parts))
 

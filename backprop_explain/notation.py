@@ -248,8 +248,11 @@ def substituted(expr: sp.Expr, values: dict, numbers: NumberFormat, wrap: bool =
                            key=lambda s: s.name))
     text = _substitution_shape(expr, symbols, wrap)
     for k, symbol in enumerate(symbols):
-        text = text.replace(_marker(k), numbers.placeholder(
-            values[symbol.name], symbol.name in numbers.given_names).name)
+        number = numbers.placeholder(values[symbol.name], symbol.name in numbers.given_names).name
+        if number.startswith(r"\left("):  # tanh(−0.5), not tanh((−0.5))
+            text = re.sub(r"\\left\(" + re.escape(_marker(k)) + r" ?\\right\)",
+                          lambda _: number, text)
+        text = text.replace(_marker(k), number)
     return text
 
 
