@@ -10,7 +10,7 @@ expression. SymPy derives every partial. Filters are nested lists [out][in][row]
 Everything particular to conv2d layers is here: the spec table, the graph's nodes (one
 per feature-map cell), the NumPy kernel (im2col), the gradients written as convolutions
 for the worked solution and checked against the chain rule, the solution's parts
-(templates/layers/conv2d.j2), the figure's panels (⋆ filters = feature maps) and the
+(templates/layers/conv2d.j2), the figure's panels (∗ filters = feature maps) and the
 blocks a sheet may draw.
 """
 
@@ -22,7 +22,6 @@ import numpy as np
 import sympy as sp
 
 from ..activations import ACTIVATIONS
-from ..drawing import Text, column_ys, number_label, plain_text
 from ..nodes import PARAMETER, PRE_ACTIVATION
 from ..notation import Equation, broken_sum, primed
 from ..templating import fill
@@ -364,25 +363,14 @@ class Conv2dLayer(ActivatedLayer):
 
     # Diagram -----------------------------------------------------------------
     def draw(self, sketch):
-        """⋆ the filters (+ the biases) = the feature maps, by name."""
-        sketch.grids()
-        sketch.operator(r"\star", "⋆")
-        kh, kw = self.kernel
-        filters = []
-        for per_out in self.filter_names:
-            for filter_grid in per_out:
-                filters.append(([sketch.values[n] for n in flatten_names(filter_grid)], kh, kw,
-                                True, sketch.words["filter"] if not filters else ""))
-        sketch.x += sketch.stack(sketch.x, filters)
+        """∗ the filters (+ the biases) = the feature maps, by name."""
+        sketch.operator(r"\ast", "∗")
+        sketch.panel([grid for per_out in self.filter_names for grid in per_out],
+                     sketch.words["filter"], given=True)
         if self.bias_names:  # one bias per output channel, listed one under the other
             sketch.operator("+", "+")
-            for bias, y in zip(self.bias_names, column_ys(len(self.bias_names), 0.6)):
-                sketch.diagram.texts.append(Text(
-                    sketch.x, y, number_label(sketch.values[bias], sketch.numbers, bias),
-                    "west", size="small"))
-            sketch.x += 0.25 * max(len(plain_text(b)) + 8 for b in self.bias_names)
+            sketch.listing([sketch.number(bias, named=True) for bias in self.bias_names])
         sketch.operator("=", "=")
-        sketch.names = self.activation_names
         sketch.maps(self.activation_names, self.out_shape, sketch.words["feature_map"])
 
 

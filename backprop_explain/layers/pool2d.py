@@ -144,9 +144,7 @@ class Pool2dLayer(Layer):
     # Diagram -----------------------------------------------------------------
     def draw(self, sketch):
         """→ the pooled maps, by name."""
-        sketch.grids()
         sketch.operator(r"\rightarrow", "→")
-        sketch.names = self.output_names
         sketch.maps(self.output_names, self.out_shape, sketch.words[self.kind])
 
 
