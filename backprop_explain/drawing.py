@@ -9,12 +9,15 @@ per-character width table that bounds both fonts the figure is drawn in (Latin M
 LaTeX, DejaVu Serif in SVG), so one layout serves both: the TikZ and the SVG draw the same
 boxes, lines, arrowheads and circles, with every text's baseline where the layout put it.
 
-**Layout.** The Sketch places every text where nothing else is: a weight on a white box
-along its edge, as near its source as it can; a bias above its unit; grid cells big
-enough for their text (or the grid named once and its cells showing their indices);
-columns of more than MAX_UNITS units abbreviated (the first two, ⋮, the last); many equal
-weights said once. A label that finds no free place moves the columns apart, and the
-layout starts again.
+**Layout.** The Sketch places every text where nothing else is (no other text, line,
+arrowhead or circle meets its box): a weight on a white box on its edge, as near its
+source as it can; a bias above its unit; grid cells big enough for their text (or the
+grid named once and its cells showing their indices); columns of more than MAX_UNITS
+units abbreviated (the first two, ⋮, the last); many equal weights said once. When a
+weight finds no free place, the weights between those two columns may also be written
+along their edges; when one still finds none (or a bias), the columns move apart and
+the layout starts again. A CNN figure wider than PAGE_WIDTH puts its columns under its
+grids.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ MARGIN = 0.06  # cm of white kept around every label
 # where a weight may sit along its edge, in order of preference: near its source
 FRACTIONS = [0.22 + 0.02 * k for k in range(32)] + [0.2, 0.18, 0.16]
 GRIDS_TO_COLUMN = 2.0  # from the last grid to the first column of neurons
+PAGE_WIDTH = 17.0  # wider, the columns of a CNN go under its grids
 GROW_GAP, GROW_ROW = 1.15, 1.07  # a crowded gap widens, the columns beside it lengthen
 MAX_ATTEMPTS = 30
 MAX_UNITS = 6  # more units in a column: the first two, ⋮, the last
@@ -198,7 +202,7 @@ def tex_pieces(tex: str, math: bool = True) -> tuple[tuple[str, str], ...]:
             elif char in "_^" and in_math:
                 arg, i = _group(text, i + 1)
                 walk(arg, position or ("sub" if char == "_" else "sup"), in_math)
-            elif char == "\\":
+            elif char == "\\" and i + 1 < len(text):
                 command = _COMMAND.match(text, i).group(1)
                 i += len(command) + 1
                 if command in _ACCENTS:
@@ -214,8 +218,8 @@ def tex_pieces(tex: str, math: bool = True) -> tuple[tuple[str, str], ...]:
                 i += 1
             elif char == " " and in_math:
                 i += 1
-            else:
-                add(position, "−" if char == "-" and in_math else ("′" if char == "'" else char))
+            else:  # in math a hyphen is a minus sign, an apostrophe a prime
+                add(position, {"-": "−", "'": "′"}.get(char, char) if in_math else char)
                 i += 1
     walk(tex, "", math)
     return tuple((position, text) for position, text in pieces)
@@ -230,23 +234,18 @@ def caption_label(words: str) -> Label:
 
 
 def number_label(value: float, numbers: NumberFormat, name: str | None = None) -> Label:
-    """A given number, optionally as ``name = value``."""
-    tex = numbers.tex(value)
-    if name is not None:
-        tex = f"{name} = {tex}"
-    pieces = tex_pieces(tex)
-    if name is not None:  # the spaces around = as the SVG shows them
-        name_part = tex_pieces(name)
-        pieces = name_part + (("", " = "),) + tex_pieces(numbers.tex(value))
-    return Label(tex, pieces)
+    """A given number, optionally as ``name = value`` (spaced as TeX spaces a relation)."""
+    number = numbers.tex(value)
+    if name is None:
+        return Label(number, tex_pieces(number))
+    return Label(f"{name} = {number}", tex_pieces(name) + (("", " = "),) + tex_pieces(number))
 
 
 def phrase_label(words: str, value: Label) -> Label:
     """A caption with a number in it: ``words`` holds ``{value}``."""
     before, _, after = words.partition("{value}")
-    tex = f"{tex_escape(before)}${value.tex}${tex_escape(after)}"
-    return Label(tex, (("", before),) + value.pieces + (("", after),) if after else
-                 (("", before),) + value.pieces, math=False)
+    pieces = (("", before),) + value.pieces + ((("", after),) if after else ())
+    return Label(f"{tex_escape(before)}${value.tex}${tex_escape(after)}", pieces, math=False)
 
 
 def svg_name(name: str) -> str:
@@ -393,7 +392,8 @@ class Diagram:
 
     @cached_property
     def bounds(self) -> tuple[float, float, float, float]:
-        xs, ys = [0.0], [0.0]
+        """The drawing's extent, a margin around everything drawn."""
+        xs, ys = [], []
         for c in self.circles:
             xs += [c.x - c.r, c.x + c.r]
             ys += [c.y - c.r, c.y + c.r]
@@ -689,7 +689,7 @@ class Sketch:
         self.words = words  # the [diagram] phrases: captions, "all weights = …"
         self.names = list(spec.input_names)  # what the next layer reads
         self._panels = Diagram()  # the grids, operators and their captions
-        self.x = 0.0  # where the next panel goes
+        self._x = 0.0  # where the next panel goes
         self._columns: list[Column] = []
         self._started = False
 
@@ -724,16 +724,16 @@ class Sketch:
         width = max(widths + [caption_words.width(LABEL_PT) if caption_words else 0.0])
         top = (sum(heights) + GRID_GAP * (len(labels) - 1)) / 2
         if caption_words:
-            self._panels.texts.append(Text(self.x + width / 2, top + 0.35, caption_words))
+            self._panels.texts.append(Text(self._x + width / 2, top + 0.35, caption_words))
         y = top
         for grid, height, grid_width in zip(labels, heights, widths):
-            left = self.x + (width - grid_width) / 2
+            left = self._x + (width - grid_width) / 2
             for r, row in enumerate(grid):
                 for s, label in enumerate(row):
                     self._panels.cells.append(Cell(left + s * size, y - (r + 1) * size, size,
                                                    label, given, pt))
             y -= height + GRID_GAP
-        self.x += width
+        self._x += width
 
     def maps(self, names: list[str], shape, caption: str) -> None:
         """Computed maps (channels, rows, columns) by name; the next layer reads them."""
@@ -743,15 +743,15 @@ class Sketch:
     def operator(self, symbol_tex: str, symbol_svg: str) -> None:
         """∗, +, =, → between two panels."""
         self.grids()
-        self._panels.texts.append(Text(self.x + PANEL_GAP / 2, 0.0,
+        self._panels.texts.append(Text(self._x + PANEL_GAP / 2, 0.0,
                                        Label(symbol_tex, (("", symbol_svg),)), pt=OPERATOR_PT))
-        self.x += PANEL_GAP
+        self._x += PANEL_GAP
 
     def listing(self, labels: list[Label]) -> None:
         """Texts one under the other, centred on y = 0 (a conv layer's biases)."""
         for label, y in zip(labels, column_ys(len(labels), 0.6)):
-            self._panels.texts.append(Text(self.x, y, label, "west", pt=VALUE_PT))
-        self.x += max(label.width(VALUE_PT) for label in labels)
+            self._panels.texts.append(Text(self._x, y, label, "west", pt=VALUE_PT))
+        self._x += max(label.width(VALUE_PT) for label in labels)
 
     # -- neurons -------------------------------------------------------------
 
@@ -795,7 +795,26 @@ class Sketch:
                 gaps[k] *= GROW_GAP
             for k in {c for k in grow for c in (k - 1, k) if c >= 0}:
                 rows[k] *= GROW_ROW
+        x0, _, x1, _ = diagram.bounds
+        if self._panels.cells and x1 - x0 > PAGE_WIDTH:
+            return self._wrapped(diagram)
         return diagram
+
+    def _wrapped(self, diagram: Diagram) -> Diagram:
+        """The columns moved under the panels: the figure was wider than a page."""
+        panels = self._panels
+        columns = Diagram(diagram.circles[len(panels.circles):],
+                          diagram.lines[len(panels.lines):], diagram.texts[len(panels.texts):])
+        left, bottom, _, _ = panels.bounds
+        column_left, _, _, column_top = columns.bounds
+        dx, dy = left - column_left, bottom - column_top - 0.4
+        for item in columns.circles + columns.texts:
+            item.x, item.y = item.x + dx, item.y + dy
+        for line in columns.lines:
+            line.x1, line.y1, line.x2, line.y2 = line.x1 + dx, line.y1 + dy, line.x2 + dx, \
+                line.y2 + dy
+        return Diagram(panels.circles + columns.circles, panels.lines + columns.lines,
+                       panels.texts + columns.texts, list(panels.cells))
 
     @property
     def _weight_gaps(self) -> set[int]:
@@ -813,7 +832,7 @@ class Sketch:
             free.add_text(text)
         for cell in diagram.cells:
             free.add_box((cell.x, cell.y, cell.x + cell.size, cell.y + cell.size))
-        x = self.x
+        x = self._x
         placed: list[dict[int, Circle]] = []
         for k, column in enumerate(self._columns):
             x += gaps[k]

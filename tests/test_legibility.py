@@ -18,7 +18,7 @@ import pytest
 
 from backprop_explain import api
 from backprop_explain.diagram import diagram_for, figure_for, network_diagram, render_diagram
-from backprop_explain.drawing import (PX_PER_CM, Circle, Diagram, Line, Text, caption_label,
+from backprop_explain.drawing import (PAGE_WIDTH, PX_PER_CM, Circle, Diagram, Line, Text, caption_label,
                                       name_label, number_label)
 from backprop_explain.errors import SpecError
 from backprop_explain.notation import NumberFormat
@@ -116,12 +116,22 @@ def test_crowded_weights_turn_along_their_edges_or_the_columns_move_apart():
     assert all(t.angle == 0 for t in course.texts)  # the course's figure: level weights
 
 
+def test_a_cnn_wider_than_the_page_puts_its_neurons_under_its_grids():
+    for name in ("conv_6x6_filter_3x3.toml", "cnn_2ch_stride2_maxpool.toml",
+                 "cnn_3x3_filter_2x2.toml"):
+        diagram = network_diagram(api.as_spec(str(EXAMPLES / name)))
+        x0, _, x1, _ = diagram.bounds
+        units = [c for c in diagram.circles if c.label]
+        assert max(c.y + c.r for c in units) < min(c.y for c in diagram.cells), name
+        assert x1 - x0 < PAGE_WIDTH + 2, name  # the grids alone, at most
+
+
 # ---------------------------------------------------------------------------
 # Against real renderings
 
-needs_tools = pytest.mark.skipif(
-    not all(shutil.which(tool) for tool in ("pdflatex", "pdftotext", "rsvg-convert")),
-    reason="pdflatex, pdftotext and rsvg-convert (librsvg2-bin) draw the figures")
+def needs(*tools):
+    return pytest.mark.skipif(not all(shutil.which(tool) for tool in tools),
+                              reason=f"draws with {', '.join(tools)}")
 
 BP_PER_CM = 72 / 2.54
 
@@ -163,7 +173,7 @@ def figures() -> list[Diagram]:
     return [network_diagram(api.as_spec(spec)) for spec in specs]
 
 
-@needs_tools
+@needs("pdflatex", "pdftotext")
 def test_pdftex_draws_every_text_inside_its_box(tmp_path):
     """Each figure on a page of its own size (top-left = the drawing's), as the document
     prints it: every glyph pdftotext finds lies in the box the layout gave its text."""
@@ -187,7 +197,7 @@ def test_pdftex_draws_every_text_inside_its_box(tmp_path):
         assert strays(diagram, page, BP_PER_CM) == []
 
 
-@needs_tools
+@needs("rsvg-convert", "pdftotext")  # Debian: librsvg2-bin, poppler-utils
 def test_librsvg_draws_every_text_inside_its_box(tmp_path):
     for k, diagram in enumerate(figures()):
         (tmp_path / f"{k}.svg").write_text(render_diagram(diagram, "svg"), encoding="utf-8")
@@ -198,7 +208,7 @@ def test_librsvg_draws_every_text_inside_its_box(tmp_path):
         assert strays(diagram, page, PX_PER_CM * 72 / 96) == []  # librsvg: 96 px an inch
 
 
-@needs_tools
+@needs("rsvg-convert", "pdftotext")
 def test_librsvg_draws_sub_and_superscripts_lowered_and_raised_and_smaller(tmp_path):
     bias = number_label(0.2, NumberFormat(3), "bh_1")  # the spaces around = stay
     diagram = Diagram(texts=[Text(0, 0, name_label("w^{(1)}v_{2,3}y"), pt=20),
