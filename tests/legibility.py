@@ -229,11 +229,9 @@ def from_tikz(tikz: str) -> Drawing:
         elif "rectangle" in path:
             (x, y), (u, v) = points
             shape = rectangle(x, y, x + u, y + v) if "++" in path else rectangle(x, y, u, v)
-            around = re.search(r"rotate around=\{(" + _NUMBER + "):" + _POINT + r"\}", options)
-            if around:
-                turned(shape, float(around.group(1)),
-                       (float(around.group(2)), float(around.group(3))))
             (drawing.backgrounds if command == "fill" else drawing.cells).append(shape)
+        elif "cycle" in path and "white" in options:  # a label's white box
+            drawing.backgrounds.append(Shape(points))
         elif "cycle" in path:
             drawing.segments += [(*a, *b) for a, b in zip(points, points[1:] + points[:1])]
         else:
