@@ -18,7 +18,6 @@ from pathlib import Path
 import jinja2
 
 from .derivation import ChainStep, Factor, Solution, UpdateStep
-from .document_cnn import CnnView
 from .graph import ACTIVATION, LOSS, LOSS_TERM
 from .layers.activations import DISPLAY
 from .notation import NumberFormat, is_atomic, partial, primed, substituted, tex, tex_around
@@ -141,7 +140,10 @@ class SolutionView:
         self.t = phrases(lang)
         self.n = numbers
         self.loss_name = self.spec.loss.total_name
-        self.cnn = CnnView(self) if solution.convolutions else None  # conv/pool layers as grids
+        self.cnn = None  # conv/pool layers as grids (document_cnn.py, which loads NumPy)
+        if solution.convolutions:
+            from .document_cnn import CnnView
+            self.cnn = CnnView(self)
 
     # Forward pass -------------------------------------------------------
     def forward_equation(self, step, values) -> Equation:
@@ -229,6 +231,9 @@ class SolutionView:
 
     def sections(self, example) -> list[dict]:
         out = []
+        _derive_shown([step for section in example.sections for step in (
+            self.cnn.other_steps(section) if self.cnn and section.layer in self.cnn.forms
+            else section.steps)])
         for section in example.sections:
             if self.cnn and section.layer in self.cnn.forms:  # grids, not cell by cell
                 out.append({"label": self.layer_label(section.layer), "updates": [],
@@ -320,6 +325,17 @@ class SolutionView:
             "loss_decreased": loss_change < 0,
             "loss_unchanged": loss_change == 0,
         }
+
+
+def _derive_shown(steps: list[ChainStep]) -> None:
+    """Take the local partials these steps show (Factor.derivative) all at once, before
+    any is substituted: notation.substituted enters sympy.evaluate(False), which empties
+    SymPy's cache, and a derivative taken after that is several times slower."""
+    for step in steps:
+        for term in step.terms:
+            for factor in term.factors:
+                if factor.kind == "local" and not factor.already_computed:
+                    factor.derivative  # noqa: B018 (cached on the factor)
 
 
 def _unit_index(node, graph) -> int:

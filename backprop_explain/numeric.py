@@ -124,13 +124,9 @@ class NumericGraph:
                        for parent in graph.nodes[name].parents]
 
     def forward(self, leaves: dict[str, float]) -> dict[str, float]:
+        exact = self.exact_forward(leaves)
         values = dict(leaves)
-        with mpmath.workdps(PRECISION):
-            exact = {k: mpmath.mpf(v) for k, v in leaves.items()}
-            for step in self._steps:
-                name = step.node.name
-                exact[name] = _checked(step, exact, step.compiled.value)[0]
-                values[name] = float(exact[name])
+        values.update((step.node.name, float(exact[step.node.name])) for step in self._steps)
         # partial_values() of these very values reuses the 40-digit ones: a sigmoid that
         # rounds to 1.0 in float64 still has 1 - σ > 0 there.
         self._last = (values, exact)
@@ -138,17 +134,28 @@ class NumericGraph:
 
     def partial_values(self, values: dict[str, float]) -> dict[tuple[str, str], float]:
         """Every local partial ∂child/∂parent at the given values (after forward())."""
+        last = getattr(self, "_last", (None, None))
+        if last[0] is values:
+            exact = last[1]
+        else:
+            with mpmath.workdps(PRECISION):
+                exact = {k: mpmath.mpf(v) for k, v in values.items()}
+        return {edge: float(value) for edge, value in self.exact_partials(exact).items()}
+
+    def exact_forward(self, leaves: dict[str, float]) -> dict[str, mpmath.mpf]:
+        """Every node's value at 40 digits, the leaves' included."""
+        with mpmath.workdps(PRECISION):
+            exact = {k: mpmath.mpf(v) for k, v in leaves.items()}
+            for step in self._steps:
+                exact[step.node.name] = _checked(step, exact, step.compiled.value)[0]
+        return exact
+
+    def exact_partials(self, exact: dict[str, mpmath.mpf]) -> dict[tuple[str, str], mpmath.mpf]:
+        """Every local partial at 40 digits, at the 40-digit values ``exact``."""
         found = {}
         with mpmath.workdps(PRECISION):
-            last = getattr(self, "_last", (None, None))
-            if last[0] is values:
-                exact = last[1]
-            else:
-                exact = {k: mpmath.mpf(v) for k, v in values.items()}
             for step in self._steps:
-                for edge, value in zip(step.edges,
-                                       _checked(step, exact, step.compiled.partials)):
-                    found[edge] = float(value)
+                found.update(zip(step.edges, _checked(step, exact, step.compiled.partials)))
         return {edge: found[edge] for edge in self._edges}
 
     def partial_expr(self, child: str, parent: str) -> sp.Expr:
