@@ -15,8 +15,6 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-import jinja2
-
 from .derivation import ChainStep, Factor, Solution, UpdateStep
 from .graph import ACTIVATION, LOSS, LOSS_TERM
 from .layers.activations import DISPLAY
@@ -59,6 +57,7 @@ def _deep_update(base: dict, extra: dict) -> None:
 
 @lru_cache(maxsize=None)
 def environment() -> jinja2.Environment:
+    import jinja2  # here: `keys` reads the phrases, never a template
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir())),
         undefined=jinja2.StrictUndefined,

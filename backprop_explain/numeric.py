@@ -87,7 +87,7 @@ def compiled_shape(shape: sp.Expr, arguments: int, wanted: tuple[int, ...]) -> C
     symbols = [dummy(k) for k in range(arguments)]
     partials = tuple(shape_partial(shape, k) for k in wanted)
     return CompiledShape(sp.lambdify(symbols, shape, modules="mpmath"),
-                         sp.lambdify(symbols, partials, modules="mpmath"), wanted)
+                         sp.lambdify(symbols, partials, modules="mpmath", cse=True), wanted)
 
 
 @dataclass

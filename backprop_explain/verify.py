@@ -26,6 +26,7 @@ from .answers import Answer, read_answers
 from .derivation import adjoint_key, derive, local_key, updated_key
 from .errors import SpecError
 from .graph import ACTIVATION, INPUT, LOSS, LOSS_TERM, PARAMETER, TARGET
+from .partials import dummy, rename
 from .spec import NetworkSpec
 
 STATUSES = ("correct", "wrong", "consistent", "unknown_key")
@@ -307,8 +308,11 @@ class Catalog:
     def _function(self, expr: sp.Expr, deps: list[str]):
         cache_key = (expr, tuple(deps))
         if cache_key not in self._functions:
-            self._functions[cache_key] = sp.lambdify([sp.Symbol(d) for d in deps], expr,
-                                                     modules="math")
+            # identifiers first, in the keys' order, the arrangement kept: lambdify would
+            # rewrite the whole expression once per key that is not one (dE/dw_{1,1})
+            plain = [dummy(k) for k in range(len(deps))]
+            named = rename(expr, {sp.Symbol(d): v for d, v in zip(deps, plain)})
+            self._functions[cache_key] = sp.lambdify(plain, named, modules="math")
         return self._functions[cache_key]
 
     def _evaluate_one(self, quantity: Quantity, values: dict, formula=None) -> float | None:

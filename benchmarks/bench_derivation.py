@@ -4,24 +4,26 @@
 
 For MLPs 2-2-2 … 64-64-10 (sigmoid hidden layer, softmax outputs, cross-entropy) and CNNs
 4×4 … 16×16 (two input channels, two 3×3 filters, ReLU, 2×2 max pool, flatten, two
-outputs, softmax cross-entropy) it prints the graph's edge count (local partials) and the time of
-each stage of one complete worked solution:
+outputs, softmax cross-entropy) it prints the graph's edge count (local partials) and the
+time of each stage of one complete worked solution:
 
 - graph:    build_graph (one SymPy node per quantity)
-- partials: every local partial ∂child/∂parent, symbolically (Graph.local_partial)
-- compile:  NumericGraph (the mpmath evaluation of every expression and partial)
-- evaluate: derive (forward, partials, backward sweep, chain-rule steps, update, loss after)
-- render:   the Markdown document and the JSON numbers
+- compile:  NumericGraph (what evaluating every expression and local partial needs)
+- evaluate: derive (forward, every local partial, backward sweep, chain-rule steps,
+            update, loss after)
+- render:   the Markdown document (with the symbolic partials it shows) and the JSON
+- forms:    every other symbolic partial ∂child/∂parent (Graph.local_partial), which
+            `keys` and `verify` list; a checkout that derives them all while compiling
+            (main before this benchmark existed) shows "-"
 
-Each (network, round) runs in a fresh Python process, so every round pays what a
-command pays (no cache warm from an earlier round); rounds go over all networks in turn
+"derivation" = graph + compile + evaluate: all the numbers of `explain --format json`.
+Each (network, round) runs in a fresh Python process, so every round pays what a command
+pays (no cache warm from an earlier round); rounds go over all networks in turn
 (interleaved), best and median are printed. The fitted slope is that of log(time) against
-log(edges) for the derivation (graph … evaluate), least squares over the MLPs.
+log(edges), least squares over the MLPs and over the CNNs.
 
 ``--baseline DIR``: the same measurement, interleaved, on another checkout (e.g. main)
 for networks up to ``--baseline-max-edges`` edges, and the ratio baseline / this tree.
-On a checkout whose Graph does not cache local partials, NumericGraph would derive them a
-second time: the child memoizes Graph.local_partial there so that "compile" is compilation.
 
 Not part of the test suite: it asserts nothing about time.
 """
@@ -40,8 +42,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-STAGES = ("graph", "partials", "compile", "evaluate", "render")
-DERIVATION = STAGES[:4]
+STAGES = ("graph", "compile", "evaluate", "render", "forms")
+DERIVATION = STAGES[:3]
 
 MLPS = [(2, 2, 2), (4, 4, 4), (8, 8, 8), (16, 16, 16), (32, 32, 32), (64, 64, 10)]
 CNNS = [4, 6, 8, 12, 16]
@@ -103,19 +105,14 @@ def network(label: str) -> dict:
 def measure_one(label: str) -> dict:
     from backprop_explain.derivation import NumericGraph, derive
     from backprop_explain.document import render_solution
-    from backprop_explain.graph import TARGET, Graph, build_graph
+    from backprop_explain.graph import TARGET, build_graph
     from backprop_explain.jsonout import solution_to_data
     from backprop_explain.spec import spec_from_dict
-
-    if not hasattr(Graph, "partial_cache_free"):  # see the module doc (--baseline)
-        plain, memo = Graph.local_partial, {}
-
-        def memoized(self, child, parent):
-            key = (id(self), child, parent)
-            if key not in memo:
-                memo[key] = plain(self, child, parent)
-            return memo[key]
-        Graph.local_partial = memoized
+    try:  # symbolic partials derived apart from the numbers (and only when read)
+        import backprop_explain.partials  # noqa: F401
+        lazy_forms = True
+    except ImportError:
+        lazy_forms = False
 
     spec = spec_from_dict(network(label))
     times = {}
@@ -127,13 +124,16 @@ def measure_one(label: str) -> dict:
         return result
 
     graph = timed("graph", lambda: build_graph(spec))
-    edges = [(n.name, p) for n in graph.nodes.values() for p in n.parents
-             if graph.nodes[p].kind != TARGET]
-    timed("partials", lambda: [graph.local_partial(c, p) for c, p in edges])
     numeric = timed("compile", lambda: NumericGraph(graph))
     solution = timed("evaluate", lambda: derive(spec, numeric))
     timed("render", lambda: (render_solution(solution, "md"),
                              json.dumps(solution_to_data(solution))))
+    edges = [(n.name, p) for n in graph.nodes.values() for p in n.parents
+             if graph.nodes[p].kind != TARGET]
+    if lazy_forms:
+        timed("forms", lambda: [graph.local_partial(c, p) for c, p in edges])
+    else:
+        times["forms"] = None
     return {"edges": len(edges), "times": times}
 
 
@@ -193,21 +193,25 @@ def main():
                 runs.setdefault(("base", label), []).append(
                     run_child(args.baseline.resolve(), label)["times"])
 
+    def summed(times, stages):
+        return sum(times[s] or 0.0 for s in stages)
+
     def best(who, label, stages):
-        return min(sum(t[s] for s in stages) for t in runs[who, label])
+        return min(summed(t, stages) for t in runs[who, label])
 
     def median(who, label, stages):
-        return statistics.median(sum(t[s] for s in stages) for t in runs[who, label])
+        return statistics.median(summed(t, stages) for t in runs[who, label])
 
     print(f"\n{'network':<15}{'edges':>7}" + "".join(f"{s:>10}" for s in STAGES)
           + f"{'derivation':>12}{'median':>9}{'per edge':>10}")
     print(f"{'':<15}{'':>7}" + "".join(f"{'s':>10}" for _ in STAGES)
           + f"{'s (best)':>12}{'s':>9}{'us':>10}")
     for label in labels:
-        fastest = min(runs["this", label], key=lambda t: sum(t[s] for s in DERIVATION))
+        fastest = min(runs["this", label], key=lambda t: summed(t, DERIVATION))
         total = best("this", label, DERIVATION)
         print(f"{label:<15}{edges[label]:>7}"
-              + "".join(f"{fastest[s]:>10.3f}" for s in STAGES)
+              + "".join(f"{fastest[s]:>10.3f}" if fastest[s] is not None else f"{'-':>10}"
+                        for s in STAGES)
               + f"{total:>12.3f}{median('this', label, DERIVATION):>9.3f}"
               + f"{total / edges[label] * 1e6:>10.1f}")
     for kind in ("MLP", "CNN"):
@@ -215,12 +219,14 @@ def main():
         if len(chosen) > 1:
             derivation = slope([(edges[c], best("this", c, DERIVATION)) for c in chosen])
             everything = slope([(edges[c], best("this", c, STAGES)) for c in chosen])
-            print(f"fitted slope, {kind}s {chosen[0][4:]} … {chosen[-1][4:]}: "
-                  f"{derivation:.2f} (derivation), {everything:.2f} (with render)")
+            print(f"fitted slope of time against edges, {kind}s {chosen[0][4:]} … "
+                  f"{chosen[-1][4:]}: {derivation:.2f} (derivation), {everything:.2f} "
+                  f"(every stage)")
     if args.baseline:
-        print(f"\nagainst {args.baseline} (best of {rounds}, derivation = graph … evaluate):")
+        print(f"\nagainst {args.baseline} (best of {rounds}, seconds; derivation = graph + "
+              f"compile + evaluate, all = every stage):")
         print(f"{'network':<15}{'edges':>7}{'baseline':>10}{'this':>10}{'ratio':>9}"
-              f"{'+render':>10}{'this':>10}{'ratio':>9}")
+              f"{'all':>10}{'this':>10}{'ratio':>9}")
         for label in labels:
             if ("base", label) not in runs:
                 continue
