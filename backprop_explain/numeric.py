@@ -58,6 +58,8 @@ def canonical_shape(expr: sp.Expr) -> tuple[sp.Expr, tuple[str, ...]]:
     names = tuple(s.name for s in numbers)
     tree = _numbered_tree(expr, numbers)
     if tree not in _SHAPES:  # SymPy's ordering of the renamed expression: the slow part
+        if len(_SHAPES) > 4096:
+            _SHAPES.clear()
         _SHAPES[tree] = expr.xreplace({s: dummy(k) for s, k in numbers.items()})
     return _SHAPES[tree], names
 
@@ -122,6 +124,11 @@ class NumericGraph:
         # the backward sweep's order: children from the loss back, each child's parents
         self._sweep = [(name, parent) for name in reversed(graph.nodes)
                        for parent in graph.nodes[name].parents]
+
+    @property
+    def edges(self) -> list[tuple[str, str]]:
+        """Every (child, parent) with a local partial (parent not a target), graph order."""
+        return list(self._edges)
 
     def forward(self, leaves: dict[str, float]) -> dict[str, float]:
         exact = self.exact_forward(leaves)
