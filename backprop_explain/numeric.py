@@ -3,11 +3,11 @@
 A network has many nodes but few kinds of node: every sigmoid, every unit of a dense
 layer with n inputs, every output of a softmax, every 2×2 max pool computes one function
 of its parents, taken in some order. A node's expression brought to its *canonical
-shape* (its symbols renamed a000000, a000001, … in the order they first appear in it, SymPy
-then ordering the terms) is shared by every node of its kind; each shape is differentiated
+shape* (its symbols renamed a000000, a000001, … as met level by level in it, SymPy then
+ordering the terms) is shared by every node of its kind; each shape is differentiated
 (partials.shape_partial) and compiled (sympy.lambdify, mpmath) once: one function for its
-value, one returning all its partials. A node is evaluated by calling them with its
-parents' values in the shape's order.
+value, one returning all its partials (their common subexpressions computed once). A
+node is evaluated by calling them with its parents' values in the shape's order.
 
 The renaming is one-to-one and the shape is the node's function, so the values are those
 of the node's own expression; only the order of some roundings may differ from compiling

@@ -18,7 +18,7 @@ time of each stage of one complete worked solution:
 
 "derivation" = graph + compile + evaluate: all the numbers of `explain --format json`.
 Each (network, round) runs in a fresh Python process, so every round pays what a command
-pays (no cache warm from an earlier round); rounds go over all networks in turn
+pays but its imports (bench_cli.py counts those); rounds go over all networks in turn
 (interleaved), best and median are printed. The fitted slope is that of log(time) against
 log(edges), least squares over the MLPs and over the CNNs.
 
@@ -103,6 +103,7 @@ def network(label: str) -> dict:
 
 
 def measure_one(label: str) -> dict:
+    import backprop_explain.convolution  # noqa: F401 (NumPy: an import, not a stage's work)
     from backprop_explain.derivation import NumericGraph, derive
     from backprop_explain.document import render_solution
     from backprop_explain.graph import TARGET, build_graph
