@@ -14,11 +14,15 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .derivation import ChainStep, Factor, Solution, UpdateStep
 from .graph import ACTIVATION, LOSS, LOSS_TERM
 from .layers.activations import DISPLAY
 from .notation import NumberFormat, is_atomic, partial, primed, substituted, tex, tex_around
+
+if TYPE_CHECKING:
+    import jinja2
 
 FORMATS = {"md": "solution.md.j2", "tex": "solution.tex.j2"}
 

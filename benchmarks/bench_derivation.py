@@ -31,6 +31,8 @@ Not part of the test suite: it asserts nothing about time.
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import json
 import math
 import os
@@ -103,17 +105,14 @@ def network(label: str) -> dict:
 
 
 def measure_one(label: str) -> dict:
-    import backprop_explain.convolution  # noqa: F401 (NumPy: an import, not a stage's work)
+    importlib.import_module("backprop_explain.convolution")  # NumPy: imports are no stage
     from backprop_explain.derivation import NumericGraph, derive
     from backprop_explain.document import render_solution
     from backprop_explain.graph import TARGET, build_graph
     from backprop_explain.jsonout import solution_to_data
     from backprop_explain.spec import spec_from_dict
-    try:  # symbolic partials derived apart from the numbers (and only when read)
-        import backprop_explain.partials  # noqa: F401
-        lazy_forms = True
-    except ImportError:
-        lazy_forms = False
+    # symbolic partials derived apart from the numbers (and only when read)?
+    lazy_forms = importlib.util.find_spec("backprop_explain.partials") is not None
 
     spec = spec_from_dict(network(label))
     times = {}
