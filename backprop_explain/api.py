@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .spec import NetworkSpec, load_spec, spec_from_dict
+from .spec import NetworkSpec, as_spec, load_spec, spec_from_dict  # noqa: F401 (the API)
 
 if TYPE_CHECKING:
     from .derivation import Solution
@@ -20,15 +20,6 @@ def __getattr__(name):
         from . import fastpath
         return getattr(fastpath, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def as_spec(spec) -> NetworkSpec:
-    """A NetworkSpec from a path, a dict (the TOML/JSON structure) or a NetworkSpec."""
-    if isinstance(spec, NetworkSpec):
-        return spec
-    if isinstance(spec, dict):
-        return spec_from_dict(spec)
-    return load_spec(spec)
 
 
 def solve(spec, steps: int | None = None, epochs: int | None = None,

@@ -26,7 +26,7 @@ import mpmath
 import sympy as sp
 
 from .errors import DomainError
-from .graph import TARGET, Graph, Node
+from .nodes import TARGET, Graph, Node
 from .partials import dummy, shape_partial
 
 PRECISION = 40  # decimal digits for evaluation; results are returned as float64
