@@ -19,7 +19,8 @@ import pytest
 import sympy as sp
 
 from backprop_explain.derivation import leaf_values
-from backprop_explain.graph import TARGET, build_graph
+from backprop_explain.graph import build_graph
+from backprop_explain.nodes import TARGET
 from backprop_explain.numeric import PRECISION, NumericGraph, canonical_shape
 from backprop_explain.spec import load_spec, spec_from_dict
 
