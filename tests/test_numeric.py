@@ -182,23 +182,22 @@ def test_examples_match_lambdify():
         check_against_lambdify(load_spec(path))
 
 
-def symbolic_specs():
-    specs = [load_spec(p) for p in sorted(EXAMPLES.glob("*.toml"))
+SYMBOLIC = ([("example", p.stem) for p in sorted(EXAMPLES.glob("*.toml"))
              if not p.name.startswith("sheet_") and not p.stem.endswith("_answers")]
-    specs += [spec_from_dict(random_mlp(seed)) for seed in range(6)]
-    specs += [spec_from_dict(random_cnn(seed)) for seed in range(6)]
-    return specs
+            + [("mlp", seed) for seed in range(6)] + [("cnn", seed) for seed in range(6)])
 
 
-def test_symbolic_partials_are_sympy_diff_itself():
+@pytest.mark.parametrize("source,which", SYMBOLIC, ids=[f"{s}-{w}" for s, w in SYMBOLIC])
+def test_symbolic_partials_are_sympy_diff_itself(source, which):
     """Graph.local_partial (derived once per shape, names put back) is structurally the
     expression sympy.diff gives: same tree, so the same LaTeX in every document."""
-    for spec in symbolic_specs():
-        graph = build_graph(spec)
-        for child, parent in edges(graph):
-            fast = graph.local_partial(child, parent)
-            plain = sp.diff(graph.nodes[child].expr, graph.symbol(parent))
-            assert sp.srepr(fast) == sp.srepr(plain), (spec.title, child, parent)
+    spec = (load_spec(EXAMPLES / f"{which}.toml") if source == "example" else
+            spec_from_dict(random_mlp(which) if source == "mlp" else random_cnn(which)))
+    graph = build_graph(spec)
+    for child, parent in edges(graph):
+        fast = graph.local_partial(child, parent)
+        plain = sp.diff(graph.nodes[child].expr, graph.symbol(parent))
+        assert sp.srepr(fast) == sp.srepr(plain), (child, parent)
 
 
 def test_nodes_of_one_kind_share_one_shape():
