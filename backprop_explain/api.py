@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .derivation import Solution
-from .fastpath import FastNetwork, FastResult, compile_network, evaluate  # numbers only, batched
 from .spec import NetworkSpec, as_spec, load_spec, spec_from_dict  # noqa: F401 (the API)
+
+if TYPE_CHECKING:
+    from .derivation import Solution
+
+_FAST_PATH = ("FastNetwork", "FastResult", "compile_network", "evaluate")  # numbers only, batched
+
+
+def __getattr__(name):
+    """The fast path's API (fastpath.py), imported when first used: NumPy loads only then."""
+    if name in _FAST_PATH:
+        from . import fastpath
+        return getattr(fastpath, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def solve(spec, steps: int | None = None, epochs: int | None = None,

@@ -30,6 +30,7 @@ from .keys import adjoint_key, local_key, updated_key
 from .losses import LOSSES
 from .nodes import ACTIVATION, INPUT, LOSS, LOSS_TERM, PARAMETER, TARGET
 from .optimizers import OPTIMIZERS
+from .partials import dummy, rename
 from .spec import NetworkSpec
 
 STATUSES = ("correct", "wrong", "consistent", "unknown_key")
@@ -312,8 +313,11 @@ class Catalog:
     def _function(self, expr: sp.Expr, deps: list[str]):
         cache_key = (expr, tuple(deps))
         if cache_key not in self._functions:
-            self._functions[cache_key] = sp.lambdify([sp.Symbol(d) for d in deps], expr,
-                                                     modules="math")
+            # identifiers first, in the keys' order, the arrangement kept: lambdify would
+            # rewrite the whole expression once per key that is not one (dE/dw_{1,1})
+            plain = [dummy(k) for k in range(len(deps))]
+            named = rename(expr, {sp.Symbol(d): v for d, v in zip(deps, plain)})
+            self._functions[cache_key] = sp.lambdify(plain, named, modules="math")
         return self._functions[cache_key]
 
     def _evaluate_one(self, quantity: Quantity, values: dict, formula=None) -> float | None:
