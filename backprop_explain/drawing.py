@@ -225,6 +225,7 @@ def tex_pieces(tex: str, math: bool = True) -> tuple[tuple[str, str], ...]:
     return tuple((position, text) for position, text in pieces)
 
 
+@lru_cache(maxsize=4096)
 def name_label(name: str) -> Label:
     return Label(name, tex_pieces(name))
 
@@ -428,37 +429,29 @@ class Diagram:
 # Free space: what a new label must keep clear of
 
 
-def segments_hit_boxes(segments: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """Whether segment n meets box k, (K, N): segments (K, N, 4) as x1, y1, x2, y2 in each
-    box's frame, boxes (K, 4) as x0, y0, x1, y1 (Liang–Barsky clipping)."""
-    sx, sy = segments[..., 0], segments[..., 1]
-    dx, dy = segments[..., 2] - sx, segments[..., 3] - sy
-    x0, y0, x1, y1 = (boxes[:, k, None] for k in range(4))
-    low, high = np.zeros(sx.shape), np.ones(sx.shape)
-    inside = np.ones(sx.shape, bool)
-    for p, q in ((-dx, sx - x0), (dx, x1 - sx), (-dy, sy - y0), (dy, y1 - sy)):
-        parallel = p == 0
-        inside &= ~(parallel & (q < 0))
-        r = q / np.where(parallel, 1.0, p)
-        low = np.where(~parallel & (p < 0), np.maximum(low, r), low)
-        high = np.where(~parallel & (p > 0), np.minimum(high, r), high)
-    return inside & (low <= high)
+def segments_hit_box(ax, ay, bx, by, box) -> np.ndarray:
+    """Whether each segment (a, b) meets the box x0, y0, x1, y1: their extents meet and
+    the box's corners are not all on one side of the segment's line."""
+    x0, y0, x1, y1 = box
+    meet = ((np.minimum(ax, bx) < x1) & (np.maximum(ax, bx) > x0)
+            & (np.minimum(ay, by) < y1) & (np.maximum(ay, by) > y0))
+    dx, dy = bx - ax, by - ay
+    sides = [dx * (y - ay) - dy * (x - ax) for x, y in ((x0, y0), (x1, y0), (x1, y1), (x0, y1))]
+    above = (sides[0] > 0) & (sides[1] > 0) & (sides[2] > 0) & (sides[3] > 0)
+    below = (sides[0] < 0) & (sides[1] < 0) & (sides[2] < 0) & (sides[3] < 0)
+    return meet & ~above & ~below
 
 
-def quads_hit_boxes(quads: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """Whether quadrilateral q meets box k, (K, Q): convex quads (K, Q, 4, 2) in each box's
-    frame, boxes (K, 4); separating axes: the box's two, each quadrilateral's two."""
-    xs, ys = quads[..., 0], quads[..., 1]
-    x0, y0, x1, y1 = (boxes[:, k, None] for k in range(4))
-    apart = ((xs.max(-1) <= x0) | (xs.min(-1) >= x1) | (ys.max(-1) <= y0)
-             | (ys.min(-1) >= y1))
-    corners = np.stack([np.stack([boxes[:, a], boxes[:, b]], -1)
-                        for a, b in ((0, 1), (2, 1), (2, 3), (0, 3))], 1)  # (K, 4, 2)
+def quads_hit_box(xs, ys, box) -> np.ndarray:
+    """Whether each convex quadrilateral (corners xs, ys: (..., 4)) meets the box
+    x0, y0, x1, y1; separating axes: the box's two, each quadrilateral's two."""
+    x0, y0, x1, y1 = box
+    apart = (xs.max(-1) <= x0) | (xs.min(-1) >= x1) | (ys.max(-1) <= y0) | (ys.min(-1) >= y1)
+    box_x, box_y = np.array([x0, x1, x1, x0]), np.array([y0, y0, y1, y1])
     for k in (0, 1):
-        edge = quads[..., k + 1, :] - quads[..., k, :]  # (K, Q, 2)
-        normal = np.stack([-edge[..., 1], edge[..., 0]], -1)
-        mine = np.einsum("kqij,kqj->kqi", quads, normal)
-        theirs = np.einsum("kij,kqj->kqi", corners, normal)
+        nx, ny = -(ys[..., k + 1] - ys[..., k]), xs[..., k + 1] - xs[..., k]  # a side's normal
+        mine = xs * nx[..., None] + ys * ny[..., None]
+        theirs = box_x * nx[..., None] + box_y * ny[..., None]
         apart |= (mine.max(-1) <= theirs.min(-1)) | (theirs.max(-1) <= mine.min(-1))
     return ~apart
 
@@ -483,6 +476,7 @@ class Places:
         return Text(float(x), float(baseline) + CENTRE * t.pt * PT, t.label, t.anchor, t.pt,
                     t.background, round(math.degrees(self.angles[k]), 6))
 
+    @cached_property
     def corners(self) -> np.ndarray:
         """(K, 4, 2): each place's box corners."""
         x0, y0, x1, y1 = self.box
@@ -516,13 +510,16 @@ class FreeSpace:
     boxes of the texts and cells already placed. A weight's own edge may pass under it;
     a weight placed (its box owned by its edge) may be taken away again."""
 
+    BATCH = 6  # places tried at once: the first free one is usually among the first
+
     def __init__(self):
         self._segments: list[tuple] = []
         self._segment_owners: list[int] = []
         self._circles: list[tuple] = []
         self._quads: list[list] = []
         self._quad_owners: list[int] = []
-        self._arrays = None
+        self._lines_and_circles = None  # arrays, built when first needed
+        self._boxes = None
 
     def add_line(self, line: Line, owner: int = -1) -> None:
         """The line's stroke belongs to ``owner``; its arrowhead to nobody (no label may
@@ -530,85 +527,112 @@ class FreeSpace:
         for k, segment in enumerate(line.segments()):
             self._segments.append(segment)
             self._segment_owners.append(owner if k == 0 else -1)
-        self._arrays = None
+        self._lines_and_circles = None
 
     def add_circle(self, circle: Circle) -> None:
         self._circles.append((circle.x, circle.y, circle.r))
-        self._arrays = None
+        self._lines_and_circles = None
 
     def add_box(self, box) -> None:
         x0, y0, x1, y1 = box
         self._quads.append([(x0, y0), (x1, y0), (x1, y1), (x0, y1)])
         self._quad_owners.append(-1)
-        self._arrays = None
+        self._boxes = None
 
     def add_text(self, text: Text, owner: int = -1) -> None:
         self._quads.append(text.corners())
         self._quad_owners.append(owner)
-        self._arrays = None
+        self._boxes = None
 
     def remove(self, owner: int) -> None:
         """Take away the box of the weight of edge ``owner``."""
         k = self._quad_owners.index(owner)
         del self._quads[k], self._quad_owners[k]
-        self._arrays = None
+        self._boxes = None
 
-    def _prepared(self):
-        if self._arrays is None:
+    def _arrays(self):
+        if self._lines_and_circles is None:
             segments = np.array(self._segments, float).reshape(-1, 2, 2)
             circles = np.array(self._circles, float).reshape(-1, 3)
+            self._lines_and_circles = (
+                segments, np.array(self._segment_owners, int), _extents(segments), circles,
+                np.concatenate([circles[:, :2] - circles[:, 2:], circles[:, :2] + circles[:, 2:]],
+                               1))
+        if self._boxes is None:
             quads = np.array(self._quads, float).reshape(-1, 4, 2)
-            circle_extents = np.concatenate([circles[:, :2] - circles[:, 2:],
-                                             circles[:, :2] + circles[:, 2:]], 1)
-            self._arrays = (segments, np.array(self._segment_owners, int), circles, quads,
-                            np.array(self._quad_owners, int),
-                            (_extents(segments), circle_extents, _extents(quads)))
-        return self._arrays
+            upright = (quads[:, 0, 1] == quads[:, 1, 1]) & (quads[:, 1, 0] == quads[:, 2, 0])
+            self._boxes = (quads, np.array(self._quad_owners, int), _extents(quads), upright)
+        return self._lines_and_circles + self._boxes
+
+    def first_clear(self, places: Places, own: int = -2) -> int | None:
+        """The first place where the label's box (with its margin) meets nothing but line
+        ``own``, or None."""
+        for start in range(0, len(places), self.BATCH):
+            batch = range(start, min(start + self.BATCH, len(places)))
+            hits = self._hits(places, batch, own, True)[0]
+            if not hits.all():
+                return start + int(np.argmin(hits))
+        return None
 
     def clear(self, places: Places, own: int = -2, weights: bool = True) -> np.ndarray:
-        """For each place, whether the label's box (with its margin) meets nothing there
-        (but line ``own``; and but the weights placed, unless ``weights``)."""
-        return ~self._hits(places, own, weights)[0]
+        """For each place, whether the label's box meets nothing there (but line ``own``;
+        and but the weights placed, unless ``weights``)."""
+        return ~self._hits(places, range(len(places)), own, weights)[0]
 
     def blockers(self, places: Places, own: int) -> list[int]:
         """The edges whose weights are in the way of the first place (nothing else is)."""
-        return self._hits(places, own, True)[1]
+        return self._hits(places, range(1), own, True, blockers=True)[1]
 
-    def _hits(self, places: Places, own: int, weights: bool):
-        segments, segment_owners, circles, quads, quad_owners, extents = self._prepared()
+    def _hits(self, places: Places, which: range, own: int, weights: bool,
+              blockers: bool = False):
+        (segments, segment_owners, segment_extents, circles, circle_extents, quads,
+         quad_owners, quad_extents, upright) = self._arrays()
+        pivots = places.pivots[which.start:which.stop]
+        angles = places.angles[which.start:which.stop]
+        count = len(pivots)
         # only what lies near the places: their extent against each obstacle's
-        corners = places.corners().reshape(-1, 2)
+        corners = places.corners[which.start:which.stop].reshape(-1, 2)
         low, high = corners.min(0), corners.max(0)
-        near = [((e[:, :2] <= high) & (e[:, 2:] >= low)).all(1) for e in extents]
-        if not weights:
-            near[2] &= quad_owners < 0
-        segments, segment_owners = segments[near[0]], segment_owners[near[0]]
-        circles, quads, quad_owners = circles[near[1]], quads[near[2]], quad_owners[near[2]]
-        count = len(places)
-        boxes = np.broadcast_to(places.box, (count, 4))
-        pivots = places.pivots[:, None, :]
-        cos, sin = np.cos(places.angles)[:, None], np.sin(places.angles)[:, None]
 
-        def local(points):  # (N, 2) → (K, N, 2) in each place's frame (pivot at 0, line along x)
-            shifted = points[None, :, :] - pivots
-            x, y = shifted[..., 0], shifted[..., 1]
-            return np.stack([x * cos + y * sin, -x * sin + y * cos], -1)
+        def near(extents):
+            return ((extents[:, :2] <= high) & (extents[:, 2:] >= low)).all(1)
+
+        box = places.box
+        level = not angles.any()
+        cos, sin = np.cos(angles)[:, None], np.sin(angles)[:, None]
+
+        def local(xs, ys):  # (N,) → (K, N) each, in each place's frame (pivot at 0)
+            xs, ys = xs[None, :] - pivots[:, 0:1], ys[None, :] - pivots[:, 1:2]
+            return (xs, ys) if level else (xs * cos + ys * sin, -xs * sin + ys * cos)
 
         hit = np.zeros(count, bool)
         blocking: list[int] = []
-        if len(quads):
-            inside = local(quads.reshape(-1, 2)).reshape(count, -1, 4, 2)
-            meets = quads_hit_boxes(inside, boxes)
+        chosen = near(quad_extents) & ((quad_owners < 0) | weights)
+        if level and not blockers:  # upright boxes against level places: their extents
+            boxes = quad_extents[chosen & upright]
+            x0, y0 = pivots[:, 0:1] + box[0], pivots[:, 1:2] + box[1]
+            x1, y1 = pivots[:, 0:1] + box[2], pivots[:, 1:2] + box[3]
+            hit |= ((boxes[:, 0] < x1) & (boxes[:, 2] > x0) & (boxes[:, 1] < y1)
+                    & (boxes[:, 3] > y0)).any(1)
+            chosen &= ~upright
+        if chosen.any():
+            mine = quads[chosen]
+            qx, qy = local(mine[:, :, 0].ravel(), mine[:, :, 1].ravel())
+            meets = quads_hit_box(qx.reshape(count, -1, 4), qy.reshape(count, -1, 4), box)
             hit |= meets.any(1)
-            blocking = sorted(set(quad_owners[meets[0]].tolist()))
-        if len(circles):
-            centres = local(circles[:, :2])
-            nearest = np.clip(centres, boxes[:, None, :2], boxes[:, None, 2:])
-            distance = np.hypot(*(centres - nearest).transpose(2, 0, 1))
-            hit |= (distance < circles[None, :, 2]).any(1)
-        if len(segments):
-            ends = local(segments.reshape(-1, 2)).reshape(count, -1, 4)
-            hit |= (segments_hit_boxes(ends, boxes) & (segment_owners != own)[None, :]).any(1)
+            if blockers:
+                blocking = sorted(set(quad_owners[chosen][meets[0]].tolist()))
+        chosen = near(circle_extents)
+        if chosen.any():
+            cx, cy = local(circles[chosen, 0], circles[chosen, 1])
+            dx, dy = cx - np.clip(cx, box[0], box[2]), cy - np.clip(cy, box[1], box[3])
+            hit |= (np.hypot(dx, dy) < circles[chosen, 2][None, :]).any(1)
+        chosen = near(segment_extents) & (segment_owners != own)
+        if chosen.any():
+            ends = segments[chosen]
+            ax, ay = local(ends[:, 0, 0], ends[:, 0, 1])
+            bx, by = local(ends[:, 1, 0], ends[:, 1, 1])
+            hit |= segments_hit_box(ax, ay, bx, by, box).any(1)
         return hit, blocking
 
 
@@ -863,9 +887,9 @@ class Sketch:
                    for owner, (k, line, label) in enumerate(edges) if label is not None}
         placed_at: dict[int, Text] = {}
         for owner in sorted(options):
-            clear = free.clear(options[owner], owner)
-            if clear.any():
-                placed_at[owner] = options[owner].text(int(np.argmax(clear)))
+            first = free.first_clear(options[owner], owner)
+            if first is not None:
+                placed_at[owner] = options[owner].text(first)
                 free.add_text(placed_at[owner], owner)
             elif not _push(free, options, placed_at, owner):
                 crowded.add(edges[owner][0])
@@ -917,10 +941,10 @@ def _push(free: FreeSpace, options: dict[int, Places], placed_at: dict[int, Text
         other = blockers[0]
         free.remove(other)
         free.add_text(text, owner)
-        clear = free.clear(options[other], other)
-        if clear.any():
+        first = free.first_clear(options[other], other)
+        if first is not None:
             placed_at[owner] = text
-            placed_at[other] = options[other].text(int(np.argmax(clear)))
+            placed_at[other] = options[other].text(first)
             free.add_text(placed_at[other], other)
             return True
         free.remove(owner)
@@ -971,9 +995,9 @@ def _place_note(diagram: Diagram, free: FreeSpace, circle: Circle, label: Label)
     places = Places.centred(label, [(circle.x + shift, circle.y + circle.r + lift + half)
                                     for lift in (0.1, 0.18, 0.26, 0.34)
                                     for shift in (0.0, 0.15, -0.15, 0.3, -0.3)], 0.0)
-    clear = free.clear(places)
-    if clear.any():
-        _fixed(diagram, free, places.text(int(np.argmax(clear))))
+    first = free.first_clear(places)
+    if first is not None:
+        _fixed(diagram, free, places.text(first))
         return True
     return False
 
