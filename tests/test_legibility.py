@@ -18,10 +18,11 @@ import pytest
 
 from backprop_explain import api
 from backprop_explain.diagram import diagram_for, figure_for, network_diagram, render_diagram
-from backprop_explain.drawing import (PAGE_WIDTH, PX_PER_CM, Circle, Diagram, Line, Text, caption_label,
-                                      name_label, number_label)
+from backprop_explain.drawing import (PAGE_WIDTH, PX_PER_CM, Circle, Diagram, Line, Sketch, Text,
+                                      caption_label, name_label, number_label)
 from backprop_explain.errors import SpecError
 from backprop_explain.notation import NumberFormat
+from backprop_explain.templating import extra_phrases
 from legibility import from_svg, from_tikz, problems, random_mlp, random_sizes
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -114,6 +115,26 @@ def test_crowded_weights_turn_along_their_edges_or_the_columns_move_apart():
     course = network_diagram(api.as_spec(str(EXAMPLES / "mlp_3_2_2_cross_entropy.toml")))
     assert sorted({round(c.x, 6) for c in course.circles})[1] == pytest.approx(3.8)
     assert all(t.angle == 0 for t in course.texts)  # the course's figure: level weights
+
+
+def test_a_new_kind_draws_through_the_sketch_alone():
+    """What a kind such as batch norm would draw: a column joined one to one, without
+    weights, a label above each unit; laid out and legible like the rest."""
+    spec = api.as_spec(str(EXAMPLES / "mlp_3_2_2_cross_entropy.toml"))
+    values = dict(spec.parameters)
+    values.update(zip(spec.input_names, spec.examples[0].inputs))
+    sketch = Sketch(spec, values, NumberFormat(3), extra_phrases("en")["diagram"])
+    spec.layers[0].draw(sketch)
+    column = sketch.neurons([r"\hat{h}_1", r"\hat{h}_2"])
+    for j in range(2):
+        column.connect(j, j)
+        column.above(j, caption_label("γ = 1, β = 0"))
+    sketch.targets(["v_1", "v_2"], [1.0, 0.0])
+    diagram = sketch.finish()
+    assert [c.label.text for c in diagram.circles][-2:] == ["h\u03021", "h\u03022"]
+    for fmt, read in (("svg", from_svg), ("tex", from_tikz)):
+        found = problems(read(render_diagram(diagram, fmt)))
+        assert found == {"overlaps": [], "crossings": [], "outside": []}, (fmt, found)
 
 
 def test_a_cnn_wider_than_the_page_puts_its_neurons_under_its_grids():
