@@ -148,6 +148,59 @@ def from_torch(model, inputs, targets, loss, optimizer=None, learning_rate=None,
 
 
 # ---------------------------------------------------------------------------
+# A model from the user's file (the command import-torch)
+
+FACTORY_KEYS = ("model", "inputs", "targets", "loss", "optimizer")
+
+
+def run_factory(reference: str) -> dict:
+    """Run FILE.py (the one file named, as ``python FILE.py`` would, but as a module) and
+    call its FACTORY: {"model": …} and what else it returns (inputs, targets, loss,
+    optimizer), from a model, a tuple in that order, or a dict with those keys."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+    file, _, factory = reference.rpartition(":")
+    if not file or not factory.isidentifier():
+        raise SpecError(reference, "", "FILE.py:FACTORY (a Python file and the name of the "
+                                       "function in it that builds the model)")
+    path = Path(file)
+    if not path.is_file():
+        raise SpecError(file, "", "a Python file that exists")
+    torch = torch_module()
+    spec = importlib.util.spec_from_file_location(f"_backprop_explain_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(path.resolve().parent))  # its own imports, as python FILE.py
+    try:
+        spec.loader.exec_module(module)
+        if not callable(getattr(module, factory, None)):
+            defined = [n for n, v in vars(module).items() if callable(v) and not n.startswith("_")
+                       and getattr(v, "__module__", None) == module.__name__]
+            raise SpecError(file, factory, f"a function named {factory} (the file defines "
+                                           f"{', '.join(defined) or 'none'})")
+        built = getattr(module, factory)()
+    except SpecError:
+        raise
+    except BaseException as err:  # the user's code: its error on one line, no traceback
+        if isinstance(err, KeyboardInterrupt):
+            raise
+        raise SpecError(file, "", f"a file and a {factory} that run ({type(err).__name__}: "
+                                  f"{(str(err).splitlines() or [''])[0]})") from None
+    finally:
+        sys.path.remove(str(path.resolve().parent))
+    if isinstance(built, torch.nn.Module):
+        return {"model": built}
+    if isinstance(built, (tuple, list)) and built and len(built) <= len(FACTORY_KEYS):
+        built = dict(zip(FACTORY_KEYS, built))
+    if not isinstance(built, dict) or not isinstance(built.get("model"), torch.nn.Module) \
+            or set(built) - set(FACTORY_KEYS):
+        raise SpecError(file, factory, "a function returning a torch.nn.Module, a tuple "
+                                       "(model, inputs, targets[, loss[, optimizer]]) or a "
+                                       "dict with those keys")
+    return {k: v for k, v in built.items() if v is not None}
+
+
+# ---------------------------------------------------------------------------
 # Running the model once
 
 
@@ -485,4 +538,5 @@ def _name(data: dict, reads: list[Read], names, vector_inputs: bool, top: Place)
         data["loss"]["names"] = copy.deepcopy(names["loss"])
 
 
-__all__ = ["from_torch", "plain_values", "supported_modules", "torch_module", "NAMING_SCHEMES"]
+__all__ = ["from_torch", "plain_values", "run_factory", "supported_modules", "torch_module",
+           "NAMING_SCHEMES"]

@@ -34,7 +34,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "backprop_explain"
 STAGE_MODULES = {
     "__init__", "api", "answers", "cli", "derivation", "diagram", "document",
     "document_training", "fastpath", "graph", "jsonout", "moodle", "output", "pdf", "sheet",
-    "sheet_spec", "spec", "spec_toml", "torch_export", "torch_import", "training", "verify",
+    "notebook", "sheet_spec", "spec", "spec_toml", "torch_export", "torch_import", "training",
+    "verify",
 }
 LOW_MODULES = {"drawing", "errors", "keys", "nodes", "notation", "templating", "validate"}
 REGISTRIES = {"activations", "losses", "optimizers"}  # one entry per name: names allowed
