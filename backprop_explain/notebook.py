@@ -30,6 +30,19 @@ def _as(cls, data):
     return cls(**{f.name: getattr(data, f.name) for f in dataclasses.fields(data)})
 
 
+class Shown:
+    """Equal to the plain data it shows (a dataclass compares its own class only)."""
+
+    def __eq__(self, other):
+        base = type(self).__mro__[2]  # the data class: Network(Shown, NetworkSpec)
+        if not isinstance(other, base):
+            return NotImplemented
+        return all(getattr(self, f.name) == getattr(other, f.name)
+                   for f in dataclasses.fields(base) if f.compare)
+
+    __hash__ = None
+
+
 class Markdown(str):
     """Markdown text that Jupyter renders."""
 
@@ -37,7 +50,7 @@ class Markdown(str):
         return str(self)
 
 
-class Network(NetworkSpec):
+class Network(Shown, NetworkSpec):
     """A spec that shows its network (the diagram of the worked solution)."""
 
     @classmethod
@@ -64,7 +77,7 @@ def describe(spec: NetworkSpec) -> str:
             f"{len(spec.examples)} example{'s' if len(spec.examples) > 1 else ''}")
 
 
-class LossHistory(TrainingRun):
+class LossHistory(Shown, TrainingRun):
     """A training run that shows its loss chart."""
 
     def __repr__(self) -> str:
@@ -76,7 +89,7 @@ class LossHistory(TrainingRun):
         return loss_history_svg(self)
 
 
-class WorkedSolution(Solution):
+class WorkedSolution(Shown, Solution):
     """A solution that shows its worked solution."""
 
     @classmethod
@@ -114,7 +127,7 @@ class WorkedSolution(Solution):
         return text.split("\\begin{document}", 1)[-1].rsplit("\\end{document}", 1)[0].strip()
 
 
-class Report(Verification):
+class Report(Shown, Verification):
     """A verification that shows its report."""
 
     def __repr__(self) -> str:
@@ -123,7 +136,11 @@ class Report(Verification):
 
     def report(self, format: str = "md", lang: str = "en") -> str:
         """The report as the command prints it: text, md or json."""
-        from .verify import render_verification
+        from .verify import REPORT_FORMATS, render_verification
+        if format not in REPORT_FORMATS or lang not in ("en", "fr"):
+            raise ValueError(f"format: one of {', '.join(REPORT_FORMATS)}, got {format!r}"
+                             if format not in REPORT_FORMATS else
+                             f"lang: one of en, fr, got {lang!r}")
         return render_verification(self, format, lang)
 
     def _repr_markdown_(self) -> str:

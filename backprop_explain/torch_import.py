@@ -141,9 +141,10 @@ def from_torch(model, inputs, targets, loss, optimizer=None, learning_rate=None,
     data["training"] = _training(optimizer, learning_rate, momentum, spec_reduction, top,
                                  steps=steps, epochs=epochs, batch_size=batch_size)
     _name(data, reads, names, x.dim() == 2, top)
-    spec = _spec(data, reads, source)
+    loss_label = f"loss (nn.{type(loss).__name__})" if criterion else "loss"
+    spec = _spec(data, reads, source, loss_label)
     if _share_and_freeze(data, reads, spec):
-        spec = _spec(data, reads, source)
+        spec = _spec(data, reads, source, loss_label)
     return spec
 
 
@@ -367,15 +368,15 @@ def _read_parameters(read: Read, trainable: set | None) -> None:
                                                    or id(parameter) in trainable)))
 
 
-def _spec(data: dict, reads: list[Read], source: str) -> NetworkSpec:
-    """The spec of the document; a layer's error also names the module it was read from."""
+def _spec(data: dict, reads: list[Read], source: str, loss_label: str) -> NetworkSpec:
+    """The spec of the document; an error also names the module it was read from."""
     try:
         return spec_from_dict(copy.deepcopy(data), source)
     except SpecError as err:
-        for k, read in enumerate(reads):
-            if err.place == f"layers[{k}]" or str(err.place).startswith(f"layers[{k}]."):
-                raise SpecError(source, f"{read.call.label} read as {err.place}",
-                                err.expected) from None
+        labels = [(f"layers[{k}]", read.call.label) for k, read in enumerate(reads)]
+        for place, label in labels + [("loss", loss_label)]:
+            if err.place == place or str(err.place).startswith((place + ".", place + "[")):
+                raise SpecError(source, f"{label} read as {err.place}", err.expected) from None
         raise
 
 
