@@ -434,6 +434,12 @@ def test_import_torch_command_writes_the_course_example(tmp_path):
         "Rétropropagation sur le réseau 3-2-2 du cours", "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert load_spec(out) == dataclasses.replace(load_spec(COURSE), source=str(out))
+    # the example file's factory returns the loss and the optimizer too
+    result = CliRunner().invoke(main, [
+        "import-torch", f"{ROOT / 'examples' / 'course_mynet.py'}:course", "--names", "course",
+        "--title", "Rétropropagation sur le réseau 3-2-2 du cours"])
+    assert result.exit_code == 0, result.output
+    assert spec_from_dict(tomllib.loads(result.output), str(COURSE)) == load_spec(COURSE)
 
 
 # ---------------------------------------------------------------------------
