@@ -75,7 +75,8 @@ def torch_script(spec, source: str | None = None) -> str:
     inputs = [np.reshape(e.inputs, spec.input_shape).tolist() for e in spec.examples]
     return environment().get_template("torch_script.py.j2").render({
         "title": " ".join(str(spec.title or spec.source).split()),
-        "source": " ".join(str(source or spec.source).split()),
+        "source": " ".join(str(source or spec.source).split()).replace("<spec>", "SPEC")
+                  .replace("<stdin>", "SPEC"),
         "blocks": blocks, "forward": forward, "setup": setup, "loads": loads,
         "parametrized": any(line.startswith("parametrize.") for line in setup),
         "freeze": _frozen(spec, tensors),
@@ -85,6 +86,7 @@ def torch_script(spec, source: str | None = None) -> str:
         "parameters": [(repr(name), path, repr(index)) for name, (path, index) in where.items()],
         "loss": repr(spec.loss.total_name), "outputs": repr(list(spec.output_names)),
         "training": is_training(spec), "steps": len(schedule),
+        "verifiable": len(spec.examples) == 1,  # verify checks one example's calculation
         "epochs": schedule[-1][0], "batch_size": spec.batch_size or len(spec.examples),
         "stops_early": len(schedule) != schedule[-1][0] * per_epoch,
     }).rstrip("\n") + "\n"

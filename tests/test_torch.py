@@ -378,39 +378,11 @@ def test_a_tensor_partly_frozen_reads_with_its_names_listed():
 # The course's network, typed into the course's MyNet (float32, as PyTorch makes it)
 
 
-COURSE_MODEL = """
-import torch
-import torch.nn as nn
-
-
-class MyNet(nn.Module):
-    def __init__(self):
-        super(MyNet, self).__init__()
-        self.fc1 = nn.Sequential(nn.Linear(3, 2), nn.Sigmoid())
-        self.fc2 = nn.Sequential(nn.Linear(2, 2), nn.Sigmoid())
-
-    def forward(self, x):
-        x = self.fc1(x)
-        x = self.fc2(x)
-        return x
+COURSE_FILE = ROOT / "examples" / "course_mynet.py"  # the course's MyNet, the slides' weights
 
 
 def course_model():
-    model = MyNet()
-    with torch.no_grad():
-        model.fc1[0].weight.copy_(torch.tensor([[0.1, 2, 0.5], [0.3, -0.4, -0.5]]))
-        model.fc1[0].bias.copy_(torch.tensor([0.2, -0.3]))
-        model.fc2[0].weight.copy_(torch.tensor([[0.1, 1], [-0.3, -0.2]]))
-        model.fc2[0].bias.copy_(torch.tensor([1.4, -1]))
-    return model
-
-
-def make():
-    return course_model(), [[0.15, 0.25, -0.5]], [[1, 0]]
-"""
-course_model = {}
-exec(COURSE_MODEL, course_model)
-course_model = course_model["course_model"]
+    return runpy.run_path(str(COURSE_FILE))["course"]()[0]
 
 
 def test_the_course_mynet_reads_as_the_course_example():
@@ -426,7 +398,9 @@ def test_the_course_mynet_reads_as_the_course_example():
 
 
 def test_import_torch_command_writes_the_course_example(tmp_path):
-    (tmp_path / "course.py").write_text(COURSE_MODEL)
+    (tmp_path / "course.py").write_text(  # a factory returning the model alone, options
+        f"import runpy\n\n\ndef make():\n    model = runpy.run_path({str(COURSE_FILE)!r})"
+        f"['course']()[0]\n    return model, [[0.15, 0.25, -0.5]], [[1, 0]]\n")
     out = tmp_path / "new" / "net.toml"
     result = CliRunner().invoke(main, [
         "import-torch", f"{tmp_path / 'course.py'}:make", "--loss", "cross_entropy",
@@ -436,7 +410,7 @@ def test_import_torch_command_writes_the_course_example(tmp_path):
     assert load_spec(out) == dataclasses.replace(load_spec(COURSE), source=str(out))
     # the example file's factory returns the loss and the optimizer too
     result = CliRunner().invoke(main, [
-        "import-torch", f"{ROOT / 'examples' / 'course_mynet.py'}:course", "--names", "course",
+        "import-torch", f"{COURSE_FILE}:course", "--names", "course",
         "--title", "Rétropropagation sur le réseau 3-2-2 du cours"])
     assert result.exit_code == 0, result.output
     assert spec_from_dict(tomllib.loads(result.output), str(COURSE)) == load_spec(COURSE)
