@@ -67,10 +67,15 @@ def as_spec(spec) -> Network:
     return Network.of(_as_spec(spec))
 
 
-def to_toml(spec) -> str:
-    """The spec as a TOML spec file that reads back to the same spec."""
+def to_toml(spec, output=None) -> str:
+    """The spec as a TOML spec file that reads back to the same spec; with ``output``,
+    also written to that file."""
     from .spec_toml import to_toml as write
-    return write(as_spec(spec))
+    text = write(as_spec(spec))
+    if output is not None:
+        from .output import write_atomic
+        write_atomic(output, text)
+    return text
 
 
 # ---------------------------------------------------------------------------

@@ -206,11 +206,16 @@ def run_factory(reference: str) -> dict:
 
 
 def _tensor(torch, values, place: Place):
-    """A tensor of numbers as given: a tensor keeps its dtype, anything else is float64."""
+    """A tensor of numbers as given: a tensor or a NumPy array keeps its precision (and
+    an integer dtype: class indices), anything else is float64."""
     if isinstance(values, torch.Tensor):
         return values.detach().cpu()
     try:
-        return torch.from_numpy(np.asarray(values, dtype=np.float64))
+        array = np.asarray(values)
+        if not (isinstance(values, np.ndarray) and array.dtype.kind in "fiu"):
+            array = np.asarray(values, dtype=np.int64 if array.dtype.kind in "iu"
+                               else np.float64)
+        return torch.from_numpy(np.ascontiguousarray(array))
     except (TypeError, ValueError) as err:
         place.fail(f"a nested list, array or tensor of numbers ({err})")
 
@@ -426,10 +431,10 @@ def _examples(data: dict, x, t: list) -> None:
 
 def _targets(torch, targets, examples: int, outputs: int, criterion, place: Place) -> list:
     t = _tensor(torch, targets, place)
-    if criterion is not None and criterion.class_targets and not t.is_floating_point():
-        if t.dim() != 1 or len(t) != examples or (len(t) and not 0 <= int(t.min()) <= int(
-                t.max()) < outputs):
-            place.fail(f"{examples} class indices from 0 to {outputs - 1}, got {t.tolist()}")
+    if (criterion is not None and criterion.class_targets and not t.is_floating_point()
+            and t.dim() == 1 and len(t) == examples):  # class indices, one per example
+        if not 0 <= int(t.min()) <= int(t.max()) < outputs:
+            place.fail(f"class indices from 0 to {outputs - 1}, got {t.tolist()}")
         return torch.nn.functional.one_hot(t.long(), outputs).double().tolist()
     if t.dim() == 1 and examples == 1:
         t = t[None]

@@ -145,6 +145,32 @@ def test_criteria_and_targets_the_script_uses():
         assert line in conv
 
 
+def test_nothing_from_a_spec_runs_in_the_script(tmp_path):
+    """The title goes into a comment on one line, names into string literals."""
+    document = load_spec(COURSE).document
+    document = dict(document, title='x\nimport os; os.system("echo pwned")\r\n"""\\')
+    text = api.export_torch(document)
+    assert not [line for line in text.splitlines() if line.startswith("import os")]
+    assert text.splitlines()[0] == '# x import os; os.system("echo pwned") """\\'
+    assert "'wo_{1,1}': (model.fc2[0].weight, (0, 0))," in text
+    assert printed_numbers(run_script(text, tmp_path))["E_{tot}"] == pytest.approx(0.1348772)
+
+
+def test_inputs_and_targets_as_given():
+    """Lists are read in float64, float32 arrays as the decimals they hold; integer targets
+    of CrossEntropyLoss are class indices, one per example."""
+    model = nn.Sequential(nn.Linear(2, 2))
+    one = api.from_torch(model, np.array([[0.1, 0.2]], dtype=np.float32), [1, 0],
+                         loss="CrossEntropyLoss", learning_rate=0.1)
+    assert one.examples[0].inputs == [0.1, 0.2] and one.examples[0].targets == [1.0, 0.0]
+    two = api.from_torch(model, [[0.1, 0.2], [0.3, 0.4]], [1, 0], loss="CrossEntropyLoss",
+                         learning_rate=0.1)
+    assert [e.targets for e in two.examples] == [[0.0, 1.0], [1.0, 0.0]]
+    image = api.from_torch(nn.Sequential(nn.Flatten(), nn.Linear(4, 1)), [[[1, 2], [3, 4]]],
+                           [0.5], loss="MSELoss", learning_rate=0.1)
+    assert image.input_shape == (1, 2, 2) and image.examples[0].inputs == [1.0, 2.0, 3.0, 4.0]
+
+
 # ---------------------------------------------------------------------------
 # spec → PyTorch → spec
 
