@@ -17,18 +17,10 @@ from .spec import NetworkSpec, read_document
 from .spec import as_spec as _as_spec
 from .spec import load_spec as _load_spec
 from .spec import spec_from_dict as _spec_from_dict
+from .templating import LANGUAGES
+from .validate import allowed as choice
 
 FORMATS = ("md", "tex", "pdf", "json")
-LANGUAGES = ("en", "fr")
-REPORT_FORMATS = ("text", "md", "json")
-SHEET_FORMATS = ("md", "tex", "pdf", "moodle")
-
-
-def choice(name: str, value, allowed) -> str:
-    """``value`` if it is one of ``allowed``, else a ValueError naming them."""
-    if value not in allowed:
-        raise ValueError(f"{name}: one of {', '.join(map(str, allowed))}, got {value!r}")
-    return value
 
 
 def _digits(digits) -> int:
@@ -197,7 +189,7 @@ def sheet(template, output, variants: int = 1, seed: int = 0, format: str = "md"
           lang: str = "en", progress=None) -> list[Path]:
     """Exercise sheets, worked solutions and answers for ``variants`` random variants of
     a sheet template, written in the directory ``output`` (created); the paths written."""
-    from .sheet import write_sheets
+    from .sheet import FORMATS as SHEET_FORMATS, write_sheets
     return write_sheets(template, output, variants, seed, choice("format", format, SHEET_FORMATS),
                         choice("lang", lang, LANGUAGES), progress=progress)
 

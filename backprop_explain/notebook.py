@@ -20,6 +20,7 @@ from .activations import ACTIVATIONS
 from .derivation import Solution
 from .spec import NetworkSpec
 from .training import TrainingRun
+from .validate import allowed
 from .verify import Verification
 
 
@@ -136,12 +137,10 @@ class Report(Shown, Verification):
 
     def report(self, format: str = "md", lang: str = "en") -> str:
         """The report as the command prints it: text, md or json."""
+        from .templating import LANGUAGES
         from .verify import REPORT_FORMATS, render_verification
-        if format not in REPORT_FORMATS or lang not in ("en", "fr"):
-            raise ValueError(f"format: one of {', '.join(REPORT_FORMATS)}, got {format!r}"
-                             if format not in REPORT_FORMATS else
-                             f"lang: one of en, fr, got {lang!r}")
-        return render_verification(self, format, lang)
+        return render_verification(self, allowed("format", format, REPORT_FORMATS),
+                                   allowed("lang", lang, LANGUAGES))
 
     def _repr_markdown_(self) -> str:
         return self.report("md")

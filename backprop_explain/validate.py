@@ -192,6 +192,13 @@ def only(table: dict, allowed: set, place: Place):
             (place / key).fail(f"one of the keys {', '.join(sorted(allowed))}")
 
 
+def allowed(name: str, value, options):
+    """An argument of the Python API among ``options``, or a ValueError naming them."""
+    if value not in options:
+        raise ValueError(f"{name}: one of {', '.join(map(str, options))}, got {value!r}")
+    return value
+
+
 def only_defaults(settings, place: Place, **defaults) -> None:
     """Settings (of a torch module, or a dict: an optimizer's parameter group) that the spec
     knows only at their default value; a size given as one number stands for (n, n)."""
