@@ -5,7 +5,8 @@
   (loss, outputs, gradients, updated parameters, loss after, every step of a run);
 - spec → PyTorch → spec gives the same spec, for every example;
 - PyTorch → spec → explain gives PyTorch's own loss, gradients and SGD update, on random
-  MLPs and CNNs (every supported module, loss and reduction, momentum, ties, frozen);
+  MLPs and CNNs (every supported module, loss and reduction, momentum, ties, frozen), and
+  each of them, exported, prints the solution's numbers and reads back to the same spec;
 - the course's MyNet with the course's weights reads as examples/mlp_3_2_2_cross_entropy.toml;
 - what the spec or PyTorch cannot say is one line naming the module or the place.
 """
@@ -285,9 +286,10 @@ def torch_step(model, loss, x, t, optimizer):
 
 
 def compare_with_solution(spec, model, loss_value, gradients, after):
-    """Each spec gradient and update against PyTorch's, tensor by tensor."""
-    solution = api.solve(spec)
-    assert close(solution.loss, loss_value)
+    """Each spec gradient and update against PyTorch's, tensor by tensor; returns the
+    solution's numbers (the JSON output)."""
+    data = api.solution_data(spec)
+    assert close(data["loss"], loss_value)
     layers = [layer for layer in spec.layers if layer.torch_parameters]
     modules = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
     assert len(layers) == len(modules)
@@ -302,13 +304,25 @@ def compare_with_solution(spec, model, loss_value, gradients, after):
             for index in np.ndindex(tensor.shape):
                 name = np.array(names, dtype=object)[index]
                 if id(tensor) in gradients:
-                    assert close(solution.gradients[name], gradients[id(tensor)][index].item())
+                    assert close(data["gradients"][name], gradients[id(tensor)][index].item())
                 else:
                     assert name in spec.frozen
-                assert close(solution.parameters_after[name], after[id(tensor)][index].item())
+                assert close(data["updated"][name], after[id(tensor)][index].item())
                 checked += 1
     assert checked == sum(np.size(np.array(b, dtype=object)) for layer in layers
                           for b in layer.parameter_blocks().values() if b)
+    return data
+
+
+def check_export(spec, data: dict, tmp_path):
+    """The spec's PyTorch script prints the solution's numbers; its model reads back to
+    the same spec."""
+    printed = printed_numbers(run_script(api.export_torch(spec), tmp_path))
+    expected = expected_numbers(data, spec.output_names)
+    assert set(printed) == set(expected)
+    assert all(close(printed[k], v) for k, v in expected.items())
+    back = read_back(spec, runpy.run_path(str(tmp_path / "check.py"), run_name="check"))
+    assert back == dataclasses.replace(spec, source=back.source)
 
 
 CNN_SEEDS = 150  # the six drawn from here cover every module, padding, stride, bias or not
@@ -331,7 +345,7 @@ def test_the_random_networks_cover_every_module_read():
 
 
 @pytest.mark.parametrize("seed", range(8))
-def test_pytorch_mlps_read_into_specs_give_pytorchs_gradients(seed):
+def test_pytorch_mlps_read_into_specs_give_pytorchs_gradients(seed, tmp_path):
     rng = random.Random(seed)
     torch.manual_seed(seed)
     model, loss, n_in, examples = random_mlp(rng)
@@ -341,11 +355,12 @@ def test_pytorch_mlps_read_into_specs_give_pytorchs_gradients(seed):
     optimizer = torch.optim.SGD(model.parameters(), lr=rng.choice([0.1, 0.5]),
                                 momentum=rng.choice([0.0, 0.9]))
     spec = api.from_torch(model, x, t, loss=loss, optimizer=optimizer)
-    compare_with_solution(spec, model, *torch_step(model, loss, x, t, optimizer))
+    data = compare_with_solution(spec, model, *torch_step(model, loss, x, t, optimizer))
+    check_export(spec, data, tmp_path)
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_pytorch_cnns_read_into_specs_give_pytorchs_gradients(seed):
+def test_pytorch_cnns_read_into_specs_give_pytorchs_gradients(seed, tmp_path):
     rng = random.Random(CNN_SEEDS + seed)
     torch.manual_seed(seed)
     model, channels, size = random_cnn(rng)
@@ -354,7 +369,8 @@ def test_pytorch_cnns_read_into_specs_give_pytorchs_gradients(seed):
     loss = nn.CrossEntropyLoss()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.3)
     spec = api.from_torch(model, x, t, loss=loss, optimizer=optimizer)
-    compare_with_solution(spec, model, *torch_step(model, loss, x, t, optimizer))
+    data = compare_with_solution(spec, model, *torch_step(model, loss, x, t, optimizer))
+    check_export(spec, data, tmp_path)
 
 
 class Tied(nn.Module):
@@ -372,7 +388,7 @@ class Tied(nn.Module):
         return self.head(self.act(self.second(self.act(self.first(x)))))
 
 
-def test_tied_and_frozen_parameters_read_as_shared_and_frozen():
+def test_tied_and_frozen_parameters_read_as_shared_and_frozen(tmp_path):
     torch.manual_seed(3)
     model = Tied().double()
     model.head[0].bias.requires_grad_(False)
@@ -385,9 +401,10 @@ def test_tied_and_frozen_parameters_read_as_shared_and_frozen():
     assert head.frozen and spec.frozen == set(head.parameter_names())
     assert first.activation == second.activation == "tanh" and head.activation == "sigmoid"
     value, gradients, after = torch_step(model, nn.MSELoss(), x, t, optimizer)
-    compare_with_solution(spec, model, value, gradients, after)
+    data = compare_with_solution(spec, model, value, gradients, after)
     assert "model.fc2[0].weight = model.fc1[0].weight" in api.export_torch(spec)
     assert "model.fc3.requires_grad_(False)" in api.export_torch(spec)
+    check_export(spec, data, tmp_path)
 
 
 def test_a_tensor_partly_frozen_reads_with_its_names_listed():
