@@ -9,18 +9,35 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .derivation import Solution
-from .fastpath import FastNetwork, FastResult, compile_network, evaluate  # noqa: F401 (numbers only, batched)
-from .notebook import Markdown, Network, shown
-from .spec import NetworkSpec, read_document
+from .spec import NetworkSpec, read_document  # noqa: F401 (the API)
 from .spec import as_spec as _as_spec
 from .spec import load_spec as _load_spec
 from .spec import spec_from_dict as _spec_from_dict
 from .templating import LANGUAGES
 from .validate import allowed as choice
 
+if TYPE_CHECKING:
+    from .derivation import Solution
+    from .notebook import Network
+
 FORMATS = ("md", "tex", "pdf", "json")
+_FAST_PATH = ("FastNetwork", "FastResult", "compile_network", "evaluate")  # numbers only, batched
+
+
+def __getattr__(name):
+    """The fast path's API (fastpath.py), imported when first used: NumPy loads only then."""
+    if name in _FAST_PATH:
+        from . import fastpath
+        return getattr(fastpath, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _network(spec) -> "Network":
+    """The spec as a notebook.Network (it shows its diagram)."""
+    from .notebook import Network
+    return Network.of(spec)
 
 
 def _digits(digits) -> int:
@@ -38,25 +55,25 @@ def _format(format, fmt, allowed=FORMATS) -> str:
 # Specs
 
 
-def load_spec(path) -> Network:
+def load_spec(path) -> "Network":
     """Read a spec from a ``.toml`` or ``.json`` file."""
-    return Network.of(_load_spec(path))
+    return _network(_load_spec(path))
 
 
-def spec_from_dict(data: dict, source: str = "<spec>") -> Network:
+def spec_from_dict(data: dict, source: str = "<spec>") -> "Network":
     """Validate a spec given as a dict (the TOML/JSON structure)."""
-    return Network.of(_spec_from_dict(data, source))
+    return _network(_spec_from_dict(data, source))
 
 
-def spec_from_text(text: str, source: str = "<stdin>") -> Network:
+def spec_from_text(text: str, source: str = "<stdin>") -> "Network":
     """A spec from TOML or JSON text (JSON when it starts with ``{``), e.g. standard input."""
     fmt = "json" if text.lstrip().startswith("{") else "toml"
     return spec_from_dict(read_document(text, source, fmt), source)
 
 
-def as_spec(spec) -> Network:
+def as_spec(spec) -> "Network":
     """A spec from a path, a dict or a NetworkSpec."""
-    return Network.of(_as_spec(spec))
+    return _network(_as_spec(spec))
 
 
 def to_toml(spec, output=None) -> str:
@@ -81,8 +98,10 @@ def solve(spec, steps: int | None = None, epochs: int | None = None,
     ``steps``/``epochs``/``batch_size`` override the spec's training settings; with more
     than one step the first is derived on the first mini-batch and the whole run, computed
     by the fast path, is in ``solution.training`` (training.py)."""
+    from .notebook import WorkedSolution
     from .training import derive_training, with_schedule
-    return shown(derive_training(with_schedule(as_spec(spec), steps, epochs, batch_size)))
+    return WorkedSolution.of(derive_training(with_schedule(as_spec(spec), steps, epochs,
+                                                           batch_size)))
 
 
 def solution_data(spec) -> dict:
@@ -123,7 +142,10 @@ def explain(spec, format: str = "md", lang: str = "en", digits: int = 4,
                            decimal_comma=decimal_comma,
                            diagram=document_figure(solution.spec, format, lang, figure),
                            loss_figure=loss_figure)
-    return Markdown(text) if format == "md" else text
+    if format == "md":
+        from .notebook import Markdown
+        return Markdown(text)
+    return text
 
 
 def write_explanation(spec, output, format: str = "md", lang: str = "en", digits: int = 4,
@@ -176,7 +198,7 @@ def verify(spec, answers, rel: float | None = None, abs: float | None = None,
     say correct, wrong, consistent (error carried forward) or unknown_key, with a diagnosis;
     ``report(format, lang)`` is the command's report (a notebook shows it in Markdown)."""
     from .verify import verify_answers
-    return shown(verify_answers(spec, answers, rel=rel, abs=abs, round_to=round_to))
+    return verify_answers(spec, answers, rel=rel, abs=abs, round_to=round_to)
 
 
 def keys(spec, lang: str = "en") -> str:
@@ -201,11 +223,11 @@ def sheet(template, output, variants: int = 1, seed: int = 0, format: str = "md"
 def from_torch(model, inputs, targets, loss, optimizer=None, learning_rate=None,
                momentum: float = 0.0, reduction: str = "mean", names=None,
                title: str | None = None, steps: int | None = None, epochs: int | None = None,
-               batch_size: int | None = None, source: str | None = None) -> Network:
+               batch_size: int | None = None, source: str | None = None) -> "Network":
     """The spec of a PyTorch model with its current weights (torch_import.py)."""
     from .torch_import import from_torch as read
-    return Network.of(read(model, inputs, targets, loss, optimizer, learning_rate, momentum,
-                           reduction, names, title, steps, epochs, batch_size, source))
+    return _network(read(model, inputs, targets, loss, optimizer, learning_rate, momentum,
+                         reduction, names, title, steps, epochs, batch_size, source))
 
 
 def export_torch(spec, output=None) -> str:

@@ -8,8 +8,9 @@ IPython's display methods and a one-line repr instead of a dump of every field.
   ``markdown()``/``latex()`` take the language and the digits;
 - ``LossHistory`` (a training.TrainingRun, ``solution.training``): its loss chart (SVG);
 - ``Network`` (a spec.NetworkSpec): the network drawn (SVG);
-- ``Report`` (a verify.Verification): the verify report as Markdown;
 - ``Markdown`` (a str): ``api.explain``'s Markdown, rendered.
+
+(A verify.Verification shows its report itself: verify.py renders it.)
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ from .activations import ACTIVATIONS
 from .derivation import Solution
 from .spec import NetworkSpec
 from .training import TrainingRun
-from .validate import allowed
-from .verify import Verification
 
 
 def _as(cls, data):
@@ -126,30 +125,3 @@ class WorkedSolution(Shown, Solution):
         from .document import render_solution
         text = render_solution(self, "tex")
         return text.split("\\begin{document}", 1)[-1].rsplit("\\end{document}", 1)[0].strip()
-
-
-class Report(Shown, Verification):
-    """A verification that shows its report."""
-
-    def __repr__(self) -> str:
-        counts = ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in self.counts.items())
-        return f"<Verification of {len(self.checks)} answers: {counts}>"
-
-    def report(self, format: str = "md", lang: str = "en") -> str:
-        """The report as the command prints it: text, md or json."""
-        from .templating import LANGUAGES
-        from .verify import REPORT_FORMATS, render_verification
-        return render_verification(self, allowed("format", format, REPORT_FORMATS),
-                                   allowed("lang", lang, LANGUAGES))
-
-    def _repr_markdown_(self) -> str:
-        return self.report("md")
-
-
-def shown(result):
-    """A result of the API as its displayable subclass."""
-    for data, cls in ((Solution, WorkedSolution), (NetworkSpec, Network),
-                      (Verification, Report)):
-        if isinstance(result, data):
-            return cls.of(result) if hasattr(cls, "of") else _as(cls, result)
-    return result

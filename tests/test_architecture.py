@@ -33,11 +33,12 @@ PACKAGE = Path(__file__).resolve().parent.parent / "backprop_explain"
 # name a kind or an entry.
 STAGE_MODULES = {
     "__init__", "api", "answers", "cli", "derivation", "diagram", "document",
-    "document_training", "fastpath", "graph", "jsonout", "moodle", "output", "pdf", "sheet",
-    "notebook", "sheet_spec", "spec", "spec_toml", "torch_export", "torch_import", "training",
-    "verify",
+    "document_training", "fastpath", "graph", "jsonout", "moodle", "notebook", "numeric",
+    "output", "pdf", "sheet", "sheet_spec", "spec", "spec_toml", "torch_export", "torch_import",
+    "training", "verify",
 }
-LOW_MODULES = {"drawing", "errors", "keys", "nodes", "notation", "templating", "validate"}
+LOW_MODULES = {"drawing", "errors", "keys", "nodes", "notation", "partials", "templating",
+               "validate"}
 REGISTRIES = {"activations", "losses", "optimizers"}  # one entry per name: names allowed
 
 
