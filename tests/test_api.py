@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import tomllib
 from pathlib import Path
 
@@ -152,3 +153,15 @@ def test_sheet_ends_with_a_summary_of_what_it_wrote(tmp_path):
                              "network_1…3.svg, exercise_1…3.md, solution_1…3.md, exercises.md, "
                              "solutions.md, spec_1…3.json, answers.json\n")
     assert len(list((tmp_path / "s").iterdir())) == 15
+
+
+def test_import_torch_without_torch_is_one_line(tmp_path, monkeypatch):
+    """PyTorch is optional: reading a model without it says how to install it."""
+    (tmp_path / "net.py").write_text("def make():\n    return None\n")
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` raises ImportError
+    result = CliRunner().invoke(main, ["import-torch", f"{tmp_path / 'net.py'}:make",
+                                       "--inputs", "[[1]]", "--targets", "[[1]]"])
+    assert result.exit_code == 2
+    assert result.output == ("Error: PyTorch: the torch package to read a PyTorch model "
+                             "(pip install torch)\n")
+    assert "torch" in api.export_torch(COURSE)  # writing a script needs no torch
