@@ -25,7 +25,7 @@ from ..activations import ACTIVATIONS
 from ..nodes import PARAMETER, PRE_ACTIVATION
 from ..notation import Equation, broken_sum, primed
 from ..templating import fill
-from ..validate import expand_names, flatten_names, infer_shape, is_draw, only
+from ..validate import expand_names, flatten_names, infer_shape, is_draw, only, only_defaults
 from . import grid
 from .base import ActivatedLayer, Part, register, units_then_bias
 
@@ -50,6 +50,8 @@ class Conv2dLayer(ActivatedLayer):
     kind: str = "conv2d"
     frozen: bool = False
     fragment = "layers/conv2d.j2"
+    torch_classes = ("Conv2d",)
+    torch_parameters = {"filters": "weight", "biases": "bias"}
 
     @property
     def in_channels(self) -> int:
@@ -360,6 +362,28 @@ class Conv2dLayer(ActivatedLayer):
         if self.activation_names != self.pre_activation_names:
             blocks.append(("A", self.activation_names))
         return grid.after_part(doc, self, blocks, before, after)
+
+    # PyTorch -----------------------------------------------------------------
+    @classmethod
+    def torch_table(cls, module, place):
+        only_defaults(module, place, dilation=(1, 1), groups=1, padding_mode="zeros")
+        table = {"type": "conv2d", "out_channels": module.out_channels,
+                 "kernel": grid.spec_size(grid.torch_pair(module, "kernel_size", place)),
+                 "stride": grid.spec_size(grid.torch_pair(module, "stride", place)),
+                 "padding": grid.spec_size(grid.torch_pair(module, "padding", place))}
+        if module.bias is None:
+            table["biases"] = False
+        return table
+
+    def parameter_blocks(self):
+        return {"filters": self.filter_names, "biases": self.bias_names}
+
+    def torch_module(self):
+        sizes = grid.torch_sizes(kernel_size=self.kernel,
+                                 stride=self.stride if self.stride != (1, 1) else None,
+                                 padding=self.padding if self.padding != (0, 0) else None)
+        bias = "" if self.bias_names else ", bias=False"
+        return f"nn.Conv2d({self.in_channels}, {self.out_channels}{sizes}{bias})"
 
     # Diagram -----------------------------------------------------------------
     def draw(self, sketch):

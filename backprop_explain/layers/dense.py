@@ -44,6 +44,11 @@ class DenseLayer(ActivatedLayer):
     kind: str = "dense"
     frozen: bool = False
     fragment = "layers/dense.j2"
+    torch_classes = ("Linear",)
+    torch_parameters = {"weights": "weight", "biases": "bias"}
+    torch_block = "fc"
+    naming_schemes = {"course": {"weights": "w@_{#j,#i}", "biases": "b@_#j",
+                                 "pre_activations": "y_{@#j}", "activations": "out_{@#j}"}}
 
     # Spec stage --------------------------------------------------------------
     @classmethod
@@ -141,6 +146,20 @@ class DenseLayer(ActivatedLayer):
     def forward_part(self, doc, steps, values):
         return Part(self.fragment, "forward",
                     equations=[doc.forward_equation(step, values) for step in steps])
+
+    # PyTorch -----------------------------------------------------------------
+    @classmethod
+    def torch_table(cls, module, place):
+        if module.bias is None:
+            place.fail("a Linear with a bias (a dense layer has one; Linear(bias=False) "
+                       "has no spec equivalent)")
+        return {"type": "dense", "units": module.out_features}
+
+    def parameter_blocks(self):
+        return {"weights": self.weight_names, "biases": self.bias_names}
+
+    def torch_module(self):
+        return f"nn.Linear({len(self.weight_names[0])}, {self.units})"
 
     # Diagram -----------------------------------------------------------------
     def draw(self, sketch):
