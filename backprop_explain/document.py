@@ -111,12 +111,26 @@ class SolutionView:
         # layers shown as a whole (conv, pool: grids) rather than node by node, by index
         self.forms = {f.layer: f for f in solution.example.convolutions}
         self.grids = GridNotation(self) if self.forms else None
+        self._take_derivatives()
         self._inputs = {}
         names = list(self.spec.input_names)
         for layer in self.spec.layers:
             self._inputs[layer.index] = names
             names = layer.outputs(names)
         self.outputs = names  # what the loss reads
+
+    def _take_derivatives(self) -> None:
+        """Every derivative the document shows node by node, taken before any number is
+        put in: a substitution enters sympy.evaluate(False), which empties SymPy's cache,
+        and a derivative taken after that is several times slower (those of the cells of
+        a grid layer are not shown, and not taken)."""
+        nodes = self.graph.nodes
+        for section in self.solution.example.sections:
+            for step in section.steps:
+                for term in step.terms:
+                    for factor in term.factors:
+                        if factor.kind == "local" and nodes[factor.numerator].layer not in self.forms:
+                            factor.derivative  # noqa: B018 (cached on the factor)
 
     # Layers ---------------------------------------------------------------
     def inputs_of(self, layer) -> list[str]:

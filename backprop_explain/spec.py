@@ -10,6 +10,7 @@ checked against a small safe grammar (validate.py): a name can never run a TeX c
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import tomllib
@@ -70,8 +71,11 @@ class NetworkSpec:
     batch_size: int | None = None
     epochs: int | None = None
     optimizer: str = DEFAULT_OPTIMIZER  # how the parameters move (optimizers.py)
-    lang: str = "en"  # the language of its documents (the command line overrides it)
+    # the language of its documents (the command line overrides it): not the network
+    lang: str = field(default="en", compare=False)
     extra: dict = field(default_factory=dict)
+    # the document it was read from (a copy): spec_toml.py writes it back as a spec file
+    document: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def output_names(self) -> list[str]:
@@ -175,7 +179,7 @@ def spec_from_dict(data: dict, source: str = "<spec>") -> NetworkSpec:
     return NetworkSpec(
         source=source, title=title, input_names=input_names, input_shape=input_shape,
         layers=layers, loss=loss, parameters=params.values, examples=examples, lang=lang,
-        **settings)
+        **settings, document=copy.deepcopy(data))
 
 
 def _read_input_shape(inputs: dict, place: Place):
