@@ -8,7 +8,6 @@ with which digits, in whose letters.
 
 from __future__ import annotations
 
-import functools
 import random
 import re
 from pathlib import Path
@@ -17,18 +16,12 @@ import pytest
 from click.testing import CliRunner
 
 from backprop_explain import api
+from worked import EXAMPLES, solved
 from backprop_explain.cli import main
 from backprop_explain.document import COMPACT_ABOVE, default_detail, render_solution
 from backprop_explain.notation import DocumentSymbols, NumberFormat, name_base, significant
 
 COURSE = "examples/mlp_3_2_2_cross_entropy.toml"
-EXAMPLES = sorted(p for p in Path("examples").glob("*.toml")
-                  if p.name not in ("course_3_2_2_answers.toml", "sheet_mlp_3_2_2.toml"))
-
-
-@functools.lru_cache(maxsize=None)
-def _solved(spec: str):
-    return api.solve(spec)
 
 
 def explain(spec=COURSE, **options):
@@ -36,7 +29,7 @@ def explain(spec=COURSE, **options):
     long equation's rows joined back (a = b \\ &= c as a = b = c) so that the text can be
     searched whatever the line breaks."""
     options.setdefault("lang", "en")
-    solution = _solved(spec) if isinstance(spec, str) else api.solve(spec)
+    solution = solved(spec) if isinstance(spec, str) else api.solve(spec)
     return re.sub(r" \\\\\n &= ", " = ", render_solution(solution, "md", **options))
 
 

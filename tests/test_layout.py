@@ -14,11 +14,11 @@ import re
 import shutil
 import subprocess
 import tempfile
-from pathlib import Path
 
 import pytest
 
 from backprop_explain import api, pdf
+from worked import EXAMPLES, solved
 
 ENGINE = pdf.find_engine()
 needs_engine = pytest.mark.skipif(
@@ -27,20 +27,13 @@ needs_engine = pytest.mark.skipif(
 
 COURSE = "examples/mlp_3_2_2_cross_entropy.toml"
 CONV = "examples/conv_6x6_filter_3x3.toml"
-EXAMPLES = sorted(p for p in Path("examples").glob("*.toml")
-                  if p.name not in ("course_3_2_2_answers.toml", "sheet_mlp_3_2_2.toml"))
-
-
-@functools.lru_cache(maxsize=None)
-def _solved(spec: str):
-    return api.solve(spec)
 
 
 def latex(spec: str, lang: str, detail: str | None = None) -> str:
     """api.explain(spec, fmt="tex", …), each example derived once for the module."""
     from backprop_explain.diagram import document_figure
     from backprop_explain.document import render_solution
-    solution = _solved(spec)
+    solution = solved(spec)
     return render_solution(solution, "tex", lang, detail=detail,
                            diagram=document_figure(solution.spec, "tex", lang, None))
 
