@@ -161,7 +161,7 @@ class UpdateStep:
     gradient: float
     new: float
     frozen: bool
-    velocity: float | None = None
+    state: dict | None = None  # what the optimizer shows of its state (velocity, moments)
 
 
 @dataclass
@@ -360,7 +360,8 @@ def update_parameters(parameters, gradients, spec: NetworkSpec, state=None):
         frozen = name in spec.frozen
         shown = None
         if not frozen:
-            new[name], shown = optimizer.update(name, old, g, spec, state)
+            new[name], shown = optimizer.update(name, old, g, spec.learning_rate,
+                                                spec.optimizer_settings, state)
         steps.append(UpdateStep(name, updated_key(name), old, g, new[name], frozen, shown))
     return steps, new
 

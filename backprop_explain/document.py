@@ -61,6 +61,8 @@ class SolutionView:
         self.t = phrases(lang)
         self.n = numbers
         self.loss_name = self.spec.loss.total_name
+        self.optimizer = OPTIMIZERS[self.spec.optimizer]
+        self._written_in_full = False  # a tabular optimizer's update, written out once
         # layers shown as a whole (conv, pool: grids) rather than node by node, by index
         self.forms = {f.layer: f for f in solution.example.convolutions}
         self.grids = GridNotation(self) if self.forms else None
@@ -145,17 +147,54 @@ class SolutionView:
                          "" if single else (" + ".join(numbers) or "0"),
                          self.n.tex(step.value), step.frozen, len(step.terms))
 
-    def update(self, update: UpdateStep) -> Equation:
+    def update(self, update: UpdateStep) -> list[Equation]:
+        """One parameter's update written out (the optimizer's state first, if any)."""
         if update.frozen:
-            return Equation(primed(update.parameter), [update.parameter, self.n.tex(update.old)],
-                            note=self.t["backward"]["frozen"])
-        return Equation(primed(update.parameter), OPTIMIZERS[self.spec.optimizer].equation(
-            update, self.n, self.loss_name, self.n.tex(self.spec.learning_rate)))
+            return [Equation(primed(update.parameter), [update.parameter,
+                                                        self.n.tex(update.old)],
+                             note=self.t["backward"]["frozen"])]
+        return self.optimizer.equations(update, self.n, self.loss_name,
+                                        self.n.tex(self.spec.learning_rate),
+                                        self.spec.optimizer_settings)
+
+    def updates(self, updates: list[UpdateStep]) -> dict:
+        """A group of updates: every one written out, or, for an optimizer that keeps
+        several numbers per parameter (Adam), the first written out in full once in the
+        document, then a table of the group."""
+        rule = self.optimizer.rule(self.t, self.spec.optimizer_settings, self.n,
+                                   self.n.tex(self.spec.learning_rate))
+        if not self.optimizer.tabular:
+            return {"updates": [eq for u in updates for eq in self.update(u)],
+                    "update_table": None, "update_rule": rule}
+        equations = []
+        first = next((u for u in updates if not u.frozen), None)
+        if first is not None and not self._written_in_full:
+            self._written_in_full = True
+            equations = self.update(first)
+        else:
+            rule = []  # said with the update written in full
+        header, rows = self.optimizer.table(self.t, updates, self.n)
+        return {"updates": equations, "update_rule": rule,
+                "update_table": {"intro": self.t["optimizers"]["table"], "header": header,
+                                 "rows": rows, "columns": tuple(range(len(header)))}
+                if rows else None}
+
+    def section_updates(self, section) -> dict:
+        """The updates shown right after a layer's gradients (one example; with several,
+        they follow the combination of the examples' gradients: template block batch)."""
+        if len(self.solution.examples) != 1:
+            return {"updates": [], "update_table": None, "update_rule": []}
+        return self.updates(section.updates)
+
+    @property
+    def plain_update(self) -> bool:
+        """Whether every update is θ − η·∂E/∂θ (a layer may show its updates as grids)."""
+        return self.optimizer.plain(self.spec.optimizer_settings)
 
     def sections(self, example) -> list[dict]:
         """Each layer's backward section (a layer with parameters), as its kind shows it."""
-        return [dict(label=self.layer_label(section.layer),
-                     **self.spec.layers[section.layer - 1].section(self, section, example))
+        return [{"label": self.layer_label(section.layer), "update_table": None, "update_rule": []}
+                | self.spec.layers[section.layer - 1].section(self, section, example)
                 for section in example.sections]
 
     # Words ----------------------------------------------------------------
@@ -215,7 +254,7 @@ class SolutionView:
             "loss_name": self.loss_name,
             "loss_name_after": primed(self.loss_name),
             "several_examples": len(solution.examples) > 1,
-            "momentum": self.n.tex(spec.momentum) if spec.momentum else "",
+            "optimizer": self.optimizer.title,
             "forward": self.forward_layers(example.forward, forward_values),
             "loss": self.loss_equations(example.forward, forward_values),
             "sections": self.sections(example),

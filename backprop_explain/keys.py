@@ -15,3 +15,8 @@ def local_key(child: str, parent: str) -> str:
 
 def updated_key(name: str) -> str:
     return f"{name}'"
+
+
+def state_key(letter: str, name: str) -> str:
+    """A quantity an optimizer keeps for parameter ``name``: v_{w} (velocity), m_{w}, …"""
+    return f"{letter}_{{{name}}}"

@@ -65,16 +65,21 @@ class NetworkSpec:
     learning_rate: float
     examples: list[Example]
     reduction: str = "mean"  # how gradients of several examples combine
-    momentum: float = 0.0
     steps: int = 1
     batch_size: int | None = None
     epochs: int | None = None
     optimizer: str = DEFAULT_OPTIMIZER  # how the parameters move (optimizers.py)
+    optimizer_settings: dict = field(default_factory=dict)  # its settings (read by its entry)
     extra: dict = field(default_factory=dict)
 
     @property
     def output_names(self) -> list[str]:
         return self.layers[-1].activation_names
+
+    @property
+    def momentum(self) -> float:
+        """The optimizer's momentum μ, 0 when it has none."""
+        return self.optimizer_settings.get("momentum", 0.0)
 
 
 # ---------------------------------------------------------------------------
@@ -264,11 +269,14 @@ def _read_examples(data, top: Place, inputs: dict, shape, loss: LossSpec) -> lis
 
 
 def _read_training(raw: dict, place: Place, params: ParameterTable, layers, n_examples):
-    only(raw, {"learning_rate", "frozen", "momentum", "reduction", "steps", "batch_size",
-               "epochs", "optimizer"}, place)
-    if "learning_rate" not in raw:
+    optimizer = (place / "optimizer").choice(raw.get("optimizer", DEFAULT_OPTIMIZER),
+                                             tuple(OPTIMIZERS))
+    entry = OPTIMIZERS[optimizer]
+    only(raw, {"learning_rate", "frozen", "reduction", "steps", "batch_size", "epochs",
+               "optimizer"} | set(entry.defaults), place)
+    if "learning_rate" not in raw and entry.learning_rate is None:
         (place / "learning_rate").fail("the learning rate η (a positive number)")
-    lr = (place / "learning_rate").number(raw["learning_rate"])
+    lr = (place / "learning_rate").number(raw.get("learning_rate", entry.learning_rate))
     if lr <= 0:
         (place / "learning_rate").fail(f"a positive learning rate, got {lr}")
     frozen = set()
@@ -282,9 +290,6 @@ def _read_training(raw: dict, place: Place, params: ParameterTable, layers, n_ex
         if name not in params.values:
             (place / "frozen" / k).fail(f"the name of a parameter, got {describe(name)}")
         frozen.add(name)
-    momentum = (place / "momentum").number(raw.get("momentum", 0.0))
-    if not 0 <= momentum < 1:
-        (place / "momentum").fail(f"a momentum in [0, 1), got {momentum}")
     reduction = (place / "reduction").choice(raw.get("reduction", "mean"), ("mean", "sum"))
     steps = (place / "steps").integer(raw.get("steps", 1))
     batch = raw.get("batch_size")
@@ -293,10 +298,9 @@ def _read_training(raw: dict, place: Place, params: ParameterTable, layers, n_ex
     epochs = raw.get("epochs")
     if epochs is not None:
         epochs = (place / "epochs").integer(epochs)
-    optimizer = (place / "optimizer").choice(raw.get("optimizer", DEFAULT_OPTIMIZER),
-                                             tuple(OPTIMIZERS))
-    return dict(frozen=frozen, learning_rate=lr, momentum=momentum, reduction=reduction,
-                steps=steps, batch_size=batch, epochs=epochs, optimizer=optimizer)
+    return dict(frozen=frozen, learning_rate=lr, reduction=reduction, steps=steps,
+                batch_size=batch, epochs=epochs, optimizer=optimizer,
+                optimizer_settings=entry.read(raw, place))
 
 
 def _check_unique_names(input_names, layers, loss: LossSpec, params, top: Place):

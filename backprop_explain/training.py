@@ -41,7 +41,8 @@ class TrainingRun:
     steps: list[TrainingStep]
     batch_size: int
     epochs: int | None
-    momentum: float
+    optimizer: str  # the spec's (optimizers.py), with its settings
+    optimizer_settings: dict
     reduction: str
     loss_after: float  # on every example (mean or sum), after the last step
     n_examples: int
@@ -99,7 +100,7 @@ def train(spec: NetworkSpec, network: FastNetwork | None = None) -> TrainingRun:
     x = np.array([np.reshape(e.inputs, network.input_shape) for e in spec.examples])
     t = np.array([e.targets for e in spec.examples])
     parameters = dict(spec.parameters)
-    state: dict = {}  # the optimizer's, from step to step (momentum: the velocities)
+    state: dict = {}  # the optimizer's, from step to step (velocities, moments)
     steps = []
     for k, (epoch, indices) in enumerate(schedule):
         result = network.run(x[indices], t[indices], parameters, spec.reduction)
@@ -109,7 +110,8 @@ def train(spec: NetworkSpec, network: FastNetwork | None = None) -> TrainingRun:
                                   parameters))
     final = network.run(x, t, parameters, spec.reduction, gradients=False)
     return TrainingRun(steps, spec.batch_size or len(spec.examples), spec.epochs,
-                       spec.momentum, spec.reduction, float(final.loss), len(spec.examples))
+                       spec.optimizer, spec.optimizer_settings, spec.reduction,
+                       float(final.loss), len(spec.examples))
 
 
 def derive_training(spec: NetworkSpec) -> Solution:

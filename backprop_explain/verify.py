@@ -137,15 +137,33 @@ class Catalog:
             if graph.nodes[name].kind not in (TARGET, LOSS):
                 self.derivative(self.loss, name)
         lr = sp.Symbol(LEARNING_RATE)
+        optimizer = OPTIMIZERS[spec.optimizer]
         for update in self.solution.updates:
             theta = sp.Symbol(update.parameter)
+            meaning = ("update", {"name": update.parameter, "optimizer": optimizer.title})
             if update.frozen:
-                expr = theta
-            else:
-                expr = OPTIMIZERS[spec.optimizer].formula(
-                    theta, lr, sp.Symbol(adjoint_key(self.loss, update.parameter)))
-            self._add(Quantity(update.key, "update", ("update", {"name": update.parameter}),
-                               expr, self._deps(expr), update.new, node=update.parameter))
+                self._add(Quantity(update.key, "update", meaning, theta, [update.parameter],
+                                   update.new, node=update.parameter))
+                continue
+            # the optimizer's state first (velocity, moments), then θ' from it
+            steps = optimizer.first_step(update.parameter, theta, lr,
+                                         sp.Symbol(adjoint_key(self.loss, update.parameter)),
+                                         spec.optimizer_settings)
+            values = {}
+            for key, (phrase, words), expr in steps:
+                kind = "update" if key == update.key else "state"
+                if kind == "update":
+                    words = dict(words, optimizer=optimizer.title)
+                deps = self._deps(expr)
+                quantity = self._add(Quantity(key, kind, (phrase, words), expr, deps, 0.0,
+                                              node=update.parameter))
+                if kind == "update":
+                    quantity.value = update.new
+                else:
+                    quantity.value = self._evaluate_one(quantity, {
+                        d: values.get(d, self.quantities[d].value if d in self.quantities
+                                      else None) for d in deps})
+                values[key] = quantity.value
         after = {s.name: s.value for s in self.solution.forward_after[0]}
         for node in graph.nodes.values():
             if node.expr is not None:
@@ -298,12 +316,17 @@ class Catalog:
         """Keys in the order a worked solution shows them (forward, layer by layer back, after)."""
         keys = [k for k, q in self.quantities.items() if q.kind in (INPUT, TARGET, PARAMETER)]
         keys += [k for k, q in self.quantities.items() if q.kind == "forward"]
+        state: dict[str, list[str]] = {}  # an optimizer's state, before its update
+        for k, q in self.quantities.items():
+            if q.kind == "state":
+                state.setdefault(q.node, []).append(k)
         for section in self.solution.example.sections:
             for step in section.steps:
                 for term in step.terms:
                     keys += [f.key for f in term.factors]
                 keys.append(step.key)
-            keys += [u.key for u in section.updates]
+            for u in section.updates:
+                keys += state.get(u.parameter, []) + [u.key]
         keys += [k for k, q in self.quantities.items() if q.kind == "after"]
         keys += list(self.quantities)
         return list(dict.fromkeys(k for k in keys if k in self.quantities))
@@ -608,7 +631,7 @@ class _Judge:
                 if None in (old, g, lr):
                     continue
                 for code, values_of_slip, number in OPTIMIZERS[catalog.spec.optimizer].slips(
-                        theta, old, g, lr):
+                        theta, old, g, lr, catalog.spec.optimizer_settings):
                     yield Diagnosis(code, values_of_slip), number
         if quantity.kind in ("adjoint", "path") and quantity.pair[0] == catalog.loss:
             for values in self.bases():

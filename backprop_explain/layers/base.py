@@ -129,9 +129,7 @@ class Layer:
     def section(self, doc, section, example) -> dict:
         """Its backward section: chain-rule steps, parts, updates (node by node)."""
         return {"steps": [doc.chain(s, example.values) for s in section.steps], "parts": [],
-                # several examples: the updates follow their combination (template block batch)
-                "updates": ([doc.update(u) for u in section.updates]
-                            if len(doc.solution.examples) == 1 else [])}
+                **doc.section_updates(section)}
 
     def after_part(self, doc, before: dict, after: dict) -> Part | None:
         """What "After the update" shows of it beyond the table of values."""

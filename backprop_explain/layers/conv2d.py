@@ -258,7 +258,9 @@ class Conv2dLayer(ActivatedLayer):
         chain-rule sum and as one convolution, the bias, the input, the update."""
         return {"steps": [doc.chain(s, example.values) for s in grid.node_steps(doc, section)],
                 "parts": grid.arrival(doc, self, section, example) + [self._backward(doc)],
-                "updates": []}
+                # the filters' update as grids when it is θ − η·∂E/∂θ, else as any layer's
+                **({"updates": [], "update_table": None, "update_rule": []} if doc.plain_update
+                   else doc.section_updates(section))}
 
     def _backward(self, doc) -> Part:
         forms, g = doc.forms[self.index], doc.grids
@@ -283,7 +285,8 @@ class Conv2dLayer(ActivatedLayer):
                 f"{doc.n.tex(float(forms.bias_gradient[o]))}"
                 for o, name in enumerate(self.bias_names)]
         filter_chain, more_filters = self._filter_chain(doc, forms)
-        one_example = len(doc.solution.examples) == 1  # several: after their combination
+        # several examples: after their combination; not θ − η·∂E/∂θ: as any layer's
+        one_example = len(doc.solution.examples) == 1 and doc.plain_update
         return Part(self.fragment, "backward", through=through, filter_chain=filter_chain,
                     more_filters=more_filters, dilated=self.stride != (1, 1),
                     stride=grid.size(self.stride), convolutions=convolutions,
@@ -293,8 +296,9 @@ class Conv2dLayer(ActivatedLayer):
                     cropped=any(self.padding), padding=grid.size(self.padding),
                     rate=doc.n.tex(doc.spec.learning_rate) if one_example else "",
                     updates=self._updates(doc, forms) if one_example else [],
-                    bias_updates=[doc.update(self._update_of(doc, name))
-                                  for name in self.bias_names] if one_example else [])
+                    bias_updates=[eq for name in self.bias_names
+                                  for eq in doc.update(self._update_of(doc, name))]
+                    if one_example else [])
 
     @staticmethod
     def _update_of(doc, name: str):
