@@ -17,7 +17,7 @@ from .derivation import ChainStep, Factor, Solution, UpdateStep
 from .layers import grid
 from .layers.grid import GridNotation
 from .losses import LOSSES
-from .nodes import ACTIVATION, LOSS, LOSS_TERM
+from .nodes import ACTIVATION, EXAMPLE_LOSS, LOSS, LOSS_TERM
 from .notation import (Equation, NumberFormat, is_atomic, partial, primed, substituted, tex,
                        tex_around)
 from .optimizers import OPTIMIZERS
@@ -63,8 +63,11 @@ class SolutionView:
         self.loss_name = self.spec.loss.total_name
         self.optimizer = OPTIMIZERS[self.spec.optimizer]
         self._written_in_full = False  # a tabular optimizer's update, written out once
-        # layers shown as a whole (conv, pool: grids) rather than node by node, by index
-        self.forms = {f.layer: f for f in solution.example.convolutions}
+        # what layers show beyond the chain rule (derivation.layer_forms), by index; those
+        # shown as a whole (conv, pool: grids) rather than node by node: self.forms
+        self.layer_forms = {f.layer: f for f in solution.example.convolutions}
+        self.forms = {index: f for index, f in self.layer_forms.items()
+                      if self.spec.layers[index - 1].shows_grids}
         self.grids = GridNotation(self) if self.forms else None
         self._inputs = {}
         names = list(self.spec.input_names)
@@ -114,7 +117,8 @@ class SolutionView:
         return groups
 
     def loss_equations(self, steps, values) -> list[Equation]:
-        return [self.forward_equation(s, values) for s in steps if s.kind in (LOSS_TERM, LOSS)]
+        return [self.forward_equation(s, values) for s in steps
+                if s.kind in (LOSS_TERM, EXAMPLE_LOSS, LOSS)]
 
     # Backward pass ------------------------------------------------------
     def factor(self, factor: Factor, values) -> FactorView:
@@ -253,7 +257,11 @@ class SolutionView:
             "learning_rate": self.n.tex(spec.learning_rate),
             "loss_name": self.loss_name,
             "loss_name_after": primed(self.loss_name),
-            "several_examples": len(solution.examples) > 1,
+            "several_examples": len(spec.examples) > 1,
+            # one graph for the whole mini-batch (a layer couples its examples)
+            "batch_graph": fill(self.t["document"]["batch_graph"], count=len(spec.examples),
+                                reduction=self.t["document"][spec.reduction])
+            if self.graph.spans_batch else "",
             "optimizer": self.optimizer.title,
             "forward": self.forward_layers(example.forward, forward_values),
             "loss": self.loss_equations(example.forward, forward_values),

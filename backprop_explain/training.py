@@ -24,7 +24,7 @@ import numpy as np
 from .derivation import Solution, derive, update_parameters
 from .errors import SpecError
 from .fastpath import FastNetwork
-from .spec import NetworkSpec
+from .spec import NetworkSpec, smallest_batch_error
 
 
 @dataclass
@@ -46,6 +46,7 @@ class TrainingRun:
     reduction: str
     loss_after: float  # on every example (mean or sum), after the last step
     n_examples: int
+    buffers: dict = dataclasses.field(default_factory=dict)  # running statistics at the end
 
     @property
     def history(self) -> list[float]:
@@ -82,9 +83,14 @@ def batches(spec: NetworkSpec) -> list[tuple[int, list[int]]]:
                         "either steps or epochs (epochs sets the number of steps), not both")
     per_epoch = math.ceil(n / size)
     total = spec.epochs * per_epoch if spec.epochs is not None else spec.steps
-    return [(k // per_epoch + 1, list(range((k % per_epoch) * size,
-                                            min((k % per_epoch + 1) * size, n))))
-            for k in range(total)]
+    schedule = [(k // per_epoch + 1, list(range((k % per_epoch) * size,
+                                                min((k % per_epoch + 1) * size, n))))
+                for k in range(total)]
+    for _, indices in schedule[:per_epoch]:  # a layer may need several examples per batch
+        error = smallest_batch_error(spec.layers, len(indices))
+        if error:
+            raise SpecError(spec.source, "training.batch_size", error)
+    return schedule
 
 
 def is_training(spec: NetworkSpec) -> bool:
@@ -101,17 +107,20 @@ def train(spec: NetworkSpec, network: FastNetwork | None = None) -> TrainingRun:
     t = np.array([e.targets for e in spec.examples])
     parameters = dict(spec.parameters)
     state: dict = {}  # the optimizer's, from step to step (velocities, moments)
+    buffers = dict(spec.buffers)  # the layers' running statistics, from step to step
     steps = []
     for k, (epoch, indices) in enumerate(schedule):
-        result = network.run(x[indices], t[indices], parameters, spec.reduction)
+        result = network.run(x[indices], t[indices], parameters, spec.reduction,
+                             examples=indices, buffers=buffers)
+        buffers.update({name: float(value) for name, value in result.buffers.items()})
         gradients = {name: float(g) for name, g in result.gradients.items()}
         _, parameters = update_parameters(parameters, gradients, spec, state)
         steps.append(TrainingStep(k + 1, epoch, [i + 1 for i in indices], float(result.loss),
                                   parameters))
-    final = network.run(x, t, parameters, spec.reduction, gradients=False)
+    final = network.run(x, t, parameters, spec.reduction, gradients=False, buffers=buffers)
     return TrainingRun(steps, spec.batch_size or len(spec.examples), spec.epochs,
                        spec.optimizer, spec.optimizer_settings, spec.reduction,
-                       float(final.loss), len(spec.examples))
+                       float(final.loss), len(spec.examples), buffers)
 
 
 def derive_training(spec: NetworkSpec) -> Solution:

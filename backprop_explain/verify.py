@@ -28,7 +28,8 @@ from .derivation import derive
 from .errors import SpecError
 from .keys import adjoint_key, local_key, updated_key
 from .losses import LOSSES
-from .nodes import ACTIVATION, INPUT, LOSS, LOSS_TERM, PARAMETER, TARGET
+from .nodes import (ACTIVATION, GIVEN_KINDS, INPUT, LEAF_KINDS, LOSS, LOSS_TERM, PARAMETER,
+                    TARGET)
 from .optimizers import OPTIMIZERS
 from .spec import NetworkSpec
 
@@ -101,10 +102,10 @@ class Catalog:
     """Every quantity of the worked solution of one SGD step, by key, in dependency order."""
 
     def __init__(self, spec: NetworkSpec):
-        if len(spec.examples) != 1:
+        if len(spec.examples) != 1 and not spec.couples_examples:
             raise SpecError(spec.source, "examples",
                             "one training example to check a hand calculation against "
-                            f"(got {len(spec.examples)})")
+                            f"(got {len(spec.examples)})")  # unless one graph spans them
         self.spec = spec
         self.solution = derive(spec)
         self.graph = self.solution.graph
@@ -117,7 +118,7 @@ class Catalog:
         graph = self.graph
 
         for node in graph.nodes.values():
-            if node.kind in (INPUT, TARGET, PARAMETER):
+            if node.kind in LEAF_KINDS:
                 self._add(Quantity(node.name, node.kind, (node.kind, {"name": node.name}),
                                    None, [], values[node.name], node=node.name))
         self._add(Quantity(LEARNING_RATE, "constant", ("learning_rate", {}), None, [],
@@ -134,7 +135,7 @@ class Catalog:
                                expr, self._deps(expr), example.local_partials[key],
                                pair=(child, parent)))
         for name in reversed(list(graph.nodes)):
-            if graph.nodes[name].kind not in (TARGET, LOSS):
+            if graph.nodes[name].kind not in GIVEN_KINDS + (LOSS,):
                 self.derivative(self.loss, name)
         lr = sp.Symbol(LEARNING_RATE)
         optimizer = OPTIMIZERS[spec.optimizer]
@@ -164,6 +165,15 @@ class Catalog:
                         d: values.get(d, self.quantities[d].value if d in self.quantities
                                       else None) for d in deps})
                 values[key] = quantity.value
+        for name, value in self.solution.buffers.items():  # running statistics
+            if name not in self.quantities:
+                self._add(Quantity(name, "buffer", ("buffer", {"name": name}), None, [], value,
+                                   node=name))
+        for layer in spec.layers:
+            for name, expr in layer.buffer_updates(graph).items():
+                self._add(Quantity(updated_key(name), "buffer_update",
+                                   ("buffer_update", {"name": name}), expr, self._deps(expr),
+                                   self.solution.buffers_after[name], node=name))
         after = {s.name: s.value for s in self.solution.forward_after[0]}
         for node in graph.nodes.values():
             if node.expr is not None:
@@ -185,7 +195,7 @@ class Catalog:
     def _edges(self):
         for node in self.graph.nodes.values():
             for parent in node.parents:
-                if self.graph.nodes[parent].kind != TARGET:
+                if self.graph.nodes[parent].kind not in GIVEN_KINDS:
                     yield node.name, parent
 
     def _forward_meaning(self, node):
@@ -202,7 +212,7 @@ class Catalog:
 
     def _after_formula(self, node, expr: sp.Expr | None = None) -> sp.Expr:
         renamed = {self.graph.symbol(p): sp.Symbol(updated_key(p)) for p in node.parents
-                   if self.graph.nodes[p].kind not in (INPUT, TARGET)}
+                   if self.graph.nodes[p].kind not in (INPUT,) + GIVEN_KINDS}
         return (node.expr if expr is None else expr).xreplace(renamed)
 
     def descendants(self, name: str) -> set[str]:
@@ -217,7 +227,7 @@ class Catalog:
     def derivative(self, top: str, bottom: str) -> Quantity | None:
         """d{top}/d{bottom}: the local partial along an edge, else Σ over children (chain rule)."""
         graph = self.graph
-        if top == bottom or graph.nodes[bottom].kind == TARGET:
+        if top == bottom or graph.nodes[bottom].kind in GIVEN_KINDS:
             return None
         key = local_key(top, bottom)
         if key in self.quantities:
@@ -314,7 +324,8 @@ class Catalog:
 
     def order(self) -> list[str]:
         """Keys in the order a worked solution shows them (forward, layer by layer back, after)."""
-        keys = [k for k, q in self.quantities.items() if q.kind in (INPUT, TARGET, PARAMETER)]
+        keys = [k for k, q in self.quantities.items()
+                if q.kind in LEAF_KINDS and q.node is not None]  # the graph's leaves (not η)
         keys += [k for k, q in self.quantities.items() if q.kind == "forward"]
         state: dict[str, list[str]] = {}  # an optimizer's state, before its update
         for k, q in self.quantities.items():

@@ -32,6 +32,7 @@ from ..nodes import ACTIVATION
 from ..validate import flatten_names
 
 LAYER_KINDS: dict[str, type["Layer"]] = {}
+NODES_FRAGMENT = "layers/nodes.j2"  # quantities written one equation each
 
 
 def register(*types: str):
@@ -61,6 +62,18 @@ class Layer:
     out_shape: tuple  # the shape of what it computes: (units,) or (channels, rows, columns)
     frozen: bool = False
     fragment: str  # templates/layers/<module>.j2
+    shows_grids = False  # the document shows it as grids, from its forms (conv, pool)
+
+    @property
+    def couples_examples(self) -> bool:
+        """Whether its forward pass mixes the examples of a mini-batch (batch statistics):
+        the graph of a step then spans the whole mini-batch (graph.py)."""
+        return False
+
+    @property
+    def smallest_batch(self) -> int:
+        """The fewest examples a mini-batch may have (a batch variance needs two)."""
+        return 1
 
     # Spec stage --------------------------------------------------------------
     @classmethod
@@ -81,6 +94,30 @@ class Layer:
         """The names the next layer reads, given the names this one reads."""
         raise NotImplementedError
 
+    def check_examples(self, count: int, place) -> None:
+        """What depends on the number of examples, checked once they are read (``place``:
+        the layer's table): per-example data such as dropout masks."""
+
+    def constants(self) -> dict[str, float]:
+        """Given numbers its nodes read that are not learned (ε, the drop probability,
+        running statistics used in eval mode): leaves of kind CONSTANT, by name."""
+        return {}
+
+    def example_constants(self, k: int) -> dict[str, float]:
+        """Given numbers of example ``k`` (0-based) its nodes read (a dropout mask): leaves
+        of kind EXAMPLE_CONSTANT, by name."""
+        return {}
+
+    def buffers(self) -> dict[str, float]:
+        """Numbers it keeps from step to step, updated by a training step's forward pass
+        rather than by the optimizer (running statistics), by name, before the step."""
+        return {}
+
+    def buffer_updates(self, graph) -> dict:
+        """Each buffer after a training step, a SymPy expression of the graph's nodes and
+        of the buffers (derivation.py evaluates them; verify.py checks them)."""
+        return {}
+
     @classmethod
     def sheet_blocks(cls, raw: dict, in_shape: tuple, place):
         """({key: shape} of the blocks a sheet template may draw whole, the output shape),
@@ -91,6 +128,16 @@ class Layer:
     def build(self, graph, inputs: list[str]) -> list[str]:
         """Add the layer's nodes to ``graph``; returns the names the next layer reads."""
         raise NotImplementedError
+
+    def build_batch(self, graph, inputs: list[str], examples: list) -> list[str]:
+        """Its nodes in a graph spanning a mini-batch: ``examples`` are the per-example
+        views of ``graph`` (graph.ExampleView), which name each quantity after its example.
+        By default the layer builds each example's nodes on its own; a layer that couples
+        the examples adds nodes shared by them to ``graph`` itself."""
+        outputs = list(inputs)
+        for view in examples:
+            outputs = self.build(view, inputs)
+        return outputs
 
     # Fast path ---------------------------------------------------------------
     def fast_kernel(self, in_shape: tuple):
@@ -103,6 +150,11 @@ class Layer:
     def forms(self, spec, graph, example, inputs: list[str]):
         """What the worked solution shows of this layer beyond the chain rule, or None."""
         return None
+
+    def explains_inputs(self) -> bool:
+        """Whether its backward section derives ∂E/∂(its inputs) itself, node by node (a
+        layer whose gradient to its input is the point of its explanation)."""
+        return False
 
     # Document ----------------------------------------------------------------
     def words(self, doc) -> dict:
@@ -123,8 +175,11 @@ class Layer:
 
     def forward_part(self, doc, steps: list, values: dict) -> Part | None:
         """Its forward pass; ``steps`` its derivation.ForwardSteps (a kind with none joins
-        the group of the layer before)."""
-        return None
+        the group of the layer before). By default, equation by equation."""
+        if not steps:
+            return None
+        return Part(NODES_FRAGMENT, "forward",
+                    equations=[doc.forward_equation(step, values) for step in steps])
 
     def section(self, doc, section, example) -> dict:
         """Its backward section: chain-rule steps, parts, updates (node by node)."""

@@ -51,6 +51,7 @@ class Conv2dLayer(ActivatedLayer):
     kind: str = "conv2d"
     frozen: bool = False
     fragment = "layers/conv2d.j2"
+    shows_grids = True
 
     @property
     def in_channels(self) -> int:
@@ -183,7 +184,10 @@ class Conv2dLayer(ActivatedLayer):
 
     # Derivation --------------------------------------------------------------
     def forms(self, spec, graph, example, inputs):
-        """The gradients as convolutions, checked against the chain rule (below)."""
+        """The gradients as convolutions, checked against the chain rule (below); one
+        example's grids, so none in a graph spanning a mini-batch (shown node by node)."""
+        if graph.spans_batch:
+            return None
         return convolution_forms(spec, graph, example, self, inputs)
 
     # Document: grids ---------------------------------------------------------
@@ -196,6 +200,8 @@ class Conv2dLayer(ActivatedLayer):
 
     def network_part(self, doc):
         """The filters as grids and the biases."""
+        if self.index not in doc.forms:  # node by node: in the table of parameters
+            return None
         forms = doc.forms[self.index]
         biases = r",\quad ".join(f"{n} = {doc.n.tex(float(b))}"
                                  for n, b in zip(self.bias_names, forms.biases))
@@ -210,6 +216,8 @@ class Conv2dLayer(ActivatedLayer):
         return doc.grids.name("F", self.index, (o, self.out_channels), (c, self.in_channels))
 
     def forward_part(self, doc, steps, values):
+        if self.index not in doc.forms:
+            return super().forward_part(doc, steps, values)
         forms, g = doc.forms[self.index], doc.grids
         c_in, o_ch = self.in_channels, self.out_channels
         if any(self.padding):
@@ -251,11 +259,15 @@ class Conv2dLayer(ActivatedLayer):
 
     def gradient_source(self, doc):
         """The gradient of this layer's input is computed as a full convolution."""
+        if self.index not in doc.forms:
+            return None
         return Part(self.fragment, "from_next", label=doc.layer_label(self.index))
 
     def section(self, doc, section, example):
         """The gradient arriving at the feature maps, then the filters' gradients as a
         chain-rule sum and as one convolution, the bias, the input, the update."""
+        if self.index not in doc.forms:
+            return super().section(doc, section, example)
         return {"steps": [doc.chain(s, example.values) for s in grid.node_steps(doc, section)],
                 "parts": grid.arrival(doc, self, section, example) + [self._backward(doc)],
                 # the filters' update as grids when it is θ − η·∂E/∂θ, else as any layer's
@@ -361,6 +373,8 @@ class Conv2dLayer(ActivatedLayer):
         return updates
 
     def after_part(self, doc, before, after):
+        if self.index not in doc.forms:  # node by node: in the table of values
+            return None
         blocks = [("Z", self.pre_activation_names)]
         if self.activation_names != self.pre_activation_names:
             blocks.append(("A", self.activation_names))

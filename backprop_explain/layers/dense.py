@@ -20,7 +20,7 @@ from ..drawing import COLUMN_GAP, RADIUS, Circle, Text, column_ys, edge, name_la
 from ..nodes import PARAMETER, PRE_ACTIVATION
 from ..templating import fill
 from ..validate import expand_names, flatten_names, is_draw, only
-from .base import ActivatedLayer, Part, register, units_then_bias
+from .base import ActivatedLayer, register, units_then_bias
 
 # Default names (documented in the README): #l layer, #j unit, #i input of the unit.
 DEFAULT_NAMES = {
@@ -138,10 +138,6 @@ class DenseLayer(ActivatedLayer):
     def short_summary(self, network_words):
         return (f"{self.kind} ×{self.units}, "
                 f"{network_words['activations'][self.activation].split(' $')[0]}")
-
-    def forward_part(self, doc, steps, values):
-        return Part(self.fragment, "forward",
-                    equations=[doc.forward_equation(step, values) for step in steps])
 
     # Diagram -----------------------------------------------------------------
     def draw(self, sketch):
