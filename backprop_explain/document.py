@@ -284,8 +284,8 @@ class SolutionView:
 
 
 def _unit_index(node, graph) -> int:
-    siblings = [n for n in graph.nodes.values()
-                if n.kind == ACTIVATION and n.layer == node.layer]
+    siblings = [n for n in graph.nodes.values()  # of its own example in a batch graph
+                if n.kind == ACTIVATION and n.layer == node.layer and n.example == node.example]
     return siblings.index(node) + 1
 
 

@@ -253,7 +253,9 @@ class FastNetwork:
         layers, caches, a = [], [], x
         for kernel, p in zip(self.kernels, params):
             z, a, cache = kernel.forward(a, p)
-            layers.append({"pre_activation": z, "activation": a})
+            # a kernel may name more of its quantities (batch statistics), (V, B, …) each
+            more = kernel.more_values(cache) if hasattr(kernel, "more_values") else {}
+            layers.append({"pre_activation": z, "activation": a, **more})
             caches.append(cache)
         updated = {}
         for kernel, p, cache in zip(self.kernels, params, caches):

@@ -143,7 +143,12 @@ class Layer:
     def fast_kernel(self, in_shape: tuple):
         """An object with ``forward(x, p)`` → (z, a, cache), ``backward(x, p, delta,
         need_input_grad, cache)`` → (gradients by role, ∂L/∂x), ``names`` (role → array of
-        parameter names), ``value_names``, ``out_shape``, ``activation``, ``slope``."""
+        parameter names), ``value_names``, ``out_shape``, ``activation``, ``slope``; and,
+        when it has them, ``more_values(cache)`` (role → array (V, B, …) of quantities
+        beyond z and a, named in ``value_names``), ``buffer_names`` (role → array of buffer
+        names, read in ``p``) with ``updated_buffers(p, cache)`` (role → array after this
+        forward pass), ``example_arrays`` (role → array (examples, …), read in ``p`` for
+        the batch's examples)."""
         raise NotImplementedError
 
     # Derivation --------------------------------------------------------------
