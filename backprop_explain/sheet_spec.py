@@ -268,9 +268,11 @@ def expand_asks(asks: list[str], spec: NetworkSpec, place: Place) -> list[Questi
     out: dict[str, Question] = {}
 
     batch = spec.couples_examples and len(spec.examples) > 1  # one graph for the batch
+    shared = {loss} | set(spec.parameters) | {
+        n for layer in spec.layers for n in layer.batch_quantity_names()}
 
     def add(key, tex, group, name):
-        if batch and name != loss and name not in spec.parameters:  # example 1's copy
+        if batch and name not in shared:  # a per-example quantity: example 1's copy
             copy = example_name(name, 1)
             key = key.replace(name, copy, 1)
             tex = primed(copy) if tex == name + "'" else tex.replace(name, copy, 1)

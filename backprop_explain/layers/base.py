@@ -90,6 +90,11 @@ class Layer:
         """Every quantity it computes (a name may repeat)."""
         return []
 
+    def batch_quantity_names(self) -> list[str]:
+        """Those of its quantities computed once for a whole mini-batch (batch statistics),
+        which a graph spanning the mini-batch does not copy per example."""
+        return []
+
     def outputs(self, inputs: list[str]) -> list[str]:
         """The names the next layer reads, given the names this one reads."""
         raise NotImplementedError
