@@ -4,7 +4,8 @@ mini-batch forward pass through every layer kind, batch normalization and dropou
 included (batch normalization couples the examples, so the loss of a batch is computed
 in one pass; dropout applies each example's fixed mask as x · mask / (1 − p)).
 
-Like tests/reference.py (whose activations it uses) it imports nothing from the package: each function is the
+Like tests/reference.py (whose activations and losses it uses) it imports nothing from
+the package: each function is the
 textbook rule on arrays, so comparing the package with it checks the package, not a copy
 of itself.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from reference import activate
+from reference import activate, loss_value
 
 # ---------------------------------------------------------------------------
 # Optimizers: one step on a vector of parameters; ``state`` is carried between steps.
@@ -154,23 +155,6 @@ def network_outputs(spec, params: dict, inputs, indices=None):
     return x
 
 
-def _loss_terms(kind, out, t):
-    if kind == "half_squared_error":
-        return 0.5 * (out - t) ** 2
-    if kind == "squared_error":
-        return (out - t) ** 2
-    if kind == "mean_squared_error":
-        return (out - t) ** 2 / out.shape[-1]
-    if kind == "cross_entropy":
-        return -t * np.log(out)
-    if kind == "binary_cross_entropy":
-        return -(t * np.log(out) + (1 - t) * np.log(1 - out))
-    if kind == "softmax_cross_entropy":
-        shifted = out - out.max(axis=-1, keepdims=True)
-        return -t * (shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True)))
-    raise ValueError(kind)
-
-
 def network_loss(spec, params: dict, indices=None) -> float:
     """The loss of a mini-batch of the spec's examples (all of them by default), the mean
     or the sum of the examples' losses, the whole batch in one forward pass (batch
@@ -178,8 +162,8 @@ def network_loss(spec, params: dict, indices=None) -> float:
     indices = list(range(len(spec.examples))) if indices is None else list(indices)
     x = np.array([np.reshape(spec.examples[k].inputs, spec.input_shape) for k in indices])
     t = np.array([spec.examples[k].targets for k in indices])
-    per_example = _loss_terms(spec.loss.kind, network_outputs(spec, params, x, indices),
-                              t).sum(axis=-1)
+    outputs = network_outputs(spec, params, x, indices)
+    per_example = np.array([loss_value(spec.loss.kind, o, y) for o, y in zip(outputs, t)])
     return float(per_example.mean() if spec.reduction == "mean" else per_example.sum())
 
 
