@@ -257,3 +257,68 @@ def test_verify_checks_the_adam_state_and_names_a_forgotten_bias_correction():
     checks = verify(spec, [answer(r"\hat{m}_{w_1}", f"{wrong_hat:.8g}"),
                            answer("w_1'", f"{carried:.8g}")]).checks
     assert [c.status for c in checks] == ["wrong", "consistent"]
+
+
+@pytest.mark.parametrize("optimizer, settings", [("adamw", {}), ("sgd", {"momentum": 0.9,
+                                                                      "nesterov": True})])
+def test_twenty_steps_with_batchnorm_and_dropout_match_torch(optimizer, settings):
+    """The optimizers with the new layers: Linear → BatchNorm1d → ReLU → dropout (each
+    example's fixed mask) → Linear → softmax, γ frozen, mini-batches of two."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(4)
+    masks = rng.integers(0, 2, (4, 3)).tolist()
+    spec = spec_from_dict({
+        "inputs": {"size": 2},
+        "layers": [{"type": "dense", "weights": rng.uniform(-1, 1, (3, 2)).tolist(),
+                    "biases": [0.1, -0.1, 0.0]},
+                   {"type": "batchnorm", "activation": "relu", "gamma": [1.0, 0.7, 1.3],
+                    "names": {"gamma": "g_#j"}},
+                   {"type": "dropout", "p": 0.3, "mask": masks},
+                   {"type": "dense", "activation": "softmax",
+                    "weights": rng.uniform(-1, 1, (2, 3)).tolist(), "biases": [0.0, 0.2]}],
+        "loss": {"type": "cross_entropy"},
+        "examples": [{"inputs": rng.uniform(-1, 1, 2).tolist(), "targets": t}
+                     for t in ([1, 0], [0, 1], [0, 1], [1, 0])],
+        "training": {"optimizer": optimizer, "learning_rate": 0.05, "steps": 20,
+                     "batch_size": 2, "frozen": ["g_2"], **settings}})
+    run = train(spec)
+    # one tensor per named parameter, γ_2 left out of the optimizer (frozen)
+    tensors = {n: torch.tensor(v, dtype=torch.float64, requires_grad=True)
+               for n, v in spec.parameters.items()}
+    optimizer_ = torch_optimizer(torch, spec, [v for n, v in tensors.items()
+                                               if n not in spec.frozen])
+
+    def stacked(names):
+        return torch.stack([stacked(n) if isinstance(n, list) else tensors[n] for n in names])
+
+    first, norm, _, last = spec.layers
+    x = torch.tensor([e.inputs for e in spec.examples], dtype=torch.float64)
+    t = torch.tensor([e.targets for e in spec.examples], dtype=torch.float64)
+    m = torch.tensor(masks, dtype=torch.float64)
+    running_mean, running_var = torch.zeros(3, dtype=torch.float64), torch.ones(
+        3, dtype=torch.float64)
+    history = []
+    for _, rows in batches(spec):
+        optimizer_.zero_grad()
+        z = x[rows] @ stacked(first.weight_names).T + stacked(first.bias_names)
+        y = torch.nn.functional.batch_norm(z, running_mean, running_var,
+                                           stacked(norm.gamma_names), stacked(norm.beta_names),
+                                           training=True, momentum=0.1, eps=1e-5)
+        hidden = torch.relu(y) * m[rows] / (1 - 0.3)
+        out = torch.softmax(hidden @ stacked(last.weight_names).T + stacked(last.bias_names),
+                            -1)
+        loss = -(t[rows] * torch.log(out)).sum(-1).mean()
+        loss.backward()
+        optimizer_.step()
+        history.append(loss.item())
+    np.testing.assert_allclose(run.history, history, rtol=1e-11)
+    # the biases before batch normalization have a gradient of exactly 0 (the batch mean
+    # cancels them): rounding noise of 1e-17, which Adam divides by √v̂ + ε ≈ 1e-8
+    noise = 1e-9 if spec.optimizer != "sgd" else 1e-13
+    for name, tensor in tensors.items():
+        tolerance = noise if name in first.bias_names else 1e-13
+        assert run.parameters[name] == pytest.approx(tensor.item(), rel=1e-11,
+                                                     abs=tolerance), name
+    assert run.parameters["g_2"] == 0.7
+    np.testing.assert_allclose([run.buffers[n] for n in norm.running_var_names],
+                               running_var.numpy(), rtol=1e-11)
