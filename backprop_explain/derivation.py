@@ -9,6 +9,7 @@ already computed earlier in the solution.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import mpmath
 import sympy as sp
@@ -19,94 +20,9 @@ from .keys import adjoint_key, local_key, updated_key  # noqa: F401 (also read f
 from .keys import example_name
 from .nodes import (ACTIVATION, EXAMPLE_LOSS, GIVEN_KINDS, INPUT, LEAF_KINDS, LOSS, LOSS_TERM,
                     PRE_ACTIVATION, TARGET, Graph)
+from .numeric import PRECISION, NumericGraph
 from .optimizers import OPTIMIZERS
 from .spec import NetworkSpec
-
-_PRECISION = 40  # decimal digits for evaluation; results are returned as float64
-
-
-# ---------------------------------------------------------------------------
-# Numbers
-
-
-class NumericGraph:
-    """Compiled forward expressions and local partials of a graph, evaluated in mpmath."""
-
-    def __init__(self, graph: Graph):
-        self.graph = graph
-        self._forward = {}
-        self._partials = {}
-        for node in graph.nodes.values():
-            if node.expr is None:
-                continue
-            args = [graph.symbol(p) for p in node.parents]
-            self._forward[node.name] = sp.lambdify(args, node.expr, modules="mpmath")
-            for parent in node.parents:
-                if graph.nodes[parent].kind in GIVEN_KINDS:
-                    continue
-                partial = graph.local_partial(node.name, parent)
-                self._partials[(node.name, parent)] = (
-                    partial, sp.lambdify(args, partial, modules="mpmath"))
-
-    def forward(self, leaves: dict[str, float]) -> dict[str, float]:
-        values = dict(leaves)
-        with mpmath.workdps(_PRECISION):
-            exact = {k: mpmath.mpf(v) for k, v in leaves.items()}
-            for name, function in self._forward.items():
-                exact[name] = _evaluate(function, self.graph.nodes[name], exact)
-                values[name] = float(exact[name])
-        # partial_values() of these very values reuses the 40-digit ones: a sigmoid that
-        # rounds to 1.0 in float64 still has 1 - σ > 0 there.
-        self._last = (values, exact)
-        return values
-
-    def partial_values(self, values: dict[str, float]) -> dict[tuple[str, str], float]:
-        """Every local partial ∂child/∂parent at the given values (after forward())."""
-        out = {}
-        with mpmath.workdps(_PRECISION):
-            last = getattr(self, "_last", (None, None))
-            if last[0] is values:
-                exact = last[1]
-            else:
-                exact = {k: mpmath.mpf(v) for k, v in values.items()}
-            for (child, parent), (_, function) in self._partials.items():
-                out[(child, parent)] = float(
-                    _evaluate(function, self.graph.nodes[child], exact))
-        return out
-
-    def partial_expr(self, child: str, parent: str) -> sp.Expr:
-        return self._partials[(child, parent)][0]
-
-    def backward(self, partials: dict[tuple[str, str], float]) -> dict[str, float]:
-        """∂E/∂node for every node: one reverse sweep, summing over every child."""
-        graph = self.graph
-        adjoint = {name: 0.0 for name in graph.nodes}
-        adjoint[graph.loss.name] = 1.0
-        with mpmath.workdps(_PRECISION):
-            exact = {name: mpmath.mpf(0) for name in graph.nodes}
-            exact[graph.loss.name] = mpmath.mpf(1)
-            for name in reversed(list(graph.nodes)):
-                node = graph.nodes[name]
-                for parent in node.parents:
-                    if (name, parent) in partials:
-                        exact[parent] += exact[name] * partials[(name, parent)]
-            for name in graph.nodes:
-                adjoint[name] = float(exact[name])
-        return adjoint
-
-
-def _evaluate(function, node, env):
-    """A compiled expression at ``env``; no real finite value is a DomainError naming it."""
-    try:
-        value = function(*[env[p] for p in node.parents])
-    except (ZeroDivisionError, OverflowError, ValueError):
-        value = mpmath.nan
-    if isinstance(value, mpmath.mpc) or not mpmath.isfinite(value):
-        args = ", ".join(f"{p} = {float(mpmath.re(env[p])):.6g}" for p in node.parents
-                         if p in env)
-        raise DomainError(f"{node.name} = {sp.sstr(node.expr)} has no real finite value "
-                          f"at {args} (ln of a value <= 0, a division by 0, or an overflow)")
-    return value
 
 
 # ---------------------------------------------------------------------------
@@ -133,8 +49,16 @@ class Factor:
     denominator: str
     value: float
     already_computed: bool
-    derivative: sp.Expr | None = None  # symbolic local partial
     of_expr: sp.Expr | None = None  # the expression being differentiated (local)
+    graph: Graph | None = field(default=None, repr=False, compare=False)  # local
+
+    @cached_property
+    def derivative(self) -> sp.Expr | None:
+        """The symbolic local partial, derived when first read: a document shows some, the
+        numbers need none."""
+        if self.kind != "local":
+            return None
+        return self.graph.local_partial(self.numerator, self.denominator)
 
 
 @dataclass
@@ -261,9 +185,8 @@ def forward_steps(graph: Graph, values: dict[str, float]) -> list[ForwardStep]:
 class _ChainWriter:
     """Writes the chain-rule steps of one example, remembering what is already computed."""
 
-    def __init__(self, graph: Graph, numeric: NumericGraph, partials, adjoints):
+    def __init__(self, graph: Graph, partials, adjoints):
         self.graph = graph
-        self.numeric = numeric
         self.partials = partials
         self.adjoints = adjoints
         self.loss = graph.loss.name
@@ -273,8 +196,7 @@ class _ChainWriter:
     def local(self, child: str, parent: str) -> Factor:
         key = local_key(child, parent)
         factor = Factor("local", key, child, parent, self.partials[(child, parent)],
-                        key in self.shown, self.numeric.partial_expr(child, parent),
-                        self.graph.nodes[child].expr)
+                        key in self.shown, self.graph.nodes[child].expr, self.graph)
         self.shown.add(key)
         return factor
 
@@ -358,7 +280,7 @@ def derive_example(spec, graph, numeric, leaves: dict[str, float]) -> ExampleDer
     values = numeric.forward(leaves)
     partials = numeric.partial_values(values)
     adjoints = numeric.backward(partials)
-    writer = _ChainWriter(graph, numeric, partials, adjoints)
+    writer = _ChainWriter(graph, partials, adjoints)
     inputs_of, names = {}, list(spec.input_names)
     for layer in spec.layers:
         inputs_of[layer.index], names = names, layer.outputs(names)
@@ -408,7 +330,7 @@ def buffers_after(spec: NetworkSpec, graph: Graph, values: dict[str, float]) -> 
     env = dict(values)
     env.update(spec.buffers)
     out = {}
-    with mpmath.workdps(_PRECISION):
+    with mpmath.workdps(PRECISION):
         for layer in spec.layers:
             for name, expr in layer.buffer_updates(graph).items():
                 symbols = sorted(expr.free_symbols, key=lambda s: s.name)

@@ -4,9 +4,10 @@ An entry holds its settings in the spec's ``[training]`` table with PyTorch's de
 (``read``), the update rule (derivation.py for the worked step, training.py for every
 step of a run, sheet.py for the variants' answers), the first update as SymPy formulas of
 the parameter, the learning rate and the gradient, its state included (verify.py's
-catalogue), the slips a student makes in it (verify.py), and how a worked solution writes
-an update and the rule. ``OPTIMIZERS`` maps the spec's ``training.optimizer`` to the
-entry; the first is the default.
+catalogue), the slips a student makes in it (verify.py), how a worked solution writes an
+update and the rule, and its torch.optim class (torch_import.py, torch_export.py).
+``OPTIMIZERS`` maps the spec's ``training.optimizer`` to the entry; the first is the
+default.
 
 Every rule is torch.optim's, operation for operation (tests/test_optimizers.py runs both
 for 20 steps): ``sgd`` (momentum, dampening, Nesterov, weight decay), ``adam`` (bias-
@@ -24,6 +25,7 @@ import sympy as sp
 from .keys import state_key, updated_key
 from .notation import Equation, partial, primed, tex
 from .templating import fill
+from .validate import only_defaults
 
 OPTIMIZERS: dict[str, "Optimizer"] = {}
 
@@ -40,6 +42,7 @@ class Optimizer:
     defaults: dict  # its settings in [training] and PyTorch's default of each
     learning_rate: float | None = None  # PyTorch's default η; None: the spec must give it
     tabular = False  # a worked solution writes one update in full, then a table
+    torch_class: str  # its torch.optim class ("SGD")
 
     # Spec stage ------------------------------------------------------------
     def read(self, raw: dict, place) -> dict:
@@ -98,6 +101,24 @@ class Optimizer:
         """(header, rows) of the updates of a tabular optimizer (words: ``t``)."""
         raise NotImplementedError
 
+    # PyTorch ----------------------------------------------------------------
+    def torch_settings(self, group: dict, place) -> dict:
+        """The spec's [training] keys read from a torch.optim parameter group (the learning
+        rate and its settings); a setting the spec cannot express fails at ``place``."""
+        raise NotImplementedError
+
+    def torch_code(self, spec, parameters: str) -> str:
+        """The optimizer as PyTorch code, over ``parameters`` (code): the settings that
+        differ from PyTorch's defaults."""
+        given = "".join(f", {key}={_torch_value(value)}"  # the spec's names are PyTorch's
+                        for key, value in spec.optimizer_settings.items()
+                        if value != self.defaults[key])
+        return f"optim.{self.torch_class}({parameters}, lr={spec.learning_rate!r}{given})"
+
+
+def _torch_value(value) -> str:
+    return repr(tuple(value)) if isinstance(value, (list, tuple)) else repr(value)
+
 
 def _between(place, value, low: float, high: float, high_open: bool, what: str) -> float:
     number = place.number(value)
@@ -125,7 +146,14 @@ class SGD(Optimizer):
 
     name = "sgd"
     title = "SGD"
+    torch_class = "SGD"
     defaults = {"momentum": 0.0, "dampening": 0.0, "nesterov": False, "weight_decay": 0.0}
+
+    def torch_settings(self, group, place):
+        only_defaults(group, place, maximize=False)
+        return {"learning_rate": float(group["lr"]), "momentum": float(group["momentum"]),
+                "dampening": float(group["dampening"]), "nesterov": bool(group["nesterov"]),
+                "weight_decay": float(group["weight_decay"])}
 
     def read(self, raw, place):
         settings = {
@@ -254,10 +282,18 @@ class Adam(Optimizer):
 
     name = "adam"
     title = "Adam"
+    torch_class = "Adam"
     defaults = {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0}
     learning_rate = 1e-3
     tabular = True
     decoupled = False  # AdamW: the weight decay multiplies θ instead of adding to g
+
+    def torch_settings(self, group, place):
+        only_defaults(group, place, amsgrad=False, maximize=False,
+                      decoupled_weight_decay=self.decoupled)
+        return {"learning_rate": float(group["lr"]),
+                "betas": [float(b) for b in group["betas"]], "eps": float(group["eps"]),
+                "weight_decay": float(group["weight_decay"])}
 
     def read(self, raw, place):
         betas = raw.get("betas", list(self.defaults["betas"]))
@@ -409,5 +445,6 @@ class AdamW(Adam):
 
     name = "adamw"
     title = "AdamW"
+    torch_class = "AdamW"
     defaults = {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 1e-2}
     decoupled = True

@@ -450,6 +450,7 @@ def test_the_figure_draws_a_column_or_maps():
     labels = [c.label.tex for c in figure.circles]
     assert labels[5:8] == ["h_1", "h_2", "h_3"]  # after x_1, x_2 and z_1…z_3
     assert any(t.label.tex == "\\gamma_2 = 0.8" for t in figure.texts)
+    assert len(figure.lines) == 6 + 3 + 6 + 2  # z_j → h_j one to one; the targets
     spec, _ = solved("conv_bn_pool", 2)
     cells = [c.label.tex for c in network_diagram(spec).cells]
     assert "a^{(2)}_{1,1,1}" in cells

@@ -211,9 +211,11 @@ def test_the_example_writes_the_masks_and_the_zero_gradients():
     data = json.loads(explain(spec, fmt="json"))
     assert [data["forward"][d] for d in dropout.output_names] == [
         solution.example.values[d] for d in dropout.output_names]
-    figure = network_diagram(spec)
-    crossed = [line for line in figure.lines if not line.arrow]
-    assert len(crossed) == 2 * (8 - sum(dropout.masks[0]))
+    figure = network_diagram(spec)  # example 1's mask above each unit
+    masks = [t.label.tex for t in figure.texts if t.label.tex.startswith("m^{(4)}")]
+    expected = [f"{name} = {keep}" for name, keep in zip(dropout.mask_names,
+                                                          dropout.masks[0])]
+    assert masks == [expected[k] for k in (0, 1, 7)]  # a column of 8 shows 1, 2, ⋮, 8
 
 
 def answer(key: str, value: float) -> Answer:

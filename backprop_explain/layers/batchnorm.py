@@ -29,12 +29,10 @@ import numpy as np
 import sympy as sp
 
 from ..activations import ACTIVATIONS
-from ..drawing import (COLUMN_GAP, RADIUS, Circle, Line, Text, caption_label, column_ys, name_label,
-                       number_label)
 from ..nodes import CONSTANT, PARAMETER
-from ..notation import Equation, primed
+from ..notation import Equation, primed, tex
 from ..templating import fill
-from ..validate import expand_names, flatten_names, only
+from ..validate import expand_names, flatten_names, only, only_defaults
 from . import grid
 from .base import ActivatedLayer, Part, register
 
@@ -362,38 +360,51 @@ class BatchNormLayer(ActivatedLayer):
                     more=len(forms.features) > 1, agree=forms.agrees,
                     difference=n.tex(forms.max_difference), loss=loss)
 
+    # PyTorch -----------------------------------------------------------------
+    torch_classes = ("BatchNorm1d", "BatchNorm2d")
+    torch_parameters = {"gamma": "weight", "beta": "bias"}
+    torch_buffers = {"running_mean": "running_mean", "running_var": "running_var"}
+    torch_block = "bn"
+
+    @classmethod
+    def torch_table(cls, module, place):
+        only_defaults(module, place, affine=True, track_running_stats=True)
+        if module.momentum is None:
+            place.fail("a momentum (momentum=None, a cumulative average, has no spec "
+                       "equivalent)")
+        return {"type": "batchnorm", "mode": "train" if module.training else "eval",
+                "eps": float(module.eps), "momentum": float(module.momentum)}
+
+    def parameter_blocks(self):
+        return {"gamma": self.gamma_names, "beta": self.beta_names}
+
+    def buffer_blocks(self) -> dict[str, list[str]]:
+        """{spec key of ``torch_buffers``: the names of its running statistics}."""
+        return {"running_mean": self.running_mean_names, "running_var": self.running_var_names}
+
+    def torch_module(self):
+        settings = "".join(f", {key}={value!r}" for key, value, default in
+                           (("eps", self.eps, 1e-5), ("momentum", self.momentum, 0.1))
+                           if value != default)
+        module = f"nn.BatchNorm{'2' if self.image else '1'}d({self.features}{settings})"
+        return module + (".eval()" if self.mode == "eval" else "")
+
     # Diagram -----------------------------------------------------------------
     def draw(self, sketch):
         """Maps after a conv layer; after a dense layer a column, each unit joined to its
-        input, with its γ above and its β below."""
-        caption = sketch.words["batchnorm"]
+        input, its γ above."""
         if self.image:
-            sketch.grids()
             sketch.operator(r"\rightarrow", "→")
-            sketch.names = self.activation_names
-            sketch.maps(self.activation_names, self.out_shape, caption)
+            sketch.maps(self.activation_names, self.out_shape, sketch.words["batchnorm"])
             return
-        sketch.columns()
-        sketch.x += COLUMN_GAP * 0.7
-        x, previous, current = sketch.x, sketch.column, []
-        ys = column_ys(self.features)
-        for j, (y, start) in enumerate(zip(ys, previous)):
-            sketch.diagram.lines.append(Line(start[0] + RADIUS, start[1], x - RADIUS, y))
-            sketch.diagram.circles.append(Circle(x, y, RADIUS,
-                                                 name_label(self.activation_names[j]),
-                                                 "output" if sketch.is_last(self) else "unit"))
-            for name, dy in ((self.gamma_names[j], 0.45), (self.beta_names[j], -0.45)):
-                sketch.diagram.texts.append(Text(
-                    x - RADIUS * 0.6, y + dy, number_label(sketch.values[name], sketch.numbers,
-                                                           name), "east", size="tiny"))
-            current.append((x, y))
-        sketch.diagram.texts.append(Text(x, ys[0] + RADIUS + 0.45, caption_label(caption),
-                                         size="tiny"))
-        sketch.column = current
+        column = sketch.neurons(self.activation_names, output=sketch.is_last(self))
+        for j, gamma in enumerate(self.gamma_names):
+            column.connect(j, j)
+            column.above(j, sketch.number(gamma, named=True))
 
 
 def _signed(n, value: float) -> str:
-    return f"\\left({n.tex(value)}\\right)" if value < 0 else n.tex(value)
+    return tex(n.placeholder(value))  # a negative number in parentheses
 
 
 def batch_mean(xs: list[sp.Symbol]) -> sp.Expr:

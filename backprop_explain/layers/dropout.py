@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import sympy as sp
 
-from ..drawing import COLUMN_GAP, RADIUS, Circle, Line, Text, caption_label, column_ys, name_label
+from ..drawing import number_label
 from ..nodes import CONSTANT, EXAMPLE_CONSTANT
 from ..templating import fill
-from ..validate import expand_names, flatten_names, infer_shape, only
+from ..validate import expand_names, flatten_names, infer_shape, only, only_defaults
 from .base import Layer, Part, register
 
 OUTPUT = "dropout_output"  # the graph's node kind of a unit after dropout
@@ -199,36 +199,43 @@ class DropoutLayer(Layer):
                              several=len(doc.spec.examples) > 1)]
         return out
 
+    # PyTorch -----------------------------------------------------------------
+    torch_classes = ("Dropout",)
+    torch_block = "drop"
+
+    @classmethod
+    def torch_table(cls, module, place):
+        only_defaults(module, place, inplace=False)
+        if module.training:
+            place.fail("nn.Dropout in eval mode (model.eval()): in train mode it draws a new "
+                       "mask at every forward pass, where the spec needs a fixed mask per "
+                       "example (give it in the spec: mask or seed)")
+        return {"type": "dropout", "p": float(module.p), "mode": "eval"}
+
+    def torch_unsupported(self):
+        if self.train:
+            return ("mode eval to write the layer in PyTorch (nn.Dropout draws a new mask at "
+                    "every forward pass: it cannot apply the spec's fixed masks)")
+        return None
+
+    def torch_modules(self):
+        return [f"nn.Dropout({self.p!r}).eval()"]
+
     # Diagram -----------------------------------------------------------------
     def draw(self, sketch):
-        """In train mode, example 1's units: a column (crossed where dropped) after a dense
-        layer, maps after a conv layer; nothing in eval mode (the identity)."""
+        """In train mode example 1's units: maps after a conv layer; after a dense layer a
+        column, each unit joined to its input, its mask above (0: dropped); nothing in
+        eval mode (the identity)."""
         if not self.train:
             return
-        caption = sketch.words["dropout"]
         if len(self.in_shape) == 3:
-            sketch.grids()
             sketch.operator(r"\rightarrow", "→")
-            sketch.names = self.output_names
-            sketch.maps(self.output_names, self.out_shape, caption)
+            sketch.maps(self.output_names, self.out_shape, sketch.words["dropout"])
             return
-        sketch.columns()
-        sketch.x += COLUMN_GAP * 0.7
-        x, current = sketch.x, []
-        ys = column_ys(self.size)
-        for j, (y, start) in enumerate(zip(ys, sketch.column)):
-            sketch.diagram.lines.append(Line(start[0] + RADIUS, start[1], x - RADIUS, y))
-            sketch.diagram.circles.append(Circle(x, y, RADIUS, name_label(self.output_names[j]),
-                                                 "unit"))
-            if not self.masks[0][j]:  # dropped: crossed out (beyond the circle, drawn over)
-                d = RADIUS * 1.1
-                sketch.diagram.lines += [Line(x - d, y - d, x + d, y + d, arrow=False),
-                                         Line(x - d, y + d, x + d, y - d, arrow=False)]
-            current.append((x, y))
-        sketch.diagram.texts.append(Text(x, ys[0] + RADIUS + 0.45, caption_label(caption),
-                                         size="tiny"))
-        sketch.column = current
-        sketch.names = self.output_names
+        column = sketch.neurons(self.output_names, output=sketch.is_last(self))
+        for j, (mask, keep) in enumerate(zip(self.mask_names, self.masks[0])):
+            column.connect(j, j)
+            column.above(j, number_label(keep, sketch.numbers, mask))
 
 
 class DropoutKernel:
