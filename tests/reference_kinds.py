@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from reference import activate, loss_value
+from reference import activate, finite_difference_gradients, loss_value
 
 # ---------------------------------------------------------------------------
 # Optimizers: one step on a vector of parameters; ``state`` is carried between steps.
@@ -169,10 +169,4 @@ def network_loss(spec, params: dict, indices=None) -> float:
 
 def finite_differences(spec, h: float = 1e-6) -> dict[str, float]:
     """Central differences of network_loss for every named parameter."""
-    grads = {}
-    for name in spec.parameters:
-        up, down = dict(spec.parameters), dict(spec.parameters)
-        up[name] += h
-        down[name] -= h
-        grads[name] = (network_loss(spec, up) - network_loss(spec, down)) / (2 * h)
-    return grads
+    return finite_difference_gradients(spec, network_loss, h)
