@@ -27,10 +27,11 @@ from .derivation import ChainStep, Factor, Solution, Term, UpdateStep
 from .layers import grid
 from .layers.grid import GridNotation
 from .losses import LOSSES
-from .nodes import ACTIVATION, LEAF_KINDS, LOSS, LOSS_TERM
-from .notation import (DocumentSymbols, Equation, NumberFormat, generic_name, is_atomic,
-                       partial, partial_inline, primed, same_math, substituted, tex,
-                       tex_around)
+from .keys import example_name, state_key
+from .nodes import ACTIVATION, EXAMPLE_LOSS, LEAF_KINDS, LOSS, LOSS_TERM
+from .notation import (DISPLAY_WIDTH, DocumentSymbols, Equation, NumberFormat, generic_name, is_atomic,
+                       partial, partial_inline, primed, relabel, same_math, substituted, tex,
+                       tex_around, math_width, wrapped_sum)
 from .optimizers import OPTIMIZERS
 from .templating import fill, phrases, render_template, tidy_tex  # noqa: F401 (also read from here)
 
@@ -83,10 +84,15 @@ class Item:
     header: list[str] = field(default_factory=list)
     rows: list[list[str]] = field(default_factory=list)
     columns: tuple = (0,)
+    wrap: tuple = ()  # table columns too wide for a line: their cells wrap (LaTeX p{})
     names: list[str] = field(default_factory=list)  # the steps an item of zeros stands for
 
 
-def _sum(products: list[str]) -> str:
+def _sum(products: list[str], wrap: bool = True) -> str:
+    """Terms added up; ``wrap``: broken over the lines of a display when too long (a
+    table cell is not)."""
+    if wrap and products:
+        return wrapped_sum(products, DISPLAY_WIDTH - 6)
     return " + ".join(products).replace("+ -", "- ") or "0"
 
 
@@ -106,10 +112,16 @@ class SolutionView:
         self.t = _with_symbols(phrases(lang), {**self.symbols.placeholders(),
                                                "@loss": self.loss_name})
         self.n = numbers
-        self.n.given_names = frozenset(n.name for n in self.graph.nodes.values()
-                                       if n.kind in LEAF_KINDS)
-        # layers shown as a whole (conv, pool: grids) rather than node by node, by index
-        self.forms = {f.layer: f for f in solution.example.convolutions}
+        self.n.given_names = frozenset(
+            [n.name for n in self.graph.nodes.values() if n.kind in LEAF_KINDS]
+            + [name for layer in self.spec.layers for name in layer.buffers()])
+        self.optimizer = OPTIMIZERS[self.spec.optimizer]
+        self._written_in_full = False  # a tabular optimizer's update, written out once
+        # what layers show beyond the chain rule (derivation.layer_forms), by index; those
+        # shown as a whole (conv, pool: grids) rather than node by node: self.forms
+        self.layer_forms = {f.layer: f for f in solution.example.convolutions}
+        self.forms = {index: f for index, f in self.layer_forms.items()
+                      if self.spec.layers[index - 1].shows_grids}
         self.grids = GridNotation(self) if self.forms else None
         self._take_derivatives()
         self._inputs = {}
@@ -152,7 +164,8 @@ class SolutionView:
             parts.append(display.format(arg=", ".join(args), index=_unit_index(node, self.graph)))
         if node.kind == LOSS_TERM:
             definition = LOSSES[self.spec.loss.kind].term_textbook(
-                *self._loss_symbols(), self.spec.loss.term_names.index(node.name))
+                *self._loss_symbols(node.example),
+                self._in_example(self.spec.loss.term_names, node.example).index(node.name))
             if definition is not None:
                 parts.append(tex(definition))
         parts.append(tex(node.expr, wrap=True))
@@ -178,11 +191,21 @@ class SolutionView:
         return groups
 
     def loss_equations(self, steps, values) -> list[Equation]:
-        return [self.forward_equation(s, values) for s in steps if s.kind in (LOSS_TERM, LOSS)]
+        return [self.forward_equation(s, values) for s in steps
+                if s.kind in (LOSS_TERM, EXAMPLE_LOSS, LOSS)]
 
-    def _loss_symbols(self) -> tuple[list[sp.Symbol], list[sp.Symbol]]:
-        return ([self.graph.symbol(n) for n in self.outputs],
-                [self.graph.symbol(n) for n in self.spec.loss.target_names])
+    def _in_example(self, names: list[str], example: int | None) -> list[str]:
+        """The spec's names as the graph has them for ``example`` (its copies in a graph
+        spanning a mini-batch)."""
+        if example is None or not self.graph.spans_batch:
+            return list(names)
+        return [n if n in self.graph.nodes else example_name(n, example) for n in names]
+
+    def _loss_symbols(self, example: int | None = None) -> tuple[list[sp.Symbol],
+                                                                 list[sp.Symbol]]:
+        return ([self.graph.symbol(n) for n in self._in_example(self.outputs, example)],
+                [self.graph.symbol(n)
+                 for n in self._in_example(self.spec.loss.target_names, example)])
 
     # Derivatives: SymPy's form, the textbook's, the numbers -------------------
     def textbook_forms(self, child: str, parent: str) -> list[sp.Expr]:
@@ -194,13 +217,16 @@ class SolutionView:
             ys = [self.graph.symbol(p) for p in node.parents]
             if entry.elementwise:
                 return entry.textbook(ys, [node.symbol], 0, 0, slope)
-            siblings = [n for n in self.graph.of_kind(ACTIVATION) if n.layer == node.layer]
+            siblings = [n for n in self.graph.of_kind(ACTIVATION)
+                        if n.layer == node.layer and n.example == node.example]
             return entry.textbook(ys, [s.symbol for s in siblings], siblings.index(node),
                                   node.parents.index(parent), slope)
-        if node.kind == LOSS_TERM and parent in self.outputs:
+        outputs = self._in_example(self.outputs, node.example)
+        if node.kind == LOSS_TERM and parent in outputs:
             return LOSSES[self.spec.loss.kind].textbook(
-                *self._loss_symbols(), self.spec.loss.term_names.index(child),
-                self.outputs.index(parent))
+                *self._loss_symbols(node.example),
+                self._in_example(self.spec.loss.term_names, node.example).index(child),
+                outputs.index(parent))
         return []
 
     def derivative_parts(self, factor: Factor, values, differentiated: bool = True) -> list[str]:
@@ -237,12 +263,13 @@ class SolutionView:
         """∂E/∂y_k of an output pre-activation as the course's shortcut (out_k − t_k),
         when the loss and the output activation make one."""
         last = self.spec.layers[-1]
-        pre = getattr(last, "pre_activation_names", None) or []
+        example = self.graph.nodes[name].example
+        pre = self._in_example(getattr(last, "pre_activation_names", None) or [], example)
         if name not in pre:
             return None
-        targets = self.solution.example.targets.values()
+        targets = [values[t] for t in self._in_example(self.spec.loss.target_names, example)]
         expr = LOSSES[self.spec.loss.kind].delta_textbook(
-            last.activation, *self._loss_symbols(), pre.index(name),
+            last.activation, *self._loss_symbols(example), pre.index(name),
             abs(sum(targets) - 1) < 1e-12)
         if expr is None:
             return None
@@ -373,9 +400,12 @@ class SolutionView:
                 value = self.solution.example.adjoints[child] if prefix else 1.0
                 numbers.append(r" \cdot ".join(([self.signed(value)] if prefix else [])
                                                 + [self.factor_number(last)]))
-            rows.append([step.target, _sum(products), _sum(numbers), self.n.tex(step.value)])
+            rows.append([step.target, _sum(products, False), _sum(numbers, False),
+                         self.n.tex(step.value)])
         header = [t["table_parameter"], t["table_chain"], t["table_numbers"], t["table_value"]]
-        return deltas, Item("table", header=header, rows=rows, columns=(0, 1, 2, 3))
+        widest = max(sum(math_width(cell) for cell in row) for row in rows)
+        return deltas, Item("table", header=header, rows=rows, columns=(0, 1, 2, 3),
+                            wrap=(1, 2) if widest > DISPLAY_WIDTH else ())
 
     def zero_reason(self, step: ChainStep, gradients_too: bool) -> Factor | None:
         """The derivative equal to 0 that every path of ``step`` goes through (an
@@ -443,26 +473,66 @@ class SolutionView:
         return ", ".join(f"${n}$" for n in shown)
 
     # Updates ------------------------------------------------------------
-    def update(self, update: UpdateStep) -> Equation:
-        return Equation(primed(update.parameter), OPTIMIZERS[self.spec.optimizer].equation(
-            update, self.n, self.loss_name, self.n.given(self.spec.learning_rate), self.symbols))
+    def update(self, update: UpdateStep) -> list[Equation]:
+        """One parameter's update written out (the optimizer's state first, if any), in
+        the document's letters (η, the momentum buffer, … none a spec name)."""
+        equations = self.optimizer.equations(update, self.n, self.loss_name,
+                                             self.n.given(self.spec.learning_rate),
+                                             self.spec.optimizer_settings)
+        return [self.relabel(eq, update.parameter) for eq in equations]
+
+    def relabel(self, eq: Equation, name: str) -> Equation:
+        """An optimizer's equation with its usual letters (η, μ, λ, β, ε; the state v_θ,
+        m_θ, g_θ) replaced by the document's, the spec's names untouched."""
+        symbols = self.symbols
+        commands = {r"\eta": symbols["rate"], r"\mu": symbols["momentum"],
+                    r"\lambda": symbols["decay"], r"\beta": symbols["betas"],
+                    r"\varepsilon": symbols["epsilon"]}
+        states = {"g": symbols["gradient"], "v": symbols["buffer"], "m": symbols["moment"],
+                  r"\hat{m}": r"\hat{" + symbols["moment"] + "}",
+                  r"\hat{v}": r"\hat{" + symbols["buffer"] + "}"}
+        keys = {state_key(k, name): state_key(v, name) for k, v in states.items()}
+
+        def put(latex: str) -> str:
+            return relabel(latex, [name, self.loss_name], commands, keys)
+        return Equation(put(eq.lhs), [put(part) for part in eq.rhs], eq.note)
+
+    @property
+    def plain_update(self) -> bool:
+        """Whether every update is θ − η·∂E/∂θ (a layer may show its updates as grids)."""
+        return self.optimizer.plain(self.spec.optimizer_settings)
 
     def update_items(self, updates: list[UpdateStep]) -> list[Item]:
-        """One layer's updates: an equation each (full) or one table (compact), the frozen
-        parameters on one line."""
+        """One layer's updates: an equation each (full), one table (compact, θ − η·∂E/∂θ),
+        or, for an optimizer keeping several numbers per parameter (Adam), the first
+        written out in full once in the document, then a table; the parameters whose
+        update leaves them as they were (a gradient of 0) and the frozen ones on a line."""
         t = self.t["backward"]
         moving = [u for u in updates if not u.frozen and u.new != u.old]
         kept = [u.parameter for u in updates if not u.frozen and u.new == u.old]
         frozen = [u.parameter for u in updates if u.frozen]
         items = []
-        if moving and self.detail == "compact":
+        if moving and self.optimizer.tabular:
+            if not self._written_in_full:
+                self._written_in_full = True
+                items.append(Item("equations", equations=self.update(moving[0])))
+            header, rows = self.optimizer.table(self.t, moving, self.n)
+            state = {"m": self.symbols["moment"], "v": self.symbols["buffer"]}
+            header = [relabel(cell, [], {}, {f"${k}$": f"${v}$" for k, v in state.items()}
+                              | {f"$\\hat{{{k}}}$": f"$\\hat{{{v}}}$" for k, v in state.items()})
+                      for cell in header]
+            items.append(Item("words", words=self.t["optimizers"]["table"]))
+            items.append(Item("table", header=header, rows=rows,
+                              columns=tuple(range(len(header)))))
+        elif moving and self.detail == "compact" and self.plain_update:
             header = [t["table_parameter"], t["update_before"], t["table_value"],
                       t["update_after"]]
             rows = [[u.parameter, self.n.value(u.parameter, u.old), self.n.tex(u.gradient),
                      self.n.tex_change(u.old, u.new)] for u in moving]
             items.append(Item("table", header=header, rows=rows, columns=(0, 1, 2, 3)))
         elif moving:
-            items.append(Item("equations", equations=[self.update(u) for u in moving]))
+            items.append(Item("equations", equations=[eq for u in moving
+                                                      for eq in self.update(u)]))
         if kept:
             items.append(Item("words", words=fill(t["zero_kept"], names=", ".join(
                 f"${primed(n)} = {n}$" for n in kept))))
@@ -571,8 +641,14 @@ class SolutionView:
             "rate": self.symbols["rate"],
             "loss_name": self.loss_name,
             "loss_name_after": primed(self.loss_name),
-            "several_examples": len(solution.examples) > 1,
-            "momentum": self.n.given(spec.momentum) if spec.momentum else "",
+            "several_examples": len(spec.examples) > 1,
+            # one graph for the whole mini-batch (a layer couples its examples)
+            "batch_graph": fill(self.t["document"]["batch_graph"], count=len(spec.examples),
+                                reduction=self.t["document"][spec.reduction])
+            if self.graph.spans_batch else "",
+            "optimizer": self.optimizer.title,
+            "update_rule": self.optimizer.rule(self.t, spec.optimizer_settings, self.n,
+                                               self.n.given(spec.learning_rate)),
             "forward": self.forward_layers(example.forward, forward_values),
             "loss": self.loss_equations(example.forward, forward_values),
             "sections": self.sections(example),
@@ -603,8 +679,8 @@ def _with_symbols(table: dict, symbols: dict[str, str]) -> dict:
 
 
 def _unit_index(node, graph) -> int:
-    siblings = [n for n in graph.nodes.values()
-                if n.kind == ACTIVATION and n.layer == node.layer]
+    siblings = [n for n in graph.nodes.values()  # of its own example in a batch graph
+                if n.kind == ACTIVATION and n.layer == node.layer and n.example == node.example]
     return siblings.index(node) + 1
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 from .notation import Equation, NumberFormat, partial
+from .optimizers import OPTIMIZERS
 from .templating import fill, phrases, render_template
 
 MAX_ROWS = 40  # longer histories are shown every k-th step (the chart shows every step)
@@ -70,15 +71,15 @@ class TrainingView:
         n = self.n
         every = math.ceil(len(run.steps) / MAX_ROWS)
         shown = [s for s in run.steps if (s.step - 1) % every == 0 or s is run.steps[-1]]
-        intro = fill(" ".join([t["settings"], t["momentum" if run.momentum else "plain"],
-                               t["first_step"]]),
-                     steps=len(run.steps), batch=run.batch_size, examples=run.n_examples,
-                     momentum=n.given(run.momentum),
-                     rate=n.given(self.solution.spec.learning_rate))
+        optimizer = OPTIMIZERS[run.optimizer]
+        intro = fill(" ".join([t["settings"], optimizer.history_rule(
+            self.t, run.optimizer_settings, n), t["first_step"]]),
+            steps=len(run.steps), batch=run.batch_size, examples=run.n_examples,
+            optimizer=optimizer.title, rate=n.given(self.solution.spec.learning_rate))
         if fmt == "tex":
             figure = pgfplots_chart(run, self.t, n)
         elif loss_figure:
-            figure = f"![{t['chart_alt']}]({loss_figure})"
+            figure = f"![{fill(t['chart_alt'], optimizer=optimizer.title)}]({loss_figure})"
         else:
             figure = ""
         return {
@@ -169,5 +170,5 @@ def loss_history_svg(run, lang: str = "en", digits: int = 4,
         "x_ticks": [(px(v), str(v)) for v in x_ticks],
         "y_ticks": [(py(v), n.plain(v)) for v in y_ticks],
         "xlabel": t["history"]["step"], "ylabel": t["history"]["loss"],
-        "title": t["history"]["chart_alt"],
+        "title": fill(t["history"]["chart_alt"], optimizer=OPTIMIZERS[run.optimizer].title),
     })

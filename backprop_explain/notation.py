@@ -29,6 +29,11 @@ class Equation:
     note: str = ""
 
 
+# Below this a number is shown as 0: the 40-digit evaluation's rounding noise of a quantity
+# that is 0 in exact arithmetic (∂σ²_B/∂μ_B = −(2/m)·Σ(x − μ_B) comes out as ±1e-42).
+NOISE = 1e-30
+
+
 class NumberFormat:
     """Display rounding: ``digits`` significant digits, decimal point or comma.
 
@@ -48,7 +53,7 @@ class NumberFormat:
         """The number as text, e.g. ``-0.1262`` or ``0,1262`` (no LaTeX, trailing zeros
         dropped: labels, reports)."""
         digits = digits or self.digits
-        if value == 0:
+        if abs(value) < NOISE:
             return "0"
         text = f"{value:.{digits}g}"
         if "e" in text:
@@ -98,7 +103,7 @@ class NumberFormat:
     def placeholder(self, value: float, given: bool = False) -> sp.Symbol:
         """A symbol that prints as the number, so substituted expressions keep their shape."""
         text = self.given(value) if given else self.tex(value)
-        return sp.Symbol(rf"\left({text}\right)" if value < 0 else text)
+        return sp.Symbol(rf"\left({text}\right)" if text.startswith("-") else text)
 
 
 _THIN = r"\,"
@@ -510,6 +515,24 @@ def as_equation(latex: str) -> Equation:
     return Equation(parts[0], parts[1:])
 
 
+def wrapped_sum(terms: list[str], width: float) -> str:
+    """Terms added up (a term written "-…" subtracted), a line break (``\\\\ &\\quad``)
+    before a term that would make the line wider than ``width`` ems."""
+    text, used = "", 0.0
+    for k, term in enumerate(terms):
+        negative = term.startswith("-")
+        piece = term[1:].lstrip() if negative else term
+        size = math_width(piece) + 1.3
+        if k and used + size > width:
+            text += r" \\ &\quad"
+            used = 2.0
+        if k or negative:
+            text += (" - " if negative else " + ") if k else "- "
+        text += piece
+        used += size
+    return text
+
+
 def _lines(latex: str) -> list[str]:
     """A part cut at its own line breaks (``\\\\`` outside any environment)."""
     lines, depth, start, k = [], 0, 0, 0
@@ -546,6 +569,9 @@ def equation_rows(equations: list[Equation], width: float = DISPLAY_WIDTH) -> li
             lines = _lines(part)
             own_lines = len(lines) > 1
             size = max(math_width(line) for line in lines) + 1.3
+            if not own_lines and head + size > width:  # no place to break it: smaller
+                part = r"\textstyle " + part
+                size = 0.75 * size
             if k == len(eq.rhs) - 1 and note:
                 size += 0.5 * len(eq.note) + 3
             if current and (own_lines or used + size > width):
@@ -586,19 +612,32 @@ SYMBOL_ROLES = {
     "momentum": (r"\mu", r"\beta", r"\gamma", r"\rho"),
     "buffer": ("v", "u", "m", r"\nu"),        # the momentum buffer v ← μv + g
     "gradient": ("g", "G", r"\gamma", "d"),
+    "moment": ("m", "p", "M", "q"),           # Adam's first moment m
+    "decay": (r"\lambda", r"\kappa", r"\omega", r"\zeta"),
+    "betas": (r"\beta", r"\rho", r"\gamma", r"\chi"),
+    "epsilon": (r"\varepsilon", r"\epsilon", r"\delta", r"\iota"),
+    "dampening": ("d", "D", r"\tau", "h"),
+    "step": ("t", "s", "n", "T"),
     "function": ("f", "h", r"\varphi", r"\psi"),
     "example": ("k", "n", "q", "e"),          # E^{(k)}: example k of a mini-batch
     "count": ("m", "N", "B", "M"),            # examples in a step
     "channel": ("c", "q", "l", "h"),
     "row": ("r", "i", "p", "a"),
     "column": ("s", "j", "q", "b"),
+    "value": ("x", "u", r"\xi", "w"),        # a value a layer normalizes or drops
+    "output": ("y", "o", "q", r"\zeta"),     # what it makes of it
+    "mask": ("m", "M", "n", r"\nu"),         # a dropout mask
+    "value_index": ("i", "l", "n", "p"),
+    "other_index": ("j", "q", "l", "r"),
 }
 
 
 # roles that meet in one formula, so their letters differ
 SYMBOL_GROUPS = (("index", "second_index"), ("argument",),
-                 ("parameter", "rate", "momentum", "buffer", "gradient"), ("function",),
-                 ("example", "count"), ("channel", "row", "column"))
+                 ("parameter", "rate", "momentum", "buffer", "gradient", "moment", "decay",
+                  "betas", "epsilon", "dampening", "step"), ("function",),
+                 ("example", "count"), ("channel", "row", "column"),
+                 ("count", "value", "output", "mask", "value_index", "other_index"))
 
 
 class DocumentSymbols:
@@ -606,13 +645,17 @@ class DocumentSymbols:
     buffer, a function's argument, grid indices), none the letters of a spec name."""
 
     def __init__(self, spec_names):
-        self.taken = {name_base(n) for n in spec_names} | set(spec_names)
+        bases = {name_base(n) for n in spec_names}
+        # \hat{x} takes x too: the document's x̂ would read as the spec's
+        accented = {m.group(1) for b in bases for m in [re.match(r"\\[A-Za-z]+\{(.*)\}$", b)] if m}
+        self.taken = bases | accented | set(spec_names)
         chosen: dict[str, str] = {}
         for group in SYMBOL_GROUPS:
             in_group: set[str] = set()
             for role in group:
-                free = [c for c in SYMBOL_ROLES[role] if c not in self.taken | in_group]
-                chosen[role] = free[0] if free else SYMBOL_ROLES[role][0] + "'"
+                if role not in chosen:  # a role in two groups keeps its first letter
+                    free = [c for c in SYMBOL_ROLES[role] if c not in self.taken | in_group]
+                    chosen[role] = free[0] if free else SYMBOL_ROLES[role][0] + "'"
                 in_group.add(chosen[role])
         self.roles = chosen
 
@@ -622,6 +665,28 @@ class DocumentSymbols:
     def placeholders(self) -> dict[str, str]:
         """``{@role}`` → the role's letter, for the phrase files."""
         return {"@" + role: letter for role, letter in self.roles.items()}
+
+
+def relabel(latex: str, names: list[str], commands: dict[str, str],
+            words: dict[str, str]) -> str:
+    """LaTeX with its letters ``commands`` (\\eta → \\alpha, not inside \\etaX) and its
+    exact ``words`` (v_{w} → u_{w}) replaced, the spec's ``names`` in it left as they are."""
+    kept = {}
+    for old, new in words.items():  # a state of a name (v_{w}) before the name alone
+        if old in latex:
+            marker = f"\x02{len(kept)}\x02"
+            latex = latex.replace(old, marker)
+            kept[marker] = new
+    for k, name in enumerate(sorted(set(names), key=len, reverse=True)):
+        marker = f"\x01{k}\x01"
+        latex = latex.replace(name, marker)
+        kept[marker] = name
+    for old, new in commands.items():
+        if old != new:
+            latex = re.sub(re.escape(old) + r"(?![A-Za-z])", lambda _: new, latex)
+    for marker, text in kept.items():
+        latex = latex.replace(marker, text)
+    return latex
 
 
 def generic_name(names: list[str], index: str) -> str | None:

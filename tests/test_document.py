@@ -187,12 +187,13 @@ def _math(markdown: str) -> str:
     return "\n".join(a or b for a, b in segments)
 
 
-_TOKEN = re.compile(r"(\\[A-Za-z]+|[A-Za-z]+)((?:\s*[_^]\s*(?:\{(?:[^{}]|\{[^{}]*\})*\}|\w))*)")
+_TOKEN = re.compile(r"(\\(?:hat|bar|tilde|vec|dot|check|mathbf|mathcal)\{[^{}]*\}|\\[A-Za-z]+|"
+                    r"[A-Za-z]+)((?:\s*[_^]\s*(?:\{(?:[^{}]|\{[^{}]*\})*\}|\w))*)")
 _NOT_LETTERS = {r"\frac", r"\partial", r"\cdot", r"\left", r"\right", r"\ln", r"\sum",
                 r"\star", r"\odot", r"\quad", r"\qquad", r"\begin", r"\end", r"\text",
                 r"\operatorname", r"\mathrm", r"\mathbf", r"\dots", r"\cdots", r"\tanh",
                 r"\leftarrow", r"\longrightarrow", r"\sigma", r"\leq", r"\infty", "aligned",
-                "bmatrix", "cases", "e"}
+                "bmatrix", "cases", "e", r"\mathrm", r"\sqrt", r"\mathbf{1}"}
 
 
 def collisions(markdown: str, spec) -> list[str]:
@@ -201,17 +202,20 @@ def collisions(markdown: str, spec) -> list[str]:
     names = set(spec.input_names) | set(spec.parameters) | set(spec.loss.target_names)
     names |= set(spec.loss.term_names) | {spec.loss.total_name}
     for layer in spec.layers:
-        names |= set(layer.quantity_names())
+        names |= set(layer.quantity_names()) | set(layer.buffers()) | set(layer.constants())
+        names |= {n for k in range(len(spec.examples)) for n in layer.example_constants(k)}
     bases = {name_base(n) for n in names}
     generic = [re.compile(re.escape(re.sub(r"\d+", "\x00", n)).replace("\x00", "[a-z0-9]+")
                           .replace(r"\{", r"\{?").replace(r"\}", r"\}?")) for n in names]
-    math = re.sub(r"\\(text|operatorname|mathrm|begin|end)\{[^{}]*\}", " ", _math(markdown))
+    math = re.sub(r"\\(text|operatorname|begin|end)\{[^{}]*\}", " ", _math(markdown))
     found = []
     for match in _TOKEN.finditer(math):
         base, indices = match.group(1), match.group(2)
         token = (base + indices).replace(" ", "")
-        # a power (out^{2}) or the example of a mini-batch (E^{(k)}) is not part of a name
-        token = re.sub(r"\^\{?\d+\}?$|\^\{\([a-z]\)\}$", "", token)
+        # a power (out^{2}), the example of a mini-batch (E^{(k)}) or an example's copy in
+        # a graph spanning it (x_1^{[2]}) is not part of a name
+        token = re.sub(r"\^\{?\d+\}?$|\^\{\([a-z]\)\}$|\^\{\[\w+\]\}$", "", token)
+        token = re.sub(r"^\{(.*)\}$", r"\1", token)
         if base in _NOT_LETTERS or base not in bases:
             continue
         if token.rstrip("'") in names or token.replace("{", "").replace("}", "") in {

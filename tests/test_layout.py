@@ -69,7 +69,7 @@ def overfull(log: str) -> list[str]:
 def test_every_example_fits_the_page(example, lang):
     pages, log = compiled(latex(str(example), lang))
     assert overfull(log) == []
-    assert len(pages) <= 16
+    assert len(pages) <= 24  # the longest: batch norm over a mini-batch, every example written
 
 
 @needs_engine

@@ -50,6 +50,7 @@ class Conv2dLayer(ActivatedLayer):
     kind: str = "conv2d"
     frozen: bool = False
     fragment = "layers/conv2d.j2"
+    shows_grids = True
     torch_classes = ("Conv2d",)
     torch_parameters = {"filters": "weight", "biases": "bias"}
 
@@ -184,7 +185,10 @@ class Conv2dLayer(ActivatedLayer):
 
     # Derivation --------------------------------------------------------------
     def forms(self, spec, graph, example, inputs):
-        """The gradients as convolutions, checked against the chain rule (below)."""
+        """The gradients as convolutions, checked against the chain rule (below); one
+        example's grids, so none in a graph spanning a mini-batch (shown node by node)."""
+        if graph.spans_batch:
+            return None
         return convolution_forms(spec, graph, example, self, inputs)
 
     # Document: grids ---------------------------------------------------------
@@ -197,6 +201,8 @@ class Conv2dLayer(ActivatedLayer):
 
     def network_part(self, doc):
         """The filters as grids and the biases."""
+        if self.index not in doc.forms:  # node by node: in the table of parameters
+            return None
         forms = doc.forms[self.index]
         biases = r",\quad ".join(f"{n} = {doc.n.given(float(b))}"
                                  for n, b in zip(self.bias_names, forms.biases))
@@ -212,6 +218,8 @@ class Conv2dLayer(ActivatedLayer):
         return doc.grids.name("F", self.index, (o, self.out_channels), (c, self.in_channels))
 
     def forward_part(self, doc, steps, values):
+        if self.index not in doc.forms:
+            return super().forward_part(doc, steps, values)
         forms, g = doc.forms[self.index], doc.grids
         c_in, o_ch = self.in_channels, self.out_channels
         given = self.index == 1  # its input is the network's
@@ -263,11 +271,15 @@ class Conv2dLayer(ActivatedLayer):
 
     def gradient_source(self, doc):
         """The gradient of this layer's input is computed as a full convolution."""
+        if self.index not in doc.forms:
+            return None
         return Part(self.fragment, "from_next", label=doc.layer_label(self.index))
 
     def section(self, doc, section, example):
         """The gradient arriving at the feature maps, then the filters' gradients as a
         chain-rule sum and as one convolution, the bias, the input."""
+        if self.index not in doc.forms:
+            return super().section(doc, section, example)
         return {"items": doc.backward_items(grid.node_steps(doc, section), example.values),
                 "parts": grid.arrival(doc, self, section, example) + [self._backward(doc)]}
 
@@ -352,7 +364,9 @@ class Conv2dLayer(ActivatedLayer):
 
     def update_part(self, doc, updates):
         """F' = F − η·∂E/∂F, filter by filter, all weights at once; the biases one by one;
-        the frozen ones on a line."""
+        the frozen ones on a line (another optimizer, or no grids: as any layer's)."""
+        if self.index not in doc.forms or not doc.plain_update:
+            return None
         forms, g = doc.forms[self.index], doc.grids
         after = doc.solution.parameters_after
         rate = doc.n.given(doc.spec.learning_rate)
@@ -376,10 +390,12 @@ class Conv2dLayer(ActivatedLayer):
         biases = [by_name[n] for n in self.bias_names if n in by_name]
         frozen += [u.parameter for u in biases if u.frozen]
         return Part(self.fragment, "updates", updates=equations,
-                    bias_updates=[doc.update(u) for u in biases if not u.frozen],
+                    bias_updates=[eq for u in biases if not u.frozen for eq in doc.update(u)],
                     frozen=doc.name_list(frozen) if frozen else "")
 
     def after_part(self, doc, before, after):
+        if self.index not in doc.forms:  # node by node: in the table of values
+            return None
         blocks = [("Z", self.pre_activation_names)]
         if self.activation_names != self.pre_activation_names:
             blocks.append(("A", self.activation_names))

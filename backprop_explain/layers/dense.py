@@ -167,10 +167,6 @@ class DenseLayer(ActivatedLayer):
                     header=header, rows=rows, parameters=names,
                     frozen=doc.name_list(frozen) if frozen else "")
 
-    def forward_part(self, doc, steps, values):
-        return Part(self.fragment, "forward",
-                    equations=[doc.forward_equation(step, values) for step in steps])
-
     # PyTorch -----------------------------------------------------------------
     @classmethod
     def torch_table(cls, module, place):
