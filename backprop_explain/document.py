@@ -92,7 +92,7 @@ def _sum(products: list[str], wrap: bool = True) -> str:
     """Terms added up; ``wrap``: broken over the lines of a display when too long (a
     table cell is not)."""
     if wrap and products:
-        return wrapped_sum(products, DISPLAY_WIDTH - 6)
+        return wrapped_sum(products, DISPLAY_WIDTH - 10)  # room for the left-hand side
     return " + ".join(products).replace("+ -", "- ") or "0"
 
 
@@ -333,11 +333,19 @@ class SolutionView:
 
     def known_rows(self, factors: list[FactorView]) -> list[Equation]:
         """Factors computed before, recalled in display size, several to a row."""
-        if not factors:
-            return []
-        first, *rest = factors
-        value = first.value + "".join(rf",\quad {f.symbol} = {f.value}" for f in rest)
-        return [Equation(first.symbol, [value], note=self.t["backward"]["already_computed"])]
+        rows, width = [], 0.0
+        for f in factors:  # as many to a row as fit
+            size = math_width(f"{f.symbol} = {f.value}") + 2
+            if rows and width + size <= DISPLAY_WIDTH - 12:
+                rows[-1].append(f)
+                width += size
+            else:
+                rows.append([f])
+                width = size
+        note = self.t["backward"]["already_computed"]
+        return [Equation(first.symbol, [first.value + "".join(
+                    rf",\quad {f.symbol} = {f.value}" for f in rest)], note=note)
+                for first, *rest in rows]
 
     # Compact: δ's, then one table per layer
     def compact_step(self, step: ChainStep, values, shown: set[str]) -> list[Equation]:

@@ -406,7 +406,8 @@ _WIDE_COMMANDS = {r"\cdot": 0.8, r"\quad": 1.0, r"\qquad": 2.0, r"\star": 1.0,
                   r"\partial": 0.6, r"\sum": 1.4, r"\ln": 1.2, r"\dots": 1.2,
                   r"\cdots": 1.2, r"\,": 0.17, r"\;": 0.28, r"\:": 0.22, r"\!": -0.17,
                   r"\left": 0.0, r"\right": 0.0, r"\mathrm": 0.0, r"\operatorname": 0.0,
-                  r"\text": 0.0, r"\mathbb": 0.0, r"\tanh": 1.9, r"\exp": 1.6}
+                  r"\text": 0.0, r"\mathbb": 0.0, r"\tanh": 1.9, r"\exp": 1.6,
+                  r"\sqrt": 1.6}
 
 
 _CHAR_WIDTHS = {**dict.fromkeys("=+<>", 1.3), "-": 1.0, **dict.fromkeys("()[]|", 0.4),
