@@ -26,6 +26,7 @@ from .activations import ACTIVATIONS
 from .answers import Answer, read_answers
 from .derivation import derive
 from .errors import SpecError
+from .intervals import Interval, Unsupported, compile_interval
 from .keys import adjoint_key, local_key, updated_key
 from .losses import LOSSES
 from .nodes import ACTIVATION, INPUT, LOSS, LOSS_TERM, PARAMETER, TARGET
@@ -112,6 +113,7 @@ class Catalog:
         self.loss = self.graph.loss.name
         self.quantities: dict[str, Quantity] = {}
         self._functions = {}
+        self._interval_functions = {}
         self._descendants = {}
         example = self.solution.example
         values = example.values
@@ -320,12 +322,32 @@ class Catalog:
             self._functions[cache_key] = sp.lambdify(plain, named, modules="math")
         return self._functions[cache_key]
 
-    def _evaluate_one(self, quantity: Quantity, values: dict, formula=None) -> float | None:
+    def _interval_function(self, expr: sp.Expr, deps: list[str]):
+        """The formula over intervals (intervals.py); None when it cannot be bounded."""
+        cache_key = (expr, tuple(deps))
+        if cache_key not in self._interval_functions:
+            try:
+                function = compile_interval(expr, [sp.Symbol(d) for d in deps])
+            except Unsupported:
+                function = None
+            self._interval_functions[cache_key] = function
+        return self._interval_functions[cache_key]
+
+    def _evaluate_one(self, quantity: Quantity, values: dict,
+                      formula=None) -> float | Interval | None:
+        """The formula on ``values``: a float, or an Interval when a value is one (a
+        number known only to the digits written)."""
         expr = quantity.formula if formula is None else formula
         deps = quantity.deps if formula is None else self._deps(formula)
         args = [values.get(d) for d in deps]
         if any(a is None for a in args):
             return None
+        if any(isinstance(a, Interval) for a in args):
+            function = self._interval_function(expr, deps)
+            if function is not None:
+                result = function(*args)
+                return None if result is None or math.isnan(result.lo + result.hi) else result
+            args = [a.mid if isinstance(a, Interval) else a for a in args]  # cannot bound it
         try:
             result = self._function(expr, deps)(*args)
         except (ValueError, ZeroDivisionError, OverflowError, TypeError):
@@ -347,14 +369,31 @@ class Catalog:
         for key, quantity in self.quantities.items():
             if key in given:
                 values[key] = given[key]
+                if isinstance(values[key], Written):
+                    values[key] = self._held(quantity, values, formulas.get(key), given[key])
             elif quantity.formula is None:
                 values[key] = quantity.value
             else:
                 value = self._evaluate_one(quantity, values, formulas.get(key))
-                if value is not None and round_to is not None:
+                if value is not None and round_to is not None and not isinstance(value,
+                                                                                   Interval):
                     value = round_half_up(value, round_to)
                 values[key] = value
         return values
+
+    def _held(self, quantity: Quantity, values: dict, formula, written: Written) -> Interval:
+        """What a student may have held for a value they wrote: the number written (they
+        went on from it), or a value that rounds to it and that their own earlier numbers
+        give (they kept the calculator's); when none does, the value written is their slip,
+        held to any precision: every value that rounds to it."""
+        propagated = None
+        if quantity.formula is not None or formula is not None:
+            propagated = self._evaluate_one(quantity, values, formula)
+        if propagated is None:
+            return written.digits
+        both = written.digits.intersection(
+            propagated if isinstance(propagated, Interval) else Interval.point(propagated))
+        return written.digits if both is None else both.hull(Interval.point(written.number))
 
     def recompute(self, key: str, values: dict, formula: sp.Expr | None = None) -> float | None:
         """A quantity from other quantities' values through its formula (None for data)."""
@@ -406,6 +445,26 @@ class Catalog:
         return formulas
 
 
+GIVEN_KINDS = (INPUT, TARGET, PARAMETER, "constant")  # data: a written copy is exact
+
+
+@dataclass(frozen=True)
+class Written:
+    """A computed value as a student wrote it: the number, and every value that rounds to
+    it (0.4411: from 0.44105 to 0.44115)."""
+
+    number: float
+    digits: Interval
+
+
+def written_value(answer: Answer, quantity: Quantity) -> float | Written:
+    """What a written number stands for (given data and whole numbers: itself)."""
+    if quantity.kind in GIVEN_KINDS or answer.integer:
+        return answer.number
+    half = 0.5 * 10.0 ** answer.value.as_tuple().exponent
+    return Written(answer.number, Interval.around(answer.number, half))
+
+
 def round_half_up(value: float, decimals: int) -> float:
     """Rounded as a person rounds (0.125 → 0.13), not to even."""
     quantum = Decimal(1).scaleb(-decimals)
@@ -431,10 +490,16 @@ class Tolerance:
     rel: float | None = None
     abs: float | None = None
 
-    def agrees(self, answer: Answer, value: float | None) -> bool:
-        if value is None or not math.isfinite(value):
+    def agrees(self, answer: Answer, value: float | Interval | None) -> bool:
+        """Does the answer agree with ``value``, or with some value of an interval (what
+        numbers known to their written digits give)?"""
+        if value is None:
             return False
         given = answer.number
+        if isinstance(value, Interval):
+            value = value.nearest(given)
+        if not math.isfinite(value):
+            return False
         if self.rel is not None:
             return abs(given - value) <= self.rel * abs(value)
         if self.abs is not None:
@@ -538,13 +603,19 @@ class _Judge:
         self.round_to = round_to
         self.keys = [catalog.resolve(a.key) for a in answers]
         self.student: dict[str, float] = {}
+        self.written: dict[str, float | Interval] = {}  # what each written number stands for
         self.first_answer: dict[str, Answer] = {}
         for answer, key in zip(answers, self.keys):
             if key is not None and key not in self.student:
                 self.student[key] = answer.number
+                self.written[key] = written_value(answer, catalog.quantities[key])
                 self.first_answer[key] = answer
         self.truth = {k: q.value for k, q in catalog.quantities.items()}
-        self.basis = catalog.evaluate(self.student)  # the student's world
+        # The student's world: every quantity recomputed from their own numbers, as the
+        # intervals their digits stand for (what is judged), and from the numbers as
+        # written (what the report shows).
+        self.basis = catalog.evaluate(self.written)
+        self.shown_basis = catalog.evaluate(self.student)
         if round_to is not None:
             self.rounded = catalog.evaluate({}, round_to=round_to)
             self.rounded_basis = catalog.evaluate(self.student, round_to=round_to)
@@ -566,10 +637,10 @@ class _Judge:
         check = Check(key, answer.key, answer.text, answer.number, answer.place, "wrong",
                       expected=quantity.value, formula=formula_text(quantity.formula),
                       restated=restated)
-        check.from_your_values = self.catalog.recompute(key, self.basis)
+        check.from_your_values = self.catalog.recompute(key, self.shown_basis)
         if self.agrees(answer, quantity.value):
             check.status = "correct"
-        elif self.agrees(answer, check.from_your_values):
+        elif self.agrees(answer, self.catalog.recompute(key, self.basis)):
             check.status = "consistent"
             check.diagnosis = self.carried_forward(key, check.from_your_values)
         elif restated and self.agrees(answer, self.student[key]):
@@ -690,7 +761,7 @@ class _Judge:
         name = repr(diagnosis)
         if name not in self._variant_values:
             self._variant_values[name] = (self.catalog.evaluate({}, formulas=formulas),
-                                          self.catalog.evaluate(self.student, formulas=formulas))
+                                          self.catalog.evaluate(self.written, formulas=formulas))
         return self._variant_values[name]
 
     def rounding(self, answer: Answer, key: str):

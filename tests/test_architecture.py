@@ -37,8 +37,8 @@ STAGE_MODULES = {
     "output", "pdf", "sheet", "sheet_spec", "spec", "spec_toml", "torch_export", "torch_import",
     "training", "verify",
 }
-LOW_MODULES = {"drawing", "errors", "keys", "nodes", "notation", "partials", "templating",
-               "validate"}
+LOW_MODULES = {"drawing", "errors", "intervals", "keys", "nodes", "notation", "partials",
+               "templating", "validate"}
 REGISTRIES = {"activations", "losses", "optimizers"}  # one entry per name: names allowed
 
 
