@@ -129,7 +129,7 @@ class Interval:
         if n % 2:  # odd: increasing
             return Interval(_down(_pow(self.lo, n)), _up(_pow(self.hi, n)))
         magnitude = abs(self)
-        return Interval(_down(_pow(magnitude.lo, n)), _up(_pow(magnitude.hi, n)))
+        return Interval(max(0.0, _down(_pow(magnitude.lo, n))), _up(_pow(magnitude.hi, n)))
 
 
 def _pow(x: float, n: int) -> float:
@@ -169,6 +169,10 @@ def _log(x: float) -> float:
     return -INF if x == 0 else math.log(x)
 
 
+def _atanh(x: float) -> float:
+    return math.copysign(INF, x) if abs(x) >= 1 else math.atanh(x)
+
+
 _FUNCTIONS = {
     sp.exp: _monotone(math.exp),
     sp.log: _monotone(_log, low=0.0),
@@ -176,6 +180,7 @@ _FUNCTIONS = {
     sp.atan: _monotone(math.atan),
     sp.sinh: _monotone(math.sinh),
     sp.asinh: _monotone(math.asinh),
+    sp.atanh: _monotone(_atanh, low=-1.0, high=1.0),
 }
 
 

@@ -23,7 +23,7 @@ import sympy as sp
 from sympy.printing.str import StrPrinter
 
 from .activations import ACTIVATIONS
-from .answers import Answer, read_answers
+from .answers import Answer, parse_number, read_answers
 from .derivation import derive
 from .errors import SpecError
 from .intervals import Interval, Unsupported, compile_interval
@@ -114,6 +114,7 @@ class Catalog:
         self.quantities: dict[str, Quantity] = {}
         self._functions = {}
         self._interval_functions = {}
+        self._inverses = {}
         self._descendants = {}
         example = self.solution.example
         values = example.values
@@ -156,6 +157,7 @@ class Catalog:
                 self._add(Quantity(updated_key(node.name), "after",
                                    ("after", {"name": node.name}), expr, self._deps(expr),
                                    after[node.name], node=node.name))
+        self._inverses = self._activation_inverses()
         self._index()
 
     # Building ------------------------------------------------------------
@@ -184,6 +186,19 @@ class Catalog:
         if expr is None:
             return self.graph.local_partial(child, parent)
         return sp.diff(expr, self.graph.symbol(parent))
+
+    def _activation_inverses(self) -> dict[str, tuple[str, str, sp.Expr]]:
+        """∂out/∂y → (y, out, y as a formula of out) for the activations that have an
+        inverse (σ: y = ln(out/(1 − out)))."""
+        inverses = {}
+        for node in self.graph.nodes.values():
+            if node.kind != ACTIVATION or len(node.parents) != 1:
+                continue
+            inverse = ACTIVATIONS[node.activation].inverse(node.symbol)
+            if inverse is not None:
+                parent = node.parents[0]
+                inverses[local_key(node.name, parent)] = (parent, node.name, inverse)
+        return inverses
 
     def _after_formula(self, node, expr: sp.Expr | None = None) -> sp.Expr:
         renamed = {self.graph.symbol(p): sp.Symbol(updated_key(p)) for p in node.parents
@@ -339,7 +354,14 @@ class Catalog:
         number known only to the digits written)."""
         expr = quantity.formula if formula is None else formula
         deps = quantity.deps if formula is None else self._deps(formula)
+        override = (self._derivative_input(quantity.key, values)
+                    if quantity.key in self._inverses else None)
+        return self._evaluate_expr(expr, deps, values, override)
+
+    def _evaluate_expr(self, expr: sp.Expr, deps: list[str], values: dict, override=None):
         args = [values.get(d) for d in deps]
+        if override:
+            args = [override.get(d, a) for d, a in zip(deps, args)]
         if any(a is None for a in args):
             return None
         if any(isinstance(a, Interval) for a in args):
@@ -381,6 +403,15 @@ class Catalog:
                 values[key] = value
         return values
 
+    def _derivative_input(self, key: str, values: dict) -> dict | None:
+        """For f'(y) in a student's world: their y may also be the one their (rounded)
+        output stands for, since f'(y) is often computed from the output (σ′ = out(1 − out))."""
+        y, out, inverse = self._inverses[key]
+        if not isinstance(values.get(y), Interval) or not isinstance(values.get(out), Interval):
+            return None
+        back = self._evaluate_expr(inverse, [out], values)
+        return {y: values[y].hull(back)} if isinstance(back, Interval) else None
+
     def _held(self, quantity: Quantity, values: dict, formula, written: Written) -> Interval:
         """What a student may have held for a value they wrote: the number written (they
         went on from it), or a value that rounds to it and that their own earlier numbers
@@ -419,6 +450,10 @@ class Catalog:
                 code = "squared_scale_loss" if value else "squared_scale_derivative"
                 out.append(((code, {"scale": str(scale)}),
                             self._term_variant(scaled, terms, value, derivative)))
+        # A wrong derivative in one unit, or as a habit: in every unit of a layer, in every
+        # unit with that activation.
+        layers: dict[tuple, dict] = {}
+        habits: dict[tuple, dict] = {}
         for node in self.graph.nodes.values():
             if node.kind != ACTIVATION or len(node.parents) != 1:
                 continue
@@ -427,6 +462,14 @@ class Catalog:
             for wrong, right, expr in ACTIVATIONS[node.activation].wrong_derivatives(y):
                 out.append((("wrong_derivative", {"key": key, "wrong": wrong, "right": right}),
                             {key: expr}))
+                words = (wrong, right)
+                layers.setdefault((node.layer,) + words, {})[key] = expr
+                habits.setdefault((node.activation,) + words, {})[key] = expr
+        for group in (layers, habits):
+            for (_, wrong, right), formulas in group.items():
+                if len(formulas) > 1 and formulas not in [f for _, f in out]:
+                    out.append((("wrong_derivative_everywhere", {"wrong": wrong,
+                                                                 "right": right}), formulas))
         return out
 
     def _term_variant(self, change, terms, value: bool, derivative: bool) -> dict[str, sp.Expr]:
@@ -463,6 +506,26 @@ def written_value(answer: Answer, quantity: Quantity) -> float | Written:
         return answer.number
     half = 0.5 * 10.0 ** answer.value.as_tuple().exponent
     return Written(answer.number, Interval.around(answer.number, half))
+
+
+def beside(written: str, value: float | Interval | None, decimal_comma: bool = False) -> str:
+    """``value`` with two decimals more than the number ``written``, so that the place
+    where they differ shows (0.7513 beside 0.751383); an interval as ``lo … hi``."""
+    if value is None:
+        return ""
+    if isinstance(value, Interval):
+        lo, hi = (beside(written, v, decimal_comma) for v in (value.lo, value.hi))
+        return lo if lo == hi else f"{lo} … {hi}"
+    if not math.isfinite(value):
+        return str(value)
+    parsed = parse_number(written)
+    decimals = 2 - (parsed[0].as_tuple().exponent if parsed else 0)
+    if value and abs(value) < 10.0 ** (1 - decimals):  # keep two significant digits
+        decimals = 1 - math.floor(math.log10(abs(value)))
+    decimals = min(max(decimals, 0), 17)
+    text = f"{Decimal(repr(value)).quantize(Decimal(1).scaleb(-decimals), ROUND_HALF_UP):f}"
+    text = "0" if text.strip("-0.") == "" and "0" in text else text
+    return text.replace(".", ",") if decimal_comma else text
 
 
 def round_half_up(value: float, decimals: int) -> float:
@@ -640,9 +703,9 @@ class _Judge:
         check.from_your_values = self.catalog.recompute(key, self.shown_basis)
         if self.agrees(answer, quantity.value):
             check.status = "correct"
-        elif self.agrees(answer, self.catalog.recompute(key, self.basis)):
+        elif self.agrees(answer, own := self.catalog.recompute(key, self.basis)):
             check.status = "consistent"
-            check.diagnosis = self.carried_forward(key, check.from_your_values)
+            check.diagnosis = self.carried_forward(key, beside(answer.text, own))
         elif restated and self.agrees(answer, self.student[key]):
             check.status = "consistent"
             check.diagnosis = Diagnosis("restated", {"value": self.first_answer[key].text})
@@ -656,8 +719,9 @@ class _Judge:
             check.diagnosis = self.diagnose(answer, key) or Diagnosis("no_diagnosis")
         return check
 
-    def carried_forward(self, key: str, value: float) -> Diagnosis:
-        """Which of the student's earlier wrong answers this one inherits, if any."""
+    def carried_forward(self, key: str, value: str) -> Diagnosis:
+        """Which of the student's earlier wrong answers this one inherits, if any (``value``:
+        what the student's own numbers give, as text)."""
         wrong, seen, stack = [], set(), list(self.catalog.quantities[key].deps)
         while stack:
             dep = stack.pop()
@@ -700,11 +764,16 @@ class _Judge:
                         theta, old, g, lr):
                     yield Diagnosis(code, values_of_slip), number
         if quantity.kind in ("adjoint", "path") and quantity.pair[0] == catalog.loss:
-            for values in self.bases():
-                if values.get(key) is not None:
-                    yield Diagnosis("step_for_gradient"), values[LEARNING_RATE] * values[key]
+            gradients = [truth[key], catalog.recompute(key, self.basis)]  # the student's own
+            if self.first_answer[key] is not answer:  # … or as they wrote it before
+                gradients.append(self.basis[key])
+            for gradient in gradients:
+                if gradient is not None:
+                    yield Diagnosis("step_for_gradient"), self.basis[LEARNING_RATE] * gradient
         if quantity.kind == "after":
             yield Diagnosis("before_update"), truth[quantity.node]
+            if quantity.node in self.written:
+                yield Diagnosis("before_update"), self.basis[quantity.node]
             node = catalog.graph.nodes[quantity.node]
             for parent in node.parents:
                 primed = updated_key(parent)
@@ -716,19 +785,21 @@ class _Judge:
                                catalog.recompute(key, mixed))
         if quantity.kind in ("forward", PARAMETER) and updated_key(key) in catalog.quantities:
             yield Diagnosis("after_update"), truth[updated_key(key)]
-        for diagnosis, formulas in catalog.variants:
+        for index, (diagnosis, formulas) in enumerate(catalog.variants):
             if not self._touches(key, formulas):
                 continue
-            truth_variant, student_variant = self._variant(diagnosis, formulas)
+            truth_variant, student_variant = self._variant(index, formulas)
             yield Diagnosis(*diagnosis), truth_variant[key]
             yield Diagnosis(*diagnosis), catalog.recompute(key, student_variant,
                                                            formulas.get(key))
         yield Diagnosis("opposite_sign"), -truth[key]
-        if self.basis.get(key) is not None and key not in self.student:
-            yield Diagnosis("opposite_sign"), -self.basis[key]
+        own = catalog.recompute(key, self.basis)  # from the student's own numbers
+        if own is not None:
+            yield Diagnosis("opposite_sign"), -own
         mine = _indices(key)
-        for other in catalog.siblings(key):
-            code = "index_swap" if sorted(_indices(other)) == sorted(mine) else "neighbour"
+        swapped = lambda other: sorted(_indices(other)) == sorted(mine)  # noqa: E731
+        for other in sorted(catalog.siblings(key), key=lambda o: not swapped(o)):  # swaps first
+            code = "index_swap" if swapped(other) else "neighbour"
             yield Diagnosis(code, {"other": other}), truth[other]
             if other in self.student:
                 yield Diagnosis(code, {"other": other}), self.student[other]
@@ -757,12 +828,14 @@ class _Judge:
                 stack += self.catalog.quantities[dep].deps
         return False
 
-    def _variant(self, diagnosis, formulas):
-        name = repr(diagnosis)
-        if name not in self._variant_values:
-            self._variant_values[name] = (self.catalog.evaluate({}, formulas=formulas),
-                                          self.catalog.evaluate(self.written, formulas=formulas))
-        return self._variant_values[name]
+    def _variant(self, index: int, formulas):
+        """The truth and the student's world with the index-th slip replayed (several
+        slips share a diagnosis: log10 in the loss, in its derivative, in both)."""
+        if index not in self._variant_values:
+            self._variant_values[index] = (self.catalog.evaluate({}, formulas=formulas),
+                                           self.catalog.evaluate(self.written,
+                                                                 formulas=formulas))
+        return self._variant_values[index]
 
     def rounding(self, answer: Answer, key: str):
         """The true value rounded twice, or cut instead of rounded, to the digits written."""
@@ -829,12 +902,14 @@ def render_verification(result: Verification, fmt: str = "text", lang: str = "en
     t = phrases(lang)["verify"]
     numbers = NumberFormat(7, phrases(lang)["meta"]["decimal_comma"])
 
-    def show(value):
-        return "" if value is None else numbers.plain(value)
+    comma = numbers.decimal_comma
+
+    def show(c, value):  # two decimals more than written: where they differ shows
+        return "" if value is None else beside(c.given, value, comma)
 
     rows = [{"key": c.key, "place": c.place or "", "given": c.given,
-             "expected": show(c.expected), "formula": c.formula,
-             "from_your_values": show(c.from_your_values) if c.status != "correct" else "",
+             "expected": show(c, c.expected), "formula": c.formula,
+             "from_your_values": show(c, c.from_your_values) if c.status != "correct" else "",
              "diagnosis": c.diagnosis.text(lang) if c.diagnosis else "",
              "status": c.status, "status_text": t["status"][c.status],
              "first_wrong": c.first_wrong} for c in result.checks]
