@@ -103,11 +103,8 @@ class Catalog:
     """Every quantity of the worked solution of one SGD step, by key, in dependency order."""
 
     def __init__(self, spec: NetworkSpec):
-        if len(spec.examples) != 1:
-            raise SpecError(spec.source, "examples",
-                            "one training example to check a hand calculation against "
-                            f"(got {len(spec.examples)})")
-        self.spec = spec
+        from .training import first_step
+        self.spec = spec = first_step(spec)  # several steps: the first, as explained
         self.solution = derive(spec)
         self.graph = self.solution.graph
         self.loss = self.graph.loss.name
@@ -116,6 +113,8 @@ class Catalog:
         self._interval_functions = {}
         self._inverses = {}
         self._descendants = {}
+        self._renamed: dict[str, str] = {}  # several examples: example 1's keys, renamed
+        self._combined: list[str] = []  # … and the step's, combining the examples'
         example = self.solution.example
         values = example.values
         graph = self.graph
@@ -140,6 +139,9 @@ class Catalog:
         for name in reversed(list(graph.nodes)):
             if graph.nodes[name].kind not in (TARGET, LOSS):
                 self.derivative(self.loss, name)
+        several = len(self.solution.examples) > 1
+        if several:
+            self._combine_examples()
         lr = sp.Symbol(LEARNING_RATE)
         for update in self.solution.updates:
             theta = sp.Symbol(update.parameter)
@@ -157,8 +159,69 @@ class Catalog:
                 self._add(Quantity(updated_key(node.name), "after",
                                    ("after", {"name": node.name}), expr, self._deps(expr),
                                    after[node.name], node=node.name))
+        if several:
+            self._combine_losses_after()
         self._inverses = self._activation_inverses()
         self._index()
+
+    # Several examples in the step ---------------------------------------------
+    def _combine_examples(self):
+        """One graph holds example 1's numbers: its loss and gradients are renamed L^{(1)}
+        and dL^{(1)}/dθ; each other example's loss and gradients are numbers (the worked
+        solution's table); the step's loss L and gradients dL/dθ combine them (mean or sum),
+        and the update uses those (the keys of a sheet and of --format json)."""
+        L, examples = self.loss, self.solution.examples
+        parameters = [p.name for p in self.graph.parameters]
+        first = example_key(L, 1)
+        self._rename({L: first, **{adjoint_key(L, p): adjoint_key(first, p) for p in parameters}})
+        self.quantities[first].meaning = ("example_loss", {"name": L, "k": 1})
+        for k, example in enumerate(examples[1:], start=2):
+            self._add(Quantity(example_key(L, k), "example",
+                               ("example_loss", {"name": L, "k": k}), None, [], example.loss))
+        self._add_combined(L, [example_key(L, k) for k in range(1, len(examples) + 1)],
+                           ("combined_loss", {"name": L}), self.solution.loss, node=L)
+        for p in parameters:
+            self.quantities[adjoint_key(first, p)].meaning = (
+                "example_gradient", {"top": L, "bottom": p, "k": 1})
+            for k, example in enumerate(examples[1:], start=2):
+                self._add(Quantity(adjoint_key(example_key(L, k), p), "example",
+                                   ("example_gradient", {"top": L, "bottom": p, "k": k}),
+                                   None, [], example.gradients[p]))
+            self._add_combined(adjoint_key(L, p), [adjoint_key(example_key(L, k), p)
+                                                   for k in range(1, len(examples) + 1)],
+                               ("combined_gradient", {"top": L, "bottom": p}),
+                               self.solution.gradients[p], kind="adjoint", pair=(L, p))
+
+    def _combine_losses_after(self):
+        """L' of the step from each example's loss after the update."""
+        L = self.loss
+        first = example_key(L, 1)
+        self._rename({updated_key(L): updated_key(first)})
+        self.quantities[updated_key(first)].meaning = ("example_loss_after", {"name": L, "k": 1})
+        for k, steps in enumerate(self.solution.forward_after[1:], start=2):
+            value = next(s.value for s in steps if s.name == L)
+            self._add(Quantity(updated_key(example_key(L, k)), "example",
+                               ("example_loss_after", {"name": L, "k": k}), None, [], value))
+        self._add_combined(updated_key(L), [updated_key(example_key(L, k)) for k in
+                                            range(1, len(self.solution.examples) + 1)],
+                           ("combined_loss_after", {"name": L}), self.solution.loss_after,
+                           kind="after", node=L)
+
+    def _add_combined(self, key, parts, meaning, value, kind="combined", **extra):
+        total = sp.Add(*[sp.Symbol(p) for p in parts])
+        expr = total / len(parts) if self.spec.reduction == "mean" else total
+        self._add(Quantity(key, kind, meaning, expr, self._deps(expr), value, **extra))
+        self._combined.append(key)
+
+    def _rename(self, names: dict[str, str]) -> None:
+        """Quantities given new keys, in place (no formula refers to them yet)."""
+        self._renamed.update({old: new for old, new in names.items()})
+        quantities = {}
+        for key, quantity in self.quantities.items():
+            if key in names:
+                quantity.key = key = names[key]
+            quantities[key] = quantity
+        self.quantities = quantities
 
     # Building ------------------------------------------------------------
     def _add(self, quantity: Quantity) -> Quantity:
@@ -316,12 +379,19 @@ class Catalog:
         """Keys in the order a worked solution shows them (forward, layer by layer back, after)."""
         keys = [k for k, q in self.quantities.items() if q.kind in (INPUT, TARGET, PARAMETER)]
         keys += [k for k, q in self.quantities.items() if q.kind == "forward"]
+        several = len(self.solution.examples) > 1
         for section in self.solution.example.sections:
             for step in section.steps:
                 for term in step.terms:
-                    keys += [f.key for f in term.factors]
-                keys.append(step.key)
-            keys += [u.key for u in section.updates]
+                    keys += [self._renamed.get(f.key, f.key) for f in term.factors]
+                keys.append(self._renamed.get(step.key, step.key))
+            if not several:  # one example: each layer's update right after its gradients
+                keys += [u.key for u in section.updates]
+        if several:  # the examples combined, then the update
+            keys += [k for k, q in self.quantities.items() if q.kind == "example"
+                     and "'" not in k]
+            keys += self._combined
+            keys += [u.key for u in self.solution.updates]
         keys += [k for k, q in self.quantities.items() if q.kind == "after"]
         keys += list(self.quantities)
         return list(dict.fromkeys(k for k in keys if k in self.quantities))
@@ -489,6 +559,11 @@ class Catalog:
 
 
 GIVEN_KINDS = (INPUT, TARGET, PARAMETER, "constant")  # data: a written copy is exact
+
+
+def example_key(loss: str, k) -> str:
+    """The loss of example k of a step: ``E^{(k)}`` (as the worked solution's table)."""
+    return f"{loss}^{{({k})}}"
 
 
 @dataclass(frozen=True)

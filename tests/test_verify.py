@@ -517,3 +517,81 @@ def test_cli_exit_statuses_and_formats(tmp_path):
 def test_same_input_same_report():
     first = run("verify", SPEC, COURSE, "--format", "md").output
     assert first == run("verify", SPEC, COURSE, "--format", "md").output
+
+
+# ---------------------------------------------------------------------------
+# Several examples in the step (a mini-batch), sheets with several examples
+
+MINIBATCH = "examples/mlp_minibatch.toml"
+
+
+def test_several_examples_keys_are_the_step_and_each_example():
+    """E and dE/dθ are the step's (the mean over the first mini-batch, as the worked
+    solution and --format json), E^{(k)} and dE^{(k)}/dθ each example's; checked against
+    finite differences of an independent NumPy loss."""
+    import dataclasses
+    from reference import batch_loss, finite_difference_gradients, mlp_loss
+    spec = as_spec(MINIBATCH)
+    first = dataclasses.replace(spec, examples=spec.examples[:2])  # batch_size = 2
+    catalog = Catalog(spec)
+    q = {k: v.value for k, v in catalog.quantities.items()}
+    params = dict(spec.parameters)
+    assert q["E"] == pytest.approx(batch_loss(first, params), rel=1e-12)
+    for k, example in enumerate(first.examples, start=1):
+        assert q[f"E^{{({k})}}"] == pytest.approx(mlp_loss(spec, params, example), rel=1e-12)
+        alone = dataclasses.replace(spec, examples=[example])
+        for name, g in finite_difference_gradients(alone).items():
+            assert q[f"dE^{{({k})}}/d{name}"] == pytest.approx(g, rel=1e-6, abs=1e-9)
+    for name, g in finite_difference_gradients(first).items():
+        assert q[f"dE/d{name}"] == pytest.approx(g, rel=1e-6, abs=1e-9)
+        assert q[f"{name}'"] == pytest.approx(params[name] - 0.5 * g, rel=1e-6, abs=1e-9)
+    assert "E^{(3)}" not in q  # the first step uses the first mini-batch only
+    assert catalog.resolve("dE^{(2)}_/dw_{1,1}") == "dE^{(2)}/dw_{1,1}"
+
+
+def test_several_examples_carry_an_example_slip_into_the_step():
+    spec = as_spec(MINIBATCH)
+    q = {k: v.value for k, v in Catalog(spec).quantities.items()}
+    slipped = -q["dE^{(2)}/dw_{1,1}"]  # example 2's gradient with the wrong sign
+    step = (q["dE^{(1)}/dw_{1,1}"] + slipped) / 2
+    answers = {"E^{(1)}": q["E^{(1)}"], "E^{(2)}": q["E^{(2)}"], "E": q["E"],
+               "dE^{(1)}/dw_{1,1}": q["dE^{(1)}/dw_{1,1}"], "dE^{(2)}/dw_{1,1}": slipped,
+               "dE/dw_{1,1}": step, "w_{1,1}'": spec.parameters["w_{1,1}"] - 0.5 * step}
+    text = "\n".join(f'"{k}" = "{v:.5g}"' for k, v in answers.items())
+    result = verify_answers(spec, parse_answers(text))
+    verdicts = {c.key: (c.status, c.diagnosis.code if c.diagnosis else None)
+                for c in result.checks}
+    assert verdicts["dE^{(2)}/dw_{1,1}"] == ("wrong", "opposite_sign")
+    assert verdicts["dE/dw_{1,1}"] == ("consistent", "carried_forward")
+    assert verdicts["w_{1,1}'"] == ("consistent", "carried_forward")
+    assert [v for k, v in verdicts.items() if k.startswith("E")] == [("correct", None)] * 3
+
+
+def test_a_filled_sheet_with_several_examples_is_verified_against_its_spec(tmp_path):
+    """A sheet whose variants draw two examples: the student's filled-in sheet checked
+    against spec_NN.json, every answer right but one."""
+    from backprop_explain.sheet import write_sheets
+    from backprop_explain.sheet_spec import template_from_dict
+    template = {
+        "inputs": {"names": ["x_1", "x_2"], "size": 2},
+        "examples": [{"inputs": {"uniform": [-1, 1]}, "targets": [1, 0]},
+                     {"inputs": {"uniform": [-1, 1]}, "targets": [0, 1]}],
+        "layers": [{"type": "dense", "units": 2, "activation": "sigmoid",
+                    "weights": {"uniform": [-1, 1], "decimals": 1},
+                    "biases": {"uniform": [-1, 1], "decimals": 1}}],
+        "loss": {"type": "half_squared_error"},
+        "training": {"learning_rate": 0.5},
+        "exercise": {"ask": ["forward", "loss", "gradients", "update", "loss_after"]}}
+    write_sheets(template_from_dict(template), tmp_path, variants=2, seed=3, fmt="md")
+    truth = json.loads((tmp_path / "answers.json").read_text())["variants"][1]["answers"]
+    wrong_key = "dE/dw^{(1)}_{1,2}"
+    answers = {k: (v * 10 if k == wrong_key else v) for k, v in truth.items()}
+    filled = tmp_path / "filled.md"
+    filled.write_text("\n".join(f"- `{k}` = {v:.4g}" for k, v in answers.items()) + "\n")
+    result = verify_answers(str(tmp_path / "spec_2.json"), str(filled))
+    verdicts = {c.key: (c.status, c.diagnosis.code if c.diagnosis else None)
+                for c in result.checks}
+    assert verdicts.pop(wrong_key) == ("wrong", "power_of_ten")
+    assert {v for v in verdicts.values()} == {("correct", None)}
+    assert len(verdicts) == len(truth) - 1
+    assert "E" in verdicts and "E'" in verdicts  # the step's loss before and after
