@@ -147,18 +147,23 @@ def keys(spec, lang):
               default="md", show_default=True,
               help="Markdown (+ SVG diagrams), LaTeX, PDF (needs a LaTeX engine) or Moodle XML.")
 @click.option("--lang", type=click.Choice(["en", "fr"]), default="en", show_default=True)
+@click.option("--moodle-style", type=click.Choice(["cloze", "per-key"]), default="cloze",
+              show_default=True,
+              help="Moodle: one Cloze question per variant (the whole exercise, each blank's "
+                   "slips named), or one numerical question per key per variant.")
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False), required=True,
               help="Directory for the sheets, solutions and answers.json.")
 @user_errors
-def sheet(template, variants, seed, fmt, lang, out_dir):
+def sheet(template, variants, seed, fmt, lang, moodle_style, out_dir):
     """Exercise sheets and worked solutions for VARIANTS random variants of TEMPLATE."""
     from .sheet import write_sheets
+    options = dict(moodle_style=moodle_style)
     if variants < 20:
-        written = write_sheets(template, out_dir, variants, seed, fmt, lang)
+        written = write_sheets(template, out_dir, variants, seed, fmt, lang, **options)
     else:
         with click.progressbar(length=variants, label="variants", file=sys.stderr) as bar:
             written = write_sheets(template, out_dir, variants, seed, fmt, lang,
-                                   progress=bar.update)
+                                   progress=bar.update, **options)
     click.echo(f"Wrote {len(written)} files for {variants} variant{'s' * (variants > 1)} in "
                f"{out_dir}: {files_summary(written)}", err=True)
 

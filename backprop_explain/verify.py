@@ -99,17 +99,38 @@ def normalize_key(text: str) -> str:
     return t + ("'" if primed else "")
 
 
+_FUNCTIONS: dict = {}  # (formula, its keys) → compiled: float and interval evaluation
+_INTERVAL_FUNCTIONS: dict = {}
+_MISSING = object()
+
+
+def _float_function(expr: sp.Expr, deps: list[str]):
+    # identifiers first, in the keys' order, the arrangement kept: lambdify would rewrite
+    # the whole expression once per key that is not one (dE/dw_{1,1})
+    plain = [dummy(k) for k in range(len(deps))]
+    named = rename(expr, {sp.Symbol(d): v for d, v in zip(deps, plain)})
+    return sp.lambdify(plain, named, modules="math")
+
+
+def _bounded_function(expr: sp.Expr, deps: list[str]):
+    try:
+        return compile_interval(expr, [sp.Symbol(d) for d in deps])
+    except Unsupported:
+        return None
+
+
 class Catalog:
     """Every quantity of the worked solution of one SGD step, by key, in dependency order."""
 
-    def __init__(self, spec: NetworkSpec):
+    def __init__(self, spec: NetworkSpec, solution=None):
+        """``solution``: the spec's derivation when already made (a sheet's variant)."""
         from .training import first_step
         self.spec = spec = first_step(spec)  # several steps: the first, as explained
-        self.solution = derive(spec)
+        self.solution = solution or derive(spec)
         self.graph = self.solution.graph
         self.loss = self.graph.loss.name
         self.quantities: dict[str, Quantity] = {}
-        self._functions = {}
+        self._functions = {}  # compiled formulas (see _compiled)
         self._interval_functions = {}
         self._inverses = {}
         self._descendants = {}
@@ -398,25 +419,26 @@ class Catalog:
 
     # Evaluating ---------------------------------------------------------------
     def _function(self, expr: sp.Expr, deps: list[str]):
-        cache_key = (expr, tuple(deps))
-        if cache_key not in self._functions:
-            # identifiers first, in the keys' order, the arrangement kept: lambdify would
-            # rewrite the whole expression once per key that is not one (dE/dw_{1,1})
-            plain = [dummy(k) for k in range(len(deps))]
-            named = rename(expr, {sp.Symbol(d): v for d, v in zip(deps, plain)})
-            self._functions[cache_key] = sp.lambdify(plain, named, modules="math")
-        return self._functions[cache_key]
+        return self._compiled(expr, deps, self._functions, _FUNCTIONS, _float_function)
 
     def _interval_function(self, expr: sp.Expr, deps: list[str]):
         """The formula over intervals (intervals.py); None when it cannot be bounded."""
-        cache_key = (expr, tuple(deps))
-        if cache_key not in self._interval_functions:
-            try:
-                function = compile_interval(expr, [sp.Symbol(d) for d in deps])
-            except Unsupported:
-                function = None
-            self._interval_functions[cache_key] = function
-        return self._interval_functions[cache_key]
+        return self._compiled(expr, deps, self._interval_functions, _INTERVAL_FUNCTIONS,
+                              _bounded_function)
+
+    @staticmethod
+    def _compiled(expr, deps, mine: dict, shared: dict, compile_):
+        """Compiled once per formula: looked up in this catalogue by identity (its formulas
+        are the same objects every time), else in every catalogue's (the variants of a
+        sheet share their formulas' shapes: one deep comparison)."""
+        key = (expr, tuple(deps))
+        function = mine.get(key, _MISSING)
+        if function is _MISSING:
+            function = shared.get(key, _MISSING)
+            if function is _MISSING:
+                function = shared[key] = compile_(expr, deps)
+            mine[key] = function
+        return function
 
     def _evaluate_one(self, quantity: Quantity, values: dict,
                       formula=None) -> float | Interval | None:
@@ -824,8 +846,9 @@ class _Judge:
     def bases(self):
         return (self.basis, self.truth)
 
-    def candidates(self, answer: Answer, key: str):
-        """(diagnosis, the number that slip gives), most specific first."""
+    def candidates(self, answer: Answer | None, key: str):
+        """(diagnosis, the number that slip gives), most specific first; ``answer`` None:
+        the slips themselves, without the rounding ones (which need the digits written)."""
         catalog, quantity = self.catalog, self.catalog.quantities[key]
         truth = self.truth
         if quantity.kind == "update" and quantity.formula != sp.Symbol(quantity.node):
@@ -840,7 +863,8 @@ class _Judge:
                     yield Diagnosis(code, values_of_slip), number
         if quantity.kind in ("adjoint", "path") and quantity.pair[0] == catalog.loss:
             gradients = [truth[key], catalog.recompute(key, self.basis)]  # the student's own
-            if self.first_answer[key] is not answer:  # … or as they wrote it before
+            if key in self.first_answer and self.first_answer[key] is not answer:  # … or as
+                # they wrote it before
                 gradients.append(self.basis[key])
             for gradient in gradients:
                 if gradient is not None:
@@ -885,7 +909,8 @@ class _Judge:
                     swapped[dep] = values.get(other)
                     yield (Diagnosis("neighbour_in_formula", {"other": other, "used": dep}),
                            catalog.recompute(key, swapped))
-        yield from self.rounding(answer, key)
+        if answer is not None:
+            yield from self.rounding(answer, key)
         for k in (-1, 1, -2, 2, -3, 3):
             yield Diagnosis("power_of_ten", {"factor": f"10^{k}"}), truth[key] * 10.0 ** k
 
@@ -928,6 +953,22 @@ class _Judge:
                        float(twice))
         yield Diagnosis("truncated", {"value": truth}), float(exact.quantize(last,
                                                                              rounding=ROUND_DOWN))
+
+
+def usual_slips(catalog: Catalog, keys: list[str]) -> dict[str, list[tuple[Diagnosis, float]]]:
+    """What each usual slip gives for each key when every other value is right, most
+    specific first: key → [(diagnosis, value)], the slips verify names (a Moodle question's
+    wrong answers, moodle.py)."""
+    judge = _Judge(catalog, [], Tolerance(), None)
+    slips = {}
+    for key in keys:
+        slips[key] = []
+        for diagnosis, value in judge.candidates(None, key):
+            if isinstance(value, Interval):  # nothing written: the student's world is true
+                value = value.mid
+            if value is not None and math.isfinite(value):
+                slips[key].append((diagnosis, float(value)))
+    return slips
 
 
 def verify_answers(spec, answers, rel: float | None = None, abs: float | None = None,
