@@ -219,6 +219,16 @@ def sheet(template, output, variants: int = 1, seed: int = 0, format: str = "md"
                         moodle_style=choice("moodle_style", moodle_style, STYLES))
 
 
+def class_report(target, answers, progress=None):
+    """A class's hand calculations checked and summed up (classreport.py): ``target`` a
+    spec or a directory written by sheet, ``answers`` paths (students' files, directories,
+    a class CSV, Moodle's Responses report). ``.report(format, lang)`` gives Markdown, PDF
+    bytes or JSON; ``.as_data()`` the numbers."""
+    from .classreport import class_report as check
+    return check(target, answers if isinstance(answers, (list, tuple)) else [answers],
+                 progress=progress)
+
+
 # ---------------------------------------------------------------------------
 # PyTorch
 

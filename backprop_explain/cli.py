@@ -179,6 +179,52 @@ def files_summary(paths) -> str:
                      else f"{start}{numbers[0]}{end}" for (start, end), numbers in groups.items())
 
 
+@main.command("class")
+@click.argument("target", metavar="SPEC_OR_SHEET_DIR", type=click.Path())
+@click.argument("answers", nargs=-1, required=True, type=click.Path())
+@click.option("--format", "fmt", type=click.Choice(["md", "pdf", "json"]), default="md",
+              show_default=True,
+              help="Markdown (with NAME.chart.svg beside it when -o is given), PDF (needs -o "
+                   "and a LaTeX engine) or JSON.")
+@click.option("--lang", type=click.Choice(["en", "fr"]), default="en", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to FILE, not stdout.")
+@user_errors
+def class_(target, answers, fmt, lang, output):
+    """Check a class's hand calculations and sum them up: per quantity the share correct,
+    consistent and wrong, the slips and how often, the first wrong steps, the answers that
+    need a look. ANSWERS: students' answers files or directories of them, a CSV with a
+    student column, or Moodle's Responses report (CSV). SPEC_OR_SHEET_DIR: the spec they
+    all worked, or the directory `sheet` wrote (each student answered one variant)."""
+    from .classreport import class_report, write_class_report
+    if fmt == "pdf" and output is None:
+        raise UserError("--format pdf writes a file: give -o FILE.pdf")
+    bar = None
+
+    def progress(done, total):
+        nonlocal bar
+        if total < 20:
+            return
+        if bar is None:
+            bar = click.progressbar(length=total, label="students", file=sys.stderr)
+            bar.__enter__()
+        bar.update(1)
+
+    try:
+        report = class_report(target, answers, progress=progress)
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    for result in report.bad:
+        click.echo(f"warning: {result.student}: {result.error}", err=True)
+    if not report.checked:
+        raise UserError(f"no student's answers could be checked ({len(report.bad)} "
+                        f"unreadable): see the warnings above")
+    if output is None:
+        emit(report.report(fmt, lang), None)
+    else:
+        write_class_report(report, output, fmt, lang)
+
+
 @main.command("import-torch")
 @click.argument("factory", metavar="FILE.py:FACTORY")
 @click.option("--inputs", help="The inputs as JSON, one example per row: [[0.15, 0.25, -0.5]] "

@@ -227,21 +227,7 @@ _CLOZE_INERT = {"&": "&amp;", "{": "&#123;", "}": "&#125;", "#": "&#35;", "~": "
 
 
 def _math_keys(value):
+    from .keys import key_tex
     if isinstance(value, (list, tuple)):
         return [_math_keys(v) for v in value]
     return f"${key_tex(str(value))}$"
-
-
-def key_tex(key: str) -> str:
-    """A key as LaTeX: ``dE_{tot}/dwo_{1,1}`` → ∂E_{tot}/∂wo_{1,1} as a fraction, 10^-1 →
-    10^{-1}, η → \\eta (names hold no "/")."""
-    from .notation import partial
-    if re.fullmatch(r"10\^-?\d+", key):
-        return "10^{" + key[3:] + "}"
-    if key == "η":
-        return r"\eta"
-    top, slash, bottom = key.partition("/")
-    if slash and top.startswith("d") and bottom.startswith("d"):
-        return partial(top[1:], bottom[1:])
-    return key
-

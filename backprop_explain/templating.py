@@ -76,6 +76,8 @@ def environment():
     env.filters["md_escape"] = md_escape
     env.filters["html_text"] = html_text
     env.filters["html_plain"] = html_plain
+    from .keys import key_tex
+    env.filters["key_tex"] = key_tex
     return env
 
 

@@ -134,7 +134,7 @@ def test_every_blank_reads_back_right_value_tolerance_and_slips(bank):
 def cloze_feedback_text(diagnosis):
     """The diagnosis in English with its quantities as $…$ math (what the blank must read
     back as, once html_text turns $…$ into \\( … \\))."""
-    from backprop_explain.moodle import key_tex
+    from backprop_explain.keys import key_tex
     values = {}
     for name, value in diagnosis.values.items():
         if name in ("key", "other", "used", "param", "parent", "factor"):
