@@ -360,8 +360,7 @@ def _moodle_responses(header: list[str], rows: list[list[str]],
     out, seen = [], {}
     for line, row in enumerate(rows, start=2):
         cells = [c.strip() for c in row] + [""] * len(header)
-        who = [cells[k] for k in identity[:2] if k is not None]
-        person = " ".join(reversed(who)) if len(who) == 2 else " ".join(who)
+        person = " ".join(cells[k] for k in identity[:2] if k is not None and cells[k])
         contact = next((cells[k] for k in identity[2:] if k is not None and cells[k]), "")
         if not person and not contact:
             continue  # a summary row ("Overall average")
