@@ -195,13 +195,13 @@ def numerical_blank(value: float, digits: int, slips: list, lang: str) -> str:
     unless it falls within the tolerance of an answer before it."""
     right = tolerance(value, digits)
     kept = [(value, right)]
-    parts = [f"={_number(value, digits)}:{right}"]
+    parts = [f"={_number(value, digits)}:{right:f}"]
     for diagnosis, slip in slips:
         if any(abs(slip - other) <= float(tol) for other, tol in kept):
             continue
         tol = tolerance(slip, digits)
         kept.append((slip, tol))
-        parts.append(f"%0%{_number(slip, digits)}:{tol}#{cloze_feedback(diagnosis, lang)}")
+        parts.append(f"%0%{_number(slip, digits)}:{tol:f}#{cloze_feedback(diagnosis, lang)}")
     return "{1:NUMERICAL:" + "~".join(parts) + "}"
 
 

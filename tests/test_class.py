@@ -353,3 +353,21 @@ def test_many_students_show_a_progress_bar(small, tmp_path):
     result = run_class(root / "sheet", tmp_path, "--format", "json")
     assert result.exit_code == 0 and "students" in result.stderr
     assert json.loads(result.stdout)["checked"] == 21
+
+
+def test_the_examples_are_what_the_commands_write(tmp_path):
+    """examples/quiz_3_2_2/ and examples/quiz_3_2_2_report.md (shown in the README) are
+    the files the documented commands write today."""
+    from pathlib import Path
+    examples = Path("examples")
+    write_sheets(TEMPLATE, tmp_path / "quiz", variants=3, seed=1, fmt="moodle")
+    for path in sorted((examples / "quiz_3_2_2").iterdir()):
+        assert (tmp_path / "quiz" / path.name).read_bytes() == path.read_bytes(), path.name
+    report = tmp_path / "quiz_3_2_2_report.md"
+    result = run_class(examples / "quiz_3_2_2", examples / "quiz_3_2_2_responses.csv",
+                       "-o", report)
+    assert result.exit_code == 0, result.output
+    for name in ("quiz_3_2_2_report.md", "quiz_3_2_2_report.chart.svg"):
+        assert (tmp_path / name).read_bytes() == (examples / name).read_bytes(), name
+    readme = Path("README.md").read_text(encoding="utf-8")
+    assert (examples / "quiz_3_2_2_report.md").read_text(encoding="utf-8").rstrip() in readme
