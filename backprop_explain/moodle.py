@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import base64
 import math
-import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from decimal import Decimal

@@ -218,20 +218,22 @@ def _swapped(name: str) -> str:
 
 
 def random_spec(seed: int, activation: str = "sigmoid", loss: str = "cross_entropy",
-                sizes=(3, 2, 2), lr: float | None = None):
-    """A random dense network (default names) whose units are neither saturated nor
-    dead, numbers with two decimals as a sheet draws them."""
+                sizes=(3, 2, 2), lr: float | None = None, weights: float = 1.0,
+                hot: int | None = None):
+    """A random dense network (default names), numbers with two decimals as a sheet draws
+    them: weights in ±``weights``, the cross-entropy's one-hot target at ``hot`` (drawn
+    when None), the learning rate ``lr`` (drawn among 0.1, 0.5, 1 when None)."""
     from backprop_explain.api import as_spec
     rng = random.Random(seed)
     layers, n_in = [], sizes[0]
     for units in sizes[1:]:
         layers.append({"type": "dense", "units": units, "activation": activation,
-                       "weights": [[round(rng.uniform(-1, 1), 2) for _ in range(n_in)]
-                                   for _ in range(units)],
+                       "weights": [[round(rng.uniform(-weights, weights), 2)
+                                    for _ in range(n_in)] for _ in range(units)],
                        "biases": [round(rng.uniform(-0.5, 0.5), 2) for _ in range(units)]})
         n_in = units
     if loss == "cross_entropy":
-        hot = rng.randrange(n_in)
+        hot = rng.randrange(n_in) if hot is None else hot
         targets = [1.0 if k == hot else 0.0 for k in range(n_in)]
     else:
         targets = [round(rng.uniform(0, 1), 2) for _ in range(n_in)]

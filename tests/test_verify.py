@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 from functools import cached_property
 
 import numpy as np
@@ -24,6 +23,7 @@ from backprop_explain.errors import SpecError
 from backprop_explain.verify import Catalog, Tolerance, keys_listing, verify_answers
 
 from reference import mlp_loss
+from students import random_spec
 
 SPEC = "examples/mlp_3_2_2_cross_entropy.toml"
 COURSE = "examples/course_3_2_2_answers.toml"
@@ -140,22 +140,7 @@ DACT = {"sigmoid": lambda z: ACT["sigmoid"](z) * (1 - ACT["sigmoid"](z)),
 
 
 def random_network(seed: int, activation: str, loss: str, sizes=(3, 2, 2), lr=0.1):
-    rng = random.Random(seed)
-    layers, n_in = [], sizes[0]
-    for units in sizes[1:]:
-        layers.append({"type": "dense", "units": units, "activation": activation,
-                       "weights": [[round(rng.uniform(-1.5, 1.5), 2) for _ in range(n_in)]
-                                   for _ in range(units)],
-                       "biases": [round(rng.uniform(-0.5, 0.5), 2) for _ in range(units)]})
-        n_in = units
-    if loss == "cross_entropy":
-        targets = [1.0] + [0.0] * (n_in - 1)
-    else:
-        targets = [round(rng.uniform(0, 1), 2) for _ in range(n_in)]
-    data = {"inputs": {"values": [round(rng.uniform(-1, 1), 2) for _ in range(sizes[0])]},
-            "layers": layers, "loss": {"type": loss, "targets": targets},
-            "training": {"learning_rate": lr}}
-    return as_spec(data)
+    return random_spec(seed, activation, loss, sizes, lr, weights=1.5, hot=0)
 
 
 def forward(spec, params):
