@@ -33,7 +33,6 @@ import random
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import sympy as sp
@@ -103,14 +102,14 @@ def evaluate_batch(network, specs: list[NetworkSpec]) -> dict:
     targets = np.array([[e.targets for e in s.examples] for s in specs])
     names = network.parameter_names
     params = {n: np.array([s.parameters[n] for s in specs]) for n in names}
-    settings = SimpleNamespace(learning_rate=np.array([s.learning_rate for s in specs]),
-                               momentum=specs[0].momentum)  # one rate per variant
+    rates = np.array([s.learning_rate for s in specs])  # one rate per variant
     optimizer = OPTIMIZERS[specs[0].optimizer]
     before = network.run(inputs, targets, params)
     gradients = before.gradients
     frozen = specs[0].frozen
     after_params = {n: params[n] if n in frozen else
-                    optimizer.update(n, params[n], gradients[n], settings, {})[0] for n in names}
+                    optimizer.update(n, params[n], gradients[n], rates,
+                                     specs[0].optimizer_settings, {})[0] for n in names}
     after = network.run(inputs, targets, after_params, gradients=False)
     return {"before": before, "gradients": gradients, "after_params": after_params,
             "after": after}
@@ -193,10 +192,9 @@ def render_variant(variant: Variant, solution: Solution, questions: list[Questio
 
 def conventions(solution: Solution, lang: str) -> list[str]:
     """What an exercise relies on beyond its numbers: what each weight's indices mean, the
-    loss written out with its logarithm, the update rule (phrases with $…$ math)."""
-    from .keys import updated_key
+    loss written out with its logarithm, the optimizer's rule (phrases with $…$ math)."""
     from .nodes import LOSS_TERM
-    from .notation import partial, tex
+    from .notation import NumberFormat, tex
     from .templating import extra_phrases, fill, phrases
     spec, graph = solution.spec, solution.graph
     t, words = phrases(lang), extra_phrases(lang)["sheet"]
@@ -212,10 +210,9 @@ def conventions(solution: Solution, lang: str) -> list[str]:
                       term=term.name, formula=tex(term.expr)))
     if any(node.expr.has(sp.log) for node in graph.of_kind(LOSS_TERM)):
         lines.append(words["natural_log"])
-    theta = sp.Symbol(r"\theta")
-    rule = OPTIMIZERS[spec.optimizer].formula(theta, sp.Symbol(r"\eta"),
-                                             sp.Symbol(partial(loss.name, r"\theta")))
-    lines.append(fill(words["update_rule"], rule=f"{updated_key(theta.name)} = {tex(rule)}"))
+    numbers = NumberFormat(12, t["meta"]["decimal_comma"])  # the rule as the solution says it
+    lines += OPTIMIZERS[spec.optimizer].rule(t, spec.optimizer_settings, numbers,
+                                             numbers.tex(spec.learning_rate))
     return lines
 
 

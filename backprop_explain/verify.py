@@ -29,7 +29,8 @@ from .errors import SpecError
 from .intervals import Interval, Unsupported, compile_interval
 from .keys import adjoint_key, local_key, updated_key
 from .losses import LOSSES
-from .nodes import ACTIVATION, INPUT, LOSS, LOSS_TERM, PARAMETER, TARGET
+from .nodes import (ACTIVATION, GIVEN_KINDS, INPUT, LEAF_KINDS, LOSS, LOSS_TERM, PARAMETER,
+                    TARGET)
 from .optimizers import OPTIMIZERS
 from .partials import dummy, rename
 from .spec import NetworkSpec
@@ -141,7 +142,7 @@ class Catalog:
         graph = self.graph
 
         for node in graph.nodes.values():
-            if node.kind in (INPUT, TARGET, PARAMETER):
+            if node.kind in LEAF_KINDS:
                 self._add(Quantity(node.name, node.kind, (node.kind, {"name": node.name}),
                                    None, [], values[node.name], node=node.name))
         self._add(Quantity(LEARNING_RATE, "constant", ("learning_rate", {}), None, [],
@@ -158,21 +159,48 @@ class Catalog:
                                expr, self._deps(expr), example.local_partials[key],
                                pair=(child, parent)))
         for name in reversed(list(graph.nodes)):
-            if graph.nodes[name].kind not in (TARGET, LOSS):
+            if graph.nodes[name].kind not in GIVEN_KINDS + (LOSS,):
                 self.derivative(self.loss, name)
         several = len(self.solution.examples) > 1
         if several:
             self._combine_examples()
         lr = sp.Symbol(LEARNING_RATE)
+        optimizer = OPTIMIZERS[spec.optimizer]
         for update in self.solution.updates:
             theta = sp.Symbol(update.parameter)
+            meaning = ("update", {"name": update.parameter, "optimizer": optimizer.title})
             if update.frozen:
-                expr = theta
-            else:
-                expr = OPTIMIZERS[spec.optimizer].formula(
-                    theta, lr, sp.Symbol(adjoint_key(self.loss, update.parameter)))
-            self._add(Quantity(update.key, "update", ("update", {"name": update.parameter}),
-                               expr, self._deps(expr), update.new, node=update.parameter))
+                self._add(Quantity(update.key, "update", meaning, theta, [update.parameter],
+                                   update.new, node=update.parameter))
+                continue
+            # the optimizer's state first (velocity, moments), then θ' from it
+            steps = optimizer.first_step(update.parameter, theta, lr,
+                                         sp.Symbol(adjoint_key(self.loss, update.parameter)),
+                                         spec.optimizer_settings)
+            values = {}
+            for key, (phrase, words), expr in steps:
+                kind = "update" if key == update.key else "state"
+                if kind == "update":
+                    words = dict(words, optimizer=optimizer.title)
+                deps = self._deps(expr)
+                quantity = self._add(Quantity(key, kind, (phrase, words), expr, deps, 0.0,
+                                              node=update.parameter))
+                if kind == "update":
+                    quantity.value = update.new
+                else:
+                    quantity.value = self._evaluate_one(quantity, {
+                        d: values.get(d, self.quantities[d].value if d in self.quantities
+                                      else None) for d in deps})
+                values[key] = quantity.value
+        for name, value in self.solution.buffers.items():  # running statistics
+            if name not in self.quantities:
+                self._add(Quantity(name, "buffer", ("buffer", {"name": name}), None, [], value,
+                                   node=name))
+        for layer in spec.layers:
+            for name, expr in layer.buffer_updates(graph).items():
+                self._add(Quantity(updated_key(name), "buffer_update",
+                                   ("buffer_update", {"name": name}), expr, self._deps(expr),
+                                   self.solution.buffers_after[name], node=name))
         after = {s.name: s.value for s in self.solution.forward_after[0]}
         for node in graph.nodes.values():
             if node.expr is not None:
@@ -195,22 +223,22 @@ class Catalog:
         parameters = [p.name for p in self.graph.parameters]
         first = example_key(L, 1)
         self._rename({L: first, **{adjoint_key(L, p): adjoint_key(first, p) for p in parameters}})
-        self.quantities[first].meaning = ("example_loss", {"name": L, "k": 1})
+        self.quantities[first].meaning = ("loss_of_example", {"name": L, "k": 1})
         for k, example in enumerate(examples[1:], start=2):
             self._add(Quantity(example_key(L, k), "example",
-                               ("example_loss", {"name": L, "k": k}), None, [], example.loss))
+                               ("loss_of_example", {"name": L, "k": k}), None, [], example.loss))
         self._add_combined(L, [example_key(L, k) for k in range(1, len(examples) + 1)],
-                           ("combined_loss", {"name": L}), self.solution.loss, node=L)
+                           ("step_loss", {"name": L}), self.solution.loss, node=L)
         for p in parameters:
             self.quantities[adjoint_key(first, p)].meaning = (
-                "example_gradient", {"top": L, "bottom": p, "k": 1})
+                "gradient_of_example", {"top": L, "bottom": p, "k": 1})
             for k, example in enumerate(examples[1:], start=2):
                 self._add(Quantity(adjoint_key(example_key(L, k), p), "example",
-                                   ("example_gradient", {"top": L, "bottom": p, "k": k}),
+                                   ("gradient_of_example", {"top": L, "bottom": p, "k": k}),
                                    None, [], example.gradients[p]))
             self._add_combined(adjoint_key(L, p), [adjoint_key(example_key(L, k), p)
                                                    for k in range(1, len(examples) + 1)],
-                               ("combined_gradient", {"top": L, "bottom": p}),
+                               ("step_gradient", {"top": L, "bottom": p}),
                                self.solution.gradients[p], kind="adjoint", pair=(L, p))
 
     def _combine_losses_after(self):
@@ -218,14 +246,14 @@ class Catalog:
         L = self.loss
         first = example_key(L, 1)
         self._rename({updated_key(L): updated_key(first)})
-        self.quantities[updated_key(first)].meaning = ("example_loss_after", {"name": L, "k": 1})
+        self.quantities[updated_key(first)].meaning = ("loss_after_of_example", {"name": L, "k": 1})
         for k, steps in enumerate(self.solution.forward_after[1:], start=2):
             value = next(s.value for s in steps if s.name == L)
             self._add(Quantity(updated_key(example_key(L, k)), "example",
-                               ("example_loss_after", {"name": L, "k": k}), None, [], value))
+                               ("loss_after_of_example", {"name": L, "k": k}), None, [], value))
         self._add_combined(updated_key(L), [updated_key(example_key(L, k)) for k in
                                             range(1, len(self.solution.examples) + 1)],
-                           ("combined_loss_after", {"name": L}), self.solution.loss_after,
+                           ("step_loss_after", {"name": L}), self.solution.loss_after,
                            kind="after", node=L)
 
     def _add_combined(self, key, parts, meaning, value, kind="combined", **extra):
@@ -256,7 +284,7 @@ class Catalog:
     def _edges(self):
         for node in self.graph.nodes.values():
             for parent in node.parents:
-                if self.graph.nodes[parent].kind != TARGET:
+                if self.graph.nodes[parent].kind not in GIVEN_KINDS:
                     yield node.name, parent
 
     def _forward_meaning(self, node):
@@ -286,7 +314,7 @@ class Catalog:
 
     def _after_formula(self, node, expr: sp.Expr | None = None) -> sp.Expr:
         renamed = {self.graph.symbol(p): sp.Symbol(updated_key(p)) for p in node.parents
-                   if self.graph.nodes[p].kind not in (INPUT, TARGET)}
+                   if self.graph.nodes[p].kind not in (INPUT,) + GIVEN_KINDS}
         return (node.expr if expr is None else expr).xreplace(renamed)
 
     def descendants(self, name: str) -> set[str]:
@@ -301,7 +329,7 @@ class Catalog:
     def derivative(self, top: str, bottom: str) -> Quantity | None:
         """d{top}/d{bottom}: the local partial along an edge, else Σ over children (chain rule)."""
         graph = self.graph
-        if top == bottom or graph.nodes[bottom].kind == TARGET:
+        if top == bottom or graph.nodes[bottom].kind in GIVEN_KINDS:
             return None
         key = local_key(top, bottom)
         if key in self.quantities:
@@ -398,21 +426,28 @@ class Catalog:
 
     def order(self) -> list[str]:
         """Keys in the order a worked solution shows them (forward, layer by layer back, after)."""
-        keys = [k for k, q in self.quantities.items() if q.kind in (INPUT, TARGET, PARAMETER)]
+        keys = [k for k, q in self.quantities.items()
+                if q.kind in LEAF_KINDS and q.node is not None]  # the graph's leaves (not η)
         keys += [k for k, q in self.quantities.items() if q.kind == "forward"]
         several = len(self.solution.examples) > 1
+        state: dict[str, list[str]] = {}  # an optimizer's state, before its update
+        for k, q in self.quantities.items():
+            if q.kind == "state":
+                state.setdefault(q.node, []).append(k)
         for section in self.solution.example.sections:
             for step in section.steps:
                 for term in step.terms:
                     keys += [self._renamed.get(f.key, f.key) for f in term.factors]
                 keys.append(self._renamed.get(step.key, step.key))
             if not several:  # one example: each layer's update right after its gradients
-                keys += [u.key for u in section.updates]
+                for u in section.updates:
+                    keys += state.get(u.parameter, []) + [u.key]
         if several:  # the examples combined, then the update
             keys += [k for k, q in self.quantities.items() if q.kind == "example"
                      and "'" not in k]
             keys += self._combined
-            keys += [u.key for u in self.solution.updates]
+            for u in self.solution.updates:
+                keys += state.get(u.parameter, []) + [u.key]
         keys += [k for k, q in self.quantities.items() if q.kind == "after"]
         keys += list(self.quantities)
         return list(dict.fromkeys(k for k in keys if k in self.quantities))
@@ -580,7 +615,7 @@ class Catalog:
         return formulas
 
 
-GIVEN_KINDS = (INPUT, TARGET, PARAMETER, "constant")  # data: a written copy is exact
+COPIED_KINDS = LEAF_KINDS + ("buffer",)  # given data (η too): a written copy is exact
 
 
 def example_key(loss: str, k) -> str:
@@ -599,7 +634,7 @@ class Written:
 
 def written_value(answer: Answer, quantity: Quantity) -> float | Written:
     """What a written number stands for (given data and whole numbers: itself)."""
-    if quantity.kind in GIVEN_KINDS or answer.integer:
+    if quantity.kind in COPIED_KINDS or answer.integer:
         return answer.number
     half = 0.5 * 10.0 ** answer.value.as_tuple().exponent
     return Written(answer.number, Interval.around(answer.number, half))
@@ -859,7 +894,7 @@ class _Judge:
                 if None in (old, g, lr):
                     continue
                 for code, values_of_slip, number in OPTIMIZERS[catalog.spec.optimizer].slips(
-                        theta, old, g, lr):
+                        theta, old, g, lr, catalog.spec.optimizer_settings):
                     yield Diagnosis(code, values_of_slip), number
         if quantity.kind in ("adjoint", "path") and quantity.pair[0] == catalog.loss:
             gradients = [truth[key], catalog.recompute(key, self.basis)]  # the student's own

@@ -19,7 +19,7 @@ from ..activations import ACTIVATIONS
 from ..nodes import PARAMETER, PRE_ACTIVATION
 from ..templating import fill
 from ..validate import expand_names, flatten_names, is_draw, only
-from .base import ActivatedLayer, Part, register, units_then_bias
+from .base import ActivatedLayer, register, units_then_bias
 
 # Default names (documented in the README): #l layer, #j unit, #i input of the unit.
 DEFAULT_NAMES = {
@@ -156,10 +156,6 @@ class DenseLayer(ActivatedLayer):
             return fill(words["convention"], **example)
         return fill(words["convention_indices"], pattern=weight[:-len("{1,2}")] + "{j,i}",
                     **example)
-
-    def forward_part(self, doc, steps, values):
-        return Part(self.fragment, "forward",
-                    equations=[doc.forward_equation(step, values) for step in steps])
 
     # PyTorch -----------------------------------------------------------------
     @classmethod
