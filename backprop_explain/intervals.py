@@ -119,6 +119,11 @@ class Interval:
             return -self
         return Interval(0.0, max(-self.lo, self.hi))
 
+    def __pow__(self, n):
+        if not isinstance(n, int):
+            return NotImplemented
+        return self.power(n)
+
     def power(self, n: int) -> "Interval | None":
         """self**n for a whole number n."""
         if n < 0:

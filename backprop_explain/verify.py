@@ -655,7 +655,7 @@ def beside(written: str, value: float | Interval | None, decimal_comma: bool = F
     if value and abs(value) < 10.0 ** (1 - decimals):  # keep two significant digits
         decimals = 1 - math.floor(math.log10(abs(value)))
     decimals = min(max(decimals, 0), 17)
-    text = f"{Decimal(repr(value)).quantize(Decimal(1).scaleb(-decimals), ROUND_HALF_UP):f}"
+    text = f"{Decimal(repr(float(value))).quantize(Decimal(1).scaleb(-decimals), ROUND_HALF_UP):f}"
     text = "0" if text.strip("-0.") == "" and "0" in text else text
     return text.replace(".", ",") if decimal_comma else text
 
@@ -663,7 +663,7 @@ def beside(written: str, value: float | Interval | None, decimal_comma: bool = F
 def round_half_up(value: float, decimals: int) -> float:
     """Rounded as a person rounds (0.125 → 0.13), not to even."""
     quantum = Decimal(1).scaleb(-decimals)
-    return float(Decimal(repr(value)).quantize(quantum, rounding=ROUND_HALF_UP))
+    return float(Decimal(repr(float(value))).quantize(quantum, rounding=ROUND_HALF_UP))
 
 
 def _shape(key: str) -> str:
@@ -893,8 +893,14 @@ class _Judge:
                 old, g, lr = values.get(theta), values.get(grad), values.get(LEARNING_RATE)
                 if None in (old, g, lr):
                     continue
-                for code, values_of_slip, number in OPTIMIZERS[catalog.spec.optimizer].slips(
-                        theta, old, g, lr, catalog.spec.optimizer_settings):
+                optimizer = OPTIMIZERS[catalog.spec.optimizer]
+                settings = catalog.spec.optimizer_settings
+                try:
+                    slips = list(optimizer.slips(theta, old, g, lr, settings))
+                except TypeError:  # a slip written for floats alone: the intervals' middles
+                    middle = [v.mid if isinstance(v, Interval) else v for v in (old, g, lr)]
+                    slips = list(optimizer.slips(theta, *middle, settings))
+                for code, values_of_slip, number in slips:
                     yield Diagnosis(code, values_of_slip), number
         if quantity.kind in ("adjoint", "path") and quantity.pair[0] == catalog.loss:
             gradients = [truth[key], catalog.recompute(key, self.basis)]  # the student's own
@@ -978,7 +984,7 @@ class _Judge:
         if truth is None or not math.isfinite(truth) or self.tolerance.rel is not None \
                 or self.tolerance.abs is not None:
             return
-        exact = Decimal(repr(truth))
+        exact = Decimal(repr(float(truth)))
         last = Decimal(1).scaleb(answer.value.as_tuple().exponent)
         for extra in (1, 2, 3):
             first = exact.quantize(last.scaleb(-extra), rounding=ROUND_HALF_UP)

@@ -210,3 +210,22 @@ def test_an_activations_inverse_gives_back_its_input(name):
     for value in (-2.5, -0.3, 0.0, 0.7, 3.0):
         assert back(forward(value)) == pytest.approx(value, abs=1e-12)
     assert name in ("sigmoid", "tanh")
+
+
+def test_adam_slips_are_replayed_from_the_students_numbers():
+    """An optimizer whose slips are written for floats (Adam's square root) still gets
+    the student's own numbers; a wrong update is diagnosed, not a crash."""
+    spec = as_spec({"inputs": {"values": [0.5, -0.2]},
+                    "layers": [{"type": "dense", "units": 2, "activation": "sigmoid",
+                                "weights": [[0.1, 0.2], [0.3, -0.4]], "biases": [0.1, 0.1]}],
+                    "loss": {"type": "half_squared_error", "targets": [1, 0]},
+                    "training": {"learning_rate": 0.1, "optimizer": "adam"}})
+    w = "w^{(1)}_{1,1}"
+    catalog = Catalog(spec)
+    g = catalog.quantities[f"dE/d{w}"].value
+    # bias correction forgotten, by hand: m = 0.1·g, v = 0.001·g², θ − η·m/(√v + ε)
+    forgot = 0.1 - 0.1 * (0.1 * g) / (math.sqrt(0.001 * g * g) + 1e-8)
+    text = f'"dE/d{w}" = "{g:.4g}"\n"{w}\'" = "{forgot:.5g}"\n'
+    verdicts = statuses(verify_answers(catalog, parse_answers(text)))
+    assert verdicts[f"dE/d{w}"] == ("correct", None)
+    assert verdicts[f"{w}'"] == ("wrong", "no_bias_correction")
