@@ -973,9 +973,10 @@ class _Judge:
         """The truth and the student's world with the index-th slip replayed (several
         slips share a diagnosis: log10 in the loss, in its derivative, in both)."""
         if index not in self._variant_values:
-            self._variant_values[index] = (self.catalog.evaluate({}, formulas=formulas),
-                                           self.catalog.evaluate(self.written,
-                                                                 formulas=formulas))
+            truth = self.catalog.evaluate({}, formulas=formulas)
+            student = (self.catalog.evaluate(self.written, formulas=formulas) if self.written
+                       else truth)  # nothing written: the student's world is the truth
+            self._variant_values[index] = (truth, student)
         return self._variant_values[index]
 
     def rounding(self, answer: Answer, key: str):
