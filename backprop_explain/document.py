@@ -35,7 +35,7 @@ from .notation import (DISPLAY_WIDTH, DocumentSymbols, Equation, NumberFormat, g
 from .optimizers import OPTIMIZERS
 from .templating import fill, phrases, render_template, tidy_tex  # noqa: F401 (also read from here)
 
-FORMATS = {"md": "solution.md.j2", "tex": "solution.tex.j2"}
+FORMATS = {"md": "solution.md.j2", "tex": "solution.tex.j2", "html": "solution.html.j2"}
 DETAILS = ("full", "compact")
 DERIVATIVE_FORMS = ("course", "textbook", "both")
 COMPACT_ABOVE = 20  # parameters: a larger network is explained compactly by default
@@ -109,8 +109,7 @@ class SolutionView:
         self.derivatives = derivatives
         self.loss_name = self.spec.loss.total_name
         self.symbols = DocumentSymbols(self.graph.nodes)
-        self.t = _with_symbols(phrases(lang), {**self.symbols.placeholders(),
-                                               "@loss": self.loss_name})
+        self.t = document_phrases(solution, lang, self.symbols)
         self.n = numbers
         self.n.given_names = frozenset(
             [n.name for n in self.graph.nodes.values() if n.kind in LEAF_KINDS]
@@ -673,6 +672,15 @@ class SolutionView:
             "loss_decreased": loss_change < 0,
             "loss_unchanged": loss_change == 0,
         }
+
+
+def document_phrases(solution: Solution, lang: str, symbols: DocumentSymbols | None = None
+                     ) -> dict:
+    """The phrase table of a solution's documents, the document's own letters put in
+    ({@rate} → \\eta, or another letter when a spec name is η …)."""
+    symbols = symbols or DocumentSymbols(solution.graph.nodes)
+    return _with_symbols(phrases(lang), {**symbols.placeholders(),
+                                         "@loss": solution.spec.loss.total_name})
 
 
 def _with_symbols(table: dict, symbols: dict[str, str]) -> dict:
