@@ -53,7 +53,7 @@ def render_diagram(diagram: Diagram, fmt: str, **options) -> str:
     (``lit``: the elements lit, drawing.Lit; ``height``: scaled to it, unframed)."""
     template = {"tex": "diagram.tikz.j2", "svg": "diagram.svg.j2"}[fmt]
     width, height = diagram.svg_size()
-    defaults = {"interactive": False, "alt": "", "lit": None, "fit": None}
+    defaults = {"interactive": False, "alt": "", "lit": None, "fit": None, "only": False}
     return environment().get_template(template).render(
         d=diagram, width=width, height=height, **(defaults | options))
 

@@ -363,7 +363,7 @@ class SolutionView:
                 for first, *rest in rows]
 
     def marked(self, factor: FactorView, shown: str) -> str:
-        """``shown`` marked as the factor ``factor`` computed before (\known{k}{…})."""
+        """``shown`` marked as the factor ``factor`` computed before (\\known{k}{…})."""
         self.known.append(factor.key)
         return rf"\known{{{len(self.known) - 1}}}{{{shown}}}"
 

@@ -37,15 +37,19 @@ def render_slides(solution: Solution, lang: str = "en", digits: int = 4,
     lighting = Lighting(diagram, solution.graph)
     x0, y0, x1, y1 = diagram.bounds
     scale = min(FIGURE_HEIGHT / (y1 - y0), FIGURE_WIDEST / (x1 - x0))
+    height = f"{(y1 - y0) * scale:.2f}cm"
     frames = []
     for step in cut[1:]:
         lit = lighting.chain(step.chain) if step.chain else []
-        figure = render_diagram(diagram, "tex", lit=lit, fit=f"{(y1 - y0) * scale:.2f}cm") \
-            if lit else ""
-        frames.append({"title": step.title, "text": step.text.strip(), "figure": figure.strip(),
+        # the copy with nothing lit is set once (\networkbox), the lit elements over it
+        figure = (r"\resizebox{!}{" + height + r"}{\rlap{\usebox{\networkbox}}"
+                  + render_diagram(diagram, "tex", lit=lit, fit="", only=True).strip() + "}"
+                  ) if lit else ""
+        frames.append({"title": step.title, "text": step.text.strip(), "figure": figure,
                        "figure_width": (x1 - x0) * scale + 0.2})
     title, _, intro = cut[0].text.strip().partition("\n")
     return render_template("slides.tex.j2", {
         "t": context["t"], "title": title.strip(), "intro": intro.strip(), "steps": frames,
         "frame_title": context["t"]["slides"]["frame_title"],
+        "network": render_diagram(diagram, "tex", lit=[], fit="").strip(),
         "pgfplots": bool(context.get("history"))})
