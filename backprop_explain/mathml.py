@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 
 from .errors import SpecError
+from .notation import split_outside
 
 _MATH = re.compile(r'^<math xmlns="http://www.w3.org/1998/Math/MathML" display="inline">(.*)</math>$',
                    re.S)
@@ -41,34 +42,6 @@ def _converter():
         raise MathError("the page typesets its formulas as MathML with latex2mathml: "
                         "pip install 'backprop_explain[html]'") from None
     return convert
-
-
-def _scan(latex: str, separator: str) -> list[str]:
-    """``latex`` cut at each ``separator`` outside braces and environments."""
-    pieces, depth, start, k = [], 0, 0, 0
-    while k < len(latex):
-        if latex.startswith(r"\begin{", k):
-            depth += 1
-        elif latex.startswith(r"\end{", k):
-            depth -= 1
-        elif latex[k] == "\\" and latex.startswith(separator, k) and depth == 0:
-            pieces.append(latex[start:k])
-            k += len(separator)
-            start = k
-            continue
-        elif latex[k] == "\\":
-            k += 2  # an escaped character (\{, \\ inside a group) is one token
-            continue
-        elif latex[k] == "{":
-            depth += 1
-        elif latex[k] == "}":
-            depth -= 1
-        elif latex[k] == separator and depth == 0:
-            pieces.append(latex[start:k])
-            start = k + 1
-        k += 1
-    pieces.append(latex[start:])
-    return pieces
 
 
 def _group_end(latex: str, start: int) -> int:
@@ -117,8 +90,8 @@ def to_mathml(latex: str, display: bool = False) -> str:
     head, tail = r"\begin{aligned}", r"\end{aligned}"
     if body.startswith(head) and body.endswith(tail):
         rows = []
-        for row in _scan(body[len(head):-len(tail)], r"\\"):
-            cells = _scan(row, "&")
+        for row in split_outside(body[len(head):-len(tail)], r"\\"):
+            cells = split_outside(row, "&")
             lhs, rhs = (cells[0], "".join(cells[1:])) if len(cells) > 1 else ("", cells[0])
             rows.append(f'<mtr><mtd columnalign="right">{_inner(lhs)}</mtd>'
                         f'<mtd columnalign="left">{_inner(rhs)}</mtd></mtr>')
