@@ -193,13 +193,13 @@ def numerical_blank(value: float, digits: int, slips: list, lang: str) -> str:
     with the tolerance of the digits asked, then each slip's value (0 %) naming the slip,
     unless it falls within the tolerance of an answer before it."""
     right = tolerance(value, digits)
-    kept = [(value, right)]
+    kept = [(value, float(right))]
     parts = [f"={_number(value, digits)}:{right:f}"]
     for diagnosis, slip in slips:
-        if any(abs(slip - other) <= float(tol) for other, tol in kept):
+        if any(abs(slip - other) <= tol for other, tol in kept):
             continue
         tol = tolerance(slip, digits)
-        kept.append((slip, tol))
+        kept.append((slip, float(tol)))
         parts.append(f"%0%{_number(slip, digits)}:{tol:f}#{cloze_feedback(diagnosis, lang)}")
     return "{1:NUMERICAL:" + "~".join(parts) + "}"
 
@@ -212,7 +212,18 @@ def _number(value: float, digits: int) -> str:
 
 def cloze_feedback(diagnosis, lang: str) -> str:
     """The slip named in the sheet's language, its quantities as math, as HTML written
-    inside a Cloze blank (see the module doc: { } # ~ \\ as character references)."""
+    inside a Cloze blank (see the module doc: { } # ~ \\ as character references).
+    Written once per slip and language: a sheet's variants share most of them."""
+    cached = (diagnosis.code, repr(diagnosis.values), lang)
+    if cached not in _FEEDBACKS:
+        _FEEDBACKS[cached] = _cloze_feedback(diagnosis, lang)
+    return _FEEDBACKS[cached]
+
+
+_FEEDBACKS: dict[tuple, str] = {}
+
+
+def _cloze_feedback(diagnosis, lang: str) -> str:
     from .templating import html_text
     shown = {name: (_math_keys(value) if name in _KEY_VALUES else value)
              for name, value in diagnosis.values.items()}

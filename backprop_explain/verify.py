@@ -17,7 +17,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import sympy as sp
 from sympy.printing.str import StrPrinter
@@ -90,6 +90,7 @@ def _frac_to_slash(text: str) -> str:
     return text[:match.start()] + f"{groups[0]}/{groups[1]}" + _frac_to_slash(text[i:])
 
 
+@lru_cache(maxsize=1 << 16)  # every catalogue indexes its keys: a sheet's variants share them
 def normalize_key(text: str) -> str:
     """What survives of a key once the obvious variations are forgiven."""
     t = _frac_to_slash(str(text).strip()).replace("\\partial", "d").replace("∂", "d")
@@ -120,6 +121,23 @@ def _bounded_function(expr: sp.Expr, deps: list[str]):
         return None
 
 
+@lru_cache(maxsize=1 << 16)  # a sheet's variants share their formulas (one graph)
+def _free_names(expr: sp.Expr) -> tuple[str, ...]:
+    return tuple(sorted((s.name for s in expr.free_symbols), key=str))
+
+
+def _float_result(function, args: list[float]) -> float | None:
+    """A compiled formula's value, None outside its domain or when not a finite real."""
+    try:
+        result = function(*args)
+    except (ValueError, ZeroDivisionError, OverflowError, TypeError):
+        return None
+    if isinstance(result, complex):
+        return None
+    result = float(result)
+    return result if math.isfinite(result) else None
+
+
 class Catalog:
     """Every quantity of the worked solution of one SGD step, by key, in dependency order."""
 
@@ -135,6 +153,9 @@ class Catalog:
         self._interval_functions = {}
         self._inverses = {}
         self._descendants = {}
+        self._upstream: dict[str, frozenset[str]] = {}
+        self._formula_deps: dict[sp.Expr, list[str]] = {}
+        self._plans: dict[tuple, tuple] = {}
         self._renamed: dict[str, str] = {}  # several examples: example 1's keys, renamed
         self._combined: list[str] = []  # … and the step's, combining the examples'
         example = self.solution.example
@@ -298,7 +319,7 @@ class Catalog:
 
     @staticmethod
     def _deps(expr) -> list[str]:
-        return sorted((s.name for s in expr.free_symbols), key=str) if expr is not None else []
+        return list(_free_names(expr)) if expr is not None else []
 
     def _edges(self):
         for node in self.graph.nodes.values():
@@ -390,6 +411,7 @@ class Catalog:
         self._nodes_by_normal.setdefault("E", self.loss)
         self._nodes_by_normal.setdefault("Etot", self.loss)
         self._shapes: dict[str, list[str]] = {}
+        self._siblings: dict[str, list[str]] = {}
         for key in self.quantities:
             self._shapes.setdefault(_shape(key), []).append(key)
 
@@ -431,6 +453,11 @@ class Catalog:
 
     def siblings(self, key: str) -> list[str]:
         """Keys of the same shape differing in one index, or with two indices swapped."""
+        if key not in self._siblings:
+            self._siblings[key] = self._find_siblings(key)
+        return self._siblings[key]
+
+    def _find_siblings(self, key: str) -> list[str]:
         mine = _indices(key)
         found = []
         for other in self._shapes.get(_shape(key), []):
@@ -498,13 +525,15 @@ class Catalog:
                       formula=None) -> float | Interval | None:
         """The formula on ``values``: a float, or an Interval when a value is one (a
         number known only to the digits written)."""
-        expr = quantity.formula if formula is None else formula
-        deps = quantity.deps if formula is None else self._deps(formula)
+        function, deps = self._float_plan(quantity, formula)
         override = (self._derivative_input(quantity.key, values)
                     if quantity.key in self._inverses else None)
-        return self._evaluate_expr(expr, deps, values, override)
+        return self._evaluate_expr(quantity.formula if formula is None else formula, deps,
+                                   values, override, function)
 
-    def _evaluate_expr(self, expr: sp.Expr, deps: list[str], values: dict, override=None):
+    def _evaluate_expr(self, expr: sp.Expr, deps: list[str], values: dict, override=None,
+                       function=None):
+        """``function``: the formula already compiled for floats (else looked up)."""
         args = [values.get(d) for d in deps]
         if override:
             args = [override.get(d, a) for d, a in zip(deps, args)]
@@ -516,14 +545,14 @@ class Catalog:
                 result = function(*args)
                 return None if result is None or math.isnan(result.lo + result.hi) else result
             args = [a.mid if isinstance(a, Interval) else a for a in args]  # cannot bound it
-        try:
-            result = self._function(expr, deps)(*args)
-        except (ValueError, ZeroDivisionError, OverflowError, TypeError):
-            return None
-        if isinstance(result, complex):
-            return None
-        result = float(result)
-        return result if math.isfinite(result) else None
+        return _float_result(function or self._function(expr, deps), args)
+
+    def _altered_deps(self, formula: sp.Expr) -> list[str]:
+        """An altered formula's keys (the slips' formulas are the same objects every time)."""
+        deps = self._formula_deps.get(formula)
+        if deps is None:
+            deps = self._formula_deps[formula] = self._deps(formula)
+        return deps
 
     def evaluate(self, given: dict[str, float], round_to: int | None = None,
                  formulas: dict[str, sp.Expr] | None = None) -> dict[str, float | None]:
@@ -548,6 +577,53 @@ class Catalog:
                     value = round_half_up(value, round_to)
                 values[key] = value
         return values
+
+    def evaluate_altered(self, plain: dict, formulas: dict[str, sp.Expr]) -> dict:
+        """``evaluate({}, formulas=formulas)`` from ``plain`` = ``evaluate({})``: only the
+        quantities an altered formula reaches are computed again; every other one would
+        come out the same (same function, same arguments), so it is taken from ``plain``."""
+        values: dict[str, float | None] = {}
+        altered: set[str] = set()
+        for key, quantity in self.quantities.items():
+            if quantity.formula is None or (key not in formulas
+                                            and altered.isdisjoint(quantity.deps)):
+                values[key] = plain[key]
+                continue
+            # _evaluate_one without its intervals: every value here is a float
+            function, deps = self._float_plan(quantity, formulas.get(key))
+            args = [values.get(d) for d in deps]
+            values[key] = None if None in args else _float_result(function, args)
+            altered.add(key)
+        return values
+
+    def _float_plan(self, quantity: Quantity, formula: sp.Expr | None):
+        """(compiled function, its keys) of a quantity's formula or of an altered one."""
+        plan = self._plans.get((id(quantity), formula))
+        if plan is None:
+            deps = quantity.deps if formula is None else self._altered_deps(formula)
+            plan = self._plans[id(quantity), formula] = (
+                self._function(quantity.formula if formula is None else formula, deps), deps)
+        return plan
+
+    @cached_property
+    def in_order(self) -> bool:
+        """Does every formula come after the quantities it reads (so that a quantity's
+        value in an evaluation is its formula on that evaluation's values)?"""
+        position = {key: k for k, key in enumerate(self.quantities)}
+        return all(position.get(dep, k) < k for k, quantity in enumerate(
+            self.quantities.values()) for dep in quantity.deps)
+
+    def upstream(self, key: str) -> frozenset[str]:
+        """Every key that ``key``'s formula reaches through its dependencies."""
+        if key not in self._upstream:
+            seen, stack = set(), list(self.quantities[key].deps)
+            while stack:
+                dep = stack.pop()
+                if dep not in seen:
+                    seen.add(dep)
+                    stack += self.quantities[dep].deps
+            self._upstream[key] = frozenset(seen)
+        return self._upstream[key]
 
     def _derivative_input(self, key: str, values: dict) -> dict | None:
         """For f'(y) in a student's world: their y may also be the one their (rounded)
@@ -831,11 +907,17 @@ class _Judge:
         # intervals their digits stand for (what is judged), and from the numbers as
         # written (what the report shows).
         self.basis = catalog.evaluate(self.written)
-        self.shown_basis = catalog.evaluate(self.student)
+        # nothing written: both worlds are the plain evaluation
+        self.shown_basis = catalog.evaluate(self.student) if self.student else self.basis
         if round_to is not None:
             self.rounded = catalog.evaluate({}, round_to=round_to)
             self.rounded_basis = catalog.evaluate(self.student, round_to=round_to)
         self._variant_values = {}
+
+    @cached_property
+    def plain(self) -> dict:
+        """Every quantity evaluated from the leaves alone (what each slip is replayed on)."""
+        return self.basis if not self.written else self.catalog.evaluate({})
 
     def agrees(self, answer, value) -> bool:
         return self.tolerance.agrees(answer, value)
@@ -951,8 +1033,12 @@ class _Judge:
                 continue
             truth_variant, student_variant = self._variant(index, formulas)
             yield Diagnosis(*diagnosis), truth_variant[key]
-            yield Diagnosis(*diagnosis), catalog.recompute(key, student_variant,
-                                                           formulas.get(key))
+            if student_variant is truth_variant and catalog.in_order:  # nothing written: the
+                # same formula on the same values, as the truth's evaluation just computed
+                yield Diagnosis(*diagnosis), truth_variant[key]
+            else:
+                yield Diagnosis(*diagnosis), catalog.recompute(key, student_variant,
+                                                               formulas.get(key))
         yield Diagnosis("opposite_sign"), -truth[key]
         own = catalog.recompute(key, self.basis)  # from the student's own numbers
         if own is not None:
@@ -978,23 +1064,13 @@ class _Judge:
 
     def _touches(self, key: str, formulas: dict) -> bool:
         """Does an altered formula lie upstream of key (or is it key's own)?"""
-        if key in formulas:
-            return True
-        seen, stack = set(), list(self.catalog.quantities[key].deps)
-        while stack:
-            dep = stack.pop()
-            if dep in formulas:
-                return True
-            if dep not in seen:
-                seen.add(dep)
-                stack += self.catalog.quantities[dep].deps
-        return False
+        return key in formulas or not self.catalog.upstream(key).isdisjoint(formulas)
 
     def _variant(self, index: int, formulas):
         """The truth and the student's world with the index-th slip replayed (several
         slips share a diagnosis: log10 in the loss, in its derivative, in both)."""
         if index not in self._variant_values:
-            truth = self.catalog.evaluate({}, formulas=formulas)
+            truth = self.catalog.evaluate_altered(self.plain, formulas)
             student = (self.catalog.evaluate(self.written, formulas=formulas) if self.written
                        else truth)  # nothing written: the student's world is the truth
             self._variant_values[index] = (truth, student)
