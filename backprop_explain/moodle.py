@@ -194,8 +194,12 @@ def numerical_blank(value: float, digits: int, slips: list, lang: str) -> str:
     unless it falls within the tolerance of an answer before it."""
     right = tolerance(value, digits)
     kept = [(value, float(right))]
+    seen = {value}  # a value met before is within tolerance of a kept one: skipped at once
     parts = [f"={_number(value, digits)}:{right:f}"]
     for diagnosis, slip in slips:
+        if slip in seen:
+            continue
+        seen.add(slip)
         if any(abs(slip - other) <= tol for other, tol in kept):
             continue
         tol = tolerance(slip, digits)

@@ -13,6 +13,7 @@ replays the usual slips (log base 10, σ instead of σ′, …) to name a mistak
 from __future__ import annotations
 
 import difflib
+from collections import ChainMap
 import math
 import re
 from dataclasses import dataclass, field
@@ -126,6 +127,49 @@ def _free_names(expr: sp.Expr) -> tuple[str, ...]:
     return tuple(sorted((s.name for s in expr.free_symbols), key=str))
 
 
+class _Structure:
+    """What depends only on a catalogue's keys and formulas, in order: compiled formulas,
+    each key's upstream keys and siblings, each slip's plan. The catalogues of one graph
+    with the same keys and formulas (a sheet's variants) share one."""
+
+    def __init__(self, signature: tuple | None):
+        self.signature = signature  # ((key, formula), …) in order; None: not shared
+        self.plans: dict[tuple, tuple] = {}  # (key, altered formula or None) → (function, keys)
+        self.upstream: dict[str, frozenset[str]] = {}
+        self.siblings: dict[str, list[str]] = {}
+        self.altered: dict[int, tuple] = {}  # id(formulas) → (formulas, plan)
+        self.touches: dict[tuple, tuple] = {}  # (key, id(formulas)) → (formulas, bool)
+        self.in_order: bool | None = None
+
+    @staticmethod
+    def of(graph, signature: tuple) -> "_Structure":
+        """The last graph's structure when this signature is its, else a new one."""
+        last = _STRUCTURES.get("last")
+        if last is not None and last[0] is graph and last[1].signature == signature:
+            return last[1]
+        structure = _Structure(signature)
+        _STRUCTURES["last"] = (graph, structure)
+        return structure
+
+
+@lru_cache(maxsize=1 << 14)  # one object per formula: a sheet's catalogues compare them fast
+def _chain_sum(factors: tuple[tuple[str, str], ...]) -> sp.Expr:
+    """Σ upper·local over (upper key, local key) pairs: the chain rule at one node."""
+    terms = [sp.Symbol(upper) * sp.Symbol(local) for upper, local in factors]
+    return sp.Add(*terms, evaluate=False) if len(terms) > 1 else (terms[0] if terms
+                                                                   else sp.Integer(0))
+
+
+@lru_cache(maxsize=1 << 14)
+def _primed(expr: sp.Expr, renamed: tuple) -> sp.Expr:
+    """A node's formula after the update: its parents' symbols by their primed ones."""
+    return expr.xreplace(dict(renamed))
+
+
+_STRUCTURES: dict[str, tuple] = {}  # the last graph's structure (one sheet's graph)
+_SLIPS_OF_GRAPH: dict[str, tuple] = {}  # the last graph's slip formulas (one sheet's graph)
+
+
 def _float_result(function, args: list[float]) -> float | None:
     """A compiled formula's value, None outside its domain or when not a finite real."""
     try:
@@ -153,9 +197,8 @@ class Catalog:
         self._interval_functions = {}
         self._inverses = {}
         self._descendants = {}
-        self._upstream: dict[str, frozenset[str]] = {}
         self._formula_deps: dict[sp.Expr, list[str]] = {}
-        self._plans: dict[tuple, tuple] = {}
+        self._shared = _Structure(None)  # this catalogue's own until it is complete
         self._renamed: dict[str, str] = {}  # several examples: example 1's keys, renamed
         self._combined: list[str] = []  # … and the step's, combining the examples'
         example = self.solution.example
@@ -233,6 +276,8 @@ class Catalog:
             self._combine_losses_after()
         self._inverses = self._activation_inverses()
         self._index()
+        self._shared = _Structure.of(self.graph, tuple(
+            (key, quantity.formula) for key, quantity in self.quantities.items()))
 
     def textbook(self, quantity: Quantity) -> sp.Expr | None:
         """A local derivative of an activation in the textbook's last form, in the keys
@@ -304,6 +349,7 @@ class Catalog:
 
     def _rename(self, names: dict[str, str]) -> None:
         """Quantities given new keys, in place (no formula refers to them yet)."""
+        self._shared = _Structure(None)  # what was known by the old keys
         self._renamed.update({old: new for old, new in names.items()})
         quantities = {}
         for key, quantity in self.quantities.items():
@@ -353,9 +399,9 @@ class Catalog:
         return inverses
 
     def _after_formula(self, node, expr: sp.Expr | None = None) -> sp.Expr:
-        renamed = {self.graph.symbol(p): sp.Symbol(updated_key(p)) for p in node.parents
-                   if self.graph.nodes[p].kind not in (INPUT,) + GIVEN_KINDS}
-        return (node.expr if expr is None else expr).xreplace(renamed)
+        renamed = tuple((self.graph.symbol(p), sp.Symbol(updated_key(p))) for p in node.parents
+                        if self.graph.nodes[p].kind not in (INPUT,) + GIVEN_KINDS)
+        return _primed(node.expr if expr is None else expr, renamed)
 
     def descendants(self, name: str) -> set[str]:
         if name not in self._descendants:
@@ -374,14 +420,12 @@ class Catalog:
         key = local_key(top, bottom)
         if key in self.quantities:
             return self.quantities[key]
-        terms = []
+        factors = []
         for child in graph.children[bottom]:
             if child != top and top not in self.descendants(child):
                 continue
-            upper = self.derivative(top, child)
-            terms.append(sp.Symbol(upper.key) * sp.Symbol(local_key(child, bottom)))
-        expr = sp.Add(*terms, evaluate=False) if len(terms) > 1 else (terms[0] if terms
-                                                                       else sp.Integer(0))
+            factors.append((self.derivative(top, child).key, local_key(child, bottom)))
+        expr = _chain_sum(tuple(factors))
         kind = "adjoint" if top == self.loss else "path"
         meaning = (kind if graph.nodes[bottom].kind != PARAMETER or kind == "path"
                    else "gradient", {"top": top, "bottom": bottom})
@@ -394,6 +438,7 @@ class Catalog:
                 quantity, {d: self.quantities[d].value for d in quantity.deps})
         if hasattr(self, "_by_normal"):
             self._index_one(quantity.key)
+            self._shared = _Structure(None)  # a key added later: no longer like the others
         return quantity
 
     def _index(self):
@@ -411,7 +456,6 @@ class Catalog:
         self._nodes_by_normal.setdefault("E", self.loss)
         self._nodes_by_normal.setdefault("Etot", self.loss)
         self._shapes: dict[str, list[str]] = {}
-        self._siblings: dict[str, list[str]] = {}
         for key in self.quantities:
             self._shapes.setdefault(_shape(key), []).append(key)
 
@@ -453,9 +497,10 @@ class Catalog:
 
     def siblings(self, key: str) -> list[str]:
         """Keys of the same shape differing in one index, or with two indices swapped."""
-        if key not in self._siblings:
-            self._siblings[key] = self._find_siblings(key)
-        return self._siblings[key]
+        siblings = self._shared.siblings
+        if key not in siblings:
+            siblings[key] = self._find_siblings(key)
+        return siblings[key]
 
     def _find_siblings(self, key: str) -> list[str]:
         mine = _indices(key)
@@ -582,48 +627,61 @@ class Catalog:
         """``evaluate({}, formulas=formulas)`` from ``plain`` = ``evaluate({})``: only the
         quantities an altered formula reaches are computed again; every other one would
         come out the same (same function, same arguments), so it is taken from ``plain``."""
-        values: dict[str, float | None] = {}
-        altered: set[str] = set()
-        for key, quantity in self.quantities.items():
-            if quantity.formula is None or (key not in formulas
-                                            and altered.isdisjoint(quantity.deps)):
-                values[key] = plain[key]
-                continue
+        if not self.in_order:
+            return self.evaluate({}, formulas=formulas)
+        cached = self._shared.altered.get(id(formulas))
+        if cached is None or cached[0] is not formulas:
+            cached = self._shared.altered[id(formulas)] = (formulas, self._altered_plan(formulas))
+        values = dict(plain)
+        for key, function, deps in cached[1]:
             # _evaluate_one without its intervals: every value here is a float
-            function, deps = self._float_plan(quantity, formulas.get(key))
             args = [values.get(d) for d in deps]
             values[key] = None if None in args else _float_result(function, args)
-            altered.add(key)
         return values
+
+    def _altered_plan(self, formulas: dict[str, sp.Expr]) -> list[tuple]:
+        """(key, compiled function, its keys) of every quantity the altered formulas reach,
+        in order."""
+        plan, altered = [], set()
+        for key, quantity in self.quantities.items():
+            if quantity.formula is not None and (key in formulas
+                                                 or not altered.isdisjoint(quantity.deps)):
+                plan.append((key, *self._float_plan(quantity, formulas.get(key))))
+                altered.add(key)
+        return plan
 
     def _float_plan(self, quantity: Quantity, formula: sp.Expr | None):
         """(compiled function, its keys) of a quantity's formula or of an altered one."""
-        plan = self._plans.get((id(quantity), formula))
+        plans = self._shared.plans
+        plan = plans.get((quantity.key, formula))
         if plan is None:
             deps = quantity.deps if formula is None else self._altered_deps(formula)
-            plan = self._plans[id(quantity), formula] = (
+            plan = plans[quantity.key, formula] = (
                 self._function(quantity.formula if formula is None else formula, deps), deps)
         return plan
 
-    @cached_property
+    @property
     def in_order(self) -> bool:
         """Does every formula come after the quantities it reads (so that a quantity's
         value in an evaluation is its formula on that evaluation's values)?"""
-        position = {key: k for k, key in enumerate(self.quantities)}
-        return all(position.get(dep, k) < k for k, quantity in enumerate(
-            self.quantities.values()) for dep in quantity.deps)
+        if self._shared.in_order is None:
+            position = {key: k for k, key in enumerate(self.quantities)}
+            self._shared.in_order = all(position.get(dep, k) < k for k, quantity in enumerate(
+                self.quantities.values()) for dep in quantity.deps)
+        return self._shared.in_order
 
     def upstream(self, key: str) -> frozenset[str]:
         """Every key that ``key``'s formula reaches through its dependencies."""
-        if key not in self._upstream:
+        upstream = self._shared.upstream
+        if key not in upstream:
             seen, stack = set(), list(self.quantities[key].deps)
             while stack:
                 dep = stack.pop()
                 if dep not in seen:
                     seen.add(dep)
                     stack += self.quantities[dep].deps
-            self._upstream[key] = frozenset(seen)
-        return self._upstream[key]
+            upstream[key] = frozenset(seen)
+        return upstream[key]
 
     def _derivative_input(self, key: str, values: dict) -> dict | None:
         """For f'(y) in a student's world: their y may also be the one their (rounded)
@@ -658,7 +716,15 @@ class Catalog:
     # Slips replayed as altered formulas -------------------------------------
     @cached_property
     def variants(self) -> list[tuple[tuple[str, dict], dict[str, sp.Expr]]]:
-        """(diagnosis, altered formulas) for the slips that change a whole solution."""
+        """(diagnosis, altered formulas) for the slips that change a whole solution: made
+        from the graph alone, so the catalogues of one graph (a sheet's variants) share them."""
+        graph, out = _SLIPS_OF_GRAPH.get("last", (None, None))
+        if graph is not self.graph:
+            out = self._slip_formulas()
+            _SLIPS_OF_GRAPH["last"] = (self.graph, out)
+        return out
+
+    def _slip_formulas(self) -> list[tuple[tuple[str, dict], dict[str, sp.Expr]]]:
         out = []
         terms = [n for n in self.graph.nodes.values() if n.kind == LOSS_TERM]
         if any(t.expr.has(sp.log) for t in terms):
@@ -1053,8 +1119,7 @@ class _Judge:
         for dep in quantity.deps:
             for other in catalog.siblings(dep):
                 for values in self.bases():
-                    swapped = dict(values)
-                    swapped[dep] = values.get(other)
+                    swapped = ChainMap({dep: values.get(other)}, values)  # one value changed
                     yield (Diagnosis("neighbour_in_formula", {"other": other, "used": dep}),
                            catalog.recompute(key, swapped))
         if answer is not None:
@@ -1064,7 +1129,12 @@ class _Judge:
 
     def _touches(self, key: str, formulas: dict) -> bool:
         """Does an altered formula lie upstream of key (or is it key's own)?"""
-        return key in formulas or not self.catalog.upstream(key).isdisjoint(formulas)
+        touches = self.catalog._shared.touches
+        cached = touches.get((key, id(formulas)))
+        if cached is None or cached[0] is not formulas:
+            cached = touches[key, id(formulas)] = (formulas, key in formulas or not (
+                self.catalog.upstream(key).isdisjoint(formulas)))
+        return cached[1]
 
     def _variant(self, index: int, formulas):
         """The truth and the student's world with the index-th slip replayed (several
