@@ -43,7 +43,7 @@ from __future__ import annotations
 import base64
 import math
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
 
@@ -155,29 +155,35 @@ class ClozeVariant:
 
     number: int
     name: str  # the question's name in the bank
-    text: str  # the exercise as HTML, BLANK.format(k) in the k-th answer cell
+    text: str  # the exercise as HTML, its blanks written (cloze_text)
     feedback: str  # the worked solution as HTML
     figure: str  # the diagram's file name
     svg: str
-    answers: dict[str, float]  # key → right value
-    slips: dict[str, list] = field(default_factory=dict)  # key → [(Diagnosis, value)]
 
 
-def cloze_quiz(variants: list[ClozeVariant], keys: list[str], digits: int, lang: str,
-               title: str) -> bytes:
-    """The Moodle XML document (UTF-8 bytes): one category, one Cloze question per variant,
-    its blanks for ``keys`` in that order."""
+def cloze_text(exercise: str, keys: list[str], answers: dict[str, float], slips: dict,
+               digits: int, lang: str) -> str:
+    """The exercise (HTML, BLANK.format(k) in the k-th answer cell) with each cell's
+    blank for ``keys`` in that order: its right value (``answers``: key → value) and its
+    slips (key → (Diagnosis, value) pairs, a list or verify.each_usual_slip's iterators).
+    Written as each variant is made, so that its slips are dropped at once rather than
+    kept until the whole quiz is written."""
+    for k, key in enumerate(keys):
+        exercise = exercise.replace(BLANK.format(k), numerical_blank(
+            answers[key], digits, slips.get(key, []), lang))
+    return exercise
+
+
+def cloze_quiz(variants: list[ClozeVariant], title: str) -> bytes:
+    """The Moodle XML document (UTF-8 bytes): one category, one Cloze question per
+    variant."""
     quiz = ET.Element("quiz")
     category = ET.SubElement(quiz, "question", {"type": "category"})
     _text(category, "category", category_path(title))
     for variant in variants:
         item = ET.SubElement(quiz, "question", {"type": "cloze"})
         _text(item, "name", variant.name)
-        text = variant.text
-        for k, key in enumerate(keys):
-            text = text.replace(BLANK.format(k), numerical_blank(
-                variant.answers[key], digits, variant.slips.get(key, []), lang))
-        question = _text(item, "questiontext", text, format="html")
+        question = _text(item, "questiontext", variant.text, format="html")
         embedded = ET.SubElement(question, "file", {"name": variant.figure, "path": "/",
                                                     "encoding": "base64"})
         embedded.text = base64.b64encode(variant.svg.encode("utf-8")).decode("ascii")

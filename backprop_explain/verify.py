@@ -16,6 +16,7 @@ import difflib
 from collections import ChainMap
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from functools import cached_property, lru_cache
@@ -1168,16 +1169,22 @@ def usual_slips(catalog: Catalog, keys: list[str]) -> dict[str, list[tuple[Diagn
     """What each usual slip gives for each key when every other value is right, most
     specific first: key → [(diagnosis, value)], the slips verify names (a Moodle question's
     wrong answers, moodle.py)."""
+    return {key: list(slips) for key, slips in each_usual_slip(catalog, keys).items()}
+
+
+def each_usual_slip(catalog: Catalog, keys: list[str]) -> dict[str, Iterator]:
+    """``usual_slips`` one at a time: key → an iterator of (diagnosis, value), each made as
+    it is read (a sheet's many variants keep none of them)."""
     judge = _Judge(catalog, [], Tolerance(), None)
-    slips = {}
-    for key in keys:
-        slips[key] = []
-        for diagnosis, value in judge.candidates(None, key):
-            if isinstance(value, Interval):  # nothing written: the student's world is true
-                value = value.mid
-            if value is not None and math.isfinite(value):
-                slips[key].append((diagnosis, float(value)))
-    return slips
+    return {key: _usual_slips_of(judge, key) for key in keys}
+
+
+def _usual_slips_of(judge: _Judge, key: str) -> Iterator[tuple[Diagnosis, float]]:
+    for diagnosis, value in judge.candidates(None, key):
+        if isinstance(value, Interval):  # nothing written: the student's world is true
+            value = value.mid
+        if value is not None and math.isfinite(value):
+            yield diagnosis, float(value)
 
 
 def verify_answers(spec, answers, rel: float | None = None, abs: float | None = None,
