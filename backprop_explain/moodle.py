@@ -52,10 +52,22 @@ from .notation import NumberFormat
 
 def tolerance(value: float, digits: int) -> Decimal:
     """One unit in the ``digits``-th significant digit of ``value`` (see the module doc)."""
-    if value == 0:
-        return Decimal(10) ** -digits
-    exponent = math.floor(math.log10(abs(value)))
-    return Decimal(10) ** (exponent - digits + 1)
+    return _unit(_tolerance_exponent(value, digits))
+
+
+def _tolerance_exponent(value: float, digits: int) -> int:
+    return -digits if value == 0 else math.floor(math.log10(abs(value))) - digits + 1
+
+
+@lru_cache(maxsize=1024)
+def _unit(exponent: int) -> Decimal:
+    return Decimal(10) ** exponent
+
+
+@lru_cache(maxsize=1024)
+def _unit_text(exponent: int) -> tuple[float, str]:
+    """A tolerance 10^exponent as compared (float) and as written in a blank."""
+    return float(_unit(exponent)), format(_unit(exponent), "f")
 
 
 def category_path(*names: str) -> str:
@@ -198,19 +210,22 @@ def numerical_blank(value: float, digits: int, slips: list, lang: str) -> str:
     """``{1:NUMERICAL:=value:tolerance~%0%slip:tolerance#feedback~…}``: the right answer
     with the tolerance of the digits asked, then each slip's value (0 %) naming the slip,
     unless it falls within the tolerance of an answer before it."""
-    right = tolerance(value, digits)
-    kept = [(value, float(right))]
+    right, written = _unit_text(_tolerance_exponent(value, digits))
+    kept = [(value, right)]
     seen = {value}  # a value met before is within tolerance of a kept one: skipped at once
-    parts = [f"={_number(value, digits)}:{right:f}"]
+    parts = [f"={_number(value, digits)}:{written}"]
     for diagnosis, slip in slips:
         if slip in seen:
             continue
         seen.add(slip)
-        if any(abs(slip - other) <= tol for other, tol in kept):
-            continue
-        tol = tolerance(slip, digits)
-        kept.append((slip, float(tol)))
-        parts.append(f"%0%{_number(slip, digits)}:{tol:f}#{cloze_feedback(diagnosis, lang)}")
+        for other, tol in kept:
+            if abs(slip - other) <= tol:
+                break
+        else:
+            tol, written = _unit_text(_tolerance_exponent(slip, digits))
+            kept.append((slip, tol))
+            parts.append(f"%0%{_number(slip, digits)}:{written}#"
+                         f"{cloze_feedback(diagnosis, lang)}")
     return "{1:NUMERICAL:" + "~".join(parts) + "}"
 
 

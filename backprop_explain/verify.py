@@ -13,7 +13,6 @@ replays the usual slips (log base 10, σ instead of σ′, …) to name a mistak
 from __future__ import annotations
 
 import difflib
-from collections import ChainMap
 import math
 import re
 from collections.abc import Iterator
@@ -140,6 +139,7 @@ class _Structure:
         self.siblings: dict[str, list[str]] = {}
         self.altered: dict[int, tuple] = {}  # id(formulas) → (formulas, plan)
         self.touches: dict[tuple, tuple] = {}  # (key, id(formulas)) → (formulas, bool)
+        self.reads: dict[str, tuple[str, ...]] = {}  # key → what its evaluation looks up
         self.in_order: bool | None = None
 
     @staticmethod
@@ -162,9 +162,10 @@ def _chain_sum(factors: tuple[tuple[str, str], ...]) -> sp.Expr:
 
 
 @lru_cache(maxsize=1 << 14)
-def _primed(expr: sp.Expr, renamed: tuple) -> sp.Expr:
-    """A node's formula after the update: its parents' symbols by their primed ones."""
-    return expr.xreplace(dict(renamed))
+def _primed(expr: sp.Expr, renamed: tuple[tuple[sp.Symbol, str], ...]) -> sp.Expr:
+    """A node's formula after the update: its parents' symbols by their primed ones
+    ((symbol, primed key) pairs)."""
+    return expr.xreplace({symbol: sp.Symbol(primed) for symbol, primed in renamed})
 
 
 _STRUCTURES: dict[str, tuple] = {}  # the last graph's structure (one sheet's graph)
@@ -200,6 +201,7 @@ class Catalog:
         self._descendants = {}
         self._formula_deps: dict[sp.Expr, list[str]] = {}
         self._shared = _Structure(None)  # this catalogue's own until it is complete
+        self._complete = False
         self._renamed: dict[str, str] = {}  # several examples: example 1's keys, renamed
         self._combined: list[str] = []  # … and the step's, combining the examples'
         example = self.solution.example
@@ -400,7 +402,7 @@ class Catalog:
         return inverses
 
     def _after_formula(self, node, expr: sp.Expr | None = None) -> sp.Expr:
-        renamed = tuple((self.graph.symbol(p), sp.Symbol(updated_key(p))) for p in node.parents
+        renamed = tuple((self.graph.symbol(p), updated_key(p)) for p in node.parents
                         if self.graph.nodes[p].kind not in (INPUT,) + GIVEN_KINDS)
         return _primed(node.expr if expr is None else expr, renamed)
 
@@ -437,13 +439,25 @@ class Catalog:
         else:  # every factor is already in the catalogue with its true value
             quantity.value = self._evaluate_one(
                 quantity, {d: self.quantities[d].value for d in quantity.deps})
-        if hasattr(self, "_by_normal"):
-            self._index_one(quantity.key)
-            self._shared = _Structure(None)  # a key added later: no longer like the others
+        if self._complete:  # a key added later (resolve): no longer like the others
+            if self._by_normal is not None:
+                self._index_one(quantity.key)
+            self._shared = _Structure(None)
         return quantity
 
     def _index(self):
-        self._by_normal: dict[str, str | None] = {}
+        """The keys by shape (siblings); the tables of spellings wait for the first lookup."""
+        self._complete = True
+        self._by_normal: dict[str, str | None] | None = None
+        self._shapes: dict[str, list[str]] = {}
+        for key in self.quantities:
+            self._shapes.setdefault(_shape(key), []).append(key)
+
+    def _spellings(self):
+        """The keys by their normalized spellings, and the graph's nodes."""
+        if self._by_normal is not None:
+            return
+        self._by_normal = {}
         self._by_loose: dict[str, str | None] = {}
         for key in self.quantities:
             self._index_one(key)
@@ -456,9 +470,6 @@ class Catalog:
             self._nodes_by_normal.setdefault(loose, name)
         self._nodes_by_normal.setdefault("E", self.loss)
         self._nodes_by_normal.setdefault("Etot", self.loss)
-        self._shapes: dict[str, list[str]] = {}
-        for key in self.quantities:
-            self._shapes.setdefault(_shape(key), []).append(key)
 
     def _index_one(self, key: str):
         for table, text in ((self._by_normal, normalize_key(key)),
@@ -473,6 +484,7 @@ class Catalog:
         """The catalogue key a student's spelling means, or None."""
         if text in self.quantities:
             return text
+        self._spellings()
         normal = normalize_key(text)
         if normal.lower() in _LEARNING_RATE_ALIASES:
             return LEARNING_RATE
@@ -491,6 +503,7 @@ class Catalog:
         return None
 
     def suggest(self, text: str) -> str | None:
+        self._spellings()
         normal = normalize_key(text)
         close = difflib.get_close_matches(normal, [k for k in self._by_normal if k], n=1,
                                           cutoff=0.75)
@@ -713,6 +726,17 @@ class Catalog:
         if quantity.formula is None and formula is None:
             return None
         return self._evaluate_one(quantity, values, formula)
+
+    def recompute_with(self, key: str, values: dict, changed: dict) -> float | None:
+        """``recompute(key, values)`` with the values of ``changed`` in place of theirs."""
+        reads = self._shared.reads.get(key)
+        if reads is None:  # what evaluating the formula looks up
+            inverse = self._inverses.get(key)
+            reads = self._shared.reads[key] = tuple(dict.fromkeys(
+                list(self.quantities[key].deps) + (list(inverse[:2]) if inverse else [])))
+        view = {d: values[d] for d in reads if d in values}
+        view.update(changed)
+        return self.recompute(key, view)
 
     # Slips replayed as altered formulas -------------------------------------
     @cached_property
@@ -1089,10 +1113,9 @@ class _Judge:
                 primed = updated_key(parent)
                 if primed in catalog.quantities:
                     for values in self.bases():
-                        mixed = dict(values)
-                        mixed[primed] = values.get(parent)
                         yield (Diagnosis("before_update_parent", {"parent": parent}),
-                               catalog.recompute(key, mixed))
+                               catalog.recompute_with(key, values,
+                                                      {primed: values.get(parent)}))
         if quantity.kind in ("forward", PARAMETER) and updated_key(key) in catalog.quantities:
             yield Diagnosis("after_update"), truth[updated_key(key)]
         for index, (diagnosis, formulas) in enumerate(catalog.variants):
@@ -1120,9 +1143,8 @@ class _Judge:
         for dep in quantity.deps:
             for other in catalog.siblings(dep):
                 for values in self.bases():
-                    swapped = ChainMap({dep: values.get(other)}, values)  # one value changed
                     yield (Diagnosis("neighbour_in_formula", {"other": other, "used": dep}),
-                           catalog.recompute(key, swapped))
+                           catalog.recompute_with(key, values, {dep: values.get(other)}))
         if answer is not None:
             yield from self.rounding(answer, key)
         for k in (-1, 1, -2, 2, -3, 3):
