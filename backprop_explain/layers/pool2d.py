@@ -20,6 +20,7 @@ import numpy as np
 import sympy as sp
 
 from ..keys import local_key
+from ..partials import rename
 from ..templating import fill
 from ..validate import flatten_names, only
 from . import grid
@@ -162,9 +163,29 @@ def max_pool(cells: list[sp.Symbol]) -> sp.Expr:
 
     Exactly one indicator is 1, so the value is the maximum; each indicator is piecewise
     constant, so ∂max/∂x_k is the indicator of k: the gradient goes to the first maximum.
+
+    SymPy writes each condition and orders the conditions by comparing the cells' names
+    (most of the graph's time went there), so windows whose names come in the same order
+    have one expression up to the names: SymPy builds it for the first such window, the
+    others take it with their names put in, nothing re-evaluated (partials.rename), the
+    very expression SymPy would build (tests/test_cnn.py compares them).
     """
     if len(cells) == 1:
         return cells[0]
+    order = tuple(sorted(range(len(cells)), key=lambda k: cells[k].name))
+    if order not in _WINDOW_FORMS:
+        if len(_WINDOW_FORMS) > 1024:  # bounded: a 3×3 window has 9! orders
+            _WINDOW_FORMS.clear()
+        _WINDOW_FORMS[order] = (tuple(cells), built_max_pool(cells))
+    symbols, expr = _WINDOW_FORMS[order]
+    return rename(expr, dict(zip(symbols, cells)))
+
+
+_WINDOW_FORMS: dict[tuple[int, ...], tuple[tuple[sp.Symbol, ...], sp.Expr]] = {}
+
+
+def built_max_pool(cells: list[sp.Symbol]) -> sp.Expr:
+    """max_pool's expression as SymPy builds it, condition by condition."""
     return sp.Add(*[sp.Mul(x, first_maximum_indicator(cells, k), evaluate=False)
                     for k, x in enumerate(cells)], evaluate=False)
 
