@@ -34,6 +34,8 @@ Example (run from the repository's root; also ``from backprop_explain.api import
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,6 +52,33 @@ __all__ = ["FastNetwork", "FastResult", "compile_network", "evaluate"]
 # Results
 
 
+class LayerArrays(Mapping):
+    """One layer's arrays by role (``pre_activation``, ``activation``, …), (…, B, *shape).
+
+    A layer's activation is computed from its pre-activations when first read: a pass over
+    a large batch keeps only the pre-activations (a CNN's feature maps twice over would be
+    most of its memory); computing them again gives the very same numbers."""
+
+    def __init__(self, arrays: dict, lazy: dict | None = None):
+        self._arrays = arrays
+        self._lazy = lazy or {}  # role → function of this mapping's arrays
+
+    def __getitem__(self, role):
+        if role not in self._arrays and role in self._lazy:
+            self._arrays[role] = self._lazy[role](self._arrays)
+        return self._arrays[role]
+
+    def __iter__(self):
+        return iter(list(self._arrays) + [r for r in self._lazy if r not in self._arrays])
+
+    def __len__(self):
+        return len(set(self._arrays) | set(self._lazy))
+
+    def first_variant(self) -> "LayerArrays":
+        """The same arrays without their variant axis (the lazy ones computed from them)."""
+        return LayerArrays({role: a[0] for role, a in self._arrays.items()}, self._lazy)
+
+
 @dataclass
 class FastResult:
     """Numbers of one batch: loss, forward values and gradients as NumPy arrays.
@@ -57,16 +86,16 @@ class FastResult:
     With a variant axis, every array starts with it (V, ...); without one it is dropped.
     ``loss`` is the batch loss (mean or sum of the examples' losses, as ``reduction``),
     ``example_losses`` (…, B) each example's Σ_k E_k, ``terms`` (…, B, outputs) the E_k.
-    ``layers[k]`` holds layer k+1's arrays: ``pre_activation`` and ``activation``
-    (…, B, *shape); ``layer_gradients[k]`` its ``weights`` and ``biases`` gradients.
-    ``values`` and ``gradients`` give the same numbers under the spec's names.
+    ``layers[k]`` holds layer k+1's arrays (a LayerArrays): ``pre_activation`` and
+    ``activation`` (…, B, *shape); ``layer_gradients[k]`` its ``weights`` and ``biases``
+    gradients. ``values`` and ``gradients`` give the same numbers under the spec's names.
     """
 
     network: "FastNetwork"
     loss: np.ndarray
     example_losses: np.ndarray
     terms: np.ndarray
-    layers: list[dict[str, np.ndarray]]
+    layers: list[LayerArrays]
     layer_gradients: list[dict[str, np.ndarray]] | None
     input_gradient: np.ndarray | None = None
     has_variants: bool = True
@@ -94,6 +123,14 @@ class FastResult:
 # ---------------------------------------------------------------------------
 # The compiled network
 
+# A batch whose arrays would take more than BATCH_BYTES goes through the network in chunks
+# of examples, each chunk's arrays about CHUNK_BYTES (they stay in the processor's caches):
+# the batch's memory is then its pre-activations and little more (a CNN's feature maps of
+# 1024 examples: 55 MB instead of 234 MB, and twice as fast). A smaller batch goes whole
+# (BLAS is fastest on large products).
+BATCH_BYTES = 64 * 2 ** 20
+CHUNK_BYTES = 4 * 2 ** 20
+
 
 class FastNetwork:
     """A spec's architecture, compiled once into NumPy kernels.
@@ -117,12 +154,18 @@ class FastNetwork:
         self.output_size = shape[0]
         self.loss = LOSSES[spec.loss.kind]
         self.parameter_names = list(spec.parameters)
-        position = {name: k for k, name in enumerate(self.parameter_names)}
+        position = dict(zip(self.parameter_names, range(len(self.parameter_names))))
         # per layer and role: the index of each entry's parameter in parameter_names
-        self._index = [{role: np.vectorize(position.__getitem__, otypes=[np.intp])(names)
-                        for role, names in k.names.items()} for k in self.kernels]
-        self._unique = [{role: len(np.unique(ix)) == ix.size for role, ix in layers.items()}
+        self._index = [{role: _positions(names, position) for role, names in k.names.items()}
+                       for k in self.kernels]
+        self._unique = [{role: _distinct(ix, len(position)) for role, ix in layers.items()}
                         for layers in self._index]
+        self._position = position
+        self._defaults: np.ndarray | None = None  # the spec's values, by position
+        # float64 numbers one example puts through a pass (each layer's input and output,
+        # forward and backward), for cutting large batches into chunks
+        self._example_numbers = 2 * sum(math.prod(getattr(k, "in_shape", k.out_shape))
+                                        + math.prod(k.out_shape) for k in self.kernels)
 
     # -- parameters -------------------------------------------------------
 
@@ -131,13 +174,20 @@ class FastNetwork:
 
     def layer_parameters(self, by_name) -> list[dict[str, np.ndarray]]:
         """Per-layer arrays (V, ...) from values by name (scalars or (V,) arrays)."""
-        values = [by_name.get(n, self.spec.parameters[n]) for n in self.parameter_names]
-        unknown = set(by_name) - set(self.spec.parameters)
+        unknown = [name for name in by_name if name not in self._position]
         if unknown:
             raise KeyError(f"not parameters of this network: {sorted(unknown)}")
-        arrays = [np.asarray(v, dtype=np.float64) for v in values]
-        variants = max((a.shape[0] for a in arrays if a.ndim), default=None)
-        theta = np.stack([np.broadcast_to(a, (variants or 1,)) for a in arrays], axis=-1)
+        if self._defaults is None:
+            self._defaults = np.fromiter(self.spec.parameters.values(), dtype=np.float64,
+                                         count=len(self.parameter_names))
+        given = {name: np.asarray(v, dtype=np.float64) for name, v in by_name.items()}
+        variants = max((a.shape[0] for a in given.values() if a.ndim), default=1)
+        theta = np.empty((variants, len(self.parameter_names)))
+        theta[:] = self._defaults
+        if given:
+            columns = [self._position[name] for name in given]
+            theta[:, columns] = np.stack([np.broadcast_to(a, (variants,))
+                                          for a in given.values()], axis=-1)
         return [{role: theta[:, ix] for role, ix in layer.items()} for layer in self._index]
 
     def gradients_by_name(self, layer_gradients, has_variants=True) -> dict[str, np.ndarray]:
@@ -207,7 +257,31 @@ class FastNetwork:
         if t.shape[0] != v:
             t = np.broadcast_to(t, (v,) + t.shape[1:])
         batch = x.shape[1]
+        scale = 1.0 / batch if reduction == "mean" else 1.0
 
+        size = self._chunk_size(v, batch)
+        if size >= batch:
+            passed = self._pass(x, t, params, scale, gradients, input_gradient)
+            layers = [LayerArrays(arrays, self._lazy(k, arrays))
+                      for k, arrays in enumerate(passed.layers)]
+            terms, layer_gradients, gx = passed.terms, passed.gradients, passed.input_gradient
+        else:
+            layers, terms, layer_gradients, gx = self._in_chunks(
+                x, t, params, scale, gradients, input_gradient, size)
+        example_losses = terms.sum(axis=-1)
+        loss = example_losses.sum(axis=-1) * scale
+
+        if not has_variants:
+            squeeze = lambda a: a[0] if a is not None else None  # noqa: E731
+            loss, example_losses, terms, gx = map(squeeze, (loss, example_losses, terms, gx))
+            layers = [arrays.first_variant() for arrays in layers]
+            if layer_gradients is not None:
+                layer_gradients = [{k: a[0] for k, a in g.items()} for g in layer_gradients]
+        return FastResult(self, loss, example_losses, terms, layers, layer_gradients, gx,
+                          has_variants)
+
+    def _pass(self, x, t, params, scale, gradients, input_gradient) -> "_Pass":
+        """Forward (and backward) through every kernel for the examples of x and t."""
         layers, caches, a = [], [], x
         for kernel, p in zip(self.kernels, params):
             z, a, cache = kernel.forward(a, p)
@@ -216,34 +290,87 @@ class FastNetwork:
         last = self.kernels[-1]
         terms, d, fused = self.loss.terms_and_delta(last.activation,
                                                     layers[-1]["pre_activation"], a, t)
-        example_losses = terms.sum(axis=-1)
-        scale = 1.0 / batch if reduction == "mean" else 1.0
-        loss = example_losses.sum(axis=-1) * scale
+        if not gradients:
+            return _Pass(layers, terms)
+        delta = d * scale
+        layer_gradients = [None] * len(self.kernels)
+        for k in range(len(self.kernels) - 1, -1, -1):
+            kernel = self.kernels[k]
+            if not (k == len(self.kernels) - 1 and fused):
+                delta = ACTIVATIONS[kernel.activation].backward(
+                    layers[k]["pre_activation"], layers[k]["activation"], delta,
+                    getattr(kernel, "slope", 0.01))
+            below = layers[k - 1]["activation"] if k else x
+            need = k > 0 or input_gradient
+            layer_gradients[k], delta = kernel.backward(below, params[k], delta, need,
+                                                        caches[k])
+        return _Pass(layers, terms, layer_gradients, delta if input_gradient else None)
 
-        layer_gradients = gx = None
-        if gradients:
-            delta = d * scale
-            layer_gradients = [None] * len(self.kernels)
-            inputs_of = [x] + [layer["activation"] for layer in layers[:-1]]
-            for k in range(len(self.kernels) - 1, -1, -1):
-                kernel = self.kernels[k]
-                if not (k == len(self.kernels) - 1 and fused):
-                    delta = ACTIVATIONS[kernel.activation].backward(
-                        layers[k]["pre_activation"], layers[k]["activation"], delta,
-                        getattr(kernel, "slope", 0.01))
-                need = k > 0 or input_gradient
-                grads, delta = kernel.backward(inputs_of[k], params[k], delta, need, caches[k])
-                layer_gradients[k] = grads
-            gx = delta if input_gradient else None
+    def _chunk_size(self, variants: int, batch: int) -> int:
+        """Examples per chunk: the whole batch when its arrays are small."""
+        per_example = 8 * variants * self._example_numbers
+        if per_example * batch <= BATCH_BYTES:
+            return batch
+        return max(1, CHUNK_BYTES // per_example)
 
-        if not has_variants:
-            squeeze = lambda a: a[0] if a is not None else None  # noqa: E731
-            loss, example_losses, terms, gx = map(squeeze, (loss, example_losses, terms, gx))
-            layers = [{k: a[0] for k, a in layer.items()} for layer in layers]
-            if layer_gradients is not None:
-                layer_gradients = [{k: a[0] for k, a in g.items()} for g in layer_gradients]
-        return FastResult(self, loss, example_losses, terms, layers, layer_gradients, gx,
-                          has_variants)
+    def _in_chunks(self, x, t, params, scale, gradients, input_gradient, size):
+        """The pass chunk by chunk of examples (they do not depend on one another): the
+        pre-activations written into whole-batch arrays, the gradients summed."""
+        batch = x.shape[1]
+        kept: list[dict] = []  # per layer: role → whole-batch array
+        filled: list[tuple[int, str]] = []  # (layer, role) of the arrays written chunk by chunk
+        terms = gx = layer_gradients = None
+        for start in range(0, batch, size):
+            part = slice(start, start + size)
+            passed = self._pass(x[:, part], t[:, part], params, scale, gradients,
+                                input_gradient)
+            if start == 0:
+                for k, arrays in enumerate(passed.layers):
+                    below = passed.layers[k - 1]["activation"] if k else None
+                    kept.append(self._batch_arrays(arrays, batch, below,
+                                                   kept[-1] if k else {}, filled, k))
+                terms = np.empty(t.shape[:2] + passed.terms.shape[2:])
+                gx = np.empty(x.shape) if passed.input_gradient is not None else None
+                layer_gradients = passed.gradients
+            elif gradients:
+                for total, grads in zip(layer_gradients, passed.gradients):
+                    for role, g in grads.items():
+                        total[role] += g
+            for k, role in filled:
+                kept[k][role][:, part] = passed.layers[k][role]
+            terms[:, part] = passed.terms
+            if gx is not None:
+                gx[:, part] = passed.input_gradient
+        layers = [LayerArrays(arrays, self._lazy(k, arrays)) for k, arrays in enumerate(kept)]
+        return layers, terms, layer_gradients, gx
+
+    @staticmethod
+    def _batch_arrays(arrays: dict, batch: int, below, kept_below: dict, filled: list,
+                      k: int) -> dict:
+        """Whole-batch arrays for what layer k keeps of a chunk (``arrays``; ``below`` the
+        chunk's input): its pre-activations, and its activations when they are the
+        pre-activations themselves (pooling, identity); its input reshaped (flatten) is a
+        view of the layer below's whole-batch array."""
+        z = arrays["pre_activation"]
+        shape = z.shape[:1] + (batch,) + z.shape[2:]
+        if "activation" in kept_below and np.may_share_memory(z, below):
+            whole = kept_below["activation"].reshape(shape)
+        else:
+            whole = np.empty(shape)
+            filled.append((k, "pre_activation"))
+        out = {"pre_activation": whole}
+        if arrays["activation"] is z:
+            out["activation"] = whole
+        return out  # any other activation: computed from the pre-activations when read
+
+    def _lazy(self, k: int, arrays: dict) -> dict:
+        """How layer k's activations are computed from its pre-activations, if not kept."""
+        if "activation" in arrays:
+            return {}
+        kernel = self.kernels[k]
+        activation = ACTIVATIONS[kernel.activation]
+        slope = getattr(kernel, "slope", 0.01)
+        return {"activation": lambda kept: activation.forward(kept["pre_activation"], slope)}
 
     def name_values(self, result: FastResult) -> dict[str, np.ndarray]:
         """The forward arrays under the spec's names: each (…, B)."""
@@ -261,6 +388,28 @@ class FastNetwork:
             out[name] = result.terms[..., k]
         out[self.spec.loss.total_name] = result.example_losses
         return out
+
+
+@dataclass
+class _Pass:
+    """What one pass over some examples computed, axes (V, B, …)."""
+
+    layers: list[dict[str, np.ndarray]]
+    terms: np.ndarray
+    gradients: list[dict[str, np.ndarray]] | None = None
+    input_gradient: np.ndarray | None = None
+
+
+def _positions(names: np.ndarray, position: dict) -> np.ndarray:
+    """The index of each name of an object array in ``position``, same shape."""
+    flat = names.ravel().tolist()
+    return np.fromiter(map(position.__getitem__, flat), dtype=np.intp,
+                       count=len(flat)).reshape(names.shape)
+
+
+def _distinct(index: np.ndarray, count: int) -> bool:
+    """Whether no index repeats (no parameter name used twice in one block)."""
+    return index.size == 0 or int(np.bincount(index.ravel(), minlength=count).max()) <= 1
 
 
 def compile_network(spec) -> FastNetwork:

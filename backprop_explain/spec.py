@@ -301,6 +301,15 @@ def _read_training(raw: dict, place: Place, params: ParameterTable, layers, n_ex
 
 def _check_unique_names(input_names, layers, loss: LossSpec, params, top: Place):
     """Parameters may repeat (sharing); every other quantity needs a name of its own."""
+    groups = [input_names, params.values] + [layer.quantity_names() for layer in layers]
+    groups += [loss.term_names + [loss.total_name], loss.target_names]
+    named: set[str] = set()
+    for group in groups:  # no name in two groups (the common case): nothing to locate
+        if not named.isdisjoint(group):
+            break
+        named.update(group)
+    else:
+        return
     seen: dict[str, str] = {}
 
     def claim(name, what):

@@ -145,16 +145,27 @@ def torch_step(torch, network, x, labels):
 
 
 def timed_in_turns(functions: dict, rounds: int) -> dict:
-    """{name: [seconds of each round]}, the functions timed in turns (a, b, c, a, b, c, …)
-    so that the load of other processes falls on all of them alike."""
-    for function in functions.values():
+    """{name: [seconds of each timed call]}: each round runs every function in turn, the
+    order rotating from round to round, so that the load of other processes falls on all
+    of them alike. A function's first call in its turn is not timed (it would pay for the
+    caches the function before it left, ~40 us after a PyTorch step), then it is called
+    about 20 ms' worth (at least once), each call timed."""
+    names = list(functions)
+    calls = {}
+    for name, function in functions.items():
+        start = time.perf_counter()
         function()  # warm-up
-    times = {name: [] for name in functions}
-    for _ in range(rounds):
-        for name, function in functions.items():
-            start = time.perf_counter()
-            function()
-            times[name].append(time.perf_counter() - start)
+        calls[name] = max(1, min(50, int(0.02 / max(time.perf_counter() - start, 1e-6))))
+    times = {name: [] for name in names}
+    for turn in range(rounds):
+        for name in names[turn % len(names):] + names[:turn % len(names)]:
+            function = functions[name]
+            if calls[name] > 1:  # a fast function: its first call in the turn is not timed
+                function()
+            for _ in range(calls[name]):
+                start = time.perf_counter()
+                function()
+                times[name].append(time.perf_counter() - start)
     return times
 
 
@@ -333,7 +344,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", default="1,2",
                         help="thread counts, each in its own process (default 1,2)")
-    parser.add_argument("--rounds", type=int, default=30, help="timed rounds per batch size")
+    parser.add_argument("--rounds", type=int, default=10, help="rounds (turns) per batch size")
     parser.add_argument("--compile-rounds", type=int, default=5)
     parser.add_argument("--baseline", type=Path, help="another checkout to compare with")
     parser.add_argument("--no-symbolic", dest="symbolic", action="store_false",
