@@ -205,28 +205,29 @@ class FastNetwork:
         return {name: total[..., k] for k, name in enumerate(self.parameter_names)}
 
     def _as_layer_arrays(self, parameters):
+        """(per-layer arrays (V, ...), whether they have a variant axis, V)."""
         if parameters is None:
-            return self.default_parameters(), False
-        if isinstance(parameters, dict):
+            arrays, has_v = self.default_parameters(), False
+        elif isinstance(parameters, dict):
             arrays = self.layer_parameters(parameters)
             has_v = any(np.ndim(v) for v in parameters.values())
-            return arrays, has_v
-        arrays, has_v = [], False
-        for kernel, given in zip(self.kernels, parameters):
-            layer = {}
-            for role in kernel.names:
-                a = np.asarray(given[role], dtype=np.float64)
-                expected = kernel.names[role].shape
-                if a.shape == expected:
-                    a = a[None]
-                elif a.shape[1:] == expected:
-                    has_v = True
-                else:
-                    raise ValueError(f"layer {kernel.layer.index} {role}: shape "
-                                     f"{expected} or (V, *{expected}), got {a.shape}")
-                layer[role] = a
-            arrays.append(layer)
-        return arrays, has_v
+        else:
+            arrays, has_v = [], False
+            for kernel, given in zip(self.kernels, parameters):
+                layer = {}
+                for role, names in kernel.names.items():
+                    a = np.asarray(given[role], dtype=np.float64)
+                    if a.shape == names.shape:
+                        a = a[None]
+                    elif a.shape[1:] == names.shape:
+                        has_v = True
+                    else:
+                        raise ValueError(f"layer {kernel.layer.index} {role}: shape "
+                                         f"{names.shape} or (V, *{names.shape}), got {a.shape}")
+                    layer[role] = a
+                arrays.append(layer)
+        variants = max((a.shape[0] for layer in arrays for a in layer.values()), default=1)
+        return arrays, has_v, variants
 
     def _batch(self, array, shape, what):
         a = np.asarray(array, dtype=np.float64)
@@ -247,11 +248,10 @@ class FastNetwork:
             raise ValueError(f"reduction: 'mean' or 'sum', got {reduction!r}")
         x, vx = self._batch(inputs, self.input_shape, "inputs")
         t, vt = self._batch(targets, (self.output_size,), "targets")
-        params, vp = self._as_layer_arrays(parameters)
+        params, vp, v = self._as_layer_arrays(parameters)
         has_variants = vx or vt or vp
         # broadcast the variant axis of inputs/targets where only the parameters have one
-        v = max([x.shape[0], t.shape[0]] + [a.shape[0] for layer in params
-                                              for a in layer.values()])
+        v = max(x.shape[0], t.shape[0], v)
         if x.shape[0] != v:
             x = np.broadcast_to(x, (v,) + x.shape[1:])
         if t.shape[0] != v:
@@ -262,8 +262,7 @@ class FastNetwork:
         size = self._chunk_size(v, batch)
         if size >= batch:
             passed = self._pass(x, t, params, scale, gradients, input_gradient)
-            layers = [LayerArrays(arrays, self._lazy(k, arrays))
-                      for k, arrays in enumerate(passed.layers)]
+            layers = [LayerArrays(arrays) for arrays in passed.layers]
             terms, layer_gradients, gx = passed.terms, passed.gradients, passed.input_gradient
         else:
             layers, terms, layer_gradients, gx = self._in_chunks(
@@ -272,8 +271,8 @@ class FastNetwork:
         loss = example_losses.sum(axis=-1) * scale
 
         if not has_variants:
-            squeeze = lambda a: a[0] if a is not None else None  # noqa: E731
-            loss, example_losses, terms, gx = map(squeeze, (loss, example_losses, terms, gx))
+            loss, example_losses, terms = loss[0], example_losses[0], terms[0]
+            gx = gx[0] if gx is not None else None
             layers = [arrays.first_variant() for arrays in layers]
             if layer_gradients is not None:
                 layer_gradients = [{k: a[0] for k, a in g.items()} for g in layer_gradients]
@@ -292,7 +291,7 @@ class FastNetwork:
                                                     layers[-1]["pre_activation"], a, t)
         if not gradients:
             return _Pass(layers, terms)
-        delta = d * scale
+        delta = d * scale if scale != 1.0 else d
         layer_gradients = [None] * len(self.kernels)
         for k in range(len(self.kernels) - 1, -1, -1):
             kernel = self.kernels[k]
