@@ -10,6 +10,7 @@ checked against a small safe grammar (validate.py): a name can never run a TeX c
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import tomllib
@@ -71,6 +72,8 @@ class NetworkSpec:
     epochs: int | None = None
     optimizer: str = DEFAULT_OPTIMIZER  # how the parameters move (optimizers.py)
     extra: dict = field(default_factory=dict)
+    # the document it was read from (a copy): spec_toml.py writes it back as a spec file
+    document: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def output_names(self) -> list[str]:
@@ -169,7 +172,8 @@ def spec_from_dict(data: dict, source: str = "<spec>") -> NetworkSpec:
     _check_unique_names(input_names, layers, loss, params, top)
     return NetworkSpec(
         source=source, title=title, input_names=input_names, input_shape=input_shape,
-        layers=layers, loss=loss, parameters=params.values, examples=examples, **settings)
+        layers=layers, loss=loss, parameters=params.values, examples=examples, **settings,
+        document=copy.deepcopy(data))
 
 
 def _read_input_shape(inputs: dict, place: Place):

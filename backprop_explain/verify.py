@@ -513,6 +513,20 @@ class Verification:
     def as_data(self, lang: str = "en") -> list[dict]:
         return [c.as_data(lang) for c in self.checks]
 
+    def report(self, format: str = "md", lang: str = "en") -> str:
+        """The report as the command prints it: text, md or json."""
+        from .templating import LANGUAGES
+        from .validate import allowed
+        return render_verification(self, allowed("format", format, REPORT_FORMATS),
+                                   allowed("lang", lang, LANGUAGES))
+
+    def __repr__(self) -> str:  # one line, not every check
+        counts = ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in self.counts.items())
+        return f"<Verification of {len(self.checks)} answers: {counts}>"
+
+    def _repr_markdown_(self) -> str:  # Jupyter shows the report
+        return self.report("md")
+
 
 class _Judge:
     """Judges answers against the truth, the student's own values, and the usual slips."""
