@@ -127,3 +127,16 @@ def test_a_large_block_is_read_whole():
     assert values == [w for row in weights for w in row] + [0.0] * 64
     names = itertools.islice(spec.parameters, 0, None, 51)
     assert list(names)[:2] == ["w^{(1)}_{1,1}", "w^{(1)}_{2,2}"]
+
+
+def test_the_spec_keeps_a_copy_of_its_document():
+    data = network((0, "names", {"weights": [["p", "q"], ["r", "s"]]}))
+    data["examples"] = [{"inputs": [1, 2], "targets": [0.5]}]
+    spec = spec_from_dict(data)
+    assert spec.document == data
+    data["layers"][0]["weights"][1][0] = 9.0  # the caller's dict changes afterwards
+    data["layers"][0]["names"]["weights"][0][1] = "t"
+    data["examples"][0]["inputs"].append(3)
+    assert spec.document["layers"][0]["weights"] == [[1, 2], [3, 4]]
+    assert spec.document["layers"][0]["names"]["weights"] == [["p", "q"], ["r", "s"]]
+    assert spec.document["examples"][0]["inputs"] == [1, 2]
