@@ -87,8 +87,10 @@ class FastResult:
     ``loss`` is the batch loss (mean or sum of the examples' losses, as ``reduction``),
     ``example_losses`` (…, B) each example's Σ_k E_k, ``terms`` (…, B, outputs) the E_k.
     ``layers[k]`` holds layer k+1's arrays (a LayerArrays): ``pre_activation`` and
-    ``activation`` (…, B, *shape); ``layer_gradients[k]`` its ``weights`` and ``biases``
-    gradients. ``values`` and ``gradients`` give the same numbers under the spec's names.
+    ``activation`` (…, B, *shape); ``layer_gradients[k]`` its parameters' gradients by
+    role (``weights`` and ``biases``, …). ``values`` and ``gradients`` give the same numbers
+    under the spec's names; ``buffers`` what layers keep from step to step (running
+    statistics) as this forward pass leaves them, by name (…,).
     """
 
     network: "FastNetwork"
@@ -99,6 +101,7 @@ class FastResult:
     layer_gradients: list[dict[str, np.ndarray]] | None
     input_gradient: np.ndarray | None = None
     has_variants: bool = True
+    buffers: dict[str, np.ndarray] | None = None  # the layers' buffers after this forward pass
     _by_name: dict | None = field(default=None, repr=False)
     _gradients: dict | None = field(default=None, repr=False)
 
@@ -161,6 +164,9 @@ class FastNetwork:
         self._unique = [{role: _distinct(ix, len(position)) for role, ix in layers.items()}
                         for layers in self._index]
         self._position = position
+        self._couples = any(layer.couples_examples for layer in spec.layers)
+        self._buffers = any(getattr(k, "buffer_names", None) for k in self.kernels)
+        self._per_example = any(getattr(k, "example_arrays", None) for k in self.kernels)
         self._defaults: np.ndarray | None = None  # the spec's values, by position
         # float64 numbers one example puts through a pass (each layer's input and output,
         # forward and backward), for cutting large batches into chunks
@@ -229,6 +235,37 @@ class FastNetwork:
         variants = max((a.shape[0] for layer in arrays for a in layer.values()), default=1)
         return arrays, has_v, variants
 
+    def _buffer_arrays(self, buffers, variants: int) -> list[dict[str, np.ndarray]]:
+        """Per layer, its buffers (running statistics) by role, (V, …), from values by
+        name (default: the spec's)."""
+        given = dict(self.spec.buffers)
+        given.update(buffers or {})
+        out = []
+        for kernel in self.kernels:
+            roles = {}
+            for role, names in getattr(kernel, "buffer_names", {}).items():
+                flat = [np.broadcast_to(np.asarray(given[n], dtype=np.float64), (variants,))
+                        for n in names.ravel()]
+                roles[role] = np.stack(flat, axis=-1).reshape((variants,) + names.shape)
+            out.append(roles)
+        return out
+
+    def _example_arrays(self, examples, batch: int) -> list[dict[str, np.ndarray]]:
+        """Per layer, its per-example constants (dropout masks) of the batch's examples,
+        (1, B, …): ``examples`` are their 0-based positions in the spec."""
+        out = []
+        for kernel in self.kernels:
+            roles = {}
+            for role, array in getattr(kernel, "example_arrays", {}).items():
+                chosen = list(range(batch)) if examples is None else list(examples)
+                if len(chosen) != batch or max(chosen) >= len(array):
+                    raise ValueError(f"layer {kernel.layer.index}: per-example data for "
+                                     f"{len(array)} examples; give examples=[positions of "
+                                     f"the batch's {batch} examples in the spec]")
+                roles[role] = array[chosen][None]
+            out.append(roles)
+        return out
+
     def _batch(self, array, shape, what):
         a = np.asarray(array, dtype=np.float64)
         if a.ndim == len(shape) + 1 and a.shape[1:] == shape:
@@ -241,8 +278,13 @@ class FastNetwork:
     # -- evaluation -------------------------------------------------------
 
     def run(self, inputs, targets, parameters=None, reduction: str | None = None,
-            gradients: bool = True, input_gradient: bool = False) -> FastResult:
-        """Forward (and backward) pass over the whole batch; see the class docstring."""
+            gradients: bool = True, input_gradient: bool = False, examples=None,
+            buffers: dict | None = None) -> FastResult:
+        """Forward (and backward) pass over the whole batch; see the class docstring.
+
+        ``examples``: the 0-based positions in the spec of the batch's examples, for layers
+        with per-example data (dropout masks; default: the first B examples); ``buffers``:
+        the running statistics by name (default: the spec's)."""
         reduction = reduction or self.spec.reduction
         if reduction not in ("mean", "sum"):
             raise ValueError(f"reduction: 'mean' or 'sum', got {reduction!r}")
@@ -258,15 +300,22 @@ class FastNetwork:
             t = np.broadcast_to(t, (v,) + t.shape[1:])
         batch = x.shape[1]
         scale = 1.0 / batch if reduction == "mean" else 1.0
+        # what the kernels read besides their parameters: buffers, per-example data (V or
+        # 1, B, …)
+        if self._buffers:
+            params = [dict(p, **b) for p, b in zip(params, self._buffer_arrays(buffers, v))]
+        per_example = self._example_arrays(examples, batch) if self._per_example else None
 
         size = self._chunk_size(v, batch)
         if size >= batch:
-            passed = self._pass(x, t, params, scale, gradients, input_gradient)
+            passed = self._pass(x, t, params, per_example, scale, gradients, input_gradient)
             layers = [LayerArrays(arrays) for arrays in passed.layers]
             terms, layer_gradients, gx = passed.terms, passed.gradients, passed.input_gradient
+            updated = passed.buffers
         else:
             layers, terms, layer_gradients, gx = self._in_chunks(
-                x, t, params, scale, gradients, input_gradient, size)
+                x, t, params, per_example, scale, gradients, input_gradient, size)
+            updated = {}
         example_losses = terms.sum(axis=-1)
         loss = example_losses.sum(axis=-1) * scale
 
@@ -276,21 +325,28 @@ class FastNetwork:
             layers = [arrays.first_variant() for arrays in layers]
             if layer_gradients is not None:
                 layer_gradients = [{k: a[0] for k, a in g.items()} for g in layer_gradients]
+            updated = {n: a[0] for n, a in updated.items()}
         return FastResult(self, loss, example_losses, terms, layers, layer_gradients, gx,
-                          has_variants)
+                          has_variants, buffers=updated)
 
-    def _pass(self, x, t, params, scale, gradients, input_gradient) -> "_Pass":
-        """Forward (and backward) through every kernel for the examples of x and t."""
+    def _pass(self, x, t, params, per_example, scale, gradients, input_gradient) -> "_Pass":
+        """Forward (and backward) through every kernel for the examples of x and t
+        (``per_example``: each layer's data of these examples, or None)."""
+        if per_example is not None:
+            params = [dict(p, **e) if e else p for p, e in zip(params, per_example)]
         layers, caches, a = [], [], x
         for kernel, p in zip(self.kernels, params):
             z, a, cache = kernel.forward(a, p)
-            layers.append({"pre_activation": z, "activation": a})
+            # a kernel may name more of its quantities (batch statistics), (V, B, …) each
+            more = kernel.more_values(cache) if hasattr(kernel, "more_values") else {}
+            layers.append({"pre_activation": z, "activation": a, **more})
             caches.append(cache)
+        updated = self._updated_buffers(params, caches) if self._buffers else {}
         last = self.kernels[-1]
         terms, d, fused = self.loss.terms_and_delta(last.activation,
                                                     layers[-1]["pre_activation"], a, t)
         if not gradients:
-            return _Pass(layers, terms)
+            return _Pass(layers, terms, buffers=updated)
         delta = d * scale if scale != 1.0 else d
         layer_gradients = [None] * len(self.kernels)
         for k in range(len(self.kernels) - 1, -1, -1):
@@ -303,16 +359,29 @@ class FastNetwork:
             need = k > 0 or input_gradient
             layer_gradients[k], delta = kernel.backward(below, params[k], delta, need,
                                                         caches[k])
-        return _Pass(layers, terms, layer_gradients, delta if input_gradient else None)
+        return _Pass(layers, terms, layer_gradients, delta if input_gradient else None,
+                     updated)
+
+    def _updated_buffers(self, params, caches) -> dict[str, np.ndarray]:
+        """The layers' buffers after this forward pass, by name (V,)."""
+        updated = {}
+        for kernel, p, cache in zip(self.kernels, params, caches):
+            if getattr(kernel, "buffer_names", None):
+                for role, array in kernel.updated_buffers(p, cache).items():
+                    names = kernel.buffer_names[role].ravel()
+                    flat = array.reshape(array.shape[0], -1)
+                    updated.update({n: flat[:, k] for k, n in enumerate(names)})
+        return updated
 
     def _chunk_size(self, variants: int, batch: int) -> int:
-        """Examples per chunk: the whole batch when its arrays are small."""
+        """Examples per chunk: the whole batch when its arrays are small, or when a layer
+        mixes the examples (batch statistics) or keeps numbers from step to step."""
         per_example = 8 * variants * self._example_numbers
-        if per_example * batch <= BATCH_BYTES:
+        if per_example * batch <= BATCH_BYTES or self._couples or self._buffers:
             return batch
         return max(1, CHUNK_BYTES // per_example)
 
-    def _in_chunks(self, x, t, params, scale, gradients, input_gradient, size):
+    def _in_chunks(self, x, t, params, per_example, scale, gradients, input_gradient, size):
         """The pass chunk by chunk of examples (they do not depend on one another): the
         pre-activations written into whole-batch arrays, the gradients summed."""
         batch = x.shape[1]
@@ -321,7 +390,9 @@ class FastNetwork:
         terms = gx = layer_gradients = None
         for start in range(0, batch, size):
             part = slice(start, start + size)
-            passed = self._pass(x[:, part], t[:, part], params, scale, gradients,
+            examples = None if per_example is None else [
+                {role: a[:, part] for role, a in e.items()} for e in per_example]
+            passed = self._pass(x[:, part], t[:, part], params, examples, scale, gradients,
                                 input_gradient)
             if start == 0:
                 for k, arrays in enumerate(passed.layers):
@@ -353,14 +424,18 @@ class FastNetwork:
         z = arrays["pre_activation"]
         shape = z.shape[:1] + (batch,) + z.shape[2:]
         if "activation" in kept_below and np.may_share_memory(z, below):
-            whole = kept_below["activation"].reshape(shape)
+            out = {"pre_activation": kept_below["activation"].reshape(shape)}
         else:
-            whole = np.empty(shape)
+            out = {"pre_activation": np.empty(shape)}
             filled.append((k, "pre_activation"))
-        out = {"pre_activation": whole}
         if arrays["activation"] is z:
-            out["activation"] = whole
-        return out  # any other activation: computed from the pre-activations when read
+            out["activation"] = out["pre_activation"]
+        # any other activation is computed from the pre-activations when read
+        for role, a in arrays.items():
+            if role not in ("pre_activation", "activation"):
+                out[role] = np.empty(a.shape[:1] + (batch,) + a.shape[2:])
+                filled.append((k, role))
+        return out
 
     def _lazy(self, k: int, arrays: dict) -> dict:
         """How layer k's activations are computed from its pre-activations, if not kept."""
@@ -397,6 +472,7 @@ class _Pass:
     terms: np.ndarray
     gradients: list[dict[str, np.ndarray]] | None = None
     input_gradient: np.ndarray | None = None
+    buffers: dict[str, np.ndarray] = field(default_factory=dict)  # updated, by name
 
 
 def _positions(names: np.ndarray, position: dict) -> np.ndarray:

@@ -48,6 +48,24 @@ def mlp(seed):
         "training": {"learning_rate": 0.1, "reduction": "sum"}})
 
 
+def with_dropout(seed, examples=13):
+    """A CNN with a dropout layer, one mask per example of the spec (drawn from a seed)."""
+    rng = np.random.default_rng(seed)
+    return spec_from_dict({
+        "inputs": {"shape": [1, 5, 5]},
+        "layers": [
+            {"type": "conv2d", "activation": "relu", "biases": [0.1, -0.1],
+             "filters": rng.uniform(-1, 1, (2, 1, 2, 2)).tolist()},
+            {"type": "dropout", "p": 0.3, "seed": 4}, {"type": "maxpool2d", "kernel": 2},
+            {"type": "flatten"},
+            {"type": "dense", "units": 3, "activation": "softmax",
+             "weights": rng.uniform(-1, 1, (3, 8)).tolist()}],
+        "loss": {"type": "cross_entropy"},
+        "examples": [{"inputs": rng.uniform(0, 1, (1, 5, 5)).tolist(),
+                      "targets": [1, 0, 0]} for _ in range(examples)],
+        "training": {"learning_rate": 0.1}})
+
+
 def batch(network, size, seed, variants=None):
     rng = np.random.default_rng(seed)
     lead = (variants,) if variants else ()
@@ -76,7 +94,8 @@ def assert_same(chunked, whole):
 
 @pytest.mark.parametrize("size", [1, 4, 5])
 @pytest.mark.parametrize("spec", [cnn(1), cnn(2, pool="avgpool2d", activation="tanh"),
-                                  mlp(3)], ids=["maxpool", "avgpool", "mlp"])
+                                  mlp(3), with_dropout(4)],
+                         ids=["maxpool", "avgpool", "mlp", "dropout"])
 def test_chunks_give_the_numbers_of_one_pass(monkeypatch, spec, size):
     network = compile_network(spec)
     x, t = batch(network, 13, 4)
