@@ -197,9 +197,10 @@ def worker(args):
     if args.baseline:
         contenders["base"] = load_package(args.baseline.resolve(), "bench_base")
     names = list(contenders)
+    core = os.environ.get("OPENBLAS_CORETYPE")  # OpenBLAS's kernels, when not detected
     print(f"--- {args.threads} thread(s): BLAS threads and torch.set_num_threads({args.threads});"
-          f" NumPy {np.__version__}" + (f", torch {torch.__version__}" if torch else
-                                          ", torch not installed")
+          f" NumPy {np.__version__}" + (f" (OPENBLAS_CORETYPE={core})" if core else "")
+          + (f", torch {torch.__version__}" if torch else ", torch not installed")
           + f"; load average {load()}")
 
     # compile_network from the dict, every contender in turns
