@@ -74,10 +74,6 @@ class LayerArrays(Mapping):
     def __len__(self):
         return len(set(self._arrays) | set(self._lazy))
 
-    def first_variant(self) -> "LayerArrays":
-        """The same arrays without their variant axis (the lazy ones computed from them)."""
-        return LayerArrays({role: a[0] for role, a in self._arrays.items()}, self._lazy)
-
 
 @dataclass
 class FastResult:
@@ -309,12 +305,13 @@ class FastNetwork:
         size = self._chunk_size(v, batch)
         if size >= batch:
             passed = self._pass(x, t, params, per_example, scale, gradients, input_gradient)
-            layers = [LayerArrays(arrays) for arrays in passed.layers]
+            layers, lazy = passed.layers, [None] * len(passed.layers)
             terms, layer_gradients, gx = passed.terms, passed.gradients, passed.input_gradient
             updated = passed.buffers
         else:
             layers, terms, layer_gradients, gx = self._in_chunks(
                 x, t, params, per_example, scale, gradients, input_gradient, size)
+            lazy = [self._lazy(k, arrays) for k, arrays in enumerate(layers)]
             updated = {}
         example_losses = terms.sum(axis=-1)
         loss = example_losses.sum(axis=-1) * scale
@@ -322,10 +319,11 @@ class FastNetwork:
         if not has_variants:
             loss, example_losses, terms = loss[0], example_losses[0], terms[0]
             gx = gx[0] if gx is not None else None
-            layers = [arrays.first_variant() for arrays in layers]
+            layers = [{role: a[0] for role, a in arrays.items()} for arrays in layers]
             if layer_gradients is not None:
                 layer_gradients = [{k: a[0] for k, a in g.items()} for g in layer_gradients]
             updated = {n: a[0] for n, a in updated.items()}
+        layers = [LayerArrays(arrays, how) for arrays, how in zip(layers, lazy)]
         return FastResult(self, loss, example_losses, terms, layers, layer_gradients, gx,
                           has_variants, buffers=updated)
 
@@ -411,8 +409,7 @@ class FastNetwork:
             terms[:, part] = passed.terms
             if gx is not None:
                 gx[:, part] = passed.input_gradient
-        layers = [LayerArrays(arrays, self._lazy(k, arrays)) for k, arrays in enumerate(kept)]
-        return layers, terms, layer_gradients, gx
+        return kept, terms, layer_gradients, gx
 
     @staticmethod
     def _batch_arrays(arrays: dict, batch: int, below, kept_below: dict, filled: list,
@@ -437,10 +434,11 @@ class FastNetwork:
                 filled.append((k, role))
         return out
 
-    def _lazy(self, k: int, arrays: dict) -> dict:
-        """How layer k's activations are computed from its pre-activations, if not kept."""
+    def _lazy(self, k: int, arrays: dict) -> dict | None:
+        """How layer k's activations are computed from its pre-activations, if not kept
+        (from the arrays as they are handed over: with or without their variant axis)."""
         if "activation" in arrays:
-            return {}
+            return None
         kernel = self.kernels[k]
         activation = ACTIVATIONS[kernel.activation]
         slope = getattr(kernel, "slope", 0.01)
