@@ -57,6 +57,12 @@ class Activation:
         of y): what a student writes for f'(y) by mistake (verify.py replays them)."""
         return []
 
+    def inverse(self, out: sp.Symbol) -> sp.Expr | None:
+        """y such that f(y) = out, for an element-wise f that has one (σ: ln(out/(1 − out))),
+        else None. verify.py: a student who computes f'(y) from the rounded output (σ′ as
+        out(1 − out)) in effect uses this y, which it then accepts."""
+        return None
+
     def degenerate(self, z, a, saturation: float):
         """Per variant (axis 0 of z and a: variant, example, units…), whether a drawn
         exercise has a useless unit here (saturated, dead); None when it cannot."""
@@ -145,6 +151,9 @@ class Sigmoid(Activation):
         np.divide(e, d, out=e)
         return np.multiply(grad_a, e, out=e)
 
+    def inverse(self, out):
+        return sp.log(out / (1 - out))
+
     def wrong_derivatives(self, y):
         s = self.unit(y, 0.0)
         right = "σ(y)(1−σ(y))"
@@ -173,6 +182,9 @@ class Tanh(Activation):
         np.subtract(1.0, s, out=s)
         s *= grad_a
         return s
+
+    def inverse(self, out):
+        return sp.atanh(out)
 
     def wrong_derivatives(self, y):
         right = "1−tanh²(y)"
