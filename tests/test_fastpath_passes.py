@@ -163,3 +163,23 @@ def test_fewer_passes_give_the_bits_of_the_plain_formulas():
     shifted = np.exp(y - y.max(axis=-1, keepdims=True))
     np.testing.assert_array_equal(ACTIVATIONS["softmax"].forward(y),
                                   shifted / shifted.sum(axis=-1, keepdims=True))
+
+
+def test_parameters_by_name_replace_the_specs_values_and_keep_the_rest():
+    spec = mlp(12)
+    network = compile_network(spec)
+    names = network.parameter_names
+    rng = np.random.default_rng(13)
+    given = {names[0]: rng.uniform(-1, 1, 4), names[5]: 0.25, names[-1]: rng.uniform(-1, 1, 4)}
+    layers = network.layer_parameters(given)
+    for v in range(4):
+        values = dict(spec.parameters, **{n: (a[v] if np.ndim(a) else a)
+                                          for n, a in given.items()})
+        expected = [{"weights": np.array([[values[n] for n in row] for row in layer.weight_names]),
+                     "biases": np.array([values[n] for n in layer.bias_names])}
+                    for layer in spec.layers]
+        for mine, theirs in zip(layers, expected):
+            for role in theirs:
+                np.testing.assert_array_equal(mine[role][v], theirs[role])
+    with pytest.raises(KeyError, match="not parameters"):
+        network.layer_parameters({"nope": 1.0})
