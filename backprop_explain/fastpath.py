@@ -153,13 +153,12 @@ class FastNetwork:
         self.output_size = shape[0]
         self.loss = LOSSES[spec.loss.kind]
         self.parameter_names = list(spec.parameters)
-        position = dict(zip(self.parameter_names, range(len(self.parameter_names))))
+        self._position_of: dict[str, int] | None = None  # see _position
         # per layer and role: the index of each entry's parameter in parameter_names
-        self._index = [{role: _positions(names, position) for role, names in k.names.items()}
+        self._index = [{role: self._positions(names) for role, names in k.names.items()}
                        for k in self.kernels]
-        self._unique = [{role: _distinct(ix, len(position)) for role, ix in layers.items()}
-                        for layers in self._index]
-        self._position = position
+        self._unique = [{role: _distinct(ix, len(self.parameter_names))
+                         for role, ix in layers.items()} for layers in self._index]
         self._couples = any(layer.couples_examples for layer in spec.layers)
         self._buffers = any(getattr(k, "buffer_names", None) for k in self.kernels)
         self._per_example = any(getattr(k, "example_arrays", None) for k in self.kernels)
@@ -170,6 +169,26 @@ class FastNetwork:
                                         + math.prod(k.out_shape) for k in self.kernels)
 
     # -- parameters -------------------------------------------------------
+
+    @property
+    def _position(self) -> dict[str, int]:
+        """Each parameter name's index in parameter_names (made when first needed)."""
+        if self._position_of is None:
+            names = self.parameter_names
+            self._position_of = dict(zip(names, range(len(names))))
+        return self._position_of
+
+    def _positions(self, names: np.ndarray) -> np.ndarray:
+        """The index in parameter_names of each name of an object array, same shape: a
+        block whose names are parameter_names' own, in their order (no name shared with
+        an earlier block), is a range of them."""
+        flat = names.ravel().tolist()
+        if flat and flat[0] in self.spec.parameters:
+            start = self.parameter_names.index(flat[0])
+            if self.parameter_names[start:start + len(flat)] == flat:
+                return np.arange(start, start + len(flat)).reshape(names.shape)
+        return np.fromiter(map(self._position.__getitem__, flat), dtype=np.intp,
+                           count=len(flat)).reshape(names.shape)
 
     def default_parameters(self) -> list[dict[str, np.ndarray]]:
         return self.layer_parameters({})
@@ -471,13 +490,6 @@ class _Pass:
     gradients: list[dict[str, np.ndarray]] | None = None
     input_gradient: np.ndarray | None = None
     buffers: dict[str, np.ndarray] = field(default_factory=dict)  # updated, by name
-
-
-def _positions(names: np.ndarray, position: dict) -> np.ndarray:
-    """The index of each name of an object array in ``position``, same shape."""
-    flat = names.ravel().tolist()
-    return np.fromiter(map(position.__getitem__, flat), dtype=np.intp,
-                       count=len(flat)).reshape(names.shape)
 
 
 def _distinct(index: np.ndarray, count: int) -> bool:
