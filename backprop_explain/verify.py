@@ -1123,8 +1123,9 @@ class _Judge:
                 continue
             truth_variant, student_variant = self._variant(index, formulas)
             yield Diagnosis(*diagnosis), truth_variant[key]
-            if student_variant is truth_variant and catalog.in_order:  # nothing written: the
-                # same formula on the same values, as the truth's evaluation just computed
+            if (student_variant is truth_variant and catalog.in_order
+                    and quantity.formula is not None):  # nothing written: the same formula
+                # on the same values, as the truth's evaluation just computed
                 yield Diagnosis(*diagnosis), truth_variant[key]
             else:
                 yield Diagnosis(*diagnosis), catalog.recompute(key, student_variant,
