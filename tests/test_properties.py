@@ -1,0 +1,400 @@
+"""Property tests: random networks of every layer kind, activation, loss and optimizer
+setting; the symbolic engine, the fast path and the independent reference (reference.py)
+agree on every forward value, gradient, update and loss history to 1e-9, and central
+finite differences of the reference's forward pass agree with the gradients.
+
+Networks are spec dicts, as a user writes them (README, "The network description"), drawn
+by hypothesis: vector or image inputs; conv2d (channels, rectangular kernels, stride,
+padding, with or without biases), max and average pooling (ties, padding), flatten, dense
+layers; every activation; every loss with the output activations it can take; 1–4
+examples, mean or sum, mini-batches, epochs, momentum, frozen and shared parameters.
+Values are either decimals (3 digits) or multiples of 1/8, on which float64 arithmetic is
+exact, so that ReLU zeros and max-pool ties are frequent and the tie rule is exercised.
+
+The default hypothesis profile (tests/conftest.py) is small and derandomized so CI is
+deterministic; ``--hypothesis-profile=thorough`` checks at least 1,000 networks. A case
+hypothesis once shrank from a failure is kept below as a plain test.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import assume, event, given
+from hypothesis import strategies as st
+
+from backprop_explain import api
+
+import reference
+
+RTOL, ATOL = 1e-9, 1e-11  # three implementations in float64 (and 40-digit mpmath)
+FD_RTOL, FD_ATOL = 1e-5, 1e-7  # central differences with h = 1e-6
+NETWORKS_CHECKED = [0]  # reported at the end of the run (conftest.py)
+
+# The output activations each loss takes (logs need outputs in (0, 1)).
+OUTPUT_ACTIVATIONS = {
+    "half_squared_error": reference.ELEMENTWISE + ("softmax",),
+    "squared_error": reference.ELEMENTWISE + ("softmax",),
+    "mean_squared_error": reference.ELEMENTWISE + ("softmax",),
+    "cross_entropy": ("sigmoid", "softmax"),
+    "binary_cross_entropy": ("sigmoid", "softmax"),
+    "softmax_cross_entropy": ("identity",),
+}
+
+
+# ---------------------------------------------------------------------------
+# Drawing networks
+
+SPATIAL = ("conv2d", "maxpool2d", "avgpool2d")
+
+
+class Numbers:
+    """Draws the network's numbers on one grid: 3-digit decimals, or multiples of 1/8 or of
+    1/2, on which float64 sums are exact (ReLU zeros and max-pool ties are frequent)."""
+
+    def __init__(self, draw):
+        self.draw = draw
+        self.step = draw(st.sampled_from((0.001, 0.125, 0.5)))
+
+    def number(self, bound: float) -> float:
+        k = max(1, round(bound / self.step))
+        value = self.draw(st.integers(-k, k)) * self.step
+        return round(value, 3)
+
+    def block(self, shape, bound: float):
+        if not shape:
+            return self.number(bound)
+        return [self.block(shape[1:], bound) for _ in range(shape[0])]
+
+    def weights(self, shape, fan_in: int):
+        """Weights small enough for the fan-in that pre-activations stay moderate."""
+        return self.block(shape, 1.0 if fan_in <= 3 else 0.5 if fan_in <= 8 else 0.25)
+
+
+@st.composite
+def networks(draw, image: bool, loss: str | None = None, first: str | None = None,
+             momentum: bool | None = None, steps: bool | None = None):
+    """A spec dict of a random, valid network with its examples and training settings.
+    ``loss``, ``first`` (the first conv/pool layer's kind), ``momentum`` and ``steps``
+    (several steps or one) are drawn unless given."""
+    numbers = Numbers(draw)
+    layers = []
+    if image:
+        shape = input_shape = (draw(st.integers(1, 2)), draw(st.integers(2, 4)),
+                               draw(st.integers(2, 4)))
+        inputs = {"shape": list(shape)}
+        for k in range(draw(st.integers(1, 2))):
+            kind = first if (k == 0 and first) else draw(st.sampled_from(SPATIAL))
+            layer, shape = spatial_layer(draw, numbers, kind, shape, len(layers) + 1)
+            layers.append(layer)
+        layers.append({"type": "flatten"})
+        n_in = math.prod(shape)
+    else:
+        n_in = draw(st.integers(1, 3))
+        input_shape = (n_in,)
+        inputs = {"size": n_in}
+    for _ in range(draw(st.integers(0 if image else 1, 1 if image else 2))):
+        units = draw(st.integers(1, 3))
+        activation = draw(st.sampled_from(reference.ELEMENTWISE + ("softmax",)))
+        layers.append(dense_layer(draw, numbers, n_in, units, activation, len(layers) + 1))
+        n_in = units
+    loss = loss or draw(st.sampled_from(sorted(OUTPUT_ACTIVATIONS)))
+    out_units = draw(st.integers(1, 3))
+    layers.append(dense_layer(draw, numbers, n_in, out_units,
+                              draw(st.sampled_from(OUTPUT_ACTIVATIONS[loss])), len(layers) + 1))
+    n_examples = draw(st.integers(1, 4))
+    examples = [{"inputs": numbers.block(input_shape, 1.5),
+                 "targets": targets(draw, loss, out_units)} for _ in range(n_examples)]
+    spec = {"inputs": inputs, "layers": layers, "loss": {"type": loss}}
+    if n_examples == 1 and draw(st.booleans()):  # the single-example form
+        inputs.pop("size", None)
+        inputs.pop("shape", None)
+        inputs["values"] = examples[0]["inputs"]
+        spec["loss"]["targets"] = examples[0]["targets"]
+    else:
+        spec["examples"] = examples
+    spec["training"] = training(draw, n_examples, momentum, steps)
+    names = list(reference.Network(spec).parameters)
+    if draw(st.integers(0, 4)) == 0:  # some parameters frozen by name
+        spec["training"]["frozen"] = draw(st.lists(st.sampled_from(names), max_size=3,
+                                                   unique=True))
+    return spec
+
+
+def dense_layer(draw, numbers, n_in, units, activation, index):
+    layer = {"type": "dense", "activation": activation,
+             "weights": numbers.weights((units, n_in), n_in)}
+    if draw(st.booleans()):
+        layer["units"] = units
+    style = draw(st.sampled_from(("list", "list", "number", "shared", "default")))
+    if style == "list":
+        layer["biases"] = numbers.block((units,), 1.0)
+    elif style == "number":  # one number for every unit (still one parameter per unit)
+        layer["biases"] = numbers.number(1.0)
+    elif style == "shared":  # one name, so one parameter, for the whole layer
+        layer["biases"] = [numbers.number(1.0)] * units
+        layer["names"] = {"biases": f"c_{{{index}}}"}
+    if activation == "leaky_relu" and draw(st.booleans()):
+        layer["negative_slope"] = draw(st.sampled_from((0.1, 0.25)))
+    if draw(st.integers(0, 9)) == 0:
+        layer["frozen"] = True
+    return layer
+
+
+def divisors(n: int, limit: int = 3) -> list[int]:
+    return [s for s in range(1, limit + 1) if n == 0 or n % s == 0]
+
+
+def spatial_layer(draw, numbers, kind, shape, index):
+    """A conv2d or pooling layer whose sizes divide: (the layer's table, its output shape)."""
+    channels, rows, columns = shape
+    size = (rows, columns)
+    kernel, padding = [], []
+    for axis in range(2):
+        k = draw(st.integers(1, 3))
+        p = draw(st.integers(0, 1 if kind == "conv2d" else k // 2))  # pools: at most k/2
+        k = min(k, size[axis] + 2 * p)  # a window no larger than the padded image
+        kernel.append(k)
+        padding.append(p if kind == "conv2d" else min(p, k // 2))
+    spans = [size[a] - kernel[a] + 2 * padding[a] for a in range(2)]
+    stride = [draw(st.sampled_from(divisors(span))) for span in spans]
+    out = [spans[a] // stride[a] + 1 for a in range(2)]
+    layer = {"type": kind}
+
+    def write(key, values, default=None):
+        """[rows, columns], one number when they are equal, or nothing for the default."""
+        if default is not None and values == list(default) and draw(st.booleans()):
+            return
+        layer[key] = values[0] if values[0] == values[1] and draw(st.booleans()) else values
+
+    if kind != "conv2d":
+        write("kernel", kernel)
+        write("stride", stride, kernel)
+        write("padding", padding, (0, 0))
+        return layer, (channels, out[0], out[1])
+    out_ch = draw(st.integers(1, 2))
+    filters = numbers.weights((out_ch, channels) + tuple(kernel), channels * math.prod(kernel))
+    if out_ch == channels == 1 and draw(st.booleans()):
+        filters = filters[0][0]  # a plain grid for one filter on one channel
+    layer["filters"] = filters
+    bias = draw(st.sampled_from(("list", "number", "none", "default", "shared")))
+    if bias == "list":
+        layer["biases"] = numbers.block((out_ch,), 0.5)
+    elif bias == "number":
+        layer["biases"] = numbers.number(0.5)
+    elif bias == "none":
+        layer["biases"] = False
+    elif bias == "shared":
+        layer["biases"] = [numbers.number(0.5)] * out_ch
+        layer["names"] = {"biases": f"c_{{{index}}}"}
+    layer["activation"] = draw(st.sampled_from(reference.ELEMENTWISE))
+    if layer["activation"] == "leaky_relu" and draw(st.booleans()):
+        layer["negative_slope"] = 0.1
+    if draw(st.integers(0, 9)) == 0:
+        layer["frozen"] = True
+    if draw(st.booleans()):
+        write("kernel", kernel)
+    write("stride", stride, (1, 1))
+    write("padding", padding, (0, 0))
+    return layer, (out_ch, out[0], out[1])
+
+
+def targets(draw, loss, n):
+    if loss == "softmax_cross_entropy":  # a probability distribution
+        weights = draw(st.lists(st.integers(0, 4), min_size=n, max_size=n).filter(any))
+        return [w / sum(weights) for w in weights]
+    if loss in ("cross_entropy", "binary_cross_entropy"):
+        return [draw(st.integers(0, 8)) / 8 for _ in range(n)]
+    return [draw(st.integers(-8, 8)) / 8 for _ in range(n)]
+
+
+def training(draw, n_examples, momentum=None, steps=None):
+    table = {"learning_rate": draw(st.sampled_from((0.05, 0.1, 0.5)))}
+    if draw(st.booleans()):
+        table["reduction"] = draw(st.sampled_from(("mean", "sum")))
+    if momentum is None:
+        momentum = draw(st.booleans())
+    if momentum:
+        table["momentum"] = draw(st.sampled_from((0.5, 0.9)))
+    if steps is None:
+        steps = draw(st.booleans())
+    if steps:
+        if draw(st.booleans()):
+            table["steps"] = draw(st.integers(2, 5))
+        else:
+            table["epochs"] = draw(st.integers(1, 3))
+        if n_examples > 1 and draw(st.booleans()):
+            table["batch_size"] = draw(st.integers(1, n_examples))
+    return table
+
+
+# ---------------------------------------------------------------------------
+# The check
+
+
+def close(actual, expected, scale=1.0, what=""):
+    assert abs(actual - expected) <= RTOL * abs(expected) + ATOL * scale, \
+        f"{what}: {actual!r} != {expected!r}"
+
+
+def well_conditioned(net: reference.Network) -> bool:
+    """Outputs the float64 reference computes to 1e-9 (no saturated sigmoid under a log)."""
+    for x, t in net.examples:
+        run = net.forward(net.parameters, x, t)
+        if not np.isfinite(run["loss"]):
+            return False
+        last = run["layers"][-1]
+        if net.loss_kind in ("cross_entropy", "binary_cross_entropy"):
+            out = run["output"]
+            if np.any(out < 1e-6) or np.any(out > 1 - 1e-6):
+                return False
+        if np.abs(last["pre_activation"]).max() > 30:
+            return False
+    return True
+
+
+def describe(net: reference.Network) -> None:
+    """What the network exercises, for --hypothesis-show-statistics."""
+    for layer in net.layers:
+        event(f"layer {layer.kind}" + (f" {layer.activation}" if layer.has_activation else ""))
+        if layer.kind in ("conv2d", "maxpool2d", "avgpool2d") and max(layer.padding):
+            event(f"layer {layer.kind} padded")
+        if layer.kind != "dense" and getattr(layer, "stride", (1, 1)) != (1, 1):
+            event(f"layer {layer.kind} strided")
+    event(f"loss {net.loss_kind} after {net.layers[-1].activation}")
+    event(f"{len(net.examples)} examples, {len(net.schedule())} steps"
+          + (", momentum" if net.momentum else ""))
+    for x, t in net.examples:
+        for layer, record in zip(net.layers, net.forward(net.parameters, x, t)["layers"]):
+            if layer.kind == "maxpool2d" and any(
+                    sum(record["input"][c, i, j] == record["output"][c, r, s]
+                        for i, j in cells) > 1
+                    for c, r, s, cells in reference.pool_windows(
+                        record["input"], layer.kernel, layer.stride, layer.padding)):
+                event("a max-pool window with a tie")
+            if layer.activation in ("relu", "leaky_relu") and layer.has_activation \
+                    and (record["pre_activation"] == 0).any():
+                event("a ReLU at 0")
+
+
+def check_network(spec: dict) -> None:
+    """Symbolic engine, fast path and reference agree; finite differences of the reference
+    agree with the gradients."""
+    net = reference.Network(spec)
+    with np.errstate(all="ignore"):
+        assume(well_conditioned(net))
+    describe(net)
+    NETWORKS_CHECKED[0] += 1
+    params = net.parameters
+    run = net.train()
+    first_epoch, first_batch = run["batches"][0]
+    first = [k - 1 for k in first_batch]
+
+    # -- the symbolic engine: the first step on the first mini-batch, in full
+    solution = api.solve(spec)
+    assert set(solution.gradients) == set(params)
+    grads = net.gradients(params, first)
+    scale = max([1.0] + [abs(g) for g in grads.values()])
+    for derived, k in zip(solution.examples, first):
+        values = net.values(params, *net.examples[k])
+        for name, value in values.items():
+            close(derived.values[name], value, max(1.0, abs(value)), f"example {k + 1}: {name}")
+        adjoints = net.adjoints(params, *net.examples[k])
+        for name, value in adjoints.items():
+            close(derived.adjoints[name], value, scale, f"example {k + 1}: ∂E/∂{name}")
+        example_grads = net.by_name(net.backward(params, *net.examples[k])[0])
+        for name, g in example_grads.items():
+            close(derived.gradients[name], g, scale, f"example {k + 1}: ∂E/∂{name}")
+    close(solution.loss, net.batch_loss(params, first), what="loss")
+    for name, g in grads.items():
+        close(solution.gradients[name], g, scale, f"∂E/∂{name}")
+    after = run["parameters"][0]
+    for update in solution.updates:
+        close(update.new, after[update.parameter], max(1.0, scale), f"{update.parameter}'")
+        assert update.frozen == (update.parameter in net.frozen)
+        if net.momentum and not update.frozen:  # v₀ = g
+            close(update.velocity, grads[update.parameter], scale, "velocity")
+    for name, value in after.items():
+        close(solution.parameters_after[name], value, max(1.0, scale), f"{name}' (after)")
+    close(solution.loss_after, net.batch_loss(after, first), what="loss after")
+    for steps, k in zip(solution.forward_after, first):
+        values = net.values(after, *net.examples[k])
+        for step in steps:
+            close(step.value, values[step.name], max(1.0, abs(values[step.name])),
+                  f"example {k + 1} after: {step.name}")
+
+    # -- several steps (fast path + SGD/momentum), step by step
+    training = solution.training
+    if training is not None:
+        assert [(s.epoch, s.examples) for s in training.steps] == run["batches"]
+        for k, (step, loss) in enumerate(zip(training.steps, run["history"])):
+            close(step.loss, loss, what=f"loss before step {k + 1}")
+            for name, value in run["parameters"][k].items():
+                close(step.parameters[name], value, max(1.0, abs(value)),
+                      f"{name} after step {k + 1}")
+        close(training.loss_after, run["loss_after"], what="loss after the last step")
+    else:
+        assert len(run["history"]) == 1
+
+    # -- the fast path on every example as one batch, with ∂E/∂inputs
+    network = api.compile_network(spec)
+    x = np.array([e[0] for e in net.examples])
+    t = np.array([e[1] for e in net.examples])
+    fast = network.run(x, t, input_gradient=True)
+    indices = range(len(net.examples))
+    close(float(fast.loss), net.batch_loss(params), what="fast loss")
+    all_grads = net.gradients(params)
+    scale_all = max([1.0] + [abs(g) for g in all_grads.values()])
+    for name, g in all_grads.items():
+        close(float(fast.gradients[name]), g, scale_all, f"fast ∂E/∂{name}")
+    weight = 1 / len(x) if net.reduction == "mean" else 1.0
+    for k in indices:
+        values = net.values(params, *net.examples[k])
+        close(float(fast.example_losses[k]), values[net.total_name], what="example loss")
+        np.testing.assert_allclose(fast.terms[k], [values[n] for n in net.term_names],
+                                   rtol=RTOL, atol=ATOL)
+        for name, array in fast.values.items():
+            close(float(array[k]), values[name], max(1.0, abs(values[name])), f"fast {name}")
+        dx = net.backward(params, *net.examples[k])[1] * weight
+        np.testing.assert_allclose(fast.input_gradient[k], dx, rtol=RTOL,
+                                   atol=ATOL * scale_all, err_msg="∂E/∂inputs")
+    computed = {n for n in net.values(params, *net.examples[0])
+                if n not in set(net.input_names.ravel())}
+    assert set(fast.values) == computed
+
+    # -- finite differences of the reference's own forward pass
+    if net.kink_distance(params, first) > 1e-4:
+        numeric = net.numeric_gradients(params, first)
+        for name, g in numeric.items():
+            assert abs(solution.gradients[name] - g) <= FD_RTOL * abs(g) + FD_ATOL * scale, \
+                f"finite differences ∂E/∂{name}: {solution.gradients[name]} vs {g}"
+        if net.input_shape and len(first) == 1:
+            dx = net.backward(params, *net.examples[first[0]])[1]
+            np.testing.assert_allclose(dx, net.numeric_input_gradient(params, first[0]),
+                                       rtol=FD_RTOL, atol=FD_ATOL * scale)
+
+
+# ---------------------------------------------------------------------------
+# The properties
+
+
+@pytest.mark.parametrize("loss", sorted(OUTPUT_ACTIVATIONS))
+@given(data=st.data())
+def test_dense_networks_agree(loss, data):
+    check_network(data.draw(networks(image=False, loss=loss), label="spec"))
+
+
+@pytest.mark.parametrize("first", SPATIAL)
+@given(data=st.data())
+def test_cnn_networks_agree(first, data):
+    check_network(data.draw(networks(image=True, first=first), label="spec"))
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum"])
+@given(data=st.data())
+def test_training_runs_agree(optimizer, data):
+    spec = data.draw(networks(image=data.draw(st.booleans(), label="image"),
+                              momentum=optimizer == "momentum", steps=True), label="spec")
+    check_network(spec)
