@@ -1,6 +1,6 @@
 """Test settings: hypothesis profiles, and running the suite as if PyTorch were absent.
 
-- ``default`` (every run): a few dozen random networks per property, derandomized so that
+- ``default`` (every run): 20 random networks per property, derandomized so that
   CI and every machine draw the same ones; ``--hypothesis-profile=thorough`` draws at
   least 1,000 networks in all (.ci/run runs it after the README's test command).
 - ``BPE_NO_TORCH=1``: ``import torch`` fails inside the test run, so the PyTorch
@@ -30,4 +30,4 @@ def pytest_terminal_summary(terminalreporter):
     if properties is not None and properties.NETWORKS_CHECKED[0]:
         terminalreporter.write_line(
             f"property tests: {properties.NETWORKS_CHECKED[0]} random networks checked "
-            f"against the reference (hypothesis profile {settings._current_profile})")
+            f"against the reference (hypothesis profile {settings.get_current_profile_name()})")

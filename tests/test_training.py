@@ -218,3 +218,23 @@ def test_cli_options_write_the_loss_chart_beside_the_markdown(tmp_path):
     again = tmp_path / "again.md"
     runner.invoke(main, ["explain", str(EXAMPLE), "-o", str(again), "--steps", "4"])
     assert (tmp_path / "again.loss.svg").read_bytes() == (tmp_path / "run.loss.svg").read_bytes()
+
+
+@pytest.mark.parametrize("steps,every", [(40, 1), (50, 2), (81, 3)])
+def test_long_runs_list_every_kth_step_and_chart_them_all(tmp_path, steps, every):
+    """More than 40 steps: the table lists every k-th step (k = ⌈steps/40⌉) and the last;
+    the chart still has a point per step (README, "Several steps")."""
+    course = EXAMPLE.parent / "mlp_3_2_2_cross_entropy.toml"
+    out = tmp_path / "run.md"
+    result = CliRunner().invoke(main, ["explain", str(course), "-o", str(out),
+                                       "--steps", str(steps)])
+    assert result.exit_code == 0, result.output
+    table = out.read_text().split("| step | epoch | examples |", 1)[1].split("\n\n", 1)[0]
+    rows = [int(line.split("|")[1]) for line in table.splitlines()[2:]]
+    expected = sorted(set(range(1, steps + 1, every)) | {steps})
+    assert rows == expected
+    phrase = f"(one step in {every} shown in the table; the chart shows them all)"
+    assert (phrase in out.read_text()) == (every > 1)
+    svg = (tmp_path / "run.loss.svg").read_text()
+    points = svg.split('<polyline points="', 1)[1].split('"', 1)[0].split()
+    assert len(points) == steps  # (markers on the points up to 60 steps)
