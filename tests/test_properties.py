@@ -8,7 +8,7 @@ by hypothesis: vector or image inputs; conv2d (channels, rectangular kernels, st
 padding, with or without biases), max and average pooling (ties, padding), flatten, dense
 layers; every activation; every loss with the output activations it can take; 1–4
 examples, mean or sum, mini-batches, epochs, momentum, frozen and shared parameters.
-Values are either decimals (3 digits) or multiples of 1/8, on which float64 arithmetic is
+Values are either decimals (3 digits) or multiples of 1/8 or 1/2, on which float64 sums are
 exact, so that ReLU zeros and max-pool ties are frequent and the tie rule is exercised.
 
 The default hypothesis profile (tests/conftest.py) is small and derandomized so CI is
@@ -85,7 +85,9 @@ def networks(draw, image: bool, loss: str | None = None, first: str | None = Non
         shape = input_shape = (draw(st.integers(1, 2)), draw(st.integers(2, 4)),
                                draw(st.integers(2, 4)))
         inputs = {"shape": list(shape)}
-        for k in range(draw(st.integers(1, 2))):
+        if draw(st.integers(0, 3)) == 0:
+            inputs["names"] = "I_{#c,#r,#s}"
+        for k in range(draw(st.integers(1, 3))):
             kind = first if (k == 0 and first) else draw(st.sampled_from(SPATIAL))
             layer, shape = spatial_layer(draw, numbers, kind, shape, len(layers) + 1)
             layers.append(layer)
@@ -95,6 +97,8 @@ def networks(draw, image: bool, loss: str | None = None, first: str | None = Non
         n_in = draw(st.integers(1, 3))
         input_shape = (n_in,)
         inputs = {"size": n_in}
+        if draw(st.integers(0, 3)) == 0:
+            inputs["names"] = [f"x_{k}" for k in "abc"[:n_in]]
     for _ in range(draw(st.integers(0 if image else 1, 1 if image else 2))):
         units = draw(st.integers(1, 3))
         activation = draw(st.sampled_from(reference.ELEMENTWISE + ("softmax",)))
@@ -108,6 +112,8 @@ def networks(draw, image: bool, loss: str | None = None, first: str | None = Non
     examples = [{"inputs": numbers.block(input_shape, 1.5),
                  "targets": targets(draw, loss, out_units)} for _ in range(n_examples)]
     spec = {"inputs": inputs, "layers": layers, "loss": {"type": loss}}
+    if draw(st.integers(0, 3)) == 0:  # the course's names
+        spec["loss"]["names"] = {"terms": "E_{o#j}", "total": "E_{tot}", "targets": "v_#j"}
     if n_examples == 1 and draw(st.booleans()):  # the single-example form
         inputs.pop("size", None)
         inputs.pop("shape", None)
@@ -135,7 +141,17 @@ def dense_layer(draw, numbers, n_in, units, activation, index):
         layer["biases"] = numbers.number(1.0)
     elif style == "shared":  # one name, so one parameter, for the whole layer
         layer["biases"] = [numbers.number(1.0)] * units
-        layer["names"] = {"biases": f"c_{{{index}}}"}
+    names = draw(st.sampled_from(("default", "default", "patterns", "lists")))
+    if names == "patterns":  # a lecturer's notation, the activations named even for identity
+        layer["names"] = {"weights": f"w{index}_{{#j,#i}}", "biases": f"b{index}_{{#j}}",
+                          "pre_activations": f"y_{{{index}#j}}",
+                          "activations": f"out_{{{index}#j}}"}
+    elif names == "lists":
+        layer["names"] = {"weights": [[f"W^{index}_{{{j}{i}}}" for i in range(n_in)]
+                                      for j in range(units)],
+                          "pre_activations": [f"s^{index}_{j}" for j in range(units)]}
+    if style == "shared":
+        layer.setdefault("names", {})["biases"] = f"c_{{{index}}}"
     if activation == "leaky_relu" and draw(st.booleans()):
         layer["negative_slope"] = draw(st.sampled_from((0.1, 0.25)))
     if draw(st.integers(0, 9)) == 0:
@@ -173,6 +189,8 @@ def spatial_layer(draw, numbers, kind, shape, index):
         write("kernel", kernel)
         write("stride", stride, kernel)
         write("padding", padding, (0, 0))
+        if draw(st.integers(0, 3)) == 0:
+            layer["names"] = {"outputs": f"P{index}_{{#c,#r,#s}}"}
         return layer, (channels, out[0], out[1])
     out_ch = draw(st.integers(1, 2))
     filters = numbers.weights((out_ch, channels) + tuple(kernel), channels * math.prod(kernel))
@@ -189,6 +207,10 @@ def spatial_layer(draw, numbers, kind, shape, index):
     elif bias == "shared":
         layer["biases"] = [numbers.number(0.5)] * out_ch
         layer["names"] = {"biases": f"c_{{{index}}}"}
+    if draw(st.integers(0, 3)) == 0:  # names given as patterns
+        layer.setdefault("names", {}).update(
+            filters=f"F{index}_{{#o,#c,#r,#s}}", pre_activations=f"Z{index}_{{#o,#r,#s}}",
+            activations=f"A{index}_{{#o,#r,#s}}")
     layer["activation"] = draw(st.sampled_from(reference.ELEMENTWISE))
     if layer["activation"] == "leaky_relu" and draw(st.booleans()):
         layer["negative_slope"] = 0.1
@@ -287,37 +309,42 @@ def check_network(spec: dict) -> None:
         assume(well_conditioned(net))
     describe(net)
     NETWORKS_CHECKED[0] += 1
-    params = net.parameters
     run = net.train()
-    first_epoch, first_batch = run["batches"][0]
-    first = [k - 1 for k in first_batch]
-
-    # -- the symbolic engine: the first step on the first mini-batch, in full
+    first = [k - 1 for k in run["batches"][0][1]]  # the first mini-batch
     solution = api.solve(spec)
+    check_first_step(net, run, first, solution)
+    check_training(run, solution.training)
+    check_fast_path(net, api.compile_network(spec))
+    check_finite_differences(net, first, solution.gradients)
+
+
+def check_first_step(net, run, first, solution):
+    """The symbolic engine's first step, derived in full on the first mini-batch: every
+    example's forward values, ∂E/∂quantity and gradients, the combined gradients, the update
+    (and the velocity, v₀ = g), the parameters and forward values after it."""
+    params = net.parameters
     assert set(solution.gradients) == set(params)
     grads = net.gradients(params, first)
     scale = max([1.0] + [abs(g) for g in grads.values()])
     for derived, k in zip(solution.examples, first):
-        values = net.values(params, *net.examples[k])
-        for name, value in values.items():
+        x, t = net.examples[k]
+        for name, value in net.values(params, x, t).items():
             close(derived.values[name], value, max(1.0, abs(value)), f"example {k + 1}: {name}")
-        adjoints = net.adjoints(params, *net.examples[k])
-        for name, value in adjoints.items():
+        for name, value in net.adjoints(params, x, t).items():
             close(derived.adjoints[name], value, scale, f"example {k + 1}: ∂E/∂{name}")
-        example_grads = net.by_name(net.backward(params, *net.examples[k])[0])
-        for name, g in example_grads.items():
+        for name, g in net.by_name(net.backward(params, x, t)[0]).items():
             close(derived.gradients[name], g, scale, f"example {k + 1}: ∂E/∂{name}")
     close(solution.loss, net.batch_loss(params, first), what="loss")
     for name, g in grads.items():
         close(solution.gradients[name], g, scale, f"∂E/∂{name}")
     after = run["parameters"][0]
     for update in solution.updates:
-        close(update.new, after[update.parameter], max(1.0, scale), f"{update.parameter}'")
+        close(update.new, after[update.parameter], scale, f"{update.parameter}'")
         assert update.frozen == (update.parameter in net.frozen)
-        if net.momentum and not update.frozen:  # v₀ = g
+        if net.momentum and not update.frozen:
             close(update.velocity, grads[update.parameter], scale, "velocity")
     for name, value in after.items():
-        close(solution.parameters_after[name], value, max(1.0, scale), f"{name}' (after)")
+        close(solution.parameters_after[name], value, scale, f"{name}' (after)")
     close(solution.loss_after, net.batch_loss(after, first), what="loss after")
     for steps, k in zip(solution.forward_after, first):
         values = net.values(after, *net.examples[k])
@@ -325,55 +352,63 @@ def check_network(spec: dict) -> None:
             close(step.value, values[step.name], max(1.0, abs(values[step.name])),
                   f"example {k + 1} after: {step.name}")
 
-    # -- several steps (fast path + SGD/momentum), step by step
-    training = solution.training
-    if training is not None:
-        assert [(s.epoch, s.examples) for s in training.steps] == run["batches"]
-        for k, (step, loss) in enumerate(zip(training.steps, run["history"])):
-            close(step.loss, loss, what=f"loss before step {k + 1}")
-            for name, value in run["parameters"][k].items():
-                close(step.parameters[name], value, max(1.0, abs(value)),
-                      f"{name} after step {k + 1}")
-        close(training.loss_after, run["loss_after"], what="loss after the last step")
-    else:
-        assert len(run["history"]) == 1
 
-    # -- the fast path on every example as one batch, with ∂E/∂inputs
-    network = api.compile_network(spec)
-    x = np.array([e[0] for e in net.examples])
-    t = np.array([e[1] for e in net.examples])
+def check_training(run, training):
+    """Several steps (fast path, SGD or momentum): batches, the loss before each step, the
+    parameters after each, the loss on every example after the last."""
+    if training is None:
+        assert len(run["history"]) == 1
+        return
+    assert [(s.epoch, s.examples) for s in training.steps] == run["batches"]
+    for k, (step, loss) in enumerate(zip(training.steps, run["history"])):
+        close(step.loss, loss, what=f"loss before step {k + 1}")
+        for name, value in run["parameters"][k].items():
+            close(step.parameters[name], value, max(1.0, abs(value)), f"{name} after step {k + 1}")
+    close(training.loss_after, run["loss_after"], what="loss after the last step")
+
+
+def check_fast_path(net, network):
+    """The fast path on every example as one batch: loss, each example's loss and terms,
+    every forward value, every gradient and ∂E/∂inputs."""
+    params = net.parameters
+    x = np.array([x for x, _ in net.examples])
+    t = np.array([t for _, t in net.examples])
     fast = network.run(x, t, input_gradient=True)
-    indices = range(len(net.examples))
     close(float(fast.loss), net.batch_loss(params), what="fast loss")
-    all_grads = net.gradients(params)
-    scale_all = max([1.0] + [abs(g) for g in all_grads.values()])
-    for name, g in all_grads.items():
-        close(float(fast.gradients[name]), g, scale_all, f"fast ∂E/∂{name}")
+    grads = net.gradients(params)
+    scale = max([1.0] + [abs(g) for g in grads.values()])
+    for name, g in grads.items():
+        close(float(fast.gradients[name]), g, scale, f"fast ∂E/∂{name}")
     weight = 1 / len(x) if net.reduction == "mean" else 1.0
-    for k in indices:
-        values = net.values(params, *net.examples[k])
+    inputs = set(net.input_names.ravel())
+    for k, (xk, tk) in enumerate(net.examples):
+        values = net.values(params, xk, tk)
+        assert set(fast.values) == set(values) - inputs
         close(float(fast.example_losses[k]), values[net.total_name], what="example loss")
         np.testing.assert_allclose(fast.terms[k], [values[n] for n in net.term_names],
                                    rtol=RTOL, atol=ATOL)
         for name, array in fast.values.items():
             close(float(array[k]), values[name], max(1.0, abs(values[name])), f"fast {name}")
-        dx = net.backward(params, *net.examples[k])[1] * weight
-        np.testing.assert_allclose(fast.input_gradient[k], dx, rtol=RTOL,
-                                   atol=ATOL * scale_all, err_msg="∂E/∂inputs")
-    computed = {n for n in net.values(params, *net.examples[0])
-                if n not in set(net.input_names.ravel())}
-    assert set(fast.values) == computed
+        dx = net.backward(params, xk, tk)[1] * weight
+        np.testing.assert_allclose(fast.input_gradient[k], dx, rtol=RTOL, atol=ATOL * scale,
+                                   err_msg="∂E/∂inputs")
 
-    # -- finite differences of the reference's own forward pass
-    if net.kink_distance(params, first) > 1e-4:
-        numeric = net.numeric_gradients(params, first)
-        for name, g in numeric.items():
-            assert abs(solution.gradients[name] - g) <= FD_RTOL * abs(g) + FD_ATOL * scale, \
-                f"finite differences ∂E/∂{name}: {solution.gradients[name]} vs {g}"
-        if net.input_shape and len(first) == 1:
-            dx = net.backward(params, *net.examples[first[0]])[1]
-            np.testing.assert_allclose(dx, net.numeric_input_gradient(params, first[0]),
-                                       rtol=FD_RTOL, atol=FD_ATOL * scale)
+
+def check_finite_differences(net, first, gradients):
+    """Central differences of the reference's own forward pass, where it is smooth (no ReLU
+    at 0 or max-pool tie within reach of the step h), against the engine's gradients and the
+    reference's ∂E/∂inputs."""
+    params = net.parameters
+    if net.kink_distance(params, first) <= 1e-4:
+        return
+    scale = max([1.0] + [abs(g) for g in gradients.values()])
+    for name, g in net.numeric_gradients(params, first).items():
+        assert abs(gradients[name] - g) <= FD_RTOL * abs(g) + FD_ATOL * scale, \
+            f"finite differences ∂E/∂{name}: {gradients[name]} vs {g}"
+    x, t = net.examples[first[0]]
+    np.testing.assert_allclose(net.backward(params, x, t)[1],
+                               net.numeric_input_gradient(params, first[0]),
+                               rtol=FD_RTOL, atol=FD_ATOL * scale)
 
 
 # ---------------------------------------------------------------------------
