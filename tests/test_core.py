@@ -1,4 +1,6 @@
-"""The symbolic engine against independent references: finite differences, the course, PyTorch."""
+"""The symbolic engine against independent references: the plain-NumPy reference
+(tests/reference.py) and finite differences of its forward pass, the course's figures, and
+PyTorch when installed."""
 
 from __future__ import annotations
 

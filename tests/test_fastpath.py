@@ -1,5 +1,6 @@
 """The NumPy fast path against independent references: the symbolic engine (mpmath, 40
-digits), central finite differences, PyTorch (float64) and the course's published figures."""
+digits), the plain-NumPy reference (tests/reference.py), central finite differences,
+PyTorch (float64) when installed and the course's published figures."""
 
 from __future__ import annotations
 
