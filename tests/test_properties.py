@@ -23,6 +23,7 @@ import math
 import numpy as np
 import pytest
 from hypothesis import assume, event, given
+from hypothesis.control import currently_in_test_context
 from hypothesis import strategies as st
 
 from backprop_explain import api
@@ -309,9 +310,12 @@ def check_network(spec: dict) -> None:
     agree with the gradients."""
     net = reference.Network(spec)
     with np.errstate(all="ignore"):
-        assume(well_conditioned(net))
-    describe(net)
-    NETWORKS_CHECKED[0] += 1
+        conditioned = well_conditioned(net)
+    if currently_in_test_context():  # a property, not a kept case
+        assume(conditioned)
+        describe(net)
+        NETWORKS_CHECKED[0] += 1
+    assert conditioned
     run = net.train()
     first = [k - 1 for k in run["batches"][0][1]]  # the first mini-batch
     solution = api.solve(spec)
@@ -436,3 +440,27 @@ def test_training_runs_agree(optimizer, data):
     spec = data.draw(networks(image=data.draw(st.booleans(), label="image"),
                               momentum=optimizer == "momentum", steps=True), label="spec")
     check_network(spec)
+
+
+# ---------------------------------------------------------------------------
+# Cases the properties found, shrunk, kept as plain tests
+
+
+@pytest.mark.xfail(strict=True, reason="package bug (reported): the symbolic engine decides "
+                   "a max-pool tie on 40-digit values whose rounding depends on the order of "
+                   "an average pool's terms; remove this mark once fixed")
+def test_max_pool_tie_between_average_pooled_cells():
+    """Found by test_training_runs_agree[momentum] (thorough profile, --hypothesis-seed=2),
+    shrunk by hand. The two average-pooled cells are equal in exact arithmetic,
+    (0.003 − 0.003 − 0.002)/3 = (−0.002 − 0.003 + 0.003)/3, and equal in float64: the max
+    pool's gradient goes to the first (the reference, the fast path and PyTorch agree). The
+    symbolic engine evaluates Σ x/3 term by term at 40 digits, gets cells 1e-44 apart, and
+    sends the gradient to the second."""
+    check_network({
+        "inputs": {"values": [[0.003, -0.003, -0.002], [-0.002, -0.003, 0.003]]},
+        "layers": [{"type": "avgpool2d", "kernel": [1, 3]},
+                   {"type": "maxpool2d", "kernel": [2, 1]},
+                   {"type": "flatten"},
+                   {"type": "dense", "weights": [[1.0]]}],
+        "loss": {"type": "half_squared_error", "targets": [1]},
+        "training": {"learning_rate": 0.1}})
