@@ -7,16 +7,7 @@ from pathlib import Path
 
 from .derivation import Solution
 from .fastpath import FastNetwork, FastResult, compile_network, evaluate  # numbers only, batched
-from .spec import NetworkSpec, load_spec, spec_from_dict
-
-
-def as_spec(spec) -> NetworkSpec:
-    """A NetworkSpec from a path, a dict (the TOML/JSON structure) or a NetworkSpec."""
-    if isinstance(spec, NetworkSpec):
-        return spec
-    if isinstance(spec, dict):
-        return spec_from_dict(spec)
-    return load_spec(spec)
+from .spec import NetworkSpec, as_spec, load_spec, spec_from_dict  # noqa: F401 (the API)
 
 
 def solve(spec, steps: int | None = None, epochs: int | None = None,

@@ -2,8 +2,9 @@
 
 The symbolic engine writes the first step out in full (derivation.derive on the first
 mini-batch); every step, the first included, is computed here by the NumPy fast path and
-updated by derivation.sgd_update (torch.optim.SGD's rule, with momentum). The result is
-plain data: the loss of every step, the batches used and the final parameters.
+updated by derivation.update_parameters (the spec's optimizer, optimizers.py:
+torch.optim.SGD's rule, with momentum). The result is plain data: the loss of every
+step, the batches used and the final parameters.
 
 Schedule: the examples are taken in the spec's order (no shuffling, so a run is
 reproducible), ``batch_size`` at a time, the last batch of an epoch smaller when the
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .derivation import Solution, derive, sgd_update
+from .derivation import Solution, derive, update_parameters
 from .errors import SpecError
 from .fastpath import FastNetwork
 from .spec import NetworkSpec
@@ -98,12 +99,12 @@ def train(spec: NetworkSpec, network: FastNetwork | None = None) -> TrainingRun:
     x = np.array([np.reshape(e.inputs, network.input_shape) for e in spec.examples])
     t = np.array([e.targets for e in spec.examples])
     parameters = dict(spec.parameters)
-    velocity: dict[str, float] = {}
+    state: dict = {}  # the optimizer's, from step to step (momentum: the velocities)
     steps = []
     for k, (epoch, indices) in enumerate(schedule):
         result = network.run(x[indices], t[indices], parameters, spec.reduction)
         gradients = {name: float(g) for name, g in result.gradients.items()}
-        _, parameters = sgd_update(parameters, gradients, spec, velocity)
+        _, parameters = update_parameters(parameters, gradients, spec, state)
         steps.append(TrainingStep(k + 1, epoch, [i + 1 for i in indices], float(result.loss),
                                   parameters))
     final = network.run(x, t, parameters, spec.reduction, gradients=False)

@@ -1,0 +1,209 @@
+"""Reading a spec document: positions for error messages, names, shared parameters.
+
+The helpers every part of the spec stage uses (spec.py, sheet_spec.py and each layer
+kind's reader in layers/): a Place knows where it is in the document, so every error
+names the file, the place in it (``layers[2].weights[0][1]``) and what was expected.
+
+Names of quantities are LaTeX-like strings (``wh_{1,1}``, ``out_{h1}``). They are
+written into LaTeX documents, so they are checked against a small safe grammar
+here: a name can never run a TeX command.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from .errors import SpecError
+
+# Greek letters and a few accents may appear in names; nothing else that starts with "\".
+_SAFE_COMMANDS = {
+    "alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta",
+    "vartheta", "iota", "kappa", "lambda", "mu", "nu", "xi", "pi", "rho", "sigma", "tau",
+    "upsilon", "phi", "varphi", "chi", "psi", "omega", "Gamma", "Delta", "Theta", "Lambda",
+    "Xi", "Pi", "Sigma", "Phi", "Psi", "Omega", "hat", "bar", "tilde", "mathrm", "prime",
+    "mathcal", "mathbf", "ell", "vec", "dot", "check",
+}
+_NAME_CHARS = re.compile(r"^[A-Za-z0-9_^{}(),.'+\-| ]*$")
+_COMMAND = re.compile(r"\\([A-Za-z]+)")
+
+class Place:
+    """A position in the spec document, for error messages."""
+
+    def __init__(self, source: str, path: str = ""):
+        self.source = source
+        self.path = path
+
+    def __truediv__(self, key) -> "Place":
+        if isinstance(key, int):
+            return Place(self.source, f"{self.path}[{key}]")
+        return Place(self.source, f"{self.path}.{key}" if self.path else str(key))
+
+    def fail(self, expected: str):
+        raise SpecError(self.source, self.path or "top level", expected)
+
+    def number(self, value) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.fail(f"a number, got {describe(value)}")
+        if not math.isfinite(value):
+            self.fail(f"a finite number, got {value}")
+        return float(value)
+
+    def integer(self, value, minimum: int = 1) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(f"a whole number, got {describe(value)}")
+        if value < minimum:
+            self.fail(f"a whole number >= {minimum}, got {value}")
+        return value
+
+    def choice(self, value, options) -> str:
+        if value not in options:
+            self.fail(f"one of {', '.join(options)}, got {describe(value)}")
+        return value
+
+    def table(self, value) -> dict:
+        if not isinstance(value, dict):
+            self.fail(f"a table, got {describe(value)}")
+        return value
+
+    def vector(self, value, length: int | None = None) -> list[float]:
+        if not isinstance(value, list):
+            self.fail(f"a list of numbers, got {describe(value)}")
+        if length is not None and len(value) != length:
+            self.fail(f"a list of {length} numbers, got {len(value)}")
+        return [(self / k).number(v) for k, v in enumerate(value)]
+
+    def array(self, value, shape: tuple[int, ...]):
+        """A nested list of numbers with exactly ``shape``; returns nested lists of floats."""
+        if not shape:
+            return self.number(value)
+        if not isinstance(value, list) or len(value) != shape[0]:
+            got = f"{len(value)} entries" if isinstance(value, list) else describe(value)
+            self.fail(f"{shape_words(shape)}, got {got}")
+        return [(self / k).array(v, shape[1:]) for k, v in enumerate(value)]
+
+    def name(self, value) -> str:
+        if not isinstance(value, str) or not value.strip():
+            self.fail(f"a name (text), got {describe(value)}")
+        check_name(value, self)
+        return value
+
+
+def describe(value) -> str:
+    if isinstance(value, str):
+        return f'the text "{value}"'
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a table"
+    return repr(value)
+
+
+def shape_words(shape) -> str:
+    return "a nested list of shape " + "×".join(str(s) for s in shape)
+
+
+def check_name(name: str, place: Place) -> None:
+    """Names go into LaTeX math: allow a safe alphabet, balanced braces, whitelisted commands."""
+    stripped = _COMMAND.sub("", name)
+    for command in _COMMAND.findall(name):
+        if command not in _SAFE_COMMANDS:
+            place.fail(f"a name without the TeX command \\{command} (only Greek letters "
+                       f"and accents such as \\hat, \\mathrm, \\mathcal are allowed), got {name!r}")
+    if not _NAME_CHARS.match(stripped):
+        place.fail("a name of letters, digits, _ ^ { } ( ) , . ' + - | and Greek letters, "
+                   f"got {name!r}")
+    depth = 0
+    for char in name:
+        depth += {"{": 1, "}": -1}.get(char, 0)
+        if depth < 0:
+            break
+    if depth != 0:
+        place.fail(f"a name with balanced braces, got {name!r}")
+
+
+def expand_names(given, place: Place, shape: tuple[int, ...], letters: str,
+                 default: str, layer: int | None = None):
+    """Names of a block of quantities: a pattern with placeholders, or a nested list.
+
+    ``letters`` names the placeholder of each axis (e.g. "ji" for weights[unit][input]);
+    indices in patterns start at 1.
+    """
+    if given is None:
+        given = default
+    if isinstance(given, str):
+        place.name(given.replace("#", ""))
+        return _fill_pattern(given, shape, letters, layer)
+    if isinstance(given, list):
+        def walk(value, sub_place, sub_shape):
+            if not sub_shape:
+                return sub_place.name(value)
+            if not isinstance(value, list) or len(value) != sub_shape[0]:
+                sub_place.fail(f"{shape_words(sub_shape)} of names")
+            return [walk(v, sub_place / k, sub_shape[1:]) for k, v in enumerate(value)]
+        return walk(given, place, shape)
+    place.fail("a name pattern such as \"w_{#j,#i}\" or a nested list of names")
+
+
+def _fill_pattern(pattern: str, shape, letters: str, layer):
+    def fill(prefix_indices, depth):
+        if depth == len(shape):
+            name = pattern
+            if layer is not None:
+                name = name.replace("#l", str(layer))
+            for letter, index in zip(letters, prefix_indices):
+                name = name.replace("#" + letter, str(index + 1))
+            return name
+        return [fill(prefix_indices + (k,), depth + 1) for k in range(shape[depth])]
+    return fill((), 0)
+
+
+def flatten_names(nested) -> list[str]:
+    if isinstance(nested, list):
+        return [name for item in nested for name in flatten_names(item)]
+    return [nested]
+
+
+class ParameterTable:
+    """Collects parameters; one name used in several places is one shared parameter."""
+
+    def __init__(self):
+        self.values: dict[str, float] = {}
+        self.places: dict[str, Place] = {}
+
+    def add(self, names, values, place: Place):
+        if isinstance(names, list):
+            for k, (n, v) in enumerate(zip(names, values)):
+                self.add(n, v, place / k)
+            return
+        if names in self.values and self.values[names] != values:
+            place.fail(f"the value {self.values[names]} given for the shared parameter "
+                       f"{names} at {self.places[names].path}, got {values}")
+        self.values.setdefault(names, values)
+        self.places.setdefault(names, place)
+
+
+def only(table: dict, allowed: set, place: Place):
+    """Every key of ``table`` is one of ``allowed``."""
+    for key in table:
+        if key not in allowed:
+            (place / key).fail(f"one of the keys {', '.join(sorted(allowed))}")
+
+
+def infer_shape(values) -> tuple[int, ...]:
+    """The shape of nested lists, read along the first entries."""
+    shape = []
+    while isinstance(values, list):
+        shape.append(len(values))
+        values = values[0] if values else None
+    return tuple(shape)
+
+
+# Sheet templates (sheet_spec.py): a draw table stands where numbers are expected
+DRAW_KINDS = ("uniform", "integers", "choice", "one_hot")
+
+
+def is_draw(value) -> bool:
+    return isinstance(value, dict) and any(kind in value for kind in DRAW_KINDS)
