@@ -502,6 +502,8 @@ class Network:
                 for index in np.ndindex(*names_.shape):
                     self.parameters.setdefault(names_[index], float(layer.params[role][index]))
         training = data.get("training", {})
+        if training.get("optimizer", "sgd") != "sgd":  # a new optimizer: write it here first
+            raise NotImplementedError(f"reference: no optimizer {training['optimizer']!r}")
         self.learning_rate = training["learning_rate"]
         self.momentum = training.get("momentum", 0.0)
         self.reduction = training.get("reduction", "mean")

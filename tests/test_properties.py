@@ -239,6 +239,8 @@ def targets(draw, loss, n):
 def training(draw, n_examples, momentum=None, steps=None):
     table = {"learning_rate": draw(st.sampled_from((0.05, 0.1, 0.5)))}
     if draw(st.booleans()):
+        table["optimizer"] = "sgd"  # the only one so far; the default
+    if draw(st.booleans()):
         table["reduction"] = draw(st.sampled_from(("mean", "sum")))
     if momentum is None:
         momentum = draw(st.booleans())
