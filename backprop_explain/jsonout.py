@@ -28,8 +28,13 @@ def solution_to_data(solution: Solution) -> dict:
                        [{"step": 1, "epoch": 1,
                          "examples": list(range(1, len(solution.examples) + 1)),
                          "loss": solution.loss}])
+    if solution.buffers:  # running statistics: before the step and after its forward pass
+        data["buffers"] = dict(solution.buffers)
+        data["buffers_after"] = dict(solution.buffers_after)
     if run:
         data["final"] = {"loss": run.loss_after, "parameters": dict(run.parameters)}
+        if run.buffers:
+            data["final"]["buffers"] = dict(run.buffers)
     if len(solution.examples) > 1:
         data["examples"] = [
             {"inputs": e.inputs, "targets": e.targets,

@@ -13,6 +13,8 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
+LANGUAGES = ("en", "fr")  # a phrase file each: templates/lang/<lang>.toml
+
 
 def templates_dir() -> Path:
     """The installed ``backprop_explain.templates`` package, or ``templates/`` in a checkout."""

@@ -19,12 +19,14 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-import numpy as np
+from typing import TYPE_CHECKING
 
 from .derivation import Solution, derive, update_parameters
 from .errors import SpecError
-from .fastpath import FastNetwork
-from .spec import NetworkSpec
+from .spec import NetworkSpec, smallest_batch_error
+
+if TYPE_CHECKING:
+    from .fastpath import FastNetwork
 
 
 @dataclass
@@ -41,10 +43,12 @@ class TrainingRun:
     steps: list[TrainingStep]
     batch_size: int
     epochs: int | None
-    momentum: float
+    optimizer: str  # the spec's (optimizers.py), with its settings
+    optimizer_settings: dict
     reduction: str
     loss_after: float  # on every example (mean or sum), after the last step
     n_examples: int
+    buffers: dict = dataclasses.field(default_factory=dict)  # running statistics at the end
 
     @property
     def history(self) -> list[float]:
@@ -81,9 +85,14 @@ def batches(spec: NetworkSpec) -> list[tuple[int, list[int]]]:
                         "either steps or epochs (epochs sets the number of steps), not both")
     per_epoch = math.ceil(n / size)
     total = spec.epochs * per_epoch if spec.epochs is not None else spec.steps
-    return [(k // per_epoch + 1, list(range((k % per_epoch) * size,
-                                            min((k % per_epoch + 1) * size, n))))
-            for k in range(total)]
+    schedule = [(k // per_epoch + 1, list(range((k % per_epoch) * size,
+                                                min((k % per_epoch + 1) * size, n))))
+                for k in range(total)]
+    for _, indices in schedule[:per_epoch]:  # a layer may need several examples per batch
+        error = smallest_batch_error(spec.layers, len(indices))
+        if error:
+            raise SpecError(spec.source, "training.batch_size", error)
+    return schedule
 
 
 def is_training(spec: NetworkSpec) -> bool:
@@ -94,22 +103,29 @@ def is_training(spec: NetworkSpec) -> bool:
 
 def train(spec: NetworkSpec, network: FastNetwork | None = None) -> TrainingRun:
     """Run every SGD step of the spec's schedule through the fast path."""
+    import numpy as np  # here, not at the top: a single derived step needs no NumPy
+
+    from .fastpath import FastNetwork
     schedule = batches(spec)
     network = network or FastNetwork(spec)
     x = np.array([np.reshape(e.inputs, network.input_shape) for e in spec.examples])
     t = np.array([e.targets for e in spec.examples])
     parameters = dict(spec.parameters)
-    state: dict = {}  # the optimizer's, from step to step (momentum: the velocities)
+    state: dict = {}  # the optimizer's, from step to step (velocities, moments)
+    buffers = dict(spec.buffers)  # the layers' running statistics, from step to step
     steps = []
     for k, (epoch, indices) in enumerate(schedule):
-        result = network.run(x[indices], t[indices], parameters, spec.reduction)
+        result = network.run(x[indices], t[indices], parameters, spec.reduction,
+                             examples=indices, buffers=buffers)
+        buffers.update({name: float(value) for name, value in result.buffers.items()})
         gradients = {name: float(g) for name, g in result.gradients.items()}
         _, parameters = update_parameters(parameters, gradients, spec, state)
         steps.append(TrainingStep(k + 1, epoch, [i + 1 for i in indices], float(result.loss),
                                   parameters))
-    final = network.run(x, t, parameters, spec.reduction, gradients=False)
+    final = network.run(x, t, parameters, spec.reduction, gradients=False, buffers=buffers)
     return TrainingRun(steps, spec.batch_size or len(spec.examples), spec.epochs,
-                       spec.momentum, spec.reduction, float(final.loss), len(spec.examples))
+                       spec.optimizer, spec.optimizer_settings, spec.reduction,
+                       float(final.loss), len(spec.examples), buffers)
 
 
 def derive_training(spec: NetworkSpec) -> Solution:

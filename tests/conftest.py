@@ -21,7 +21,7 @@ if os.environ.get("BPE_NO_TORCH"):
 _COMMON = dict(deadline=None, print_blob=True,
                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.register_profile("default", max_examples=20, derandomize=True, **_COMMON)
-settings.register_profile("thorough", max_examples=100, **_COMMON)
+settings.register_profile("thorough", max_examples=100, **_COMMON)  # 15 properties
 settings.load_profile("default")
 
 

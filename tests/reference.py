@@ -27,6 +27,7 @@ import json
 import math
 import tomllib
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -91,6 +92,23 @@ def loss_terms(kind: str, out: np.ndarray, t: np.ndarray) -> np.ndarray:
         log_sum_exp = top + np.log(np.sum(np.exp(out - top)))
         return -t * (out - log_sum_exp)
     raise ValueError(kind)
+
+
+def loss_value(kind: str, out: np.ndarray, t: np.ndarray) -> float:
+    """One example's loss: the sum of its terms."""
+    return float(np.sum(loss_terms(kind, out, t)))
+
+
+def finite_difference_gradients(network, loss, h: float = 1e-6) -> dict[str, float]:
+    """Central differences (L(θ+h) − L(θ−h)) / 2h of ``loss(network, parameters)`` for
+    every parameter of ``network.parameters`` (name → value)."""
+    grads = {}
+    for name in network.parameters:
+        up, down = dict(network.parameters), dict(network.parameters)
+        up[name] += h
+        down[name] -= h
+        grads[name] = (loss(network, up) - loss(network, down)) / (2 * h)
+    return grads
 
 
 def loss_backward(kind: str, out: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -329,21 +347,25 @@ def pair(value, default) -> tuple[int, int]:
 class Layer:
     """One layer: kind, geometry, parameter arrays and the names of its places."""
 
-    def __init__(self, raw: dict, index: int, in_shape: tuple):
+    def __init__(self, raw: dict, index: int, in_shape: tuple, n_examples: int):
         self.raw = raw
         self.index = index
         self.kind = raw["type"]
         self.in_shape = in_shape
+        self.out_shape = in_shape
         self.activation = raw.get("activation", "identity")
         self.slope = raw.get("negative_slope", 0.01)
         self.frozen = bool(raw.get("frozen", False))
         self.params: dict[str, np.ndarray] = {}  # role -> values
         self.names: dict[str, np.ndarray] = {}  # role -> parameter names, same shape
-        self.value_names: dict[str, np.ndarray] = {}  # pre_activation / activation / output
+        self.value_names: dict[str, np.ndarray] = {}  # role -> names of its quantities
+        self.batch_names: dict[str, np.ndarray] = {}  # quantities shared by a mini-batch
+        self.buffers: dict[str, float] = {}  # running statistics by name
+        self.couples_examples = False
         names = raw.get("names", {})
-        getattr(self, "_read_" + self.kind)(raw, names)
+        getattr(self, "_read_" + self.kind)(raw, names, n_examples)
 
-    def _read_dense(self, raw, names):
+    def _read_dense(self, raw, names, n_examples):
         (n_in,) = self.in_shape
         w = np.array(raw["weights"], dtype=float)
         units = raw.get("units", w.shape[0])
@@ -372,7 +394,7 @@ class Layer:
                 "activations": f"a{sup}_{{{o}#r,#s}}",
                 "outputs": f"p{sup}_{{{c}#r,#s}}"}
 
-    def _read_conv2d(self, raw, names):
+    def _read_conv2d(self, raw, names, n_examples):
         channels, rows, columns = self.in_shape
         f = np.array(raw["filters"], dtype=float)
         if f.ndim == 2:  # one filter on one channel, given as a grid
@@ -400,7 +422,7 @@ class Layer:
             a = z
         self.value_names = {"pre_activation": z, "activation": a}
 
-    def _read_pool(self, raw, names):
+    def _read_pool(self, raw, names, n_examples):
         self.kernel = pair(raw["kernel"], None)
         self.stride = pair(raw.get("stride"), self.kernel)
         self.padding = pair(raw.get("padding"), (0, 0))
@@ -411,53 +433,191 @@ class Layer:
 
     _read_maxpool2d = _read_avgpool2d = _read_pool
 
-    def _read_flatten(self, raw, names):
+    def _read_flatten(self, raw, names, n_examples):
         self.out_shape = (math.prod(self.in_shape),)
 
-    # -- numbers ------------------------------------------------------------
+    def _read_batchnorm(self, raw, names, n_examples):
+        """nn.BatchNorm1d after a dense layer, nn.BatchNorm2d after a conv layer (README,
+        "Batch normalization"): γ, β and the running statistics one per feature (channel)."""
+        image = len(self.in_shape) == 3
+        features = self.in_shape[0]
+        self.mode = raw.get("mode", "train")
+        self.couples_examples = self.mode == "train"
+        self.eps = raw.get("eps", 1e-5)
+        self.momentum = raw.get("momentum", 0.1)
+        feature = "#c" if image else "#j"
+        cell = ("#c,#r,#s" if features > 1 else "#r,#s") if image else "#j"
+        per_feature, per_cell = ((features,), feature[1]), (self.in_shape,
+                                                            "crs" if image else "j")
 
-    def forward(self, x, p):
-        """(values by role, the layer's output) for input x and parameter arrays p."""
-        if self.kind == "dense":
-            z = dense_forward(x, p["weights"], p["biases"])
-            return {"pre_activation": z}, z
-        if self.kind == "conv2d":
-            z = conv2d_forward(x, p["filters"], p.get("biases"), self.stride, self.padding)
-            return {"pre_activation": z}, z
-        if self.kind == "maxpool2d":
-            y = maxpool_forward(x, self.kernel, self.stride, self.padding)
-            return {"output": y}, y
-        if self.kind == "avgpool2d":
-            y = avgpool_forward(x, self.kernel, self.stride, self.padding)
-            return {"output": y}, y
-        y = flatten_forward(x)
-        return {}, y
+        def named(key, default, where):
+            return fill_names(names.get(key), where[0], where[1], default, self.index)
 
-    def backward(self, x, p, grad_y):
-        """(gradients by role, ∂E/∂x) from ∂E/∂(pre-activation or output)."""
-        if self.kind == "dense":
-            gw, gb, gx = dense_backward(x, p["weights"], grad_y)
-            return {"weights": gw, "biases": gb}, gx
-        if self.kind == "conv2d":
-            gf, gb, gx = conv2d_backward(x, p["filters"], grad_y, self.stride, self.padding)
-            grads = {"filters": gf}
-            if "biases" in p:
-                grads["biases"] = gb
-            return grads, gx
-        if self.kind == "maxpool2d":
-            return {}, maxpool_backward(x, grad_y, self.kernel, self.stride, self.padding)
-        if self.kind == "avgpool2d":
-            return {}, avgpool_backward(x, grad_y, self.kernel, self.stride, self.padding)
-        return {}, flatten_backward(self.in_shape, grad_y)
+        def vector(key, default):
+            value = raw.get(key, default)
+            return np.full(features, float(value)) if not isinstance(value, list) \
+                else np.array(value, dtype=float)
+
+        self.params = {"gamma": vector("gamma", 1.0), "beta": vector("beta", 0.0)}
+        self.names = {
+            "gamma": named("gamma", rf"\gamma^{{(#l)}}_{{{feature}}}", per_feature),
+            "beta": named("beta", rf"\beta^{{(#l)}}_{{{feature}}}", per_feature)}
+        self.running_names = {
+            "mean": named("running_mean", rf"\mu^{{(#l)}}_{{\mathrm{{run}},{feature}}}",
+                          per_feature),
+            "variance": named("running_var",
+                              rf"(\sigma^{{(#l)}}_{{\mathrm{{run}},{feature}}})^2", per_feature)}
+        self.buffers = dict(zip(self.running_names["mean"], vector("running_mean", 0.0)))
+        self.buffers.update(zip(self.running_names["variance"], vector("running_var", 1.0)))
+        y = named("outputs", f"y^{{(#l)}}_{{{cell}}}", per_cell)
+        a = named("activations", f"a^{{(#l)}}_{{{cell}}}", per_cell)
+        if self.activation == "identity" and "activations" not in names:
+            a = y
+        self.value_names = {"normalized": named("normalized", rf"\hat{{x}}^{{(#l)}}_{{{cell}}}",
+                                                per_cell),
+                            "pre_activation": y, "activation": a}
+        if self.mode == "train":
+            self.batch_names = {
+                "mean": named("mean", rf"\mu^{{(#l)}}_{{{feature}}}", per_feature),
+                "variance": named("variance", rf"(\sigma^{{(#l)}}_{{{feature}}})^2",
+                                  per_feature)}
+
+    def _read_dropout(self, raw, names, n_examples):
+        """nn.Dropout(p) with a fixed mask per example (README, "Dropout"): given, one for
+        every example or one each, or drawn with numpy.random.default_rng(seed), a unit
+        dropped when its uniform draw in [0, 1) is below p."""
+        self.p = raw.get("p", 0.5)
+        self.mode = raw.get("mode", "train")
+        size = math.prod(self.in_shape)
+        image = len(self.in_shape) == 3
+        if self.mode != "train":
+            return  # the identity: no quantity of its own
+        if "mask" in raw:
+            mask = np.array(raw["mask"], dtype=float)
+            masks = mask.reshape(n_examples, size) if mask.ndim == len(self.in_shape) + 1 \
+                else np.tile(mask.reshape(1, size), (n_examples, 1))
+        else:
+            draws = np.random.default_rng(raw["seed"]).random((n_examples, size))
+            masks = (draws >= self.p).astype(float)
+        self.masks = masks.reshape((n_examples,) + tuple(self.in_shape))
+        cell = ("#c,#r,#s" if self.in_shape[0] > 1 else "#r,#s") if image else "#j"
+        self.value_names = {"output": fill_names(names.get("outputs"), self.in_shape,
+                                                 "crs" if image else "j",
+                                                 f"d^{{(#l)}}_{{{cell}}}", self.index)}
 
     @property
     def has_activation(self) -> bool:
-        return self.kind in ("dense", "conv2d")
+        return self.kind in ("dense", "conv2d", "batchnorm")
+
+    # -- numbers: a mini-batch (B, ...) at a time ---------------------------------
+
+    def forward(self, xs, p, indices, buffers):
+        """(arrays by role, batch statistics by role, the layer's output before its
+        activation) for the inputs ``xs`` of the examples ``indices``."""
+        if self.kind == "dense":
+            z = np.array([dense_forward(x, p["weights"], p["biases"]) for x in xs])
+            return {"pre_activation": z}, {}, z
+        if self.kind == "conv2d":
+            z = np.array([conv2d_forward(x, p["filters"], p.get("biases"), self.stride,
+                                         self.padding) for x in xs])
+            return {"pre_activation": z}, {}, z
+        if self.kind in ("maxpool2d", "avgpool2d"):
+            pool = maxpool_forward if self.kind == "maxpool2d" else avgpool_forward
+            y = np.array([pool(x, self.kernel, self.stride, self.padding) for x in xs])
+            return {"output": y}, {}, y
+        if self.kind == "flatten":
+            y = np.array([flatten_forward(x) for x in xs])
+            return {}, {}, y
+        if self.kind == "dropout":
+            if self.mode != "train":
+                return {}, {}, xs.copy()
+            y = xs * self.masks[indices] / (1 - self.p)
+            return {"output": y}, {}, y
+        return self._batchnorm_forward(xs, p, buffers)
+
+    def _feature_cells(self, xs, f):
+        """The values of feature f over the batch: (B,) after dense, (B, H, W) after conv."""
+        return xs[:, f]
+
+    def _batchnorm_forward(self, xs, p, buffers):
+        normalized, stats = np.zeros_like(xs), {"mean": [], "variance": [], "count": 0}
+        for f in range(self.in_shape[0]):
+            cells = self._feature_cells(xs, f)
+            if self.mode == "train":
+                mean = cells.mean()
+                variance = ((cells - mean) ** 2).mean()  # biased: what normalizes
+            else:
+                mean = buffers[self.running_names["mean"][f]]
+                variance = buffers[self.running_names["variance"][f]]
+            normalized[:, f] = (cells - mean) / np.sqrt(variance + self.eps)
+            stats["mean"].append(mean)
+            stats["variance"].append(variance)
+            stats["count"] = cells.size
+        y = np.zeros_like(xs)
+        for f in range(self.in_shape[0]):
+            y[:, f] = p["gamma"][f] * normalized[:, f] + p["beta"][f]
+        batch = ({"mean": np.array(stats["mean"]), "variance": np.array(stats["variance"]),
+                  "count": stats["count"]} if self.mode == "train" else {})
+        return {"normalized": normalized, "pre_activation": y}, batch, y
+
+    def backward(self, record, p, grad, indices, adjoints):
+        """(gradients by role, ∂E/∂input) from ∂E/∂(the output before the activation);
+        ``adjoints`` receives ∂E/∂ of the layer's batch statistics."""
+        xs = record["input"]
+        if self.kind == "dense":
+            parts = [dense_backward(x, p["weights"], g) for x, g in zip(xs, grad)]
+            return ({"weights": sum(q[0] for q in parts), "biases": sum(q[1] for q in parts)},
+                    np.array([q[2] for q in parts]))
+        if self.kind == "conv2d":
+            parts = [conv2d_backward(x, p["filters"], g, self.stride, self.padding)
+                     for x, g in zip(xs, grad)]
+            grads = {"filters": sum(q[0] for q in parts)}
+            if "biases" in p:
+                grads["biases"] = sum(q[1] for q in parts)
+            return grads, np.array([q[2] for q in parts])
+        if self.kind == "maxpool2d":
+            return {}, np.array([maxpool_backward(x, g, self.kernel, self.stride, self.padding)
+                                 for x, g in zip(xs, grad)])
+        if self.kind == "avgpool2d":
+            return {}, np.array([avgpool_backward(x, g, self.kernel, self.stride, self.padding)
+                                 for x, g in zip(xs, grad)])
+        if self.kind == "flatten":
+            return {}, np.array([flatten_backward(self.in_shape, g) for g in grad])
+        if self.kind == "dropout":
+            if self.mode != "train":
+                return {}, grad.copy()
+            return {}, grad * self.masks[indices] / (1 - self.p)
+        return self._batchnorm_backward(record, p, grad, adjoints)
+
+    def _batchnorm_backward(self, record, p, grad, adjoints):
+        """The textbook reverse pass of x̂ = (x − μ)/√(σ² + ε), y = γ·x̂ + β: through x̂, σ²
+        and μ in train mode (the statistics depend on every example), x̂ alone in eval."""
+        xs, normalized = record["input"], record["normalized"]
+        grads = {"gamma": np.zeros(self.in_shape[0]), "beta": np.zeros(self.in_shape[0])}
+        grad_x = np.zeros_like(xs)
+        for f in range(self.in_shape[0]):
+            g, xhat, x = grad[:, f], normalized[:, f], xs[:, f]
+            grads["gamma"][f] = np.sum(g * xhat)
+            grads["beta"][f] = np.sum(g)
+            grad_xhat = g * p["gamma"][f]
+            if self.mode != "train":
+                variance = record["running_variance"][f]
+                grad_x[:, f] = grad_xhat / np.sqrt(variance + self.eps)
+                continue
+            mean, variance = record["mean"][f], record["variance"][f]
+            m = x.size
+            std = np.sqrt(variance + self.eps)
+            grad_variance = np.sum(grad_xhat * (x - mean)) * -0.5 * std ** -3
+            grad_mean = -np.sum(grad_xhat) / std + grad_variance * -2 * np.sum(x - mean) / m
+            grad_x[:, f] = grad_xhat / std + grad_variance * 2 * (x - mean) / m + grad_mean / m
+            adjoints[self.batch_names["mean"][f]] = float(grad_mean)
+            adjoints[self.batch_names["variance"][f]] = float(grad_variance)
+        return grads, grad_x
 
 
 class Network:
     """A spec's network: parameters by name (one name in several places is one parameter),
-    examples, training settings; forward, backward and SGD training from the definitions."""
+    examples, training settings; forward, backward and training from the definitions."""
 
     def __init__(self, spec):
         data = read_spec(spec)
@@ -476,36 +636,36 @@ class Network:
                           else "x_{#r,#s}" if shape[0] == 1 else "x^{(#c)}_{#r,#s}")
         self.input_names = fill_names(inputs.get("names"), shape,
                                       "i" if len(shape) == 1 else "crs", default_inputs)
-        self.layers = []
-        in_shape = shape
-        for k, raw in enumerate(data["layers"]):
-            layer = Layer(raw, k + 1, in_shape)
-            self.layers.append(layer)
-            in_shape = layer.out_shape
         loss = data["loss"]
-        self.loss_kind = loss["type"]
-        n_out = in_shape[0]
-        names = loss.get("names", {})
-        self.term_names = fill_names(names.get("terms"), (n_out,), "j", "E_{#j}")
-        self.total_name = names.get("total", "E")
-        self.target_names = fill_names(names.get("targets"), (n_out,), "j", "t_{#j}")
         if "examples" in data:
             raw = [(e["inputs"], e["targets"]) for e in data["examples"]]
         else:
             raw = [(inputs["values"], loss["targets"])]
         self.examples = [(np.array(x, dtype=float).reshape(shape), np.array(t, dtype=float))
                          for x, t in raw]
+        self.layers = []
+        in_shape = shape
+        for k, layer_table in enumerate(data["layers"]):
+            layer = Layer(layer_table, k + 1, in_shape, len(self.examples))
+            self.layers.append(layer)
+            in_shape = layer.out_shape
+        self.couples_examples = any(layer.couples_examples for layer in self.layers)
+        self.loss_kind = loss["type"]
+        n_out = in_shape[0]
+        names = loss.get("names", {})
+        self.term_names = fill_names(names.get("terms"), (n_out,), "j", "E_{#j}")
+        self.total_name = names.get("total", "E")
+        self.target_names = fill_names(names.get("targets"), (n_out,), "j", "t_{#j}")
         # parameters by name, in order of first appearance
         self.parameters: dict[str, float] = {}
+        self.buffers: dict[str, float] = {}
         for layer in self.layers:
             for role, names_ in layer.names.items():
                 for index in np.ndindex(*names_.shape):
                     self.parameters.setdefault(names_[index], float(layer.params[role][index]))
+            self.buffers.update(layer.buffers)
         training = data.get("training", {})
-        if training.get("optimizer", "sgd") != "sgd":  # a new optimizer: write it here first
-            raise NotImplementedError(f"reference: no optimizer {training['optimizer']!r}")
-        self.learning_rate = training["learning_rate"]
-        self.momentum = training.get("momentum", 0.0)
+        self.optimizer = Optimizer(training)
         self.reduction = training.get("reduction", "mean")
         self.steps = training.get("steps", 1)
         self.epochs = training.get("epochs")
@@ -515,6 +675,10 @@ class Network:
             if layer.frozen:
                 for names_ in layer.names.values():
                     self.frozen.update(names_.ravel())
+
+    @property
+    def momentum(self) -> float:
+        return self.optimizer.settings.get("momentum", 0.0)
 
     # -- parameters ---------------------------------------------------------
 
@@ -537,109 +701,133 @@ class Network:
                     total[names[index]] += float(grads[role][index])
         return total
 
-    # -- one example --------------------------------------------------------
+    # -- a mini-batch -------------------------------------------------------
 
-    def forward(self, params: dict[str, float], x, t) -> dict:
-        """Every layer's arrays, the loss terms and the loss of one example."""
+    def _indices(self, indices):
+        return list(range(len(self.examples))) if indices is None else list(indices)
+
+    def forward(self, params, indices=None, inputs=None, buffers=None) -> dict:
+        """Every layer's arrays over the mini-batch ``indices`` (all examples by default;
+        ``inputs`` in place of theirs), the loss terms, each example's loss and the batch
+        statistics of the layers that have some."""
+        indices = self._indices(indices)
+        buffers = self.buffers if buffers is None else buffers
         arrays = self.layer_arrays(params)
-        a = np.array(x, dtype=float).reshape(self.input_shape)
-        record = []
+        a = (np.array([self.examples[k][0] for k in indices]) if inputs is None
+             else np.asarray(inputs, dtype=float))
+        targets = np.array([self.examples[k][1] for k in indices])
+        records = []
         for layer, p in zip(self.layers, arrays):
-            values, y = layer.forward(a, p)
+            values, stats, y = layer.forward(a, p, indices, buffers)
+            record = {"input": a, **values, **stats}
+            if layer.kind == "batchnorm" and layer.mode != "train":
+                record["running_variance"] = [buffers[n] for n in layer.running_names["variance"]]
             if layer.has_activation:
-                values["activation"] = activate(layer.activation, y, layer.slope)
-                y = values["activation"]
-            record.append({"input": a, **values})
+                y = np.array([activate(layer.activation, row, layer.slope) for row in y])
+                record["activation"] = y
+            records.append(record)
             a = y
-        terms = loss_terms(self.loss_kind, a, np.array(t, dtype=float))
-        return {"layers": record, "arrays": arrays, "output": a, "terms": terms,
-                "loss": float(np.sum(terms))}
-
-    def values(self, params, x, t) -> dict[str, float]:
-        """Every named quantity of one example: inputs, layers' values, loss terms, loss."""
-        run = self.forward(params, x, t)
-        out = dict(zip(self.input_names.ravel(), np.ravel(x).tolist()))
-        for layer, record in zip(self.layers, run["layers"]):
-            for role, names in layer.value_names.items():
-                out.update(zip(names.ravel(), record[role].ravel().tolist()))
-        out.update(zip(self.term_names, run["terms"].tolist()))
-        out[self.total_name] = run["loss"]
-        return out
-
-    def backward(self, params, x, t, adjoints: dict | None = None):
-        """(per-layer gradients, ∂E/∂input) of one example's loss, by the reverse pass;
-        ``adjoints``, if given, receives ∂E/∂q of every named quantity q of the layers."""
-        run = self.forward(params, x, t)
-        grad = loss_backward(self.loss_kind, run["output"], np.array(t, dtype=float))
-        layer_grads = [None] * len(self.layers)
-        for k in range(len(self.layers) - 1, -1, -1):
-            layer, record, p = self.layers[k], run["layers"][k], run["arrays"][k]
-            seen = {"activation" if layer.has_activation else "output": grad}
-            if layer.has_activation:
-                grad = activation_backward(layer.activation, record["pre_activation"],
-                                           record["activation"], grad, layer.slope)
-                seen["pre_activation"] = grad
-            if adjoints is not None:
-                for role, names in layer.value_names.items():
-                    adjoints.update(zip(names.ravel(), seen[role].ravel().tolist()))
-            layer_grads[k], grad = layer.backward(record["input"], p, grad)
-        return layer_grads, grad
-
-    def adjoints(self, params, x, t) -> dict[str, float]:
-        """∂E/∂q for every named quantity q of the layers, for one example."""
-        out: dict[str, float] = {}
-        self.backward(params, x, t, out)
-        return out
-
-    # -- a batch ------------------------------------------------------------
+        terms = np.array([loss_terms(self.loss_kind, out, t) for out, t in zip(a, targets)])
+        return {"layers": records, "arrays": arrays, "output": a, "targets": targets,
+                "terms": terms, "losses": terms.sum(axis=1), "indices": indices}
 
     def combine(self, values):
         return sum(values) / len(values) if self.reduction == "mean" else sum(values)
 
-    def batch_loss(self, params, indices=None) -> float:
-        indices = range(len(self.examples)) if indices is None else indices
-        return self.combine([self.forward(params, *self.examples[k])["loss"] for k in indices])
+    def batch_loss(self, params, indices=None, buffers=None) -> float:
+        return float(self.combine(list(self.forward(params, indices, buffers=buffers)["losses"])))
+
+    def values(self, params, indices=None) -> list[dict[str, float]]:
+        """Every named quantity of each example of the mini-batch: inputs, the layers'
+        values, loss terms and loss; a batch statistic appears in each example's."""
+        run = self.forward(params, indices)
+        out = []
+        for b in range(len(run["indices"])):
+            values = dict(zip(self.input_names.ravel(), run["layers"][0]["input"][b].ravel()
+                              .tolist()))
+            for layer, record in zip(self.layers, run["layers"]):
+                for role, names in layer.value_names.items():
+                    values.update(zip(names.ravel(), record[role][b].ravel().tolist()))
+                for role, names in layer.batch_names.items():
+                    values.update(zip(names.ravel(), record[role].tolist()))
+            values.update(zip(self.term_names, run["terms"][b].tolist()))
+            values[self.total_name] = float(run["losses"][b])
+            out.append(values)
+        return out
+
+    def backward(self, params, indices=None, inputs=None) -> dict:
+        """The reverse pass of the mini-batch's loss (the mean or the sum of its examples'):
+        per-layer gradients, ∂E/∂inputs (B, ...), and ∂E/∂q of every named quantity q, for
+        each example (a batch statistic's in each)."""
+        run = self.forward(params, indices, inputs)
+        weight = 1 / len(run["indices"]) if self.reduction == "mean" else 1.0
+        grad = np.array([loss_backward(self.loss_kind, out, t) * weight
+                         for out, t in zip(run["output"], run["targets"])])
+        layer_grads = [None] * len(self.layers)
+        per_example = [dict() for _ in run["indices"]]
+        shared: dict[str, float] = {}
+        for k in range(len(self.layers) - 1, -1, -1):
+            layer, record, p = self.layers[k], run["layers"][k], run["arrays"][k]
+            seen = {"activation" if layer.has_activation else "output": grad}
+            if layer.has_activation:
+                grad = np.array([activation_backward(layer.activation, z, a, g, layer.slope)
+                                 for z, a, g in zip(record["pre_activation"],
+                                                    record["activation"], grad)])
+                seen["pre_activation"] = grad
+            layer_grads[k], grad_input = layer.backward(record, p, grad, run["indices"],
+                                                        shared)
+            if layer.kind == "batchnorm":  # ∂E/∂x̂ = γ·∂E/∂y
+                seen["normalized"] = grad * np.reshape(
+                    p["gamma"], (1, -1) + (1,) * (grad.ndim - 2))
+            for role, names in layer.value_names.items():
+                for b, adjoints in enumerate(per_example):
+                    adjoints.update(zip(names.ravel(), seen[role][b].ravel().tolist()))
+            grad = grad_input
+        for adjoints in per_example:
+            adjoints.update(shared)
+        return {"layers": layer_grads, "inputs": grad, "adjoints": per_example,
+                "batch": run}
+
+    def adjoints(self, params, indices=None) -> list[dict[str, float]]:
+        """∂E/∂q for every named quantity q of the layers, for each example of the batch."""
+        return self.backward(params, indices)["adjoints"]
 
     def gradients(self, params, indices=None) -> dict[str, float]:
         """∂(batch loss)/∂θ by name, combined over the examples (mean or sum)."""
-        indices = range(len(self.examples)) if indices is None else indices
-        per_example = [self.by_name(self.backward(params, *self.examples[k])[0])
-                       for k in indices]
-        return {n: self.combine([g[n] for g in per_example]) for n in self.parameters}
+        return self.by_name(self.backward(params, indices)["layers"])
 
     def numeric_gradients(self, params, indices=None, h: float = 1e-6) -> dict[str, float]:
         """Central differences (L(θ+h) − L(θ−h)) / 2h of the batch loss, name by name."""
-        out = {}
-        for name in self.parameters:
-            up, down = dict(params), dict(params)
-            up[name] += h
-            down[name] -= h
-            out[name] = (self.batch_loss(up, indices) - self.batch_loss(down, indices)) / (2 * h)
-        return out
+        at = SimpleNamespace(parameters=params)
+        return finite_difference_gradients(at, lambda _, p: self.batch_loss(p, indices), h)
 
-    def numeric_input_gradient(self, params, example: int = 0, h: float = 1e-6):
-        x, t = self.examples[example]
+    def numeric_input_gradient(self, params, indices=None, h: float = 1e-6):
+        """Central differences of the batch loss with respect to every input value."""
+        indices = self._indices(indices)
+        x = np.array([self.examples[k][0] for k in indices])
         grad = np.zeros_like(x)
         for index in np.ndindex(*x.shape):
             up, down = x.copy(), x.copy()
             up[index] += h
             down[index] -= h
-            grad[index] = (self.forward(params, up, t)["loss"]
-                           - self.forward(params, down, t)["loss"]) / (2 * h)
+            grad[index] = (self.combine(list(self.forward(params, indices, up)["losses"]))
+                           - self.combine(list(self.forward(params, indices, down)["losses"]))
+                           ) / (2 * h)
         return grad
 
     def kink_distance(self, params, indices=None) -> float:
         """How far the forward pass is from a point where it is not differentiable (a ReLU
-        at 0, a max-pool tie): finite differences need more than their step h of it."""
-        indices = range(len(self.examples)) if indices is None else indices
+        at 0, a max-pool tie) or bends sharply (a batch variance near 0): finite differences
+        need more than their step h of it."""
+        run = self.forward(params, indices)
         distance = math.inf
-        for k in indices:
-            run = self.forward(params, *self.examples[k])
-            for layer, record in zip(self.layers, run["layers"]):
-                if layer.has_activation and layer.activation in ("relu", "leaky_relu"):
-                    distance = min(distance, np.abs(record["pre_activation"]).min())
-                if layer.kind == "maxpool2d":
-                    x = record["input"]
+        for layer, record in zip(self.layers, run["layers"]):
+            if layer.has_activation and layer.activation in ("relu", "leaky_relu"):
+                distance = min(distance, np.abs(record["pre_activation"]).min())
+            if layer.kind == "batchnorm" and layer.mode == "train":
+                distance = min(distance, record["variance"].min())
+            if layer.kind == "maxpool2d":
+                for x in record["input"]:
                     for c, _, _, cells in pool_windows(x, layer.kernel, layer.stride,
                                                        layer.padding):
                         ranked = sorted((x[c, i, j] for i, j in cells), reverse=True)
@@ -661,29 +849,105 @@ class Network:
             out.append((k // per_epoch + 1, list(range(start, min(start + size, n)))))
         return out
 
-    def sgd_step(self, params, grads, velocity):
-        """One update: θ ← θ − η·g, or with momentum v ← μv + g (v₀ = g), θ ← θ − η·v."""
-        new = dict(params)
-        for name, g in grads.items():
-            if name in self.frozen:
+    def updated_buffers(self, run, buffers) -> dict[str, float]:
+        """PyTorch's running statistics after a train-mode forward pass: μ_run ← (1 − m)·μ_run
+        + m·μ_B, σ²_run ← (1 − m)·σ²_run + m·σ²_B·n/(n − 1) (the unbiased variance)."""
+        new = dict(buffers)
+        for layer, record in zip(self.layers, run["layers"]):
+            if layer.kind != "batchnorm" or layer.mode != "train":
                 continue
-            if self.momentum:
-                velocity[name] = self.momentum * velocity[name] + g if name in velocity else g
-                new[name] = params[name] - self.learning_rate * velocity[name]
-            else:
-                new[name] = params[name] - self.learning_rate * g
+            n, m = record["count"], layer.momentum
+            for f in range(layer.in_shape[0]):
+                mean, var = layer.running_names["mean"][f], layer.running_names["variance"][f]
+                new[mean] = (1 - m) * buffers[mean] + m * record["mean"][f]
+                new[var] = (1 - m) * buffers[var] + m * record["variance"][f] * n / (n - 1)
         return new
 
-    def train(self) -> dict:
+    def train(self, follow: list[dict] | None = None) -> dict:
         """Every step of the spec's schedule: history (the loss before each step), the
-        parameters after each step, the velocities, and the loss on every example after."""
-        params = dict(self.parameters)
-        velocity: dict[str, float] = {}
-        history, after, batches = [], [], []
-        for epoch, indices in self.schedule():
-            history.append(self.batch_loss(params, indices))
-            params = self.sgd_step(params, self.gradients(params, indices), velocity)
+        parameters and running statistics after each step, the optimizer's state, and the
+        loss on every example after the last step. ``follow``: the parameters after each
+        step of another run, each step then taken from there (checks every step alone)."""
+        params, buffers = dict(self.parameters), dict(self.buffers)
+        state: dict = {}
+        history, after, batches, buffer_history, shown = [], [], [], [], []
+        for k, (epoch, indices) in enumerate(self.schedule()):
+            if follow and k:
+                params = dict(follow[k - 1])
+            backward = self.backward(params, indices)
+            run = backward["batch"]
+            history.append(float(self.combine(list(run["losses"]))))
+            buffers = self.updated_buffers(run, buffers)
+            grads = self.by_name(backward["layers"])
+            params, seen = self.optimizer.step(params, grads, state, self.frozen)
             after.append(params)
+            shown.append(seen)
+            buffer_history.append(buffers)
             batches.append((epoch, [k + 1 for k in indices]))
+        final = dict(follow[-1]) if follow else params
         return {"history": history, "parameters": after, "batches": batches,
-                "velocity": velocity, "loss_after": self.batch_loss(params)}
+                "buffers": buffer_history, "state": shown,
+                "loss_after": self.batch_loss(final, buffers=buffers)}
+
+
+class Optimizer:
+    """The update rules of torch.optim's documented algorithms (README, "Optimizers"), on
+    parameters by name; frozen parameters keep their value and have no state."""
+
+    def __init__(self, training: dict):
+        self.name = training.get("optimizer", "sgd")
+        if self.name not in ("sgd", "adam", "adamw"):  # a new optimizer: write it here first
+            raise NotImplementedError(f"reference: no optimizer {self.name!r}")
+        adam = self.name != "sgd"
+        self.learning_rate = training.get("learning_rate", 1e-3 if adam else None)
+        if adam:
+            self.settings = {"betas": tuple(training.get("betas", (0.9, 0.999))),
+                             "eps": training.get("eps", 1e-8),
+                             "weight_decay": training.get(
+                                 "weight_decay", 0.01 if self.name == "adamw" else 0.0)}
+        else:
+            self.settings = {key: training.get(key, default) for key, default in (
+                ("momentum", 0.0), ("dampening", 0.0), ("nesterov", False),
+                ("weight_decay", 0.0))}
+
+    def step(self, params, grads, state, frozen):
+        """(the new parameters, what each parameter's update used: g, v or m, v)."""
+        new, seen = dict(params), {}
+        for name, g in grads.items():
+            if name not in frozen:
+                new[name], seen[name] = getattr(self, self.name)(params[name], g, state, name)
+        return new, seen
+
+    def sgd(self, theta, g, state, name):
+        """g ← g + λθ; v ← μv + (1 − d)g (v = g at the first step); θ ← θ − η·v, or with
+        Nesterov θ ← θ − η·(g + μv); without momentum θ ← θ − η·g."""
+        s, eta = self.settings, self.learning_rate
+        g = g + s["weight_decay"] * theta
+        if not s["momentum"]:
+            return theta - eta * g, {"g": g}
+        v = s["momentum"] * state[name] + (1 - s["dampening"]) * g if name in state else g
+        state[name] = v
+        step = g + s["momentum"] * v if s["nesterov"] else v
+        return theta - eta * step, {"g": g, "v": v}
+
+    def adam(self, theta, g, state, name, decoupled=False):
+        """g ← g + λθ (AdamW: θ ← θ(1 − ηλ) instead); m ← β₁m + (1 − β₁)g,
+        v ← β₂v + (1 − β₂)g² (0 before step 1); θ ← θ − η·m̂/(√v̂ + ε), m̂ = m/(1 − β₁ᵗ),
+        v̂ = v/(1 − β₂ᵗ) at step t."""
+        (beta1, beta2), eps, decay = (self.settings["betas"], self.settings["eps"],
+                                      self.settings["weight_decay"])
+        eta = self.learning_rate
+        if decoupled:
+            theta = theta * (1 - eta * decay)
+        else:
+            g = g + decay * theta
+        m, v, t = state.get(name, (0.0, 0.0, 0))
+        t += 1
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g * g
+        state[name] = (m, v, t)
+        m_hat, v_hat = m / (1 - beta1 ** t), v / (1 - beta2 ** t)
+        return theta - eta * m_hat / (math.sqrt(v_hat) + eps), {"g": g, "m": m, "v": v}
+
+    def adamw(self, theta, g, state, name):
+        return self.adam(theta, g, state, name, decoupled=True)

@@ -139,8 +139,7 @@ def test_forward_values_and_every_gradient_match_the_reference(network):
     hand-written reverse pass, to 1e-9: a wrong conv window, padding or stride changes them."""
     data, _, solution = network
     net = Network(data)
-    x, t = net.examples[0]
-    values, adjoints = net.values(net.parameters, x, t), net.adjoints(net.parameters, x, t)
+    values, adjoints = net.values(net.parameters)[0], net.adjoints(net.parameters)[0]
     for name, value in values.items():
         assert solution.example.values[name] == pytest.approx(value, rel=1e-9, abs=1e-12), name
     for name, value in adjoints.items():
@@ -154,7 +153,7 @@ def test_input_gradient_matches_finite_differences(network):
     data, _, solution = network
     net = Network(data)
     first = solution.convolutions[0]
-    np.testing.assert_allclose(first.input_gradient, net.numeric_input_gradient(net.parameters),
+    np.testing.assert_allclose(first.input_gradient, net.numeric_input_gradient(net.parameters)[0],
                                rtol=1e-5, atol=1e-7)
 
 

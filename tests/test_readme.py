@@ -9,8 +9,8 @@ Keyed off the README's own content (no line numbers), so it follows edits:
   its exit status) and the lines after it, up to the next ``$``, are its output: all of it,
   or its first lines when the last one shown is ``…``. No line shown: no output.
 - The "Bad input" block's error lines are each produced, exactly, by a bad spec below.
-- A ```toml block introduced by the name of an example file holds that file's settings
-  (``# …`` marks what a block leaves out).
+- A ```toml block introduced by the name of an example file holds some of that file's
+  settings, as the file has them.
 - ```sh blocks are commands to type (installation, benchmarks, illustrations); the
   Quickstart's are checked against .ci/run.
 """
@@ -113,6 +113,8 @@ def test_the_readme_has_python_examples():
 
 @pytest.mark.parametrize("code", PYTHON_BLOCKS, ids=lambda c: c.split("\n", 1)[0][:40])
 def test_readme_python_prints_what_it_shows(workdir, code):
+    if "import torch" in code:  # PyTorch is optional
+        pytest.importorskip("torch")
     shown = printed_outputs(code)
     namespace: dict = {}
     for node in ast.parse(code).body:
@@ -149,6 +151,8 @@ SESSIONS = sessions()
 @pytest.mark.parametrize("command,shown", SESSIONS, ids=[c for c, _ in SESSIONS])
 def test_readme_command_prints_what_it_shows(workdir, command, shown):
     words = shlex.split(command.split(" #")[0])[1:]
+    if words[0] == "import-torch":  # PyTorch is optional
+        pytest.importorskip("torch")
     expected = int(m.group(1)) if (m := re.search(r"# exit (\d)", command)) else 0
     result = CliRunner().invoke(main, words)
     assert result.exit_code == expected, result.output
@@ -212,13 +216,16 @@ def test_readme_bad_input_lines_are_the_projects(tmp_path):
 
 
 def contained(shown, actual) -> bool:
-    """Every setting shown is the file's (lists of tables: the first ones, in order)."""
+    """Every setting shown is the file's; a list of tables shown is some of the file's
+    tables, in the file's order (a block may show one layer of several)."""
     if isinstance(shown, dict):
         return isinstance(actual, dict) and all(
             k in actual and contained(v, actual[k]) for k, v in shown.items())
     if isinstance(shown, list) and shown and isinstance(shown[0], dict):
-        return (isinstance(actual, list) and len(shown) <= len(actual)
-                and all(contained(s, a) for s, a in zip(shown, actual)))
+        if not isinstance(actual, list):
+            return False
+        rest = iter(actual)
+        return all(any(contained(table, a) for a in rest) for table in shown)
     return shown == actual
 
 
@@ -232,7 +239,5 @@ def test_readme_specs_are_the_example_files():
             actual = tomllib.load(handle)
         shown = tomllib.loads(block)
         assert contained(shown, actual), files[-1]
-        if "# …" not in block:
-            assert shown == actual, f"{files[-1]}: the README shows all of it"
         checked += 1
     assert checked >= 3

@@ -178,7 +178,7 @@ def test_first_step_derived_on_the_first_batch_agrees_with_the_reference():
     first = {u.parameter: u for u in solution.updates}
     for name, value in expected["parameters"][0].items():
         assert first[name].new == pytest.approx(value, rel=1e-12, abs=1e-15)
-        assert first[name].velocity == pytest.approx(first[name].gradient, rel=1e-15)  # v₀ = g
+        assert first[name].state["v"] == pytest.approx(first[name].gradient, rel=1e-15)  # v₀ = g
     np.testing.assert_allclose(solution.history, expected["history"], rtol=1e-12)
     np.testing.assert_allclose(run.history, expected["history"], rtol=1e-12)
     for name, value in expected["parameters"][-1].items():

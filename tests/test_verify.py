@@ -85,19 +85,18 @@ def course_truth() -> dict:
     """The course network's true values, from the reference (tests/reference.py): every
     forward value, ∂E/∂quantity and ∂E/∂θ, the update and the loss after it."""
     net = Network(SPEC)
-    x, t = net.examples[0]
     p = net.parameters
-    truth = dict(net.values(p, x, t))
-    truth.update({f"dE_{{tot}}/d{n}": g for n, g in net.adjoints(p, x, t).items()})
+    truth = dict(net.values(p)[0])
+    truth.update({f"dE_{{tot}}/d{n}": g for n, g in net.adjoints(p)[0].items()})
     truth.update({f"dE_{{tot}}/d{n}": g for n, g in net.gradients(p).items()})
     after = net.train()["parameters"][0]
     truth.update({f"{n}'": v for n, v in after.items()})
-    truth.update({f"{n}'": v for n, v in net.values(after, x, t).items() if n not in p})
+    truth.update({f"{n}'": v for n, v in net.values(after)[0].items() if n not in p})
     truth.update(p)
-    for layer, record in zip(net.layers, net.forward(p, x, t)["layers"]):  # ∂z_j/∂w_{j,i} = x_i
+    for layer, record in zip(net.layers, net.forward(p)["layers"]):  # ∂z_j/∂w_{j,i} = x_i
         z, w = layer.value_names["pre_activation"], layer.names["weights"]
         for j, i in np.ndindex(*w.shape):
-            truth[f"d{z[j]}/d{w[j, i]}"] = record["input"][i]
+            truth[f"d{z[j]}/d{w[j, i]}"] = record["input"][0][i]
     return truth
 
 
@@ -258,11 +257,11 @@ class Student:
         self.spec = spec = as_spec(data)
         net = Network(data)  # tests/reference.py: NumPy, no code of the package
         params = dict(net.parameters)
-        self.values = net.values(params, *net.examples[0])
+        self.values = net.values(params)[0]
         self.grad = net.numeric_gradients(params)
         self.lr = spec.learning_rate
         self.new = {n: params[n] - self.lr * g for n, g in self.grad.items()}
-        self.after = net.values(self.new, *net.examples[0])
+        self.after = net.values(self.new)[0]
         self.E = spec.loss.total_name
         out_layer = spec.layers[-1]
         self.answers = {}

@@ -10,7 +10,7 @@ expression. SymPy derives every partial. Filters are nested lists [out][in][row]
 Everything particular to conv2d layers is here: the spec table, the graph's nodes (one
 per feature-map cell), the NumPy kernel (im2col), the gradients written as convolutions
 for the worked solution and checked against the chain rule, the solution's parts
-(templates/layers/conv2d.j2), the figure's panels (⋆ filters = feature maps) and the
+(templates/layers/conv2d.j2), the figure's panels (∗ filters = feature maps) and the
 blocks a sheet may draw.
 """
 
@@ -22,11 +22,10 @@ import numpy as np
 import sympy as sp
 
 from ..activations import ACTIVATIONS
-from ..drawing import Text, column_ys, number_label, plain_text
 from ..nodes import PARAMETER, PRE_ACTIVATION
 from ..notation import Equation, broken_sum, primed
 from ..templating import fill
-from ..validate import expand_names, flatten_names, infer_shape, is_draw, only
+from ..validate import expand_names, flatten_names, infer_shape, is_draw, only, only_defaults
 from . import grid
 from .base import ActivatedLayer, Part, register, units_then_bias
 
@@ -51,6 +50,9 @@ class Conv2dLayer(ActivatedLayer):
     kind: str = "conv2d"
     frozen: bool = False
     fragment = "layers/conv2d.j2"
+    shows_grids = True
+    torch_classes = ("Conv2d",)
+    torch_parameters = {"filters": "weight", "biases": "bias"}
 
     @property
     def in_channels(self) -> int:
@@ -183,7 +185,10 @@ class Conv2dLayer(ActivatedLayer):
 
     # Derivation --------------------------------------------------------------
     def forms(self, spec, graph, example, inputs):
-        """The gradients as convolutions, checked against the chain rule (below)."""
+        """The gradients as convolutions, checked against the chain rule (below); one
+        example's grids, so none in a graph spanning a mini-batch (shown node by node)."""
+        if graph.spans_batch:
+            return None
         return convolution_forms(spec, graph, example, self, inputs)
 
     # Document: grids ---------------------------------------------------------
@@ -196,6 +201,8 @@ class Conv2dLayer(ActivatedLayer):
 
     def network_part(self, doc):
         """The filters as grids and the biases."""
+        if self.index not in doc.forms:  # node by node: in the table of parameters
+            return None
         forms = doc.forms[self.index]
         biases = r",\quad ".join(f"{n} = {doc.n.tex(float(b))}"
                                  for n, b in zip(self.bias_names, forms.biases))
@@ -210,6 +217,8 @@ class Conv2dLayer(ActivatedLayer):
         return doc.grids.name("F", self.index, (o, self.out_channels), (c, self.in_channels))
 
     def forward_part(self, doc, steps, values):
+        if self.index not in doc.forms:
+            return super().forward_part(doc, steps, values)
         forms, g = doc.forms[self.index], doc.grids
         c_in, o_ch = self.in_channels, self.out_channels
         if any(self.padding):
@@ -251,14 +260,20 @@ class Conv2dLayer(ActivatedLayer):
 
     def gradient_source(self, doc):
         """The gradient of this layer's input is computed as a full convolution."""
+        if self.index not in doc.forms:
+            return None
         return Part(self.fragment, "from_next", label=doc.layer_label(self.index))
 
     def section(self, doc, section, example):
         """The gradient arriving at the feature maps, then the filters' gradients as a
         chain-rule sum and as one convolution, the bias, the input, the update."""
+        if self.index not in doc.forms:
+            return super().section(doc, section, example)
         return {"steps": [doc.chain(s, example.values) for s in grid.node_steps(doc, section)],
                 "parts": grid.arrival(doc, self, section, example) + [self._backward(doc)],
-                "updates": []}
+                # the filters' update as grids when it is θ − η·∂E/∂θ, else as any layer's
+                **({"updates": [], "update_table": None, "update_rule": []} if doc.plain_update
+                   else doc.section_updates(section))}
 
     def _backward(self, doc) -> Part:
         forms, g = doc.forms[self.index], doc.grids
@@ -283,7 +298,8 @@ class Conv2dLayer(ActivatedLayer):
                 f"{doc.n.tex(float(forms.bias_gradient[o]))}"
                 for o, name in enumerate(self.bias_names)]
         filter_chain, more_filters = self._filter_chain(doc, forms)
-        one_example = len(doc.solution.examples) == 1  # several: after their combination
+        # several examples: after their combination; not θ − η·∂E/∂θ: as any layer's
+        one_example = len(doc.solution.examples) == 1 and doc.plain_update
         return Part(self.fragment, "backward", through=through, filter_chain=filter_chain,
                     more_filters=more_filters, dilated=self.stride != (1, 1),
                     stride=grid.size(self.stride), convolutions=convolutions,
@@ -293,8 +309,9 @@ class Conv2dLayer(ActivatedLayer):
                     cropped=any(self.padding), padding=grid.size(self.padding),
                     rate=doc.n.tex(doc.spec.learning_rate) if one_example else "",
                     updates=self._updates(doc, forms) if one_example else [],
-                    bias_updates=[doc.update(self._update_of(doc, name))
-                                  for name in self.bias_names] if one_example else [])
+                    bias_updates=[eq for name in self.bias_names
+                                  for eq in doc.update(self._update_of(doc, name))]
+                    if one_example else [])
 
     @staticmethod
     def _update_of(doc, name: str):
@@ -357,32 +374,45 @@ class Conv2dLayer(ActivatedLayer):
         return updates
 
     def after_part(self, doc, before, after):
+        if self.index not in doc.forms:  # node by node: in the table of values
+            return None
         blocks = [("Z", self.pre_activation_names)]
         if self.activation_names != self.pre_activation_names:
             blocks.append(("A", self.activation_names))
         return grid.after_part(doc, self, blocks, before, after)
 
+    # PyTorch -----------------------------------------------------------------
+    @classmethod
+    def torch_table(cls, module, place):
+        only_defaults(module, place, dilation=(1, 1), groups=1, padding_mode="zeros")
+        table = {"type": "conv2d", "out_channels": module.out_channels,
+                 "kernel": grid.spec_size(grid.torch_pair(module, "kernel_size", place)),
+                 "stride": grid.spec_size(grid.torch_pair(module, "stride", place)),
+                 "padding": grid.spec_size(grid.torch_pair(module, "padding", place))}
+        if module.bias is None:
+            table["biases"] = False
+        return table
+
+    def parameter_blocks(self):
+        return {"filters": self.filter_names, "biases": self.bias_names}
+
+    def torch_module(self):
+        sizes = grid.torch_sizes(kernel_size=self.kernel,
+                                 stride=self.stride if self.stride != (1, 1) else None,
+                                 padding=self.padding if self.padding != (0, 0) else None)
+        bias = "" if self.bias_names else ", bias=False"
+        return f"nn.Conv2d({self.in_channels}, {self.out_channels}{sizes}{bias})"
+
     # Diagram -----------------------------------------------------------------
     def draw(self, sketch):
-        """⋆ the filters (+ the biases) = the feature maps, by name."""
-        sketch.grids()
-        sketch.operator(r"\star", "⋆")
-        kh, kw = self.kernel
-        filters = []
-        for per_out in self.filter_names:
-            for filter_grid in per_out:
-                filters.append(([sketch.values[n] for n in flatten_names(filter_grid)], kh, kw,
-                                True, sketch.words["filter"] if not filters else ""))
-        sketch.x += sketch.stack(sketch.x, filters)
+        """∗ the filters (+ the biases) = the feature maps, by name."""
+        sketch.operator(r"\ast", "∗")
+        sketch.panel([grid for per_out in self.filter_names for grid in per_out],
+                     sketch.words["filter"], given=True)
         if self.bias_names:  # one bias per output channel, listed one under the other
             sketch.operator("+", "+")
-            for bias, y in zip(self.bias_names, column_ys(len(self.bias_names), 0.6)):
-                sketch.diagram.texts.append(Text(
-                    sketch.x, y, number_label(sketch.values[bias], sketch.numbers, bias),
-                    "west", size="small"))
-            sketch.x += 0.25 * max(len(plain_text(b)) + 8 for b in self.bias_names)
+            sketch.listing([sketch.number(bias, named=True) for bias in self.bias_names])
         sketch.operator("=", "=")
-        sketch.names = self.activation_names
         sketch.maps(self.activation_names, self.out_shape, sketch.words["feature_map"])
 
 
