@@ -863,11 +863,12 @@ class Network:
                 new[var] = (1 - m) * buffers[var] + m * record["variance"][f] * n / (n - 1)
         return new
 
-    def train(self, follow: list[dict] | None = None) -> dict:
+    def train(self, follow: list[dict] | None = None, gradients=None) -> dict:
         """Every step of the spec's schedule: history (the loss before each step), the
         parameters and running statistics after each step, the optimizer's state, and the
         loss on every example after the last step. ``follow``: the parameters after each
-        step of another run, each step then taken from there (checks every step alone)."""
+        step of another run, each step then taken from there, with ``gradients(parameters,
+        indices, buffers)`` if given (checks every step of an optimizer alone)."""
         params, buffers = dict(self.parameters), dict(self.buffers)
         state: dict = {}
         history, after, batches, buffer_history, shown = [], [], [], [], []
@@ -877,8 +878,9 @@ class Network:
             backward = self.backward(params, indices)
             run = backward["batch"]
             history.append(float(self.combine(list(run["losses"]))))
+            grads = (gradients(params, indices, buffers) if gradients
+                     else self.by_name(backward["layers"]))
             buffers = self.updated_buffers(run, buffers)
-            grads = self.by_name(backward["layers"])
             params, seen = self.optimizer.step(params, grads, state, self.frozen)
             after.append(params)
             shown.append(seen)

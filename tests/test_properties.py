@@ -365,7 +365,56 @@ def well_conditioned(net: reference.Network) -> bool:
     if net.loss_kind in ("cross_entropy", "binary_cross_entropy"):
         if np.any(run["output"] < 1e-6) or np.any(run["output"] > 1 - 1e-6):
             return False
-    return np.abs(run["layers"][-1]["pre_activation"]).max() <= 30
+    if np.abs(run["layers"][-1]["pre_activation"]).max() > 30:
+        return False
+    return not near_a_kink(net, run)
+
+
+def exact(values) -> bool:
+    """Multiples of 2⁻²⁰ (and not huge): sums and products of such numbers are the same in
+    float64 and at 40 digits, so a 0 or a tie among them is one in every implementation."""
+    scaled = np.asarray(values, dtype=float) * 2.0 ** 20
+    return bool(np.all((scaled == np.round(scaled)) & (np.abs(scaled) < 2.0 ** 50)))
+
+
+def near_a_kink(net, run) -> bool:
+    """A ReLU input or a max-pool gap that is 0 in exact arithmetic but reached through
+    rounded values (a softmax's outputs cancelling, an average over 3 cells): which side of
+    the kink it falls on is up to each implementation's rounding (float64 here and in the
+    fast path, 40 digits in the symbolic engine). An exact 0 or an exact tie is kept: the
+    rules (ReLU'(0) = 0, the first maximum) say what happens, and every implementation sees
+    it. (test_max_pool_tie_between_average_pooled_cells keeps one such case.)"""
+    for layer, record, p in zip(net.layers, run["layers"], run["arrays"]):
+        if layer.has_activation and layer.activation in ("relu", "leaky_relu"):
+            z = np.abs(record["pre_activation"])
+            size = magnitude(layer, record, p)
+            close_to_zero = (z <= 1e-12 * size) & (size > 0)
+            if np.any(close_to_zero) and not (exact(record["input"]) and all(
+                    exact(a) for a in p.values())):
+                return True
+        if layer.kind == "maxpool2d":
+            for x in record["input"]:
+                for c, _, _, cells in reference.pool_windows(x, layer.kernel, layer.stride,
+                                                             layer.padding):
+                    ranked = sorted((x[c, i, j] for i, j in cells), reverse=True)
+                    if len(ranked) > 1 and ranked[0] - ranked[1] <= 1e-12 * max(
+                            1.0, abs(ranked[0])) and not exact(ranked[:2]):
+                        return True
+    return False
+
+
+def magnitude(layer, record, p):
+    """Σ|terms| of each pre-activation: how large the numbers are that cancel in it."""
+    xs = np.abs(record["input"])
+    if layer.kind == "dense":
+        return np.array([np.abs(p["weights"]) @ x + np.abs(p["biases"]) for x in xs])
+    if layer.kind == "conv2d":
+        biases = np.abs(p["biases"]) if "biases" in p else None
+        return np.array([reference.conv2d_forward(x, np.abs(p["filters"]), biases,
+                                                  layer.stride, layer.padding) for x in xs])
+    gamma = np.reshape(np.abs(p["gamma"]), (1, -1) + (1,) * (xs.ndim - 2))
+    beta = np.reshape(np.abs(p["beta"]), (1, -1) + (1,) * (xs.ndim - 2))
+    return gamma * np.abs(record["normalized"]) + beta
 
 
 def describe(net: reference.Network) -> None:
@@ -408,8 +457,9 @@ def check_network(spec: dict) -> None:
     first = [k - 1 for k in run["batches"][0][1]]  # the first mini-batch
     solution = api.solve(spec)
     check_first_step(net, run, first, solution)
-    check_training(net, run, solution.training)
-    check_fast_path(net, api.compile_network(spec))
+    network = api.compile_network(spec)
+    check_training(net, run, network, solution.training)
+    check_fast_path(net, network)
     check_finite_differences(net, first, solution.gradients)
 
 
@@ -428,11 +478,11 @@ def by_key(net, dicts: list[dict], one_graph: bool) -> list[dict]:
     return [keyed]
 
 
-def update_tolerance(net, scale) -> float:
-    """Adam divides by √v̂ + ε: a gradient's rounding error δ moves θ by about η·δ/ε."""
-    if net.optimizer.name == "sgd":
-        return ATOL * scale
-    return max(ATOL * scale, (net.optimizer.learning_rate or 1e-3) * 1e-6)
+def amplifies_rounding(net) -> bool:
+    """Adam and AdamW divide by √v̂ + ε: a gradient that is 0 in exact arithmetic but a
+    rounding error δ in float64 moves θ by about η·δ/ε. Their updates are checked on the
+    engine's own gradients (themselves checked to 1e-9), not on the reference's."""
+    return net.optimizer.name != "sgd"
 
 
 def check_first_step(net, run, first, solution):
@@ -465,15 +515,17 @@ def check_first_step(net, run, first, solution):
     for name, g in grads.items():
         close(solution.gradients[name], g, scale, f"∂E/∂{name}")
     after, state = run["parameters"][0], run["state"][0]
-    tolerance = update_tolerance(net, scale)
+    if amplifies_rounding(net):  # the rule on the engine's gradients
+        engine = {u.parameter: u.gradient for u in solution.updates}
+        after, state = net.optimizer.step(params, engine, {}, net.frozen)
     for update in solution.updates:
-        assert abs(update.new - after[update.parameter]) <= tolerance, update.parameter
+        close(update.new, after[update.parameter], scale, f"{update.parameter}'")
         assert update.frozen == (update.parameter in net.frozen)
         for key, value in state.get(update.parameter, {}).items():
             if key in (update.state or {}):
                 close(update.state[key], value, scale, f"{key} of {update.parameter}")
     for name, value in after.items():
-        assert abs(solution.parameters_after[name] - value) <= tolerance, f"{name}' (after)"
+        close(solution.parameters_after[name], value, scale, f"{name}' (after)")
     for name, value in run["buffers"][0].items():  # running statistics (eval mode: kept)
         shown = solution.buffers_after.get(name, net.buffers[name])
         close(shown, value, max(1.0, abs(value)), f"{name} after")
@@ -489,21 +541,31 @@ def check_first_step(net, run, first, solution):
                   f"{step.name} after")
 
 
-def check_training(net, run, training):
+def check_training(net, run, network, training):
     """Several steps (fast path, every optimizer): batches, the loss before each step, the
-    parameters after each, the running statistics and the loss on every example at the end."""
+    parameters after each, the running statistics and the loss on every example at the end.
+    Adam's steps are taken one by one from the run's parameters, on the fast path's
+    gradients there (see amplifies_rounding); SGD's run is the reference's own."""
     if training is None:
         assert len(run["history"]) == 1
         return
     assert [(s.epoch, s.examples) for s in training.steps] == run["batches"]
-    if net.optimizer.name != "sgd":  # Adam: each step from where the run is (see above)
-        run = net.train(follow=[s.parameters for s in training.steps])
-    tolerance = update_tolerance(net, 1.0)
+    if amplifies_rounding(net):
+        x = np.array([x for x, _ in net.examples])
+        t = np.array([t for _, t in net.examples])
+
+        def fast_gradients(params, indices, buffers):
+            result = network.run(x[indices], t[indices], params, examples=indices,
+                                 buffers=buffers)
+            return {name: float(g) for name, g in result.gradients.items()}
+
+        run = net.train(follow=[s.parameters for s in training.steps],
+                        gradients=fast_gradients)
     for k, (step, loss) in enumerate(zip(training.steps, run["history"])):
         close(step.loss, loss, what=f"loss before step {k + 1}")
         for name, value in run["parameters"][k].items():
-            assert abs(step.parameters[name] - value) <= tolerance + RTOL * abs(value), \
-                f"{name} after step {k + 1}"
+            close(step.parameters[name], value, max(1.0, abs(value)),
+                  f"{name} after step {k + 1}")
     for name, value in run["buffers"][-1].items():
         shown = training.buffers.get(name, net.buffers[name])
         close(shown, value, max(1.0, abs(value)), f"{name} at the end")
