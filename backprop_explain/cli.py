@@ -68,9 +68,20 @@ def main():
               show_default=True,
               help="Markdown (with the network as NAME.network.svg when -o is given), LaTeX "
                    "document, PDF (needs -o and a LaTeX engine), or JSON numbers.")
-@click.option("--lang", type=click.Choice(["en", "fr"]), default="en", show_default=True)
+@click.option("--lang", type=click.Choice(["en", "fr"]),
+              help="Language (default: the spec's lang, else en).")
 @click.option("--digits", type=click.IntRange(1, 17), default=4, show_default=True,
-              help="Significant digits of displayed numbers (computation is never rounded).")
+              help="Significant digits of computed numbers, trailing zeros kept (given numbers "
+                   "are shown as given; computation is never rounded).")
+@click.option("--detail", type=click.Choice(["full", "compact"]),
+              help="full: every factor of every chain rule; compact: each layer's δ's, its "
+                   "gradients in one table, zero and frozen gradients on one line (default: "
+                   "full up to 20 parameters).")
+@click.option("--derivatives", type=click.Choice(["course", "textbook", "both"]),
+              default="both", show_default=True,
+              help="How a local derivative is written: as differentiated (the course's slides: "
+                   "e^{-y}/(1+e^{-y})^2), in its textbook form (σ(y)(1−σ(y)) = out(1−out)), or "
+                   "both, the course's first.")
 @click.option("--decimal-comma/--decimal-point", default=None,
               help="Decimal separator (default: comma in French, point in English).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to FILE, not stdout.")
@@ -82,7 +93,8 @@ def main():
 @click.option("--batch-size", type=click.IntRange(1),
               help="Examples per step, taken in order (default: training.batch_size, or all).")
 @user_errors
-def explain(spec, fmt, lang, digits, decimal_comma, output, steps, epochs, batch_size):
+def explain(spec, fmt, lang, digits, detail, derivatives, decimal_comma, output, steps, epochs,
+            batch_size):
     """Derive, evaluate and explain one SGD step on the network of SPEC (several with
     --steps/--epochs: the first in full, then the loss history as a table and a chart).
     SPEC may be - (standard input)."""
@@ -90,7 +102,8 @@ def explain(spec, fmt, lang, digits, decimal_comma, output, steps, epochs, batch
     if steps is not None and epochs is not None:
         raise UserError("give --steps or --epochs, not both")
     spec = read_spec(spec)
-    schedule = dict(steps=steps, epochs=epochs, batch_size=batch_size)
+    schedule = dict(steps=steps, epochs=epochs, batch_size=batch_size, detail=detail,
+                    derivatives=derivatives)
     if output is not None:
         write_explanation(spec, output, fmt=fmt, lang=lang, digits=digits,
                           decimal_comma=decimal_comma, **schedule)
@@ -106,7 +119,8 @@ def explain(spec, fmt, lang, digits, decimal_comma, output, steps, epochs, batch
 @click.argument("answers", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["text", "md", "json"]), default="text",
               show_default=True, help="Terminal text, a Markdown document, or JSON.")
-@click.option("--lang", type=click.Choice(["en", "fr"]), default="en", show_default=True)
+@click.option("--lang", type=click.Choice(["en", "fr"]),
+              help="Language (default: the spec's lang, else en).")
 @click.option("--rel", type=float, help="Relative tolerance instead of the digits written.")
 @click.option("--abs", "abs_", type=float, help="Absolute tolerance instead of the digits written.")
 @click.option("--round", "round_to", type=click.IntRange(0, 15),
@@ -129,7 +143,8 @@ def verify(spec, answers, fmt, lang, rel, abs_, round_to, output):
 
 @main.command()
 @SPEC
-@click.option("--lang", type=click.Choice(["en", "fr"]), default="en", show_default=True)
+@click.option("--lang", type=click.Choice(["en", "fr"]),
+              help="Language (default: the spec's lang, else en).")
 @user_errors
 def keys(spec, lang):
     """List every quantity key of SPEC's worked solution: key, meaning, formula."""
@@ -146,19 +161,25 @@ def keys(spec, lang):
 @click.option("--format", "fmt", type=click.Choice(["md", "tex", "pdf", "moodle"]),
               default="md", show_default=True,
               help="Markdown (+ SVG diagrams), LaTeX, PDF (needs a LaTeX engine) or Moodle XML.")
-@click.option("--lang", type=click.Choice(["en", "fr"]), default="en", show_default=True)
+@click.option("--lang", type=click.Choice(["en", "fr"]),
+              help="Language (default: the template's lang, else en).")
+@click.option("--moodle-style", type=click.Choice(["cloze", "per-key"]), default="cloze",
+              show_default=True,
+              help="Moodle: one Cloze question per variant (the whole exercise, each blank's "
+                   "slips named), or one numerical question per key per variant.")
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False), required=True,
               help="Directory for the sheets, solutions and answers.json.")
 @user_errors
-def sheet(template, variants, seed, fmt, lang, out_dir):
+def sheet(template, variants, seed, fmt, lang, moodle_style, out_dir):
     """Exercise sheets and worked solutions for VARIANTS random variants of TEMPLATE."""
     from .sheet import write_sheets
+    options = dict(moodle_style=moodle_style)
     if variants < 20:
-        written = write_sheets(template, out_dir, variants, seed, fmt, lang)
+        written = write_sheets(template, out_dir, variants, seed, fmt, lang, **options)
     else:
         with click.progressbar(length=variants, label="variants", file=sys.stderr) as bar:
             written = write_sheets(template, out_dir, variants, seed, fmt, lang,
-                                   progress=bar.update)
+                                   progress=bar.update, **options)
     click.echo(f"Wrote {len(written)} files for {variants} variant{'s' * (variants > 1)} in "
                f"{out_dir}: {files_summary(written)}", err=True)
 
@@ -172,6 +193,52 @@ def files_summary(paths) -> str:
         groups.setdefault(key, []).append(match.group(2) if match else "")
     return ", ".join(f"{start}{numbers[0]}…{numbers[-1]}{end}" if len(numbers) > 1
                      else f"{start}{numbers[0]}{end}" for (start, end), numbers in groups.items())
+
+
+@main.command("class")
+@click.argument("target", metavar="SPEC_OR_SHEET_DIR", type=click.Path())
+@click.argument("answers", nargs=-1, required=True, type=click.Path())
+@click.option("--format", "fmt", type=click.Choice(["md", "pdf", "json"]), default="md",
+              show_default=True,
+              help="Markdown (with NAME.chart.svg beside it when -o is given), PDF (needs -o "
+                   "and a LaTeX engine) or JSON.")
+@click.option("--lang", type=click.Choice(["en", "fr"]), default="en", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to FILE, not stdout.")
+@user_errors
+def class_(target, answers, fmt, lang, output):
+    """Check a class's hand calculations and sum them up: per quantity the share correct,
+    consistent and wrong, the slips and how often, the first wrong steps, the answers that
+    need a look. ANSWERS: students' answers files or directories of them, a CSV with a
+    student column, or Moodle's Responses report (CSV). SPEC_OR_SHEET_DIR: the spec they
+    all worked, or the directory `sheet` wrote (each student answered one variant)."""
+    from .classreport import class_report, write_class_report
+    if fmt == "pdf" and output is None:
+        raise UserError("--format pdf writes a file: give -o FILE.pdf")
+    bar = None
+
+    def progress(done, total):
+        nonlocal bar
+        if total < 20:
+            return
+        if bar is None:
+            bar = click.progressbar(length=total, label="students", file=sys.stderr)
+            bar.__enter__()
+        bar.update(1)
+
+    try:
+        report = class_report(target, answers, progress=progress)
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    for result in report.bad:
+        click.echo(f"warning: {result.student}: {result.error}", err=True)
+    if not report.checked:
+        raise UserError(f"no student's answers could be checked ({len(report.bad)} "
+                        f"unreadable): see the warnings above")
+    if output is None:
+        emit(report.report(fmt, lang), None)
+    else:
+        write_class_report(report, output, fmt, lang)
 
 
 @main.command("import-torch")

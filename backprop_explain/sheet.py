@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import sympy as sp
 
 from .activations import ACTIVATIONS
 from .derivation import NumericGraph, Solution, derive
@@ -167,11 +168,13 @@ def _title(base: str, kind: str, number: int, words: dict) -> str:
 
 
 def render_variant(variant: Variant, solution: Solution, questions: list[Question],
-                   fmt: str, lang: str, digits: int, figure: str | None) -> tuple[str, str]:
-    """(exercise, solution) documents of one variant, Markdown or LaTeX."""
+                   fmt: str, lang: str, digits: int, figure: str | None,
+                   blanks: list[str] | None = None) -> tuple[str, str]:
+    """(exercise, solution) documents of one variant, Markdown, LaTeX or HTML (a Moodle
+    question, ``blanks`` standing in its answer cells; its solution without the figure)."""
     from .diagram import document_figure
     from .document import FORMATS as TEMPLATES, solution_context
-    from .templating import extra_phrases, render_template
+    from .templating import extra_phrases, render_template, tidy_tex
     words = extra_phrases(lang)
     sheet = words["sheet"]
     context = solution_context(solution, fmt, lang, digits,
@@ -179,10 +182,41 @@ def render_variant(variant: Variant, solution: Solution, questions: list[Questio
     base = variant.spec.title
     exercise = render_template("exercise.j2", dict(
         context, s=words, answer_digits=digits, questions=[q.tex for q in questions],
+        conventions=conventions(solution, lang), blanks=blanks,
         title=_title(base, sheet["exercise_title"], variant.number, sheet)))
     worked = render_template(TEMPLATES[fmt], dict(
-        context, title=_title(base, sheet["solution_title"], variant.number, sheet)))
+        context, title=_title(base, sheet["solution_title"], variant.number, sheet),
+        diagram=None if fmt == "html" else context["diagram"]))
+    if fmt == "tex":
+        exercise, worked = tidy_tex(exercise), tidy_tex(worked)
     return exercise, worked
+
+
+def conventions(solution: Solution, lang: str) -> list[str]:
+    """What an exercise relies on beyond its numbers: what each weight's indices mean, the
+    loss written out with its logarithm, the optimizer's rule (phrases with $…$ math)."""
+    from .nodes import LOSS_TERM
+    from .notation import NumberFormat, tex
+    from .templating import extra_phrases, fill
+    spec, graph = solution.spec, solution.graph
+    from .document import document_phrases
+    t, words = document_phrases(solution, lang), extra_phrases(lang)["sheet"]
+    lines, names = [], list(spec.input_names)
+    for layer in spec.layers:
+        line = layer.index_convention(names, t)
+        if line:
+            lines.append(line)
+        names = layer.outputs(names)
+    loss = graph.loss
+    term = graph.of_kind(LOSS_TERM)[0]
+    lines.append(fill(words["loss_formula"], total=loss.name, sum=tex(loss.expr),
+                      term=term.name, formula=tex(term.expr)))
+    if any(node.expr.has(sp.log) for node in graph.of_kind(LOSS_TERM)):
+        lines.append(words["natural_log"])
+    numbers = NumberFormat(12, t["meta"]["decimal_comma"])  # the rule as the solution says it
+    lines += OPTIMIZERS[spec.optimizer].rule(t, spec.optimizer_settings, numbers,
+                                             numbers.tex(spec.learning_rate))
+    return lines
 
 
 def combine_documents(documents: list[str], fmt: str) -> str:
@@ -196,18 +230,24 @@ def combine_documents(documents: list[str], fmt: str) -> str:
 
 
 def write_sheets(template, out_dir, variants: int = 1, seed: int = 0, fmt: str = "md",
-                 lang: str = "en", progress=None) -> list[Path]:
+                 lang: str | None = None, progress=None, moodle_style: str = "cloze") -> list[Path]:
     """Draw, solve and write every variant (see the module docstring); returns the paths.
+    ``lang``: the documents' language (default: the template's ``lang``, else English).
 
     ``progress``: called with the number of variants done since the last call (a click
-    progress bar's ``update``)."""
+    progress bar's ``update``). ``moodle_style``: "cloze" (one question per variant) or
+    "per-key" (one question per key per variant)."""
+    from .moodle import STYLES
     from .output import write_atomic
     if fmt not in FORMATS:
         raise ValueError(f"fmt: one of {', '.join(FORMATS)}, got {fmt!r}")
+    if moodle_style not in STYLES:
+        raise ValueError(f"moodle_style: one of {', '.join(STYLES)}, got {moodle_style!r}")
     if not isinstance(template, SheetTemplate):
         template = load_template(template)
     out_dir = Path(out_dir)
     drawn = draw_variants(template, variants, seed)
+    lang = lang or drawn[0].spec.lang
     questions = template.questions(drawn[0].spec)
     width = len(str(variants))
     written: list[Path] = []
@@ -219,15 +259,22 @@ def write_sheets(template, out_dir, variants: int = 1, seed: int = 0, fmt: str =
 
     answers = {"digits": template.digits, "questions": [q.key for q in questions],
                "variants": [{"variant": v.number, "answers": v.answers} for v in drawn]}
+    numeric = NumericGraph(build_graph(drawn[0].spec))
     if fmt == "moodle":
-        from .moodle import moodle_quiz
-        write("questions.xml", moodle_quiz(drawn, questions, template, lang))
+        if moodle_style == "per-key":
+            from .moodle import moodle_quiz
+            write("questions.xml", moodle_quiz(drawn, questions, template, lang))
+            if progress:
+                progress(len(drawn))
+        else:
+            blanks = cloze_order(questions, drawn[0].spec)
+            write("questions.xml", cloze_questions(drawn, blanks, template, lang, numeric,
+                                                   width, progress))
+            answers["blanks"] = [q.key for q in blanks]  # the Cloze parts, in order
+        write_specs(drawn, width, write)
         write("answers.json", json.dumps(answers, indent=2, ensure_ascii=False) + "\n")
-        if progress:
-            progress(len(drawn))
         return written
 
-    numeric = NumericGraph(build_graph(drawn[0].spec))
     text_fmt = "md" if fmt == "md" else "tex"
     exercises, solutions = [], []
     for variant in drawn:
@@ -256,11 +303,52 @@ def write_sheets(template, out_dir, variants: int = 1, seed: int = 0, fmt: str =
     else:
         for name, text in documents:
             write(f"{name}.{text_fmt}", text)
-    for variant in drawn:  # each variant's own spec, to `verify` a filled-in sheet against
-        write(f"spec_{variant.number:0{width}d}.json",
-              json.dumps(variant.data, indent=2, ensure_ascii=False) + "\n")
+    write_specs(drawn, width, write)
     write("answers.json", json.dumps(answers, indent=2, ensure_ascii=False) + "\n")
     return written
+
+
+def write_specs(drawn: list[Variant], width: int, write) -> None:
+    """Each variant's own spec, to `verify` a filled-in sheet (or a Moodle attempt) against."""
+    for variant in drawn:
+        write(f"spec_{variant.number:0{width}d}.json",
+              json.dumps(variant.data, indent=2, ensure_ascii=False) + "\n")
+
+
+def cloze_order(questions: list[Question], spec: NetworkSpec) -> list[Question]:
+    """The questions in the order of the worked solution (a Cloze question's blanks)."""
+    from .verify import Catalog
+    order = {key: k for k, key in enumerate(Catalog(spec).order())}
+    return sorted(questions, key=lambda q: order.get(q.key, len(order)))
+
+
+def cloze_questions(drawn: list[Variant], blanks: list[Question], template: SheetTemplate,
+                    lang: str, numeric, width: int, progress=None) -> bytes:
+    """One Moodle Cloze question per variant (moodle.py): the exercise in HTML with the
+    network drawn, its worked solution as feedback, each blank's slips from verify."""
+    from .diagram import diagram_for
+    from .moodle import BLANK, ClozeVariant, cloze_quiz
+    from .templating import extra_phrases
+    from .verify import Catalog, usual_slips
+    words = extra_phrases(lang)["sheet"]
+    title = drawn[0].spec.title or words["exercises_title"]
+    variants = []
+    for variant in drawn:
+        tag = f"{variant.number:0{width}d}"
+        solution = derive(variant.spec, numeric)
+        figure = f"network_{tag}.svg"
+        exercise, worked = render_variant(
+            variant, solution, blanks, "html", lang, template.digits,
+            f"@@PLUGINFILE@@/{figure}", blanks=[BLANK.format(k) for k in range(len(blanks))])
+        catalog = Catalog(variant.spec, solution)
+        variants.append(ClozeVariant(
+            variant.number, _title(variant.spec.title, words["exercise_title"],
+                                   variant.number, words),
+            exercise, worked, figure, diagram_for(variant.spec, "svg", lang),
+            variant.answers, usual_slips(catalog, [q.key for q in blanks])))
+        if progress:
+            progress(1)
+    return cloze_quiz(variants, [q.key for q in blanks], template.digits, lang, title)
 
 
 __all__ = ["Variant", "draw_variants", "evaluate_batch", "degenerate_reasons", "answers_of",
