@@ -27,7 +27,6 @@ import json
 import math
 import tomllib
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 
@@ -97,18 +96,6 @@ def loss_terms(kind: str, out: np.ndarray, t: np.ndarray) -> np.ndarray:
 def loss_value(kind: str, out: np.ndarray, t: np.ndarray) -> float:
     """One example's loss: the sum of its terms."""
     return float(np.sum(loss_terms(kind, out, t)))
-
-
-def finite_difference_gradients(network, loss, h: float = 1e-6) -> dict[str, float]:
-    """Central differences (L(θ+h) − L(θ−h)) / 2h of ``loss(network, parameters)`` for
-    every parameter of ``network.parameters`` (name → value)."""
-    grads = {}
-    for name in network.parameters:
-        up, down = dict(network.parameters), dict(network.parameters)
-        up[name] += h
-        down[name] -= h
-        grads[name] = (loss(network, up) - loss(network, down)) / (2 * h)
-    return grads
 
 
 def loss_backward(kind: str, out: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -798,8 +785,13 @@ class Network:
 
     def numeric_gradients(self, params, indices=None, h: float = 1e-6) -> dict[str, float]:
         """Central differences (L(θ+h) − L(θ−h)) / 2h of the batch loss, name by name."""
-        at = SimpleNamespace(parameters=params)
-        return finite_difference_gradients(at, lambda _, p: self.batch_loss(p, indices), h)
+        grads = {}
+        for name in params:
+            up, down = dict(params), dict(params)
+            up[name] += h
+            down[name] -= h
+            grads[name] = (self.batch_loss(up, indices) - self.batch_loss(down, indices)) / (2 * h)
+        return grads
 
     def numeric_input_gradient(self, params, indices=None, h: float = 1e-6):
         """Central differences of the batch loss with respect to every input value."""
