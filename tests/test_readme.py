@@ -12,7 +12,9 @@ Keyed off the README's own content (no line numbers), so it follows edits:
 - A ```toml block introduced by the name of an example file holds some of that file's
   settings, as the file has them.
 - ```sh blocks are commands to type (installation, benchmarks, illustrations); the
-  Quickstart's are checked against .ci/run.
+  Quickstart's are checked against .ci/run, every ``backprop-explain`` command in them
+  runs (those writing PDF when a LaTeX engine is installed) and writes what it names.
+- Figures the README gives of the classroom formats are the project's (frame counts).
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from backprop_explain import api
 from backprop_explain.cli import main
+from backprop_explain.slides import render_slides
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -241,3 +245,58 @@ def test_readme_specs_are_the_example_files():
         assert contained(shown, actual), files[-1]
         checked += 1
     assert checked >= 3
+
+
+# ---------------------------------------------------------------------------
+# Commands to type: each one runs
+
+
+def typed_commands() -> list[str]:
+    """Every ``backprop-explain`` command of the ```sh blocks (the Quickstart's after its
+    ``pip install . &&``)."""
+    return [line.split("&&")[-1].strip() for block in blocks("sh")
+            for line in block.splitlines() if "backprop-explain " in line]
+
+
+# Commands whose input another step makes: a filled-in sheet (the Python API example shows
+# how), the output of the exported PyTorch script (tests/test_torch.py runs those).
+MADE_ELSEWHERE = {"backprop-explain verify sheets/spec_2.json exercise_2_filled.md",
+                  "backprop-explain verify examples/mlp_3_2_2_cross_entropy.toml check.txt "
+                  "--rel 1e-9"}
+TYPED = [c for c in typed_commands() if c not in MADE_ELSEWHERE]
+
+
+def test_commands_made_elsewhere_are_in_the_readme():
+    assert MADE_ELSEWHERE <= set(typed_commands()) and len(TYPED) >= 4
+
+
+@pytest.mark.parametrize("command", TYPED)
+def test_readme_typed_command_runs(workdir, command):
+    words = shlex.split(command)[1:]
+    if any(w in ("pdf", "slides-pdf") for w in words) and shutil.which("pdflatex") is None:
+        pytest.skip("needs a LaTeX engine")
+    result = CliRunner().invoke(main, words)
+    assert result.exit_code == 0, result.output
+    if "-o" in words:  # the file it names, and nothing printed
+        written = workdir / words[words.index("-o") + 1]
+        assert result.output == "" and written.stat().st_size > 0
+        if written.suffix == ".pdf":
+            assert written.read_bytes().startswith(b"%PDF")
+        if written.suffix == ".html":
+            assert written.read_text(encoding="utf-8").lstrip().lower().startswith("<!doctype html")
+    else:
+        assert result.output.startswith("# ")  # a worked solution on stdout
+
+
+# ---------------------------------------------------------------------------
+# The classroom formats' figures
+
+
+def test_readme_frame_counts_are_the_slides():
+    found = re.search(r"course's example gives (\d+) frames in full detail and (\d+) in\s+"
+                      r"compact detail", README)
+    assert found, "the README no longer says how many frames the course's example gives"
+    solution = api.solve(ROOT / "examples" / "mlp_3_2_2_cross_entropy.toml")
+    for detail, count in zip(("full", "compact"), found.groups()):
+        slides = render_slides(solution, "fr", detail=detail)
+        assert slides.count(r"\frametitle") == int(count), detail
