@@ -226,8 +226,8 @@ def test_long_runs_list_every_kth_step_and_chart_them_all(tmp_path, steps, every
     the chart still has a point per step (README, "Several steps")."""
     course = EXAMPLE.parent / "mlp_3_2_2_cross_entropy.toml"
     out = tmp_path / "run.md"
-    result = CliRunner().invoke(main, ["explain", str(course), "-o", str(out),
-                                       "--steps", str(steps)])
+    result = CliRunner().invoke(main, ["explain", str(course), "-o", str(out), "--lang", "en",
+                                       "--steps", str(steps)])  # the spec says lang = "fr"
     assert result.exit_code == 0, result.output
     table = out.read_text().split("| step | epoch | examples |", 1)[1].split("\n\n", 1)[0]
     rows = [int(line.split("|")[1]) for line in table.splitlines()[2:]]
