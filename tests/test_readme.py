@@ -293,8 +293,8 @@ def test_readme_typed_command_runs(workdir, command):
 
 
 def test_readme_frame_counts_are_the_slides():
-    found = re.search(r"course's example gives (\d+) frames in full detail and (\d+) in\s+"
-                      r"compact detail", README)
+    found = re.search(r"course's example gives (\d+) frames in full detail and (\d+) in "
+                      r"compact detail", normal(README))
     assert found, "the README no longer says how many frames the course's example gives"
     solution = api.solve(ROOT / "examples" / "mlp_3_2_2_cross_entropy.toml")
     for detail, count in zip(("full", "compact"), found.groups()):
