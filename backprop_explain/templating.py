@@ -141,11 +141,19 @@ def html_text(text: str, math: bool = False) -> str:
     """Our own text (phrases, LaTeX from our printers) as HTML for MathJax: &, <, > escaped
     (entities already written by ``html_plain`` kept), $$…$$ → \\[…\\], $…$ → \\(…\\);
     ``math``: the text is math already (no $ to convert)."""
-    text = re.sub(r"&(?!#?\w+;)", "&amp;", str(text)).replace("<", "&lt;").replace(">", "&gt;")
-    if not math:
-        text = re.sub(r"\$\$(.+?)\$\$", lambda m: "\\[" + m.group(1) + "\\]", text, flags=re.S)
-        text = re.sub(r"\$(.+?)\$", lambda m: "\\(" + m.group(1) + "\\)", text, flags=re.S)
+    text = str(text)
+    if "&" in text:
+        text = _AMPERSAND.sub("&amp;", text)
+    text = text.replace("<", "&lt;").replace(">", "&gt;")
+    if not math and "$" in text:
+        text = _DISPLAY_MATH.sub(lambda m: "\\[" + m.group(1) + "\\]", text)
+        text = _INLINE_MATH.sub(lambda m: "\\(" + m.group(1) + "\\)", text)
     return text
+
+
+_AMPERSAND = re.compile(r"&(?!#?\w+;)")  # not one of an entity already written
+_DISPLAY_MATH = re.compile(r"\$\$(.+?)\$\$", re.S)
+_INLINE_MATH = re.compile(r"\$(.+?)\$", re.S)
 
 
 _HTML_INERT = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;",

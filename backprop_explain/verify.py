@@ -138,7 +138,7 @@ class _Structure:
         self.upstream: dict[str, frozenset[str]] = {}
         self.siblings: dict[str, list[str]] = {}
         self.altered: dict[int, tuple] = {}  # id(formulas) → (formulas, plan)
-        self.touches: dict[tuple, tuple] = {}  # (key, id(formulas)) → (formulas, bool)
+        self.reaching: dict[str, tuple] = {}  # key → (variants, the slips reaching it)
         self.reads: dict[str, tuple[str, ...]] = {}  # key → what its evaluation looks up
         self.in_order: bool | None = None
 
@@ -596,9 +596,13 @@ class Catalog:
         args = [values.get(d) for d in deps]
         if override:
             args = [override.get(d, a) for d, a in zip(deps, args)]
-        if any(a is None for a in args):
+        return self._evaluate_args(expr, deps, args, function)
+
+    def _evaluate_args(self, expr: sp.Expr, deps: list[str], args: list, function=None):
+        """The formula on its arguments (``deps``' values, in order)."""
+        if None in args:
             return None
-        if any(isinstance(a, Interval) for a in args):
+        if Interval in map(type, args):  # (Interval has no subclass)
             function = self._interval_function(expr, deps)
             if function is not None:
                 result = function(*args)
@@ -647,6 +651,15 @@ class Catalog:
         if cached is None or cached[0] is not formulas:
             cached = self._shared.altered[id(formulas)] = (formulas, self._altered_plan(formulas))
         values = dict(plain)
+        try:  # every step a finite float (the usual case): _float_result's checks at the end
+            for key, function, deps in cached[1]:
+                values[key] = function(*[values[d] for d in deps])
+            if all(values[key].__class__ is float for key, _, _ in cached[1]) and math.isfinite(
+                    math.fsum(values[key] for key, _, _ in cached[1])):
+                return values
+        except (ValueError, ZeroDivisionError, OverflowError, TypeError, KeyError):
+            pass
+        values = dict(plain)  # a step outside its domain (None from there on): one at a time
         for key, function, deps in cached[1]:
             # _evaluate_one without its intervals: every value here is a float
             args = [values.get(d) for d in deps]
@@ -729,6 +742,11 @@ class Catalog:
 
     def recompute_with(self, key: str, values: dict, changed: dict) -> float | None:
         """``recompute(key, values)`` with the values of ``changed`` in place of theirs."""
+        quantity = self.quantities[key]
+        if quantity.formula is not None and key not in self._inverses:  # reads its deps alone
+            function, deps = self._float_plan(quantity, None)
+            return self._evaluate_args(quantity.formula, deps, [
+                changed[d] if d in changed else values.get(d) for d in deps], function)
         reads = self._shared.reads.get(key)
         if reads is None:  # what evaluating the formula looks up
             inverse = self._inverses.get(key)
@@ -748,6 +766,18 @@ class Catalog:
             out = self._slip_formulas()
             _SLIPS_OF_GRAPH["last"] = (self.graph, out)
         return out
+
+    def variants_reaching(self, key: str) -> list[tuple[int, tuple[str, dict], dict]]:
+        """(index, diagnosis, altered formulas) of the ``variants`` whose altered formulas
+        lie upstream of key (or are key's own)."""
+        variants = self.variants
+        reaching = self._shared.reaching.get(key)
+        if reaching is None or reaching[0] is not variants:
+            upstream = self.upstream(key)
+            reaching = self._shared.reaching[key] = (variants, [
+                (index, diagnosis, formulas) for index, (diagnosis, formulas)
+                in enumerate(variants) if key in formulas or not upstream.isdisjoint(formulas)])
+        return reaching[1]
 
     def _slip_formulas(self) -> list[tuple[tuple[str, dict], dict[str, sp.Expr]]]:
         out = []
@@ -1118,9 +1148,7 @@ class _Judge:
                                                       {primed: values.get(parent)}))
         if quantity.kind in ("forward", PARAMETER) and updated_key(key) in catalog.quantities:
             yield Diagnosis("after_update"), truth[updated_key(key)]
-        for index, (diagnosis, formulas) in enumerate(catalog.variants):
-            if not self._touches(key, formulas):
-                continue
+        for index, diagnosis, formulas in catalog.variants_reaching(key):
             truth_variant, student_variant = self._variant(index, formulas)
             yield Diagnosis(*diagnosis), truth_variant[key]
             if (student_variant is truth_variant and catalog.in_order
@@ -1150,15 +1178,6 @@ class _Judge:
             yield from self.rounding(answer, key)
         for k in (-1, 1, -2, 2, -3, 3):
             yield Diagnosis("power_of_ten", {"factor": f"10^{k}"}), truth[key] * 10.0 ** k
-
-    def _touches(self, key: str, formulas: dict) -> bool:
-        """Does an altered formula lie upstream of key (or is it key's own)?"""
-        touches = self.catalog._shared.touches
-        cached = touches.get((key, id(formulas)))
-        if cached is None or cached[0] is not formulas:
-            cached = touches[key, id(formulas)] = (formulas, key in formulas or not (
-                self.catalog.upstream(key).isdisjoint(formulas)))
-        return cached[1]
 
     def _variant(self, index: int, formulas):
         """The truth and the student's world with the index-th slip replayed (several
