@@ -137,7 +137,7 @@ class _Structure:
         self.plans: dict[tuple, tuple] = {}  # (key, altered formula or None) → (function, keys)
         self.upstream: dict[str, frozenset[str]] = {}
         self.siblings: dict[str, list[str]] = {}
-        self.altered: dict[int, tuple] = {}  # id(formulas) → (formulas, plan)
+        self.altered: dict[int, tuple] = {}  # id(formulas) → (formulas, plan, its run)
         self.reaching: dict[str, tuple] = {}  # key → (variants, the slips reaching it)
         self.reads: dict[str, tuple[str, ...]] = {}  # key → what its evaluation looks up
         self.in_order: bool | None = None
@@ -170,6 +170,29 @@ def _primed(expr: sp.Expr, renamed: tuple[tuple[sp.Symbol, str], ...]) -> sp.Exp
 
 _STRUCTURES: dict[str, tuple] = {}  # the last graph's structure (one sheet's graph)
 _SLIPS_OF_GRAPH: dict[str, tuple] = {}  # the last graph's slip formulas (one sheet's graph)
+
+
+def _straight_line(plan: list[tuple]) -> tuple:
+    """(run, reads): the plan's (key, compiled function, its keys) steps as one function of
+    the values of ``reads`` (the keys it reads before computing them), returning each step's
+    result in order: the same functions on the same arguments, without a dictionary between
+    them. Its code holds only our own names (p0, v0, f0), never a key."""
+    reads, names, functions, lines = [], {}, {}, []
+    for k, (key, function, deps) in enumerate(plan):
+        args = []
+        for dep in deps:
+            if dep not in names:
+                names[dep] = f"p{len(reads)}"
+                reads.append(dep)
+            args.append(names[dep])
+        functions[f"f{k}"] = function
+        lines.append(f"    v{k} = f{k}({', '.join(args)})")
+        names[key] = f"v{k}"
+    results = "".join(f"v{k}, " for k in range(len(plan)))
+    source = (f"def run({', '.join(names[d] for d in reads)}):\n" + "\n".join(lines)
+              + f"\n    return ({results})\n")
+    exec(source, functions)  # noqa: S102 (our own names and functions only)
+    return functions["run"], reads
 
 
 def _float_result(function, args: list[float]) -> float | None:
@@ -649,18 +672,19 @@ class Catalog:
             return self.evaluate({}, formulas=formulas)
         cached = self._shared.altered.get(id(formulas))
         if cached is None or cached[0] is not formulas:
-            cached = self._shared.altered[id(formulas)] = (formulas, self._altered_plan(formulas))
+            plan = self._altered_plan(formulas)
+            cached = self._shared.altered[id(formulas)] = (formulas, plan,
+                                                           _straight_line(plan))
+        _, plan, (run, reads) = cached
         values = dict(plain)
         try:  # every step a finite float (the usual case): _float_result's checks at the end
-            for key, function, deps in cached[1]:
-                values[key] = function(*[values[d] for d in deps])
-            if all(values[key].__class__ is float for key, _, _ in cached[1]) and math.isfinite(
-                    math.fsum(values[key] for key, _, _ in cached[1])):
+            results = run(*[plain[d] for d in reads])
+            if all(r.__class__ is float for r in results) and math.isfinite(sum(results)):
+                values.update(zip([key for key, _, _ in plan], results))
                 return values
         except (ValueError, ZeroDivisionError, OverflowError, TypeError, KeyError):
             pass
-        values = dict(plain)  # a step outside its domain (None from there on): one at a time
-        for key, function, deps in cached[1]:
+        for key, function, deps in plan:  # a step outside its domain: None from there on
             # _evaluate_one without its intervals: every value here is a float
             args = [values.get(d) for d in deps]
             values[key] = None if None in args else _float_result(function, args)

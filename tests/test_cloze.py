@@ -290,6 +290,23 @@ def test_each_slip_replayed_from_the_plain_evaluation_is_the_full_evaluation(exa
         assert any(altered[k] != plain[k] for k in formulas)  # the slip changes something
 
 
+@pytest.mark.parametrize("given", [{"out_{o1}": -0.5}, {"out_{o1}": 0.0}, {"y_{h1}": 1e200},
+                                   {"y_{o2}": -800.0}])
+def test_a_slip_world_leaving_its_domain_is_the_full_evaluation(given):
+    """A slip's world is computed in one pass of plain floats, and again one step at a time
+    when a step leaves its domain (log of a negative number or of 0, a division by 0, an
+    overflow, an infinite value): the same values, None where the full evaluation with the
+    altered formulas has None."""
+    catalog = Catalog(api.load_spec("examples/mlp_3_2_2_cross_entropy.toml"))
+    plain = catalog.evaluate(given)
+    changed = 0
+    for _, formulas in catalog.variants:
+        altered = catalog.evaluate_altered(plain, formulas)
+        assert altered == catalog.evaluate(given, formulas=formulas)
+        changed += sum(altered[k] is None and plain[k] is not None for k in altered)
+    assert None in plain.values() or changed  # a step outside its domain was replayed
+
+
 def test_variants_of_one_graph_give_the_slips_of_a_catalogue_made_alone():
     """A sheet's catalogues share one graph and what depends only on its keys and
     formulas; each variant's slips are those of its own catalogue built from scratch
