@@ -169,6 +169,22 @@ def _primed(expr: sp.Expr, renamed: tuple[tuple[sp.Symbol, str], ...]) -> sp.Exp
 
 
 _STRUCTURES: dict[str, tuple] = {}  # the last graph's structure (one sheet's graph)
+
+
+class _LastGraph:
+    """A table that depends on the graph alone, kept for the last graph asked (the
+    catalogues of a sheet's variants share one graph)."""
+
+    def __init__(self):
+        self.graph, self.table = None, {}
+
+    def of(self, graph) -> dict:
+        if self.graph is not graph:
+            self.graph, self.table = graph, {}
+        return self.table
+
+
+_DESCENDANTS = _LastGraph()  # node → every node downstream of it
 _SLIPS_OF_GRAPH: dict[str, tuple] = {}  # the last graph's slip formulas (one sheet's graph)
 
 
@@ -221,7 +237,7 @@ class Catalog:
         self._functions = {}  # compiled formulas (see _compiled)
         self._interval_functions = {}
         self._inverses = {}
-        self._descendants = {}
+        self._descendants = _DESCENDANTS.of(self.graph)
         self._formula_deps: dict[sp.Expr, list[str]] = {}
         self._shared = _Structure(None)  # this catalogue's own until it is complete
         self._complete = False
@@ -906,6 +922,7 @@ def round_half_up(value: float, decimals: int) -> float:
     return float(Decimal(repr(float(value))).quantize(quantum, rounding=ROUND_HALF_UP))
 
 
+@lru_cache(maxsize=1 << 16)  # a sheet's catalogues have the same keys
 def _shape(key: str) -> str:
     return re.sub(r"\d+", "#", key)
 
