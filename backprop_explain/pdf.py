@@ -8,9 +8,12 @@ Engines are tried in this order (the first found on PATH is used):
 4. ``tectonic`` (fetches its own packages; run in its ``--untrusted`` mode).
 
 Safety: the document is compiled in a fresh temporary directory, non-interactively, with
-shell escape explicitly off (``-no-shell-escape``; tectonic ``--untrusted``), so neither
-``\\write18`` nor anything the text of a spec might contain can run a command. (Spec text
-is escaped by the document stage anyway; this is the second wall.)
+shell escape explicitly off (``-no-shell-escape``, ``shell_escape=f``; tectonic
+``--untrusted``), so neither ``\\write18`` nor anything the text of a spec might contain can
+run a command; and with TeX Live's ``openin_any=p`` and ``openout_any=p`` (paranoid), so
+``\\input``, ``\\openin`` and ``\\openout`` cannot read or write a file outside that
+directory, nor a dot file (the TeX tree's own files are still found). Spec text is escaped
+by the document stage anyway; this is the second wall.
 
 Reproducibility: ``SOURCE_DATE_EPOCH=0`` and ``FORCE_SOURCE_DATE=1`` fix the dates, and
 ``\\pdftrailerid{}`` (pdfTeX) drops the random trailer ID, so the same LaTeX gives the same
@@ -72,7 +75,10 @@ def _environment() -> dict:
     env = dict(os.environ)
     env.update(SOURCE_DATE_EPOCH="0", FORCE_SOURCE_DATE="1", TZ="UTC",
                max_print_line="1000")  # long log lines: error messages are not cut
-    env.pop("TEXINPUTS", None)  # only the standard TeX tree, nothing from the caller's setup
+    # Paranoid file access: nothing outside the job's directory, no dot files; no shell.
+    env.update(openin_any="p", openout_any="p", shell_escape="f")
+    for variable in ("TEXINPUTS", "TEXMFOUTPUT"):  # only the standard TeX tree; no outside
+        env.pop(variable, None)  # directory that openin_any=p would let TeX read
     return env
 
 

@@ -5,7 +5,9 @@ the place in it (``layers[2].weights[0][1]``) and what was expected.
 
 Names of quantities are LaTeX-like strings (``wh_{1,1}``, ``out_{h1}``). They are
 written into LaTeX documents, so they are checked against a small safe grammar
-here: a name can never run a TeX command.
+here: ASCII letters, digits and a few punctuation marks, whitelisted commands, and
+no ``^^`` (TeX reads ``^^5c`` as a backslash), so a name can never run a TeX command.
+PDF builds also forbid TeX to open any file outside its job (pdf.py), a second wall.
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ _SAFE_COMMANDS = {
 }
 _NAME_CHARS = re.compile(r"^[A-Za-z0-9_^{}(),.'+\-| ]*$")
 _COMMAND = re.compile(r"\\([A-Za-z]+)")
+# ^^ (TeX's character-code notation), or a ^/_ ending the name, which a "^" written after
+# the name in a document would turn into ^^.
+_TEX_CHAR_CODE = re.compile(r"\^\s*\^|[\^_]\s*$")
 
 # Default naming scheme (documented in the README). Placeholders: #l layer, #j unit,
 # #i input of the unit; for convolutions #o output channel, #c input channel,
@@ -240,6 +245,9 @@ def check_name(name: str, place: Place) -> None:
     if not _NAME_CHARS.match(stripped):
         place.fail("a name of letters, digits, _ ^ { } ( ) , . ' + - | and Greek letters, "
                    f"got {name!r}")
+    if _TEX_CHAR_CODE.search(name):
+        # TeX's input reads ^^5c as "\\" and ^^M as a return: a command in disguise.
+        place.fail(f"a name without ^^ or a ^ or _ at its end, got {name!r}")
     depth = 0
     for char in name:
         depth += {"{": 1, "}": -1}.get(char, 0)
@@ -259,7 +267,9 @@ def expand_names(given, place: Place, shape: tuple[int, ...], letters: str,
     if given is None:
         given = default
     if isinstance(given, str):
-        place.name(given.replace("#", ""))
+        # Checked as filled in (placeholders become digits): a stray # is refused too.
+        placeholders = letters + ("l" if layer is not None else "")
+        place.name(re.sub(f"#[{placeholders}]", "1", given) if placeholders else given)
         return _fill_pattern(given, shape, letters, layer)
     if isinstance(given, list):
         def walk(value, sub_place, sub_shape):
