@@ -20,6 +20,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from .errors import SpecError
+from .limits import check_answers
+from .spec import MAX_DEPTH, check_depth, read_document
 
 FORMATS = ("toml", "json", "csv", "md")
 _SUFFIXES = {".toml": "toml", ".json": "json", ".csv": "csv", ".md": "md",
@@ -93,6 +95,7 @@ def parse_answers(text: str, source: str = "<answers>", fmt: str = "toml") -> li
         text, source)
     if not answers:
         raise SpecError(source, "", "at least one answer (a quantity key and a number)")
+    check_answers(answers, source)
     return answers
 
 
@@ -102,6 +105,9 @@ def _answer(key, raw, source: str, place: str | None, where: str) -> Answer:
     parsed = parse_number(str(raw))
     if parsed is None:
         raise SpecError(source, where, f"a number for {key!r}, got {str(raw)!r}")
+    if parsed[0] and parsed[0].adjusted() > 307:  # beyond float's range: no such value
+        raise SpecError(source, where, f"a number for {key!r} below 1e308 in size, got "
+                                       f"{str(raw)[:40]!r}")
     key = str(key).strip()
     if not key:
         raise SpecError(source, where, "a quantity key before the number")
@@ -132,10 +138,7 @@ def _walk_tables(data: dict, source: str) -> list[Answer]:
 
 
 def _from_toml(text: str, source: str) -> list[Answer]:
-    try:
-        data = tomllib.loads(text, parse_float=str)  # keep "0.060" as written
-    except tomllib.TOMLDecodeError as err:
-        raise SpecError(source, "", f"valid TOML ({err})") from None
+    data = read_document(text, source, "toml", parse_float=str)  # keep "0.060" as written
     return _walk_tables(data, source)
 
 
@@ -144,6 +147,9 @@ def _from_json(text: str, source: str) -> list[Answer]:
         data = json.loads(text, parse_float=str, parse_int=str)
     except json.JSONDecodeError as err:
         raise SpecError(source, f"line {err.lineno}", f"valid JSON ({err.msg})") from None
+    except RecursionError:
+        raise SpecError(source, "", f"lists or tables nested at most {MAX_DEPTH} deep") from None
+    check_depth(data, source)
     if isinstance(data, list):  # [{"key": ..., "value": ...}, ...] (the report's own shape)
         answers = []
         for k, row in enumerate(data):

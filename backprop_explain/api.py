@@ -26,8 +26,11 @@ def solve(spec, steps: int | None = None, epochs: int | None = None,
     ``steps``/``epochs``/``batch_size`` override the spec's training settings; with more
     than one step the first is derived on the first mini-batch and the whole run, computed
     by the fast path, is in ``solution.training`` (training.py)."""
+    from .limits import check_symbolic
     from .training import derive_training, with_schedule
-    return derive_training(with_schedule(as_spec(spec), steps, epochs, batch_size))
+    network = with_schedule(as_spec(spec), steps, epochs, batch_size)
+    check_symbolic(network, network.batch_size or len(network.examples))  # before any work
+    return derive_training(network)
 
 
 def solution_data(spec) -> dict:
@@ -64,8 +67,8 @@ def write_explanation(spec, output, fmt: str = "md", lang: str = "en", digits: i
     not at all. Markdown gets the network as an SVG beside it (``NAME.network.svg``) and,
     after several SGD steps, the loss history (``NAME.loss.svg``). Returns the paths written."""
     schedule = dict(steps=steps, epochs=epochs, batch_size=batch_size)
-    from .output import write_atomic
-    output = Path(output)
+    from .output import check_target, write_atomic, write_files
+    output = check_target(output)  # before any work: a refused -o costs nothing
     if fmt == "pdf":
         from .pdf import write_pdf
         write_pdf(output, explain(spec, "tex", lang, digits, decimal_comma, **schedule))
@@ -81,14 +84,13 @@ def write_explanation(spec, output, fmt: str = "md", lang: str = "en", digits: i
     loss_svg = output.with_name(output.stem + ".loss.svg") if is_training(scheduled) else None
     text = explain(network, fmt, lang, digits, decimal_comma, figure=svg.name, **schedule,
                    loss_figure=loss_svg.name if loss_svg else None)
-    write_atomic(svg, diagram_for(network, "svg", lang, decimal_comma))
-    written = [output, svg]
+    files = {svg: diagram_for(network, "svg", lang, decimal_comma)}
     if loss_svg:  # the fast path again (milliseconds): the SVG needs only the loss history
         from .document_training import loss_history_svg
-        write_atomic(loss_svg, loss_history_svg(train(scheduled), lang, digits, decimal_comma))
-        written.append(loss_svg)
-    write_atomic(output, text)
-    return written
+        files[loss_svg] = loss_history_svg(train(scheduled), lang, digits, decimal_comma)
+    files[output] = text
+    write_files(files)
+    return [output, svg] + ([loss_svg] if loss_svg else [])
 
 
 def verify(spec, answers, rel: float | None = None, abs: float | None = None,

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import signal
 import sys
+import threading
 
 import click
 
 from . import __version__
 from .errors import SpecError
+from .progress import showing
 
 
 class UserError(click.ClickException):
@@ -18,14 +22,44 @@ class UserError(click.ClickException):
 
 
 def user_errors(command):
-    """Turn bad-input exceptions into one-line errors with exit status 2."""
+    """Turn bad-input exceptions into one-line errors with exit status 2; a SIGTERM unwinds
+    like Ctrl-C, so temporary files and directories are removed on the way out."""
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        previous = _terminate_as_exit()
         try:
-            return command(*args, **kwargs)
+            with showing(_progress_bar):
+                return command(*args, **kwargs)
         except SpecError as err:
             raise UserError(str(err)) from None
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
     return wrapper
+
+
+def _terminate_as_exit():
+    """Make SIGTERM raise SystemExit(143) in the main thread; the previous handler, or None
+    when handlers cannot be set here (not the main thread)."""
+    def terminate(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends at once
+        raise SystemExit(128 + signum)
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, terminate)
+
+
+@contextlib.contextmanager
+def _progress_bar(label: str, total: int):
+    """Long work (progress.task) shown as a click progress bar on stderr."""
+    with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
+        yield bar.update
+
+
+def _inputs(*paths):
+    """The command's inputs: no -o may overwrite them (output.reading)."""
+    from .output import reading
+    return reading(*paths)
 
 
 def emit(text: str | bytes, output: str | None) -> None:
@@ -74,8 +108,9 @@ def explain(spec, fmt, lang, digits, decimal_comma, output, steps, epochs, batch
         raise UserError("give --steps or --epochs, not both")
     schedule = dict(steps=steps, epochs=epochs, batch_size=batch_size)
     if output is not None:
-        write_explanation(spec, output, fmt=fmt, lang=lang, digits=digits,
-                          decimal_comma=decimal_comma, **schedule)
+        with _inputs(spec):
+            write_explanation(spec, output, fmt=fmt, lang=lang, digits=digits,
+                              decimal_comma=decimal_comma, **schedule)
         return
     if fmt == "pdf":
         raise UserError("--format pdf writes a file: give -o FILE.pdf")
@@ -103,9 +138,13 @@ def verify(spec, answers, fmt, lang, rel, abs_, round_to, output):
     if rel is not None and abs_ is not None:
         raise UserError("give --rel or --abs, not both")
     from .verify import verify_report
-    text, ok = verify_report(spec, answers, fmt=fmt, lang=lang, rel=rel, abs=abs_,
-                             round_to=round_to)
-    emit(text, output)
+    with _inputs(spec, answers):
+        if output is not None:
+            from .output import check_target
+            check_target(output)  # before any work
+        text, ok = verify_report(spec, answers, fmt=fmt, lang=lang, rel=rel, abs=abs_,
+                                 round_to=round_to)
+        emit(text, output)
     sys.exit(0 if ok else 1)
 
 
@@ -135,11 +174,8 @@ def keys(spec, lang):
 def sheet(template, variants, seed, fmt, lang, out_dir):
     """Exercise sheets and worked solutions for VARIANTS random variants of TEMPLATE."""
     from .sheet import write_sheets
-    if variants < 20:
-        write_sheets(template, out_dir, variants, seed, fmt, lang)
-        return
-    with click.progressbar(length=variants, label="variants", file=sys.stderr) as bar:
-        write_sheets(template, out_dir, variants, seed, fmt, lang, progress=bar.update)
+    with _inputs(template):
+        write_sheets(template, out_dir, variants, seed, fmt, lang, )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -60,8 +60,8 @@ class NumberFormat:
 def digits_to_show_change(old: float, new: float, digits: int) -> int:
     """Significant digits of ``new`` needed to show ``digits`` digits of new − old."""
     change = abs(new - old)
-    if change == 0 or new == 0:
-        return digits
+    if change == 0 or new == 0 or not math.isfinite(change) or not math.isfinite(new):
+        return digits  # no change to show, or one too large to measure
     needed = math.floor(math.log10(abs(new))) - math.floor(math.log10(change)) + digits
     return max(digits, min(needed, 15))
 

@@ -60,6 +60,15 @@ def find_engine(engines=ENGINES) -> str | None:
     return None
 
 
+def require_engine(engine: str | None = None) -> str:
+    """``engine``, or the first installed one; PdfError (with the install command) if none."""
+    engine = engine or find_engine()
+    if engine is None:
+        raise PdfError("no LaTeX engine found (looked for " + ", ".join(ENGINES) + "): "
+                       + INSTALL_HINT)
+    return engine
+
+
 def _commands(engine: str) -> list[list[str]]:
     """The command lines of one compile (a list: pdflatex/lualatex run twice if needed)."""
     tex_options = ["-interaction=nonstopmode", "-halt-on-error", "-no-shell-escape"]
@@ -84,10 +93,7 @@ def _environment() -> dict:
 
 def compile_pdf(tex_source: str, engine: str | None = None) -> bytes:
     """The PDF of a complete LaTeX document, as bytes. Raises PdfError."""
-    engine = engine or find_engine()
-    if engine is None:
-        raise PdfError("no LaTeX engine found (looked for " + ", ".join(ENGINES) + "): "
-                       + INSTALL_HINT)
+    engine = require_engine(engine)
     with tempfile.TemporaryDirectory(prefix="backprop-explain-") as work:
         work_dir = Path(work)
         (work_dir / f"{_JOB}.tex").write_text(_REPRODUCIBLE + tex_source, encoding="utf-8")
@@ -142,8 +148,14 @@ def log_excerpt(log: str, limit: int = 4) -> str:
 
 def write_pdf(path, tex_source: str, engine: str | None = None) -> None:
     """Compile and write ``path`` whole, or leave nothing (and raise PdfError)."""
-    from .output import write_atomic
-    write_atomic(path, compile_pdf(tex_source, engine))
+    from .output import check_target, write_atomic
+    from .progress import task
+    check_target(path)
+    engine = require_engine(engine)  # before the progress bar: a refusal is one line
+    with task("PDF", 1) as advance:
+        pdf = compile_pdf(tex_source, engine)
+        advance(1)
+    write_atomic(path, pdf)
 
 
 def _asks_rerun(log: str) -> bool:

@@ -201,23 +201,35 @@ def write_sheets(template, out_dir, variants: int = 1, seed: int = 0, fmt: str =
                  lang: str = "en", progress=None) -> list[Path]:
     """Draw, solve and write every variant (see the module docstring); returns the paths.
 
+    Every file is written into a temporary directory beside ``out_dir`` and moved into it
+    at the end: ``out_dir`` gets all the files or none (a failure, Ctrl-C or SIGTERM leaves
+    nothing, see output.directory_beside).
+
     ``progress``: called with the number of variants done since the last call (a click
-    progress bar's ``update``)."""
-    from .output import write_atomic
+    progress bar's ``update``); the command line shows its own bar (progress.py)."""
+    from .limits import check_sheet
+    from .output import directory_beside, write_atomic
     if fmt not in FORMATS:
         raise ValueError(f"fmt: one of {', '.join(FORMATS)}, got {fmt!r}")
     if not isinstance(template, SheetTemplate):
         template = load_template(template)
+    check_sheet(template, variants, fmt)
     out_dir = Path(out_dir)
+    with directory_beside(out_dir) as work:
+        names = _write_sheets(template, work, variants, seed, fmt, lang, progress, write_atomic)
+    return [out_dir / name for name in names]
+
+
+def _write_sheets(template, work: Path, variants, seed, fmt, lang, progress, write_atomic):
+    from .progress import task
     drawn = draw_variants(template, variants, seed)
     questions = template.questions(drawn[0].spec)
     width = len(str(variants))
-    written: list[Path] = []
+    written: list[str] = []
 
     def write(name: str, content) -> None:
-        path = out_dir / name
-        write_atomic(path, content)
-        written.append(path)
+        write_atomic(work / name, content)
+        written.append(name)
 
     answers = {"digits": template.digits, "questions": [q.key for q in questions],
                "variants": [{"variant": v.number, "answers": v.answers} for v in drawn]}
@@ -232,28 +244,26 @@ def write_sheets(template, out_dir, variants: int = 1, seed: int = 0, fmt: str =
     numeric = NumericGraph(build_graph(drawn[0].spec))
     text_fmt = "md" if fmt == "md" else "tex"
     exercises, solutions = [], []
-    for variant in drawn:
-        tag = f"{variant.number:0{width}d}"
-        solution = derive(variant.spec, numeric)
-        figure = f"network_{tag}.svg" if fmt == "md" else None
-        exercise, worked = render_variant(variant, solution, questions, text_fmt, lang,
-                                          template.digits, figure)
-        if fmt == "md":
-            from .diagram import diagram_for
-            write(figure, diagram_for(variant.spec, "svg", lang))
-        exercises.append((f"exercise_{tag}", exercise))
-        solutions.append((f"solution_{tag}", worked))
-        if progress:
-            progress(1)
+    with task("variants", len(drawn), long=len(drawn) >= 20) as advance:
+        for variant in drawn:
+            tag = f"{variant.number:0{width}d}"
+            solution = derive(variant.spec, numeric)
+            figure = f"network_{tag}.svg" if fmt == "md" else None
+            exercise, worked = render_variant(variant, solution, questions, text_fmt, lang,
+                                              template.digits, figure)
+            if fmt == "md":
+                from .diagram import diagram_for
+                write(figure, diagram_for(variant.spec, "svg", lang))
+            exercises.append((f"exercise_{tag}", exercise))
+            solutions.append((f"solution_{tag}", worked))
+            advance(1)
+            if progress:
+                progress(1)
     documents = exercises + solutions + [
         ("exercises", combine_documents([d for _, d in exercises], text_fmt)),
         ("solutions", combine_documents([d for _, d in solutions], text_fmt))]
     if fmt == "pdf":
-        from .pdf import compile_pdf, find_engine
-        engine = find_engine()
-        with ThreadPoolExecutor(max_workers=4) as pool:  # engines run as subprocesses
-            pdfs = list(pool.map(lambda doc: compile_pdf(doc[1], engine), documents))
-        for (name, _), pdf in zip(documents, pdfs):
+        for (name, _), pdf in zip(documents, _compile_all([d for _, d in documents])):
             write(f"{name}.pdf", pdf)
     else:
         for name, text in documents:
@@ -263,6 +273,25 @@ def write_sheets(template, out_dir, variants: int = 1, seed: int = 0, fmt: str =
               json.dumps(variant.data, indent=2, ensure_ascii=False) + "\n")
     write("answers.json", json.dumps(answers, indent=2, ensure_ascii=False) + "\n")
     return written
+
+
+def _compile_all(documents: list[str]) -> list[bytes]:
+    """The PDFs of LaTeX documents, four engines at a time (they run as subprocesses); on a
+    failure or a signal, the compiles not yet started are cancelled."""
+    from .pdf import compile_pdf, require_engine
+    from .progress import task
+    engine = require_engine()
+    pool = ThreadPoolExecutor(max_workers=4)
+    try:
+        with task("PDF", len(documents)) as advance:
+            futures = [pool.submit(compile_pdf, doc, engine) for doc in documents]
+            pdfs = []
+            for future in futures:
+                pdfs.append(future.result())
+                advance(1)
+            return pdfs
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 __all__ = ["Variant", "draw_variants", "evaluate_batch", "degenerate_reasons", "answers_of",

@@ -44,8 +44,9 @@ import random
 from dataclasses import dataclass
 
 from .derivation import adjoint_key, updated_key
-from .spec import (NetworkSpec, Place, _infer_shape, parameter_names_of, quantity_names_of,
-                   read_file, spec_from_dict)
+from .limits import check_block
+from .spec import (NetworkSpec, Place, _describe, _infer_shape, parameter_names_of,
+                   quantity_names_of, read_file, spec_from_dict)
 
 DRAW_KINDS = ("uniform", "integers", "choice", "one_hot")
 GROUPS = ("forward", "loss", "gradients", "update", "forward_after", "loss_after")
@@ -146,13 +147,14 @@ class _Drawer:
         if kind == "one_hot":
             if table["one_hot"] is not True:
                 (place / "one_hot").fail("true")
-            if not shape or len(shape) != 1:
+            if not shape or len(shape) != 1 or not isinstance(shape[0], int) or shape[0] < 1:
                 place.fail("one_hot only where a list of targets is expected")
             hot = self.rng.randrange(shape[0])
             return [1.0 if k == hot else 0.0 for k in range(shape[0])]
         sample = self._sampler(kind, table, place)
         if shape is None:
             return sample()
+        check_block(place, shape)  # before drawing: units = 10**8 is refused, not drawn
         return _fill(shape, sample)
 
     def _sampler(self, kind: str, table: dict, place: Place):
@@ -178,6 +180,8 @@ def _bounds(value, place: Place, kind):
         place.fail("[low, high]: a list of two numbers")
     if kind is int:
         low, high = ((place / k).integer(v, -(10 ** 9)) for k, v in enumerate(value))
+        if high > 10 ** 9:  # drawn integers become floats: stay far inside their range
+            (place / 1).fail(f"a whole number from -10^9 to 10^9, got {_describe(high)}")
     else:
         low, high = ((place / k).number(v) for k, v in enumerate(value))
     if not low < high:
@@ -282,7 +286,8 @@ def _pair(value):
 def _out_hw(shape, kernel, layer, default_stride=(1, 1)):
     stride = _pair(layer.get("stride")) or default_stride
     padding = _pair(layer.get("padding")) or (0, 0)
-    return tuple((n - k + 2 * p) // s + 1
+    # max(s, 1): a stride of 0 is refused by the spec stage, with its place, after drawing
+    return tuple((n - k + 2 * p) // max(s, 1) + 1
                  for n, k, p, s in zip(shape[1:], kernel, padding, stride))
 
 

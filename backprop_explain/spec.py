@@ -133,24 +133,56 @@ def read_file(path) -> dict:
     return read_document(text, str(path), path.suffix.lstrip(".").lower())
 
 
-def read_document(text: str, source: str, fmt: str) -> dict:
-    """Parse TOML or JSON text into a dict, with errors that point at the line."""
+def read_document(text: str, source: str, fmt: str, **options) -> dict:
+    """Parse TOML or JSON text into a dict, with errors that point at the line.
+
+    ``options`` go to the parser (answers keep numbers as text: ``parse_float=str``)."""
     if fmt == "json":
         try:
-            data = json.loads(text)
+            data = json.loads(text, **options)
         except json.JSONDecodeError as err:
             raise SpecError(source, f"line {err.lineno}, column {err.colno}",
                             f"valid JSON ({err.msg})") from None
+        except (ValueError, RecursionError) as err:  # 5,000-digit integers, deep nesting
+            raise SpecError(source, "", f"valid JSON of reasonable size ({_parse_limit(err)})") \
+                from None
     elif fmt in ("toml", ""):
         try:
-            data = tomllib.loads(text)
+            data = tomllib.loads(text, **options)
         except tomllib.TOMLDecodeError as err:
             raise SpecError(source, "", f"valid TOML ({err})") from None
+        except (ValueError, RecursionError) as err:
+            raise SpecError(source, "", f"valid TOML of reasonable size ({_parse_limit(err)})") \
+                from None
     else:
         raise SpecError(source, "", "a file ending in .toml or .json")
     if not isinstance(data, dict):
         raise SpecError(source, "top level", "a table (object) of settings")
+    check_depth(data, source)
     return data
+
+
+MAX_DEPTH = 32  # nested lists/tables; a spec needs 5 (filters [out][in][row][column])
+
+
+def _parse_limit(err: Exception) -> str:
+    if isinstance(err, RecursionError):
+        return f"lists or tables nested at most {MAX_DEPTH} deep"
+    return "numbers of at most 4,300 digits" if "digits" in str(err) else str(err)
+
+
+def check_depth(data, source: str) -> None:
+    """Refuse lists or tables nested deeper than MAX_DEPTH (checked without recursion:
+    every later stage walks the document recursively)."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise SpecError(source, "", f"lists or tables nested at most {MAX_DEPTH} deep")
+        children = value.values() if isinstance(value, dict) else value
+        if not isinstance(value, (dict, list)):
+            continue
+        stack.extend((v, depth + 1) for v in children if isinstance(v, (dict, list)))
 
 
 # ---------------------------------------------------------------------------
@@ -175,15 +207,19 @@ class Place:
     def number(self, value) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             self.fail(f"a number, got {_describe(value)}")
-        if not math.isfinite(value):
-            self.fail(f"a finite number, got {value}")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            self.fail(f"a finite number (at most about 1.8e308), got {_describe(value)}")
+        return number
 
     def integer(self, value, minimum: int = 1) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             self.fail(f"a whole number, got {_describe(value)}")
         if value < minimum:
-            self.fail(f"a whole number >= {minimum}, got {value}")
+            self.fail(f"a whole number >= {minimum}, got {_describe(value)}")
         return value
 
     def choice(self, value, options) -> str:
@@ -221,7 +257,11 @@ class Place:
 
 def _describe(value) -> str:
     if isinstance(value, str):
-        return f'the text "{value}"'
+        return f'the text "{value[:80]}"' + ("…" if len(value) > 80 else "")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10 ** 15:
+        return f"a whole number of {len(str(abs(value))) if value.bit_length() < 14000 else 'thousands of'} digits"
+    if isinstance(value, float) and math.isinf(value):
+        return "infinity" if value > 0 else "minus infinity"
     if isinstance(value, bool):
         return f"the boolean {str(value).lower()}"
     if isinstance(value, list):
@@ -266,6 +306,8 @@ def expand_names(given, place: Place, shape: tuple[int, ...], letters: str,
     """
     if given is None:
         given = default
+    from .limits import check_block
+    check_block(place, shape)
     if isinstance(given, str):
         # Checked as filled in (placeholders become digits): a stray # is refused too.
         placeholders = letters + ("l" if layer is not None else "")

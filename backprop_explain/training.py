@@ -23,6 +23,7 @@ import numpy as np
 from .derivation import Solution, derive, sgd_update
 from .errors import SpecError
 from .fastpath import FastNetwork
+from .limits import check_training
 from .spec import NetworkSpec
 
 
@@ -80,6 +81,7 @@ def batches(spec: NetworkSpec) -> list[tuple[int, list[int]]]:
                         "either steps or epochs (epochs sets the number of steps), not both")
     per_epoch = math.ceil(n / size)
     total = spec.epochs * per_epoch if spec.epochs is not None else spec.steps
+    check_training(spec, total, size)  # before listing 10**18 steps
     return [(k // per_epoch + 1, list(range((k % per_epoch) * size,
                                             min((k % per_epoch + 1) * size, n))))
             for k in range(total)]

@@ -16,7 +16,7 @@ import difflib
 import math
 import re
 from dataclasses import dataclass, field
-from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import cached_property
 
 import sympy as sp
@@ -25,6 +25,7 @@ from sympy.printing.str import StrPrinter
 from .answers import Answer, read_answers
 from .derivation import adjoint_key, derive, local_key, updated_key
 from .errors import SpecError
+from .limits import check_symbolic
 from .graph import ACTIVATION, INPUT, LOSS, LOSS_TERM, PARAMETER, TARGET
 from .spec import NetworkSpec
 
@@ -701,14 +702,18 @@ class _Judge:
             return
         exact = Decimal(repr(truth))
         last = Decimal(1).scaleb(answer.value.as_tuple().exponent)
-        for extra in (1, 2, 3):
-            first = exact.quantize(last.scaleb(-extra), rounding=ROUND_HALF_UP)
-            twice = first.quantize(last, rounding=ROUND_HALF_UP)
-            if twice != exact.quantize(last, rounding=ROUND_HALF_UP):
-                yield (Diagnosis("double_rounding", {"value": truth, "intermediate": str(first)}),
-                       float(twice))
-        yield Diagnosis("truncated", {"value": truth}), float(exact.quantize(last,
-                                                                             rounding=ROUND_DOWN))
+        try:
+            for extra in (1, 2, 3):
+                first = exact.quantize(last.scaleb(-extra), rounding=ROUND_HALF_UP)
+                twice = first.quantize(last, rounding=ROUND_HALF_UP)
+                if twice != exact.quantize(last, rounding=ROUND_HALF_UP):
+                    yield (Diagnosis("double_rounding", {"value": truth,
+                                                         "intermediate": str(first)}),
+                           float(twice))
+            cut = exact.quantize(last, rounding=ROUND_DOWN)
+        except InvalidOperation:  # more digits written than a Decimal holds (1e-400, …):
+            return  # no rounding slip can explain such an answer
+        yield Diagnosis("truncated", {"value": truth}), float(cut)
 
 
 def verify_answers(spec, answers, rel: float | None = None, abs: float | None = None,
@@ -730,6 +735,8 @@ def verify_answers(spec, answers, rel: float | None = None, abs: float | None = 
         raise SpecError(network.source, "round", f"0 to 15 decimals, got {round_to}")
     if not isinstance(answers, list):
         answers = read_answers(answers)
+    if catalog is None:
+        check_symbolic(network, examples=1)
     catalog = catalog or Catalog(network)
     judge = _Judge(catalog, answers, Tolerance(rel, abs), round_to)
     checks = [judge.check(a, k) for a, k in zip(answers, judge.keys)]
@@ -786,7 +793,9 @@ def keys_listing(spec, lang: str = "en") -> str:
     """Every key of SPEC's worked solution, one per line: key, meaning, formula (no values)."""
     from .api import as_spec
     from .document import fill, phrases
-    catalog = Catalog(as_spec(spec))
+    network = as_spec(spec)
+    check_symbolic(network, examples=1)
+    catalog = Catalog(network)
     meanings = phrases(lang)["verify"]["meaning"]
     lines = []
     for key in catalog.order():
