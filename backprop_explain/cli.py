@@ -7,6 +7,7 @@ import functools
 import signal
 import sys
 import threading
+import warnings
 
 import click
 
@@ -28,7 +29,9 @@ def user_errors(command):
     def wrapper(*args, **kwargs):
         previous = _terminate_as_exit()
         try:
-            with showing(_progress_bar):
+            with showing(_progress_bar), warnings.catch_warnings():
+                # NumPy's overflow warnings: a divergence is said in the document instead
+                warnings.simplefilter("ignore", RuntimeWarning)
                 return command(*args, **kwargs)
         except SpecError as err:
             raise UserError(str(err)) from None

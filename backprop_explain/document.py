@@ -8,6 +8,7 @@ This module never computes a derivative: it only reads the Solution.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from .derivation import ChainStep, Factor, Solution, UpdateStep
 from .document_cnn import CnnView
 from .graph import ACTIVATION, LOSS, LOSS_TERM
 from .layers.activations import DISPLAY
+from .escaping import md_code, visible
 from .notation import NumberFormat, is_atomic, partial, primed, substituted, tex, tex_around
 
 FORMATS = {"md": "solution.md.j2", "tex": "solution.tex.j2"}
@@ -71,6 +73,8 @@ def environment() -> jinja2.Environment:
     env.filters["fill"] = fill
     env.filters["tex_escape"] = tex_escape
     env.filters["md_escape"] = md_escape
+    env.filters["md_code"] = md_code
+    env.filters["visible"] = visible
     return env
 
 
@@ -88,13 +92,15 @@ _TEX_SPECIALS = {
 
 
 def tex_escape(text: str) -> str:
-    """Free text from a spec, made inert in LaTeX: it prints, it never runs."""
-    return "".join(_TEX_SPECIALS.get(char, char) for char in str(text))
+    """Free text from a spec, made inert in LaTeX: it prints, it never runs (control
+    characters become "?": TeX would stop on them)."""
+    return "".join(_TEX_SPECIALS.get(char, char) for char in visible(text, "?"))
 
 
 def md_escape(text: str) -> str:
-    """Free text from a spec, shown literally in Markdown (no markup, no HTML, no math)."""
-    return re.sub(r"([\\`*_\[\]#|<>$~])", r"\\\1", str(text))
+    """Free text from a spec, shown literally in Markdown (no markup, no HTML, no entity,
+    no math), on one line."""
+    return re.sub(r"([\\`*_\[\]#|<>$~&!])", r"\\\1", visible(text))
 
 
 # ---------------------------------------------------------------------------
@@ -319,6 +325,7 @@ class SolutionView:
             "loss_change": self.n.tex(abs(loss_change)),
             "loss_decreased": loss_change < 0,
             "loss_unchanged": loss_change == 0,
+            "loss_diverged": not math.isfinite(solution.loss_after),
         }
 
 

@@ -89,8 +89,10 @@ class TrainingView:
             "rows": [[str(s.step), str(s.epoch), ", ".join(map(str, s.examples)), n.tex(s.loss)]
                      for s in shown],
             "every": t["every"].replace("{k}", str(every)) if every > 1 else "",
-            "final": t["final"].replace("{steps}", str(len(run.steps))),
-            "final_loss": self.view.loss_name + " = " + n.tex(run.loss_after),
+            "final": (t["diverged"].replace("{step}", str(run.diverged_at)) if run.diverged_at
+                      else t["final"].replace("{steps}", str(len(run.steps)))),
+            "final_loss": ("" if run.diverged_at else
+                           self.view.loss_name + " = " + n.tex(run.loss_after)),
             "figure": figure,
         }
 

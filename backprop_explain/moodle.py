@@ -25,6 +25,7 @@ import math
 import xml.etree.ElementTree as ET
 from decimal import Decimal
 
+from .escaping import xml_chars
 from .notation import NumberFormat
 
 
@@ -43,7 +44,7 @@ def category_path(*names: str) -> str:
 
 def _text(parent: ET.Element, tag: str, text: str, **attrs) -> ET.Element:
     element = ET.SubElement(parent, tag, attrs)
-    ET.SubElement(element, "text").text = text
+    ET.SubElement(element, "text").text = xml_chars(text)  # else the file would not parse
     return element
 
 

@@ -26,6 +26,8 @@ class NumberFormat:
         digits = digits or self.digits
         if value == 0:
             return "0"
+        if not math.isfinite(value):
+            return "NaN" if math.isnan(value) else ("−∞" if value < 0 else "∞")
         text = f"{value:.{digits}g}"
         if "e" in text:
             mantissa, exponent = text.split("e")
@@ -36,6 +38,8 @@ class NumberFormat:
 
     def tex(self, value: float, digits: int | None = None) -> str:
         """The number in LaTeX math: ``1.5 \\cdot 10^{-5}``, ``0{,}874``."""
+        if not math.isfinite(value):  # said in words by the document; shown as such
+            return r"\text{NaN}" if math.isnan(value) else ("-" if value < 0 else "") + r"\infty"
         text = self.plain(value, digits)
         if "e" in text:
             mantissa, exponent = text.split("e")

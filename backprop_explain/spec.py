@@ -257,7 +257,8 @@ class Place:
 
 def _describe(value) -> str:
     if isinstance(value, str):
-        return f'the text "{value[:80]}"' + ("…" if len(value) > 80 else "")
+        from .escaping import visible
+        return f'the text "{visible(value[:80])}"' + ("…" if len(value) > 80 else "")
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10 ** 15:
         return f"a whole number of {len(str(abs(value))) if value.bit_length() < 14000 else 'thousands of'} digits"
     if isinstance(value, float) and math.isinf(value):

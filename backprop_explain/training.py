@@ -24,6 +24,7 @@ from .derivation import Solution, derive, sgd_update
 from .errors import SpecError
 from .fastpath import FastNetwork
 from .limits import check_training
+from .progress import task
 from .spec import NetworkSpec
 
 
@@ -43,8 +44,10 @@ class TrainingRun:
     epochs: int | None
     momentum: float
     reduction: str
-    loss_after: float  # on every example (mean or sum), after the last step
+    loss_after: float  # on every example (mean or sum), after the last step; nan if diverged
     n_examples: int
+    diverged_at: int | None = None  # the step whose loss overflowed (the run stopped there)
+    initial: dict | None = None  # the parameters before the first step
 
     @property
     def history(self) -> list[float]:
@@ -52,7 +55,7 @@ class TrainingRun:
 
     @property
     def parameters(self) -> dict[str, float]:
-        return self.steps[-1].parameters
+        return self.steps[-1].parameters if self.steps else dict(self.initial or {})
 
 
 def with_schedule(spec: NetworkSpec, steps: int | None = None, epochs: int | None = None,
@@ -102,15 +105,25 @@ def train(spec: NetworkSpec, network: FastNetwork | None = None) -> TrainingRun:
     parameters = dict(spec.parameters)
     velocity: dict[str, float] = {}
     steps = []
-    for k, (epoch, indices) in enumerate(schedule):
-        result = network.run(x[indices], t[indices], parameters, spec.reduction)
-        gradients = {name: float(g) for name, g in result.gradients.items()}
-        _, parameters = sgd_update(parameters, gradients, spec, velocity)
-        steps.append(TrainingStep(k + 1, epoch, [i + 1 for i in indices], float(result.loss),
-                                  parameters))
-    final = network.run(x, t, parameters, spec.reduction, gradients=False)
+    diverged_at = None
+    with np.errstate(all="ignore"), task("SGD steps", len(schedule),
+                                         long=len(schedule) >= 20_000) as advance:
+        for k, (epoch, indices) in enumerate(schedule):
+            result = network.run(x[indices], t[indices], parameters, spec.reduction)
+            gradients = {name: float(g) for name, g in result.gradients.items()}
+            if not (math.isfinite(result.loss) and all(map(math.isfinite, gradients.values()))):
+                diverged_at = k + 1  # the loss overflowed: a result to say, not to print
+                break
+            _, parameters = sgd_update(parameters, gradients, spec, velocity)
+            steps.append(TrainingStep(k + 1, epoch, [i + 1 for i in indices],
+                                      float(result.loss), parameters))
+            advance(1)
+        final = float(network.run(x, t, parameters, spec.reduction, gradients=False).loss)
+    if not math.isfinite(final):
+        diverged_at = diverged_at or len(steps) + 1
     return TrainingRun(steps, spec.batch_size or len(spec.examples), spec.epochs,
-                       spec.momentum, spec.reduction, float(final.loss), len(spec.examples))
+                       spec.momentum, spec.reduction, final if diverged_at is None else math.nan,
+                       len(spec.examples), diverged_at, dict(spec.parameters))
 
 
 def derive_training(spec: NetworkSpec) -> Solution:

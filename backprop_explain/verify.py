@@ -759,8 +759,11 @@ def render_verification(result: Verification, fmt: str = "text", lang: str = "en
     {key, given, expected, status, diagnosis} objects)."""
     if fmt == "json":
         import json
-        return json.dumps(result.as_data(lang), indent=2, ensure_ascii=False) + "\n"
+        from .jsonout import finite_or_null
+        return json.dumps(finite_or_null(result.as_data(lang)), indent=2,
+                          ensure_ascii=False) + "\n"
     from .document import environment, phrases
+    from .escaping import visible
     from .notation import NumberFormat
     t = phrases(lang)["verify"]
     numbers = NumberFormat(7, phrases(lang)["meta"]["decimal_comma"])
@@ -768,10 +771,10 @@ def render_verification(result: Verification, fmt: str = "text", lang: str = "en
     def show(value):
         return "" if value is None else numbers.plain(value)
 
-    rows = [{"key": c.key, "place": c.place or "", "given": c.given,
+    rows = [{"key": visible(c.key), "place": visible(c.place or ""), "given": c.given,
              "expected": show(c.expected), "formula": c.formula,
              "from_your_values": show(c.from_your_values) if c.status != "correct" else "",
-             "diagnosis": c.diagnosis.text(lang) if c.diagnosis else "",
+             "diagnosis": visible(c.diagnosis.text(lang)) if c.diagnosis else "",
              "status": c.status, "status_text": t["status"][c.status],
              "first_wrong": c.first_wrong} for c in result.checks]
     by = {s: [r for r in rows if r["status"] == s] for s in STATUSES}
