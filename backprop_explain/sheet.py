@@ -214,8 +214,8 @@ def write_sheets(template, out_dir, variants: int = 1, seed: int = 0, fmt: str =
     if not isinstance(template, SheetTemplate):
         template = load_template(template)
     check_sheet(template, variants, fmt)
-    out_dir = Path(out_dir)
-    with directory_beside(out_dir) as work:
+    with directory_beside(out_dir) as work:  # refuses "" (Path("") would be ".")
+        out_dir = Path(out_dir)
         names = _write_sheets(template, work, variants, seed, fmt, lang, progress, write_atomic)
     return [out_dir / name for name in names]
 

@@ -1,0 +1,368 @@
+"""Careless and hostile input everywhere: one-line refusals (exit 2, nothing written) for
+what cannot finish or cannot be written, outputs that never replace an input or a device,
+every user string escaped for the format it reaches, divergence said in words, and
+whole-or-nothing files even when a real SIGTERM or SIGINT arrives mid-run."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from backprop_explain import limits
+from backprop_explain.cli import main
+from backprop_explain.escaping import md_code, xml_chars
+from fuzzcases import CONTROL, HTML_HOSTILE, TEX_HOSTILE, dump, Raw
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = str(ROOT / "examples/mlp_3_2_2_cross_entropy.toml")
+SHEET = str(ROOT / "examples/sheet_mlp_3_2_2.toml")
+ANSWERS = str(ROOT / "examples/course_3_2_2_answers.toml")
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def refused(result, *words):
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.output, result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+    return lines[0]
+
+
+def example(path=EXAMPLE):
+    with open(path, "rb") as handle:
+        return tomllib.load(handle)
+
+
+def write(tmp_path, data, name="spec.json"):
+    path = tmp_path / name
+    path.write_text(dump(data, "json") if name.endswith(".json") else dump(data, "toml"))
+    return path
+
+
+# ---------------------------------------------------------------------------
+# Outputs
+
+
+def test_output_over_an_input_or_a_non_regular_file_is_refused(tmp_path):
+    spec = tmp_path / "spec.toml"
+    spec.write_text(Path(EXAMPLE).read_text())
+    before = spec.read_text()
+    refused(run("explain", spec, "--format", "json", "-o", spec), "input of this command")
+    assert spec.read_text() == before
+    link = tmp_path / "link.json"
+    link.symlink_to(spec)
+    refused(run("explain", spec, "-o", link), "input of this command")
+    answers = tmp_path / "a.toml"
+    answers.write_text(Path(ANSWERS).read_text())
+    refused(run("verify", spec, answers, "-o", answers), "input")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    refused(run("explain", spec, "--format", "json", "-o", fifo), "not a regular file")
+    assert fifo.is_fifo()
+    if os.geteuid() == 0:  # a device node, as -o /dev/full as root replaced it
+        device = tmp_path / "full"
+        try:
+            os.mknod(device, 0o666 | 0o020000, os.makedev(1, 7))
+        except OSError:
+            device = None
+        if device:
+            refused(run("explain", spec, "--format", "json", "-o", device), "not a regular")
+            assert not device.is_file()
+    assert spec.read_text() == before and answers.read_text() == Path(ANSWERS).read_text()
+
+
+@pytest.mark.parametrize("target", ["", "/proc/x/out.md", "file/out.md", "/proc/version"])
+def test_an_unwritable_output_is_one_line(tmp_path, target, monkeypatch):
+    (tmp_path / "file").write_text("a regular file")
+    monkeypatch.chdir(tmp_path)
+    for command in (["explain", EXAMPLE, "-o", target], ["verify", EXAMPLE, ANSWERS, "-o", target],
+                    ["sheet", SHEET, "-o", target]):
+        result = run(*command)
+        if "Usage:" in result.stderr:  # click's own check (-o a file where a directory goes)
+            assert result.exit_code == 2
+            continue
+        refused(result)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path):
+    # RLIMIT_FSIZE stands for a full disk: writes past 1 kB fail with EFBIG (SIGXFSZ ignored).
+    out = tmp_path / "out.md"
+    script = ("import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+              "resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024)); "
+              "from backprop_explain.cli import main; sys.argv = ['x'] + sys.argv[1:]; main()")
+    done = subprocess.run([sys.executable, "-c", script, "explain", EXAMPLE, "-o", str(out)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "File too large" in done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------
+# Resources: refused before any work, with the limit and the way out
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda d: d["training"].update(steps=10 ** 18), ["100,000 SGD steps", "fewer steps"]),
+    (lambda d: d["inputs"].update(shape=[10 ** 8, 3, 3], values=None) or d["inputs"].pop("values"),
+     ["1,000,000 values", "smaller"]),
+    (lambda d: d["layers"][0].update(units=200, weights=[[0.1] * 3] * 200, biases=[0] * 200,
+                                     names={}) or d["layers"][1].update(
+        weights=[[0.1] * 200] * 2, names={}), ["local partials", "api.evaluate"]),
+    (lambda d: d.update(examples=[{"inputs": [0.1, 0.2, 0.3], "targets": [1, 0]}] * 100000),
+     ["examples derived in full", "batch_size"]),
+])
+def test_what_cannot_finish_is_refused_at_once(tmp_path, change, words):
+    data = example()
+    change(data)
+    spec = write(tmp_path, data)
+    refused(run("explain", spec, "--format", "json"), *words)
+
+
+def test_too_many_steps_on_the_command_line_and_variants(tmp_path):
+    refused(run("explain", EXAMPLE, "--steps", "1000000"), "100,000 SGD steps")
+    refused(run("sheet", SHEET, "--variants", "100000", "-o", tmp_path / "o"), "fewer variants")
+    refused(run("sheet", SHEET, "--variants", "500", "--format", "pdf", "-o", tmp_path / "o"),
+            "as PDF")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_huge_template_block_is_refused_before_drawing(tmp_path):
+    text = Path(SHEET).read_text().replace("units = 2\nactivation", "units = 100000000\nactivation", 1)
+    template = tmp_path / "t.toml"
+    template.write_text(text)
+    refused(run("sheet", template, "-o", tmp_path / "o"), "1,000,000 values")
+
+
+def test_too_many_answers(tmp_path):
+    answers = tmp_path / "a.csv"
+    answers.write_text("".join(f"k{k},1\n" for k in range(limits.MAX_ANSWERS + 1)))
+    refused(run("verify", EXAMPLE, answers), "10,000 answers", "split")
+
+
+# ---------------------------------------------------------------------------
+# Never a traceback
+
+
+@pytest.mark.parametrize("text", [
+    'title = "x"\n[training]\nlearning_rate = ' + "9" * 5000 + "\n",
+    "a = " + "[" * 5000 + "]" * 5000 + "\n",
+])
+def test_huge_numbers_and_deep_nesting_in_toml(tmp_path, text):
+    spec = tmp_path / "s.toml"
+    spec.write_text(text)
+    refused(run("explain", spec))
+    refused(run("verify", EXAMPLE, spec))
+
+
+def test_deep_json_and_numbers_beyond_float(tmp_path):
+    spec = tmp_path / "s.json"
+    spec.write_text("[" * 100000 + "]" * 100000)
+    refused(run("explain", spec), "nested")
+    refused(run("verify", EXAMPLE, spec), "nested")
+    data = example()
+    data["training"]["learning_rate"] = Raw("1" + "0" * 400)
+    refused(run("explain", write(tmp_path, data)), "finite number", "401 digits")
+
+
+@pytest.mark.parametrize("value, outcome", [("1e400", 2), ("1e999999999999", 2),
+                                            ("1e-400", 1), ("0." + "1" * 40, 1)])
+def test_answers_far_out_of_range(tmp_path, value, outcome):
+    answers = tmp_path / "a.toml"
+    answers.write_text(f'"out_{{o1}}" = "{value}"\n')
+    result = run("verify", EXAMPLE, answers)
+    assert result.exit_code == outcome, result.output
+    if outcome == 2:
+        refused(result, "below 1e308")
+
+
+def test_keys_of_every_shipped_example():
+    for path in sorted((ROOT / "examples").glob("*.toml")):
+        if "sheet" in path.name or "answers" in path.name:
+            continue
+        result = run("keys", path)
+        assert result.exit_code in (0, 2) and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("change", [
+    lambda t: t.replace('units = 2\nactivation = "sigmoid"\nweights = { uniform = [-1, 1], decimals = 1 }\nbiases = { uniform = [-1, 1], decimals = 1 }\n[layers.names]\nweights = "wo',
+                        'units = 0\nactivation = "sigmoid"\nweights = { uniform = [-1, 1], decimals = 1 }\nbiases = { uniform = [-1, 1], decimals = 1 }\n[layers.names]\nweights = "wo'),
+    lambda t: t.replace("weights = { uniform = [-1, 1], decimals = 1 }", "weights = { integers = [0, 1" + "0" * 400 + "] }", 1),
+])
+def test_bad_templates_are_one_line(tmp_path, change):
+    template = tmp_path / "t.toml"
+    text = change(Path(SHEET).read_text())
+    assert text != Path(SHEET).read_text()
+    template.write_text(text)
+    refused(run("sheet", template, "-o", tmp_path / "o"))
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_conv_stride_of_zero_in_a_template(tmp_path):
+    template = {"inputs": {"shape": [1, 4, 4], "values": {"uniform": [-1, 1]}},
+                "layers": [{"type": "conv2d", "kernel": 2, "out_channels": 1, "stride": 0,
+                            "filters": {"uniform": [-1, 1]}},
+                           {"type": "flatten"},
+                           {"type": "dense", "units": 1, "weights": {"uniform": [-1, 1]}}],
+                "loss": {"type": "half_squared_error", "targets": [1]},
+                "training": {"learning_rate": 0.1}, "exercise": {"ask": ["loss"]}}
+    refused(run("sheet", write(tmp_path, template, "t.json"), "-o", tmp_path / "o"), "stride")
+
+
+# ---------------------------------------------------------------------------
+# Numbers that went wrong are said
+
+
+def linear(rate, steps=1):
+    return {"inputs": {"values": [1.0]}, "layers": [{"type": "dense", "units": 1, "weights": [[0.5]]}],
+            "loss": {"type": "half_squared_error", "targets": [1.0]},
+            "training": {"learning_rate": rate, "steps": steps}}
+
+
+def test_divergence_is_said_where_it_happens_and_json_stays_valid(tmp_path):
+    spec = write(tmp_path, linear(1e6, 50))
+    result = run("explain", spec, "--format", "json")
+    assert result.exit_code == 0 and result.stderr == ""
+    data = json.loads(result.stdout, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+    assert data["diverged_at"] == 26 and data["final"]["loss"] is None
+    # Independent check: with w ← w − η(w − 1) the error (w − 1) is multiplied by (1 − η)
+    # each step, so (½(w−1)²) overflows float64 when |1 − η|^k · 0.5 passes ~1.3e154.
+    k = next(k for k in range(1, 60) if (1e6 - 1) ** (k - 1) * 0.5 > 1.34e154)
+    assert data["diverged_at"] == k
+    text = run("explain", spec).stdout
+    assert "The loss overflows at step 26: the learning rate is too large" in text
+    assert "inf" not in text and "nan" not in text.lower().replace("nan", "", 0)
+    one = write(tmp_path, linear(1e300), "one.json")
+    data = json.loads(run("explain", one, "--format", "json").stdout)
+    assert data["diverged_at"] == 1 and data["loss_after"] is None
+    for fmt in ("md", "tex"):
+        result = run("explain", one, "--format", fmt)
+        assert result.exit_code == 0 and "overflows after this step" in result.stdout
+
+
+# ---------------------------------------------------------------------------
+# Escaping: every user string reaching Markdown, HTML (Moodle), SVG and XML
+
+
+HOSTILE = TEX_HOSTILE + HTML_HOSTILE + CONTROL
+
+
+def test_md_code_cannot_be_closed_and_xml_chars_parse():
+    for text in HOSTILE:
+        span = md_code(text)
+        fence = re.match("`+", span).group(0)
+        inner = span[len(fence):-len(fence)]
+        assert fence not in inner and "\n" not in span and not re.search(r"(?<!\\)\|", span)
+        ET.fromstring(f"<a>{xml_chars(text).replace('&', '&amp;').replace('<', '&lt;')}</a>")
+
+
+@pytest.mark.parametrize("key", HTML_HOSTILE + CONTROL)
+def test_answer_keys_in_verify_markdown_stay_text(tmp_path, key):
+    answers = tmp_path / "a.json"
+    answers.write_text(json.dumps({"slide": {key: "0.5", "out_{o1}": "0.75"}}))
+    result = run("verify", EXAMPLE, answers, "--format", "md")
+    assert result.exit_code == 1
+    md = result.stdout
+    # Outside code spans, no raw tag and no control character survives.
+    outside = re.sub(r"(`+).*?\1", "", md)
+    assert "<img" not in outside and "<script" not in outside and "<svg" not in outside
+    assert not re.search("[\x00-\x08\x0b-\x1f\ufffe]", md)
+    for line in md.splitlines():
+        if line.startswith("|") and "0.5" in line:
+            assert len(re.findall(r"(?<!\\)\|", re.sub(r"(`+).*?\1", "", line))) == 6
+
+
+@pytest.mark.parametrize("title", HOSTILE)
+def test_titles_in_markdown_latex_svg_and_moodle(tmp_path, title):
+    data = example()
+    data["title"] = title
+    md = run("explain", write(tmp_path, data), "--format", "md")
+    assert md.exit_code == 0
+    first = md.stdout.splitlines()[0]
+    assert not re.search(r"(?<!\\)[<&`]", first), first
+    assert not re.search("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe]", md.stdout)
+    tex = run("explain", write(tmp_path, data), "--format", "tex").stdout
+    assert "^^" not in tex and not re.search("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe]", tex)
+    template = example(SHEET)
+    template["title"] = title
+    out = tmp_path / "quiz"
+    assert run("sheet", write(tmp_path, template, "t.json"), "--format", "moodle",
+               "-o", out).exit_code == 0
+    quiz = ET.parse(out / "questions.xml")  # well-formed whatever the title holds
+    for text in quiz.iter("text"):
+        if text.text and "<" in text.text:  # the question's HTML
+            assert "<script" not in text.text and "onerror" not in text.text.replace(
+                "onerror=alert(1)&gt;", "")
+    svg_out = tmp_path / "md"
+    assert run("sheet", write(tmp_path, template, "t.json"), "-o", svg_out).exit_code == 0
+    for svg in svg_out.glob("*.svg"):
+        ET.parse(svg)
+
+
+# ---------------------------------------------------------------------------
+# Signals: a real SIGTERM or SIGINT to a real process leaves nothing
+
+
+def _interrupt(tmp_path, args, signum, wait_for):
+    process = subprocess.Popen([sys.executable, "-m", "backprop_explain.cli"] + args,
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not wait_for() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    assert process.poll() is None, "the run ended before the signal could be sent"
+    process.send_signal(signum)
+    process.communicate(timeout=120)
+    return process.returncode
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_mid_sheet_leaves_no_file_and_no_temporary_directory(tmp_path, signum):
+    out = tmp_path / "sheets"
+
+    def writing():  # the temporary directory beside the target holds a few files
+        parts = list(tmp_path.glob(".sheets.*.part"))
+        return bool(parts) and len(list(parts[0].iterdir())) >= 3
+
+    code = _interrupt(tmp_path, ["sheet", SHEET, "--variants", "1500", "-o", str(out)], signum,
+                      writing)
+    assert code != 0
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sigterm_during_a_pdf_build_removes_its_temporary_directory(tmp_path):
+    import tempfile
+
+    from backprop_explain import pdf
+    if pdf.find_engine() is None:
+        pytest.skip("no LaTeX engine; CI installs one")
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    os.environ["TMPDIR_FOR_TEST"] = str(temp)
+    env = dict(os.environ, TMPDIR=str(temp))
+    process = subprocess.Popen([sys.executable, "-m", "backprop_explain.cli", "explain", EXAMPLE,
+                                "--format", "pdf", "-o", str(tmp_path / "out.pdf")],
+                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not list(temp.glob("backprop-explain-*/document.tex")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert process.poll() is None
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=120)
+    assert process.returncode == 143
+    assert list(temp.iterdir()) == [] and not (tmp_path / "out.pdf").exists()
+    assert tempfile.gettempdir() != str(temp)
