@@ -14,14 +14,13 @@ import csv
 import io
 import json
 import re
-import tomllib
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from .errors import SpecError
-from .limits import check_answers
-from .spec import MAX_DEPTH, check_depth, read_document
+from .limits import MAX_DEPTH, check_answers, check_depth
+from .spec import read_document
 
 FORMATS = ("toml", "json", "csv", "md")
 _SUFFIXES = {".toml": "toml", ".json": "json", ".csv": "csv", ".md": "md",

@@ -7,16 +7,7 @@ from pathlib import Path
 
 from .derivation import Solution
 from .fastpath import FastNetwork, FastResult, compile_network, evaluate  # numbers only, batched
-from .spec import NetworkSpec, load_spec, spec_from_dict
-
-
-def as_spec(spec) -> NetworkSpec:
-    """A NetworkSpec from a path, a dict (the TOML/JSON structure) or a NetworkSpec."""
-    if isinstance(spec, NetworkSpec):
-        return spec
-    if isinstance(spec, dict):
-        return spec_from_dict(spec)
-    return load_spec(spec)
+from .spec import NetworkSpec, as_spec, load_spec, spec_from_dict  # noqa: F401 (the API)
 
 
 def solve(spec, steps: int | None = None, epochs: int | None = None,
@@ -26,10 +17,10 @@ def solve(spec, steps: int | None = None, epochs: int | None = None,
     ``steps``/``epochs``/``batch_size`` override the spec's training settings; with more
     than one step the first is derived on the first mini-batch and the whole run, computed
     by the fast path, is in ``solution.training`` (training.py)."""
-    from .limits import check_symbolic
+    from .graph import check_worked_solution
     from .training import derive_training, with_schedule
     network = with_schedule(as_spec(spec), steps, epochs, batch_size)
-    check_symbolic(network, network.batch_size or len(network.examples))  # before any work
+    check_worked_solution(network, network.batch_size or len(network.examples))  # first
     return derive_training(network)
 
 

@@ -178,7 +178,7 @@ def sheet(template, variants, seed, fmt, lang, out_dir):
     """Exercise sheets and worked solutions for VARIANTS random variants of TEMPLATE."""
     from .sheet import write_sheets
     with _inputs(template):
-        write_sheets(template, out_dir, variants, seed, fmt, lang, )
+        write_sheets(template, out_dir, variants, seed, fmt, lang)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,4 +1,4 @@
-"""Derivation stage: chain rule, numbers, SGD update, the loss again.
+"""Derivation stage: chain rule, numbers, the update (SGD), the loss again.
 
 Walks the graph once backwards (reverse topological order), summing over every
 path. It produces plain dataclasses that the document stage walks: which
@@ -14,27 +14,13 @@ import mpmath
 import sympy as sp
 
 from .errors import DomainError, SpecError
-from .graph import (ACTIVATION, INPUT, LEAF_KINDS, LOSS, LOSS_TERM, PRE_ACTIVATION, TARGET, Graph,
-                    build_graph)
-from .spec import NetworkSpec, parameter_names_of
+from .graph import build_graph
+from .keys import adjoint_key, local_key, updated_key  # noqa: F401 (also read from here)
+from .nodes import ACTIVATION, INPUT, LEAF_KINDS, LOSS, LOSS_TERM, PRE_ACTIVATION, TARGET, Graph
+from .optimizers import OPTIMIZERS
+from .spec import NetworkSpec
 
 _PRECISION = 40  # decimal digits for evaluation; results are returned as float64
-
-
-# ---------------------------------------------------------------------------
-# Keys: how every quantity of a solution is named (JSON, verify, answers files)
-
-
-def adjoint_key(loss: str, node: str) -> str:
-    return f"d{loss}/d{node}"
-
-
-def local_key(child: str, parent: str) -> str:
-    return f"d{child}/d{parent}"
-
-
-def updated_key(name: str) -> str:
-    return f"{name}'"
 
 
 # ---------------------------------------------------------------------------
@@ -197,7 +183,8 @@ class ExampleDerivation:
     adjoints: dict[str, float]
     local_partials: dict[str, float]
     values: dict[str, float]
-    # CNN layers: convolution forms and pooling routings (convolution.py), in layer order
+    # what layers show beyond the chain rule, in layer order (layer_forms): conv2d's
+    # convolution forms, pool2d's routings (layers/)
     convolutions: list = field(default_factory=list)
 
 
@@ -326,7 +313,7 @@ def derive_example(spec, graph, numeric, parameters, example) -> ExampleDerivati
     writer = _ChainWriter(graph, numeric, partials, adjoints)
     sections = []
     for layer in reversed(spec.layers):
-        names = parameter_names_of(layer)
+        names = layer.parameter_names()
         steps = []
         for name in names:
             if adjoint_key(graph.loss.name, name) in writer.shown:
@@ -345,27 +332,36 @@ def derive_example(spec, graph, numeric, parameters, example) -> ExampleDerivati
         values=values)
 
 
+def layer_forms(spec: NetworkSpec, graph: Graph, example: ExampleDerivation) -> list:
+    """What each layer shows beyond the chain rule (conv: the gradients as convolutions;
+    pool: the routing), in layer order; layers with nothing to add are left out."""
+    forms, names = [], list(spec.input_names)
+    for layer in spec.layers:
+        form = layer.forms(spec, graph, example, names)
+        if form is not None:
+            forms.append(form)
+        names = layer.outputs(names)
+    return forms
+
+
 def combine(values: list[float], reduction: str) -> float:
     total = mpmath.fsum(values)
     return float(total / len(values)) if reduction == "mean" else float(total)
 
 
-def sgd_update(parameters, gradients, spec: NetworkSpec, velocity=None):
-    """θ ← θ − η·g (torch.optim.SGD; with momentum v ← μv + g, θ ← θ − η·v). Frozen: kept."""
+def update_parameters(parameters, gradients, spec: NetworkSpec, state=None):
+    """Each parameter moved by the spec's optimizer (optimizers.py); frozen ones kept.
+    ``state``: what the optimizer carries from step to step (training.py passes it on)."""
+    optimizer = OPTIMIZERS[spec.optimizer]
     steps, new = [], dict(parameters)
-    velocity = {} if velocity is None else velocity
+    state = {} if state is None else state
     for name, old in parameters.items():
         g = gradients[name]
         frozen = name in spec.frozen
-        v = None
+        shown = None
         if not frozen:
-            if spec.momentum:
-                v = spec.momentum * velocity[name] + g if name in velocity else g
-                velocity[name] = v
-                new[name] = old - spec.learning_rate * v
-            else:
-                new[name] = old - spec.learning_rate * g
-        steps.append(UpdateStep(name, updated_key(name), old, g, new[name], frozen, v))
+            new[name], shown = optimizer.update(name, old, g, spec, state)
+        steps.append(UpdateStep(name, updated_key(name), old, g, new[name], frozen, shown))
     return steps, new
 
 
@@ -389,14 +385,12 @@ def _derive(spec: NetworkSpec, numeric: NumericGraph | None) -> Solution:
     examples = []
     for example in spec.examples:
         examples.append(derive_example(spec, graph, numeric, params, example))
-    if any(layer.kind != "dense" for layer in spec.layers):
-        from .convolution import cnn_forms
-        for derived in examples:
-            derived.convolutions = cnn_forms(spec, graph, derived)
+    for derived in examples:
+        derived.convolutions = layer_forms(spec, graph, derived)
     gradients = {name: combine([e.gradients[name] for e in examples], spec.reduction)
                  for name in params}
     loss = combine([e.loss for e in examples], spec.reduction)
-    updates, after = sgd_update(params, gradients, spec)
+    updates, after = update_parameters(params, gradients, spec)
     by_name = {u.parameter: u for u in updates}
     # The course shows each layer's updates right after its gradients (one example).
     for section in examples[0].sections:

@@ -3,117 +3,32 @@
 Python prepares every formula as LaTeX (through the SymPy printer of notation.py)
 and every number as displayed text; the Jinja2 templates in ``templates/`` hold
 the words and the layout. Languages are phrase files (``templates/lang/*.toml``).
-This module never computes a derivative: it only reads the Solution.
+This module writes the quantities node by node; a layer shown otherwise (conv, pool:
+grids) gives its own parts, which its template fragment prints (layers/, ``templates/
+layers/``). This module never computes a derivative: it only reads the Solution.
 """
 
 from __future__ import annotations
 
 import math
-import re
-import tomllib
 from dataclasses import dataclass
-from functools import lru_cache
-from importlib import resources
-from pathlib import Path
 
-import jinja2
-
+from .activations import ACTIVATIONS
 from .derivation import ChainStep, Factor, Solution, UpdateStep
-from .document_cnn import CnnView
-from .graph import ACTIVATION, LOSS, LOSS_TERM
-from .layers.activations import DISPLAY
-from .escaping import md_code, visible
-from .notation import NumberFormat, is_atomic, partial, primed, substituted, tex, tex_around
+from .layers import grid
+from .layers.grid import GridNotation
+from .losses import LOSSES
+from .nodes import ACTIVATION, LOSS, LOSS_TERM
+from .notation import (Equation, NumberFormat, is_atomic, partial, primed, substituted, tex,
+                       tex_around)
+from .optimizers import OPTIMIZERS
+from .templating import fill, phrases, render_template  # noqa: F401 (also read from here)
 
 FORMATS = {"md": "solution.md.j2", "tex": "solution.tex.j2"}
 
 
 # ---------------------------------------------------------------------------
-# Templates and phrases
-
-
-def templates_dir() -> Path:
-    """The installed ``backprop_explain.templates`` package, or ``templates/`` in a checkout."""
-    try:
-        return Path(str(resources.files("backprop_explain.templates")))
-    except ModuleNotFoundError:  # pragma: no cover - running from a bare checkout
-        return Path(__file__).resolve().parent.parent / "templates"
-
-
-@lru_cache(maxsize=None)
-def phrases(lang: str) -> dict:
-    """The phrase file of a language; English fills any phrase a translation lacks."""
-    def read(code):
-        with open(templates_dir() / "lang" / f"{code}.toml", "rb") as handle:
-            return tomllib.load(handle)
-    table = read("en")
-    if lang != "en":
-        _deep_update(table, read(lang))
-    return table
-
-
-def _deep_update(base: dict, extra: dict) -> None:
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _deep_update(base[key], value)
-        else:
-            base[key] = value
-
-
-@lru_cache(maxsize=None)
-def environment() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(templates_dir())),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        autoescape=False,
-    )
-    env.filters["fill"] = fill
-    env.filters["tex_escape"] = tex_escape
-    env.filters["md_escape"] = md_escape
-    env.filters["md_code"] = md_code
-    env.filters["visible"] = visible
-    return env
-
-
-def fill(phrase: str, **values) -> str:
-    """Put values into a phrase's {placeholders}; other braces (LaTeX) are left alone."""
-    for key, value in values.items():
-        phrase = phrase.replace("{" + key + "}", str(value))
-    return phrase
-
-
-_TEX_SPECIALS = {
-    "\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&", "#": r"\#",
-    "^": r"\textasciicircum{}", "_": r"\_", "~": r"\textasciitilde{}", "%": r"\%",
-}
-
-
-def tex_escape(text: str) -> str:
-    """Free text from a spec, made inert in LaTeX: it prints, it never runs (control
-    characters become "?": TeX would stop on them)."""
-    return "".join(_TEX_SPECIALS.get(char, char) for char in visible(text, "?"))
-
-
-def md_escape(text: str) -> str:
-    """Free text from a spec, shown literally in Markdown (no markup, no HTML, no entity,
-    no math), on one line."""
-    return re.sub(r"([\\`*_\[\]#|<>$~&!])", r"\\\1", visible(text))
-
-
-# ---------------------------------------------------------------------------
 # The view of a solution that templates walk
-
-
-@dataclass
-class Equation:
-    """lhs = rhs[0] = rhs[1] = …, every part LaTeX."""
-
-    lhs: str
-    rhs: list[str]
-    note: str = ""
 
 
 @dataclass
@@ -147,18 +62,33 @@ class SolutionView:
         self.t = phrases(lang)
         self.n = numbers
         self.loss_name = self.spec.loss.total_name
-        self.cnn = CnnView(self) if solution.convolutions else None  # conv/pool layers as grids
+        # layers shown as a whole (conv, pool: grids) rather than node by node, by index
+        self.forms = {f.layer: f for f in solution.example.convolutions}
+        self.grids = GridNotation(self) if self.forms else None
+        self._inputs = {}
+        names = list(self.spec.input_names)
+        for layer in self.spec.layers:
+            self._inputs[layer.index] = names
+            names = layer.outputs(names)
+
+    # Layers ---------------------------------------------------------------
+    def inputs_of(self, layer) -> list[str]:
+        """The names a layer reads, in flatten order."""
+        return self._inputs[layer.index]
+
+    def next_layer(self, layer):
+        """The layer after ``layer``, or None for the last one."""
+        layers = self.spec.layers
+        return layers[layer.index] if layer.index < len(layers) else None
 
     # Forward pass -------------------------------------------------------
     def forward_equation(self, step, values) -> Equation:
         node = self.graph.nodes[step.name]
         parts = []
-        if node.kind == ACTIVATION:
+        display = ACTIVATIONS[node.activation].display if node.kind == ACTIVATION else None
+        if display:
             args = [tex(self.graph.symbol(p)) for p in node.parents]
-            shown = DISPLAY[node.activation].format(arg=", ".join(args),
-                                                    index=_unit_index(node, self.graph))
-            if node.activation != "identity":
-                parts.append(shown)
+            parts.append(display.format(arg=", ".join(args), index=_unit_index(node, self.graph)))
         parts.append(tex(node.expr, wrap=True))
         numbers = substituted(node.expr, values, self.n, wrap=True)
         if numbers != parts[-1]:
@@ -167,19 +97,19 @@ class SolutionView:
         return Equation(step.name, _dedupe(parts))
 
     def forward_layers(self, steps, values) -> list[dict]:
-        """Forward equations grouped by layer, in order."""
+        """Each layer's forward pass, in order: a group of parts under its label; a layer
+        that computes nothing (flatten) joins the group of the layer before."""
         groups = []
-        for step in steps:
-            if step.kind in (LOSS_TERM, LOSS):
+        for layer in self.spec.layers:
+            own = [s for s in steps if s.layer == layer.index]
+            part = layer.forward_part(self, own, values)
+            if part is None:
                 continue
-            if self.cnn and step.layer in self.cnn.forms:  # one group of grids per layer
-                if not groups or groups[-1]["layer"] != step.layer:
-                    groups.append(self.cnn.forward_group(step.layer, values))
-                continue
-            if not groups or groups[-1]["layer"] != step.layer:
-                groups.append({"layer": step.layer, "label": self.layer_label(step.layer),
-                               "equations": []})
-            groups[-1]["equations"].append(self.forward_equation(step, values))
+            if own:
+                groups.append({"layer": layer.index, "label": self.layer_label(layer.index),
+                               "parts": [part]})
+            elif groups:
+                groups[-1]["parts"].append(part)
         return groups
 
     def loss_equations(self, steps, values) -> list[Equation]:
@@ -217,39 +147,17 @@ class SolutionView:
                          self.n.tex(step.value), step.frozen, len(step.terms))
 
     def update(self, update: UpdateStep) -> Equation:
-        rate = self.n.tex(self.spec.learning_rate)
-        grad = tex(self.n.placeholder(update.gradient))
         if update.frozen:
             return Equation(primed(update.parameter), [update.parameter, self.n.tex(update.old)],
                             note=self.t["backward"]["frozen"])
-        if update.velocity is not None:
-            return Equation(primed(update.parameter), [
-                update.parameter + r" - \eta \cdot v_{" + update.parameter + "}",
-                f"{self.n.tex(update.old)} - {rate} \\cdot "
-                f"{tex(self.n.placeholder(update.velocity))}",
-                self.n.tex_change(update.old, update.new)])
-        return Equation(primed(update.parameter), [
-            update.parameter + r" - \eta \cdot " + partial(self.loss_name, update.parameter),
-            f"{self.n.tex(update.old)} - {rate} \\cdot {grad}",
-            self.n.tex_change(update.old, update.new)])
+        return Equation(primed(update.parameter), OPTIMIZERS[self.spec.optimizer].equation(
+            update, self.n, self.loss_name, self.n.tex(self.spec.learning_rate)))
 
     def sections(self, example) -> list[dict]:
-        out = []
-        for section in example.sections:
-            if self.cnn and section.layer in self.cnn.forms:  # grids, not cell by cell
-                out.append({"label": self.layer_label(section.layer), "updates": [],
-                            "steps": [self.chain(s, example.values)
-                                      for s in self.cnn.other_steps(section)],
-                            "cnn": self.cnn.backward_items(section, example)})
-                continue
-            out.append({
-                "label": self.layer_label(section.layer),
-                "steps": [self.chain(s, example.values) for s in section.steps],
-                # several examples: the updates follow their combination (template block batch)
-                "updates": ([self.update(u) for u in section.updates]
-                            if len(self.solution.examples) == 1 else []),
-            })
-        return out
+        """Each layer's backward section (a layer with parameters), as its kind shows it."""
+        return [dict(label=self.layer_label(section.layer),
+                     **self.spec.layers[section.layer - 1].section(self, section, example))
+                for section in example.sections]
 
     # Words ----------------------------------------------------------------
     def layer_label(self, index: int | None) -> str:
@@ -260,21 +168,16 @@ class SolutionView:
         activation = t["activations"].get(getattr(layer, "activation", ""), "")
         if index == len(self.spec.layers):
             return fill(t["output_layer"], n=index, activation=activation)
-        return fill(t.get(f"{layer.kind}_layer", t["hidden_layer"]), n=index,
-                    activation=activation)
+        label = self.t["layers"].get(layer.kind, {}).get("label", t["hidden_layer"])
+        return fill(label, n=index, activation=activation)
 
     def network_summary(self) -> list[str]:
         t = self.t["network"]
-        lines = [self.cnn.input_summary() if self.cnn else
+        lines = [grid.input_summary(self) if self.forms else
                  fill(t["inputs"], count=len(self.spec.input_names))]
-        for layer in self.spec.layers:
-            if layer.kind == "dense":
-                lines.append(fill(
-                    t["dense_summary"], label=self.layer_label(layer.index), units=layer.units,
-                    activation=t["activations"][layer.activation]))
-            elif self.cnn:
-                lines.append(self.cnn.summary_line(layer))
-        lines.append(fill(t["loss"], loss=t["losses"][self.spec.loss.kind]))
+        lines += [line for line in (layer.summary(self) for layer in self.spec.layers) if line]
+        loss = self.spec.loss.kind
+        lines.append(fill(t["loss"], loss=fill(t["losses"][loss], formula=LOSSES[loss].display)))
         return lines
 
     def parameter_rows(self, values: dict) -> list[list[str]]:
@@ -293,17 +196,22 @@ class SolutionView:
         after_values.update(example.targets)
         after_values.update(solution.parameters_after)
         loss_change = solution.loss_after - solution.loss
+        layers = spec.layers
+        in_grids = {n for layer in layers if layer.index in self.forms
+                    for n in layer.parameter_names()}  # shown with their layer instead
+        network_parts = [grid.input_part(self)] if self.forms else []
+        network_parts += [p for p in (layer.network_part(self) for layer in layers) if p]
+        after_steps = {s.name: s.value for s in solution.forward_after[0]}
         return {
             "t": self.t,
             "title": spec.title,
             "summary": self.network_summary(),
-            "inputs": [] if self.cnn else [[name, self.n.tex(v)]
-                                           for name, v in example.inputs.items()],
+            "inputs": [] if self.forms else [[name, self.n.tex(v)]
+                                             for name, v in example.inputs.items()],
             "targets": [[name, self.n.tex(v)] for name, v in example.targets.items()],
             "parameters": self.parameter_rows(
-                {k: v for k, v in spec.parameters.items()
-                 if not self.cnn or k not in self.cnn.filter_names()}),
-            "cnn_network": self.cnn.input_items() + self.cnn.parameter_items() if self.cnn else [],
+                {k: v for k, v in spec.parameters.items() if k not in in_grids}),
+            "network_parts": network_parts,
             "learning_rate": self.n.tex(spec.learning_rate),
             "loss_name": self.loss_name,
             "loss_name_after": primed(self.loss_name),
@@ -318,8 +226,9 @@ class SolutionView:
             "forward_after": [
                 [s.name, *self.n.pair(before.value, s.value)]
                 for before, s in zip(example.forward, solution.forward_after[0])
-                if not self.cnn or s.layer not in self.cnn.forms],  # CNN cells: grids below
-            "cnn_after": self.cnn.after_items(solution.forward_after[0]) if self.cnn else [],
+                if s.layer not in self.forms],  # cells of layers shown whole: below
+            "after_parts": [p for p in (layer.after_part(self, forward_values, after_steps)
+                                        for layer in layers) if p],
             "loss_before": self.n.pair(solution.loss, solution.loss_after)[0],
             "loss_after": self.n.pair(solution.loss, solution.loss_after)[1],
             "loss_change": self.n.tex(abs(loss_change)),
@@ -369,9 +278,3 @@ def solution_context(solution: Solution, fmt: str = "md", lang: str = "en", digi
     training = TrainingView(view)
     context.update(batch=training.batch(), history=training.history(fmt, loss_figure))
     return context
-
-
-def render_template(name: str, context: dict) -> str:
-    text = environment().get_template(name).render(**context)
-    return re.sub(r"\n{3,}", "\n\n", text).lstrip("\n")
-

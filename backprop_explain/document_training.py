@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 from .notation import NumberFormat, partial
+from .templating import phrases, render_template
 
 MAX_ROWS = 40  # longer histories are shown every k-th step (the chart shows every step)
 
@@ -115,7 +116,6 @@ def _coordinates(run) -> str:
 
 def pgfplots_chart(run, t: dict, n: NumberFormat) -> str:
     """The loss history as a pgfplots line chart (needs \\usepackage{pgfplots})."""
-    from .document import render_template
     return render_template("loss_history.tikz.j2", {
         "xlabel": t["history"]["step"], "ylabel": t["history"]["loss"],
         "coordinates": _coordinates(run), "comma": n.decimal_comma,
@@ -144,7 +144,6 @@ def _ticks(low: float, high: float, count: int = 5) -> list[float]:
 def loss_history_svg(run, lang: str = "en", digits: int = 4,
                      decimal_comma: bool | None = None) -> str:
     """The loss history as a standalone SVG image (Markdown links to it)."""
-    from .document import phrases, render_template
     t = phrases(lang)
     if decimal_comma is None:
         decimal_comma = t["meta"]["decimal_comma"]

@@ -1,11 +1,12 @@
-"""Characters no output format can carry, and Markdown code spans that cannot be closed.
+"""Escaping: free text from a spec, a template or an answers file, made inert in each format.
 
-The escapers proper live where their format is written: ``document.tex_escape`` and
-``document.md_escape`` (free text in LaTeX and Markdown), Jinja2's autoescape (Moodle's
-HTML), ``xml.sax.saxutils.escape`` (SVG) and ElementTree (Moodle's XML). What they share is
-here: control characters (a newline that would end a Markdown table row, ESC sequences on a
-terminal, the code points XML 1.0 forbids: U+0000–U+001F but tab and newline, U+FFFE,
-U+FFFF, lone surrogates) are replaced by U+FFFD before any of them runs.
+The escapers of LaTeX and Markdown text (``tex_escape``, ``md_escape``, ``md_code``; Jinja2
+filters of the same names, templating.py) live here; Moodle's HTML is escaped by Jinja2's
+autoescape, SVG text by ``xml.sax.saxutils.escape`` (drawing.py) and XML by ElementTree
+(moodle.py). What they share is here too: control characters (a newline that would end a
+Markdown table row, ESC sequences on a terminal, the code points XML 1.0 forbids:
+U+0000–U+001F but tab and newline, U+FFFE, U+FFFF, lone surrogates) are replaced by
+U+FFFD before any of them runs. The README's table says which strings reach which format.
 """
 
 from __future__ import annotations
@@ -35,3 +36,21 @@ def md_code(text) -> str:
     fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
     pad = " " if text.startswith("`") or text.endswith("`") or text.startswith(" ") else ""
     return f"{fence}{pad}{text}{pad}{fence}"
+
+
+_TEX_SPECIALS = {
+    "\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&", "#": r"\#",
+    "^": r"\textasciicircum{}", "_": r"\_", "~": r"\textasciitilde{}", "%": r"\%",
+}
+
+
+def tex_escape(text) -> str:
+    """Free text made inert in LaTeX: it prints, it never runs (control characters become
+    "?": TeX would stop on them)."""
+    return "".join(_TEX_SPECIALS.get(char, char) for char in visible(text, "?"))
+
+
+def md_escape(text) -> str:
+    """Free text shown literally in Markdown (no markup, no HTML, no entity, no math), on
+    one line."""
+    return re.sub(r"([\\`*_\[\]#|<>$~&!])", r"\\\1", visible(text))

@@ -4,6 +4,8 @@ The symbolic engine (graph.py, derivation.py) explains one example; this module 
 the same forward values and gradients for a batch of examples, and for many parameter
 sets ("variants" of an exercise) in one call, with no Python loop over examples, units or
 pixels. It is a sibling of the symbolic graph, checked against it in tests/test_fastpath.py.
+Each layer kind brings its NumPy kernel (``fast_kernel``, layers/), each activation and
+loss its NumPy forms (activations.py, losses.py); this module chains them.
 
 Shapes: every array carries a leading variant axis V and a batch axis B inside this module,
 ``(V, B, ...)``; the public functions drop V again when nothing had one.
@@ -35,353 +37,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
-from .spec import NetworkSpec, flatten_names
+from .activations import ACTIVATIONS
+from .losses import LOSSES
+from .spec import NetworkSpec
+from .validate import flatten_names
 
 __all__ = ["FastNetwork", "FastResult", "compile_network", "evaluate"]
-
-
-# ---------------------------------------------------------------------------
-# Element-wise and layer-wide activations: value and the backward product
-
-
-def _sigmoid(z):
-    """σ(z) without overflow: e^{-|z|} never exceeds 1."""
-    e = np.exp(-np.abs(z))
-    return np.where(z >= 0, 1.0, e) / (1.0 + e)
-
-
-def _softmax(z):
-    shifted = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(shifted)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def _log_sum_exp(z):
-    top = z.max(axis=-1, keepdims=True)
-    return top[..., 0] + np.log(np.exp(z - top).sum(axis=-1))
-
-
-def _softplus(z):
-    """ln(1 + e^z), stable for large |z|."""
-    return np.logaddexp(0.0, z)
-
-
-def activate(kind: str, z, negative_slope: float = 0.01):
-    if kind == "identity":
-        return z
-    if kind == "sigmoid":
-        return _sigmoid(z)
-    if kind == "tanh":
-        return np.tanh(z)
-    if kind == "relu":  # np.maximum: the same values as np.where(z > 0, z, 0), 8x faster
-        return np.maximum(z, 0.0)
-    if kind == "leaky_relu":
-        if 0 <= negative_slope <= 1:  # max(z, αz) is z for z > 0 and αz otherwise
-            return np.maximum(z, negative_slope * z)
-        return np.where(z > 0, z, negative_slope * z)
-    if kind == "softmax":
-        return _softmax(z)
-    raise ValueError(f"unknown activation: {kind}")
-
-
-def activation_backward(kind: str, z, a, grad_a, negative_slope: float = 0.01):
-    """∂L/∂z from ∂L/∂a (the symbolic Piecewise ReLU has derivative 0 at 0)."""
-    if kind == "identity":
-        return grad_a
-    if kind == "sigmoid":
-        e = np.exp(-np.abs(z))  # σ'(z) = e^{-|z|}/(1+e^{-|z|})², exact in both tails
-        return grad_a * (e / (1.0 + e) ** 2)
-    if kind == "tanh":
-        return grad_a * (1.0 - a * a)
-    if kind == "relu":
-        return grad_a * (z > 0)
-    if kind == "leaky_relu":
-        return np.where(z > 0, grad_a, negative_slope * grad_a)
-    if kind == "softmax":  # Jacobian-vector product of the layer-wide softmax
-        return a * (grad_a - (grad_a * a).sum(axis=-1, keepdims=True))
-    raise ValueError(f"unknown activation: {kind}")
-
-
-# ---------------------------------------------------------------------------
-# Losses: the per-output terms E_k (their sum is the example's loss) and ∂/∂(logits)
-
-
-def loss_terms_and_delta(kind: str, activation: str, z, out, t):
-    """Terms E_k of each example and ∂(Σ_k E_k)/∂z of the last layer's pre-activations.
-
-    Where the output activation and the loss fit together (sigmoid or softmax with a
-    cross-entropy) the logarithm is taken of the logits (log-sigmoid, log-softmax), so
-    large inputs neither overflow nor give ln 0; the values equal the symbolic ones.
-    """
-    n = out.shape[-1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if kind == "softmax_cross_entropy":  # on identity logits z == out
-            log_softmax = z - _log_sum_exp(z)[..., None]
-            terms = -t * log_softmax
-            delta = np.exp(log_softmax) * t.sum(axis=-1, keepdims=True) - t
-            return terms, delta
-        if kind == "cross_entropy" and activation == "softmax":
-            log_softmax = z - _log_sum_exp(z)[..., None]
-            return -t * log_softmax, out * t.sum(axis=-1, keepdims=True) - t
-        if kind == "cross_entropy" and activation == "sigmoid":
-            # -t ln σ(z) = t·softplus(-z); ∂/∂z = -t·σ(-z)
-            return t * _softplus(-z), -t * _sigmoid(-z)
-        if kind == "binary_cross_entropy" and activation == "sigmoid":
-            return t * _softplus(-z) + (1.0 - t) * _softplus(z), out - t
-        if kind == "half_squared_error":
-            terms, grad_out = 0.5 * (out - t) ** 2, out - t
-        elif kind == "squared_error":
-            terms, grad_out = (out - t) ** 2, 2.0 * (out - t)
-        elif kind == "mean_squared_error":
-            terms, grad_out = (out - t) ** 2 / n, 2.0 * (out - t) / n
-        elif kind == "cross_entropy":
-            terms, grad_out = -t * np.log(out), -t / out
-        elif kind == "binary_cross_entropy":
-            terms = -(t * np.log(out) + (1.0 - t) * np.log(1.0 - out))
-            grad_out = (1.0 - t) / (1.0 - out) - t / out
-        else:
-            raise ValueError(f"unknown loss: {kind}")
-    return terms, grad_out
-
-
-# ---------------------------------------------------------------------------
-# Layer kernels. Each works on arrays with axes (V, B, ...) and keeps what backward needs.
-
-
-def _matmul(a, b):
-    """a @ b over (V, …) stacks; one variant goes through a plain 2-D BLAS product, which
-    NumPy runs much faster than a stacked product of the same size."""
-    if a.shape[0] == 1 and b.shape[0] == 1:
-        return (a[0] @ b[0])[None]
-    return np.matmul(a, b)
-
-
-class _Dense:
-    kind = "dense"
-
-    def __init__(self, layer, in_shape):
-        self.layer = layer
-        self.units = layer.units
-        self.activation = layer.activation
-        self.slope = layer.negative_slope
-        self.in_shape = in_shape
-        self.out_shape = (layer.units,)
-        self.names = {"weights": np.array(layer.weight_names, dtype=object),
-                      "biases": np.array(layer.bias_names, dtype=object)}
-        self.value_names = {"pre_activation": layer.pre_activation_names,
-                            "activation": layer.activation_names}
-
-    def forward(self, x, p):
-        w, b = p["weights"], p["biases"]  # (V, units, n_in), (V, units)
-        z = _matmul(x, np.swapaxes(w, -1, -2))
-        z += b[:, None, :]
-        a = activate(self.activation, z, self.slope)
-        return z, a, None
-
-    def backward(self, x, p, delta, need_input_grad, cache=None):
-        """delta = ∂L/∂z (V, B, units) → parameter gradients and ∂L/∂x."""
-        if delta.shape[1] == 1:  # one example: an outer product (BLAS is slow with K = 1)
-            gw = np.einsum("vbj,vbi->vji", delta, x)
-        else:
-            gw = _matmul(np.swapaxes(delta, -1, -2), x)
-        grads = {"weights": gw, "biases": delta.sum(axis=1)}
-        gx = _matmul(delta, p["weights"]) if need_input_grad else None
-        return grads, gx
-
-
-def _attr(layer, *names, default=None):
-    """The first attribute of ``layer`` among ``names`` (the conv specs are read defensively)."""
-    for name in names:
-        if hasattr(layer, name):
-            return getattr(layer, name)
-    return default
-
-
-def _pair(value):
-    if isinstance(value, (tuple, list)):
-        return tuple(int(v) for v in value)
-    return (int(value), int(value))
-
-
-def _windows(x, kernel, stride):
-    """Strided view (V, B, C, Ho, Wo, kh, kw) of every window of a padded image batch."""
-    view = sliding_window_view(x, kernel, axis=(-2, -1))
-    return view[..., ::stride[0], ::stride[1], :, :]
-
-
-def _pad(x, padding, value=0.0):
-    if padding == (0, 0):
-        return x
-    ph, pw = padding
-    return np.pad(x, [(0, 0)] * (x.ndim - 2) + [(ph, ph), (pw, pw)], constant_values=value)
-
-
-def _scatter_windows(grad_windows_at, shape, kernel, stride, out_hw):
-    """Sum per-window gradients back onto the (padded) image: one slice per kernel offset."""
-    g = np.zeros(shape)
-    ho, wo = out_hw
-    for i in range(kernel[0]):
-        for j in range(kernel[1]):
-            g[..., i:i + stride[0] * (ho - 1) + 1:stride[0],
-              j:j + stride[1] * (wo - 1) + 1:stride[1]] += grad_windows_at(i, j)
-    return g
-
-
-class _Conv2d:
-    kind = "conv2d"
-
-    def __init__(self, layer, in_shape):
-        self.layer = layer
-        filters = np.array(_attr(layer, "filter_names", "weight_names"), dtype=object)
-        self.out_channels, in_channels, kh, kw = filters.shape
-        self.kernel = (kh, kw)
-        self.stride = _pair(_attr(layer, "stride", default=1))
-        self.padding = _pair(_attr(layer, "padding", default=0))
-        self.activation = _attr(layer, "activation", default="identity")
-        self.slope = _attr(layer, "negative_slope", default=0.01)
-        c, h, w = in_shape
-        self.in_shape = in_shape
-        ho = (h + 2 * self.padding[0] - kh) // self.stride[0] + 1
-        wo = (w + 2 * self.padding[1] - kw) // self.stride[1] + 1
-        self.out_shape = (self.out_channels, ho, wo)
-        self.names = {"weights": filters}
-        if _attr(layer, "bias_names", default=None):  # biases = false in the spec: none
-            self.names["biases"] = np.array(layer.bias_names, dtype=object)
-        self.value_names = {"pre_activation": _attr(layer, "pre_activation_names"),
-                            "activation": _attr(layer, "activation_names", "output_names")}
-
-    def forward(self, x, p):
-        """im2col: the windows as columns (one copy), then one small BLAS product per example
-        whose result is already channels first: z_b = F · cols_b, (O, C·kh·kw)(C·kh·kw, Ho·Wo)."""
-        w = p["weights"]  # (V, O, C, kh, kw); biases (V, O)
-        v, batch = x.shape[:2]
-        o, ho, wo = self.out_shape
-        windows = _windows(_pad(x, self.padding), self.kernel, self.stride)  # (V,B,C,Ho,Wo,kh,kw)
-        cols = np.ascontiguousarray(windows.transpose(0, 1, 2, 5, 6, 3, 4)).reshape(
-            v, batch, -1, ho * wo)  # rows (c, u, v), columns (r, s)
-        z = np.matmul(w.reshape(w.shape[0], 1, o, -1), cols)  # (V, B, O, Ho·Wo)
-        if "biases" in p:
-            z += p["biases"][:, None, :, None]
-        z = z.reshape(z.shape[:3] + (ho, wo))
-        return z, activate(self.activation, z, self.slope), cols
-
-    def backward(self, x, p, delta, need_input_grad, cols):
-        w = p["weights"]
-        v, batch = delta.shape[:2]
-        o, ho, wo = self.out_shape
-        delta = delta.reshape(v, batch, o, ho * wo)
-        # ∂L/∂F = Σ_b δ_b · cols_bᵀ: per-example products summed (faster here than einsum)
-        grads = {"weights": np.matmul(delta, np.swapaxes(cols, -1, -2)).sum(axis=1).reshape(
-            (v,) + w.shape[1:])}
-        if "biases" in p:
-            grads["biases"] = delta.sum(axis=(1, 3))
-        if not need_input_grad:
-            return grads, None
-        c, h, wd = self.in_shape
-        kh, kw = self.kernel
-        # col2im: each column's gradient Fᵀ·δ_b, added back under its window
-        grad_cols = np.matmul(np.swapaxes(w.reshape(w.shape[0], 1, o, -1), -1, -2),
-                              delta).reshape(v, batch, c, kh, kw, ho, wo)
-        padded = (v, batch, c, h + 2 * self.padding[0], wd + 2 * self.padding[1])
-        g = _scatter_windows(lambda i, j: grad_cols[:, :, :, i, j],
-                             padded, self.kernel, self.stride, self.out_shape[1:])
-        return grads, g[..., self.padding[0]:self.padding[0] + h,
-                        self.padding[1]:self.padding[1] + wd]
-
-
-class _Pool2d:
-
-    def __init__(self, layer, in_shape):
-        self.layer = layer
-        self.kind = layer.kind
-        self.kernel = _pair(_attr(layer, "kernel_size", "kernel", "size"))
-        self.stride = _pair(_attr(layer, "stride", default=None) or self.kernel)
-        self.padding = _pair(_attr(layer, "padding", default=0))
-        self.count_include_pad = bool(_attr(layer, "count_include_pad", default=True))
-        self.activation = "identity"
-        c, h, w = in_shape
-        self.in_shape = in_shape
-        ho = (h + 2 * self.padding[0] - self.kernel[0]) // self.stride[0] + 1
-        wo = (w + 2 * self.padding[1] - self.kernel[1]) // self.stride[1] + 1
-        self.out_shape = (c, ho, wo)
-        self.names = {}
-        outs = _attr(layer, "output_names", "activation_names")
-        self.value_names = {"activation": outs}
-
-    def _divisor(self):
-        if self.count_include_pad or self.padding == (0, 0):
-            return float(self.kernel[0] * self.kernel[1])
-        ones = np.ones((1, 1, 1) + self.in_shape[1:])
-        counts = _windows(_pad(ones, self.padding), self.kernel, self.stride).sum(axis=(-2, -1))
-        return counts
-
-    def _offsets(self, padded):
-        """The window cell at each kernel offset (i, j), for every output cell at once."""
-        ho, wo = self.out_shape[1:]
-        (sh, sw), (kh, kw) = self.stride, self.kernel
-        for i in range(kh):
-            for j in range(kw):
-                yield i * kw + j, padded[..., i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
-
-    def forward(self, x, p):
-        if self.kind == "maxpool2d":
-            # padded cells are −∞: they never win
-            cells = list(self._offsets(_pad(x, self.padding, -np.inf)))
-            out = cells[0][1].copy()
-            for _, cell in cells[1:]:
-                np.maximum(out, cell, out=out)
-            # the winner is the first maximum in row-major order, as in PyTorch: walk the
-            # offsets backwards, each equal cell overwriting the later ones (integer
-            # arithmetic: much faster than boolean-masked assignment)
-            dtype = np.int8 if len(cells) <= 127 else np.int32
-            winner = np.full(out.shape, len(cells) - 1, dtype=dtype)
-            for k, cell in reversed(cells[:-1]):
-                winner -= (winner - dtype(k)) * (cell == out).view(np.int8)
-            return out, out, winner
-        total = None
-        for _, cell in self._offsets(_pad(x, self.padding)):
-            total = cell.copy() if total is None else total + cell
-        out = total / self._divisor()
-        return out, out, None
-
-    def backward(self, x, p, delta, need_input_grad, winner=None):
-        if not need_input_grad:
-            return {}, None
-        c, h, w = self.in_shape
-        padded = x.shape[:2] + (c, h + 2 * self.padding[0], w + 2 * self.padding[1])
-        kw = self.kernel[1]
-        if self.kind == "maxpool2d":
-            at = lambda i, j: delta * (winner == i * kw + j)  # noqa: E731
-        else:
-            share = delta / self._divisor()
-            at = lambda i, j: share  # noqa: E731
-        g = _scatter_windows(at, padded, self.kernel, self.stride, self.out_shape[1:])
-        return {}, g[..., self.padding[0]:self.padding[0] + h, self.padding[1]:self.padding[1] + w]
-
-
-class _Flatten:
-    kind = "flatten"
-    activation = "identity"
-
-    def __init__(self, layer, in_shape):
-        self.layer = layer
-        self.in_shape = in_shape
-        self.out_shape = (int(np.prod(in_shape)),)
-        self.names = {}
-        self.value_names = {"activation": _attr(layer, "output_names", "activation_names")}
-
-    def forward(self, x, p):
-        out = x.reshape(x.shape[:2] + self.out_shape)  # row-major, channels first: view(N, -1)
-        return out, out, None
-
-    def backward(self, x, p, delta, need_input_grad, cache=None):
-        return {}, (delta.reshape(x.shape) if need_input_grad else None)
-
-
-KERNELS = {"dense": _Dense, "conv2d": _Conv2d, "maxpool2d": _Pool2d, "avgpool2d": _Pool2d,
-           "flatten": _Flatten}
 
 
 # ---------------------------------------------------------------------------
@@ -449,11 +111,11 @@ class FastNetwork:
         self.kernels = []
         shape = self.input_shape
         for layer in spec.layers:
-            kernel = KERNELS[layer.kind](layer, shape)
+            kernel = layer.fast_kernel(shape)
             self.kernels.append(kernel)
             shape = kernel.out_shape
         self.output_size = shape[0]
-        self.loss_kind = spec.loss.kind
+        self.loss = LOSSES[spec.loss.kind]
         self.parameter_names = list(spec.parameters)
         position = {name: k for k, name in enumerate(self.parameter_names)}
         # per layer and role: the index of each entry's parameter in parameter_names
@@ -552,24 +214,23 @@ class FastNetwork:
             layers.append({"pre_activation": z, "activation": a})
             caches.append(cache)
         last = self.kernels[-1]
-        terms, d = loss_terms_and_delta(self.loss_kind, last.activation,
-                                        layers[-1]["pre_activation"], a, t)
+        terms, d, fused = self.loss.terms_and_delta(last.activation,
+                                                    layers[-1]["pre_activation"], a, t)
         example_losses = terms.sum(axis=-1)
         scale = 1.0 / batch if reduction == "mean" else 1.0
         loss = example_losses.sum(axis=-1) * scale
 
         layer_gradients = gx = None
         if gradients:
-            fused = d is not None and self._fused(last.activation)
             delta = d * scale
             layer_gradients = [None] * len(self.kernels)
             inputs_of = [x] + [layer["activation"] for layer in layers[:-1]]
             for k in range(len(self.kernels) - 1, -1, -1):
                 kernel = self.kernels[k]
                 if not (k == len(self.kernels) - 1 and fused):
-                    delta = activation_backward(kernel.activation, layers[k]["pre_activation"],
-                                                layers[k]["activation"], delta,
-                                                getattr(kernel, "slope", 0.01))
+                    delta = ACTIVATIONS[kernel.activation].backward(
+                        layers[k]["pre_activation"], layers[k]["activation"], delta,
+                        getattr(kernel, "slope", 0.01))
                 need = k > 0 or input_gradient
                 grads, delta = kernel.backward(inputs_of[k], params[k], delta, need, caches[k])
                 layer_gradients[k] = grads
@@ -583,13 +244,6 @@ class FastNetwork:
                 layer_gradients = [{k: a[0] for k, a in g.items()} for g in layer_gradients]
         return FastResult(self, loss, example_losses, terms, layers, layer_gradients, gx,
                           has_variants)
-
-    def _fused(self, activation: str) -> bool:
-        """Whether loss_terms_and_delta returned ∂/∂z (not ∂/∂out) for this pairing."""
-        kind = self.loss_kind
-        return (kind == "softmax_cross_entropy"
-                or (kind == "cross_entropy" and activation in ("softmax", "sigmoid"))
-                or (kind == "binary_cross_entropy" and activation == "sigmoid"))
 
     def name_values(self, result: FastResult) -> dict[str, np.ndarray]:
         """The forward arrays under the spec's names: each (…, B)."""
@@ -611,7 +265,7 @@ class FastNetwork:
 
 def compile_network(spec) -> FastNetwork:
     """A FastNetwork from a spec: a path (.toml/.json), a dict or a NetworkSpec."""
-    from .api import as_spec
+    from .spec import as_spec
     return FastNetwork(as_spec(spec))
 
 

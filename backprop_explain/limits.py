@@ -3,8 +3,12 @@
 A spec, a template or an answers file beyond these is refused at once, with one line that
 names the limit and the way out, instead of running for minutes or running out of memory.
 Symbolic work (a worked solution, verify, keys, sheet solutions) is bounded by the size of
-its graph, counted as local partials (one per edge parent → child); the NumPy fast path
-(training runs, sheet draws) by array sizes and steps; sheets by variants × size.
+its graph, counted as local partials (one per edge parent → child, graph.local_partials);
+the NumPy fast path (training runs, Moodle quizzes) by array sizes and steps; sheets by
+variants × size. The README's table of limits lists them.
+
+A helper below the stages: the checks take the spec (any object with ``source``,
+``input_names``, ``parameters``, ``layers``, ``loss``) and counts the callers computed.
 """
 
 from __future__ import annotations
@@ -13,6 +17,9 @@ import math
 
 from .errors import SpecError
 
+# Lists or tables nested in a spec, template or answers file (a spec needs 5: filters
+# [out][in][row][column]); every stage walks documents recursively.
+MAX_DEPTH = 32
 # Names in one block (a layer's weights, an image): beyond, the names alone take gigabytes.
 MAX_BLOCK = 1_000_000
 # Named values in a spec (inputs, parameters, quantities): the fast path's honest size.
@@ -28,6 +35,8 @@ MAX_STEPS = 100_000
 MAX_TRAINING_WORK = 1_000_000_000
 # Steps × parameters: every step's parameters are kept in the run's history (memory).
 MAX_HISTORY = 5_000_000
+# Variants of one sheet: each is drawn, numbered and written.
+MAX_VARIANTS = 10_000
 # Variants × local partials of a sheet's worked solutions (md, tex, pdf): a few minutes.
 MAX_SHEET_WORK = 300_000
 # Variants of a PDF sheet: two LaTeX compiles each (about a second apiece).
@@ -38,101 +47,112 @@ MAX_QUIZ_WORK = 50_000_000
 MAX_ANSWERS = 10_000
 
 
-def _refuse(source, place, expected: str, got: int, way_out: str):
+def refuse(source, place, expected: str, got: int, way_out: str):
+    """The one-line error of a limit: what is allowed, what was asked, the way out."""
     raise SpecError(source, place, f"{expected}, got {got:,} (the limit: {way_out})")
 
 
 def check_block(place, shape) -> None:
-    """A block of names or numbers (``place`` a spec.Place) small enough to expand."""
+    """A block of names or numbers (``place`` a validate.Place) small enough to expand."""
     size = math.prod(shape)
     if size > MAX_BLOCK:
         place.fail(f"a block of at most {MAX_BLOCK:,} values, got "
                    f"{'×'.join(map(str, shape))} = {size:,} (a smaller layer or image)")
 
 
+def check_depth(data, source: str) -> None:
+    """Refuse lists or tables nested deeper than MAX_DEPTH (checked without recursion)."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise SpecError(source, "", f"lists or tables nested at most {MAX_DEPTH} deep")
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((v, depth + 1) for v in children if isinstance(v, (dict, list)))
+
+
+def quantity_count(spec) -> int:
+    """The computed quantities of a spec: the layers' and the loss's."""
+    return (sum(len(layer.quantity_names()) for layer in spec.layers)
+            + len(spec.loss.term_names) + 1)
+
+
 def value_count(spec) -> int:
     """Inputs, parameters and computed quantities of a spec (names, not edges)."""
-    from .spec import quantity_names_of
-    return (len(spec.input_names) + len(spec.parameters)
-            + sum(len(quantity_names_of(layer)) for layer in spec.layers)
-            + len(spec.loss.term_names) + 1)
+    return len(spec.input_names) + len(spec.parameters) + quantity_count(spec)
 
 
 def check_values(spec) -> None:
     count = value_count(spec)
     if count > MAX_VALUES:
-        _refuse(spec.source, "layers", f"a network of at most {MAX_VALUES:,} named values",
-                count, "fewer units or a smaller image")
+        refuse(spec.source, "layers", f"a network of at most {MAX_VALUES:,} named values",
+               count, "fewer units or a smaller image")
 
 
-def local_partials(spec) -> int:
-    """How many local partials (graph edges) a worked solution of ``spec`` writes: counted
-    on the graph, built only when the quantities alone do not already exceed the limit."""
-    quantities = value_count(spec) - len(spec.input_names) - len(spec.parameters)
-    if quantities > MAX_LOCAL_PARTIALS:  # every quantity has at least one parent
-        return quantities
-    from .graph import build_graph
-    return sum(len(node.parents) for node in build_graph(spec).nodes.values())
-
-
-def check_symbolic(spec, examples: int | None = None) -> None:
-    """A worked solution (symbolic graph, chain rule written out) that can finish: the
-    graph's size, and the examples derived in full (``examples``: of the first step)."""
+def check_symbolic(spec, partials: int, examples: int | None = None) -> None:
+    """A worked solution (symbolic graph, chain rule written out) that can finish:
+    ``partials`` its local partials (graph.local_partials), ``examples`` derived in full
+    (those of the first step; all the spec's by default)."""
     check_values(spec)
-    edges = local_partials(spec)
-    if edges > MAX_LOCAL_PARTIALS:
-        _refuse(spec.source, "layers", f"a worked solution of at most {MAX_LOCAL_PARTIALS:,} "
-                f"local partials (graph edges)", edges, "fewer units or a smaller image; for "
-                "numbers only, the fast path backprop_explain.api.evaluate")
+    if partials > MAX_LOCAL_PARTIALS:
+        refuse(spec.source, "layers", f"a worked solution of at most {MAX_LOCAL_PARTIALS:,} "
+               f"local partials (graph edges)", partials, "fewer units or a smaller image; "
+               "for numbers only, the fast path backprop_explain.api.evaluate")
     examples = len(spec.examples) if examples is None else examples
-    if examples * edges > MAX_DERIVED:
-        _refuse(spec.source, "examples", f"at most {MAX_DERIVED:,} examples derived in full "
-                f"× local partials ({edges:,})", examples * edges,
-                "fewer examples, or training.batch_size for a smaller first step")
+    if examples * partials > MAX_DERIVED:
+        refuse(spec.source, "examples", f"at most {MAX_DERIVED:,} for examples derived in "
+               f"full × local partials ({partials:,})", examples * partials,
+               "fewer examples, or training.batch_size for a smaller first step")
 
 
 def check_training(spec, total_steps: int, batch: int) -> None:
     """A run of ``total_steps`` steps of ``batch`` examples the fast path can finish."""
     check_values(spec)
     if total_steps > MAX_STEPS:
-        _refuse(spec.source, "training.steps", f"a run of at most {MAX_STEPS:,} SGD steps",
-                total_steps, "fewer steps or epochs, or a larger batch_size")
+        refuse(spec.source, "training.steps", f"a run of at most {MAX_STEPS:,} SGD steps",
+               total_steps, "fewer steps or epochs, or a larger batch_size")
     work = total_steps * batch * value_count(spec)
     if work > MAX_TRAINING_WORK:
-        _refuse(spec.source, "training", f"at most {MAX_TRAINING_WORK:,} for steps × "
-                f"examples per step × named values", work, "fewer steps or examples")
+        refuse(spec.source, "training", f"at most {MAX_TRAINING_WORK:,} for steps × "
+               f"examples per step × named values", work, "fewer steps or examples")
     history = total_steps * len(spec.parameters)
     if history > MAX_HISTORY:
-        _refuse(spec.source, "training.steps", f"at most {MAX_HISTORY:,} for steps × "
-                f"parameters (kept in the history)", history, "fewer steps or a smaller network")
+        refuse(spec.source, "training.steps", f"at most {MAX_HISTORY:,} for steps × "
+               f"parameters (kept in the history)", history, "fewer steps or a smaller network")
 
 
-def check_sheet(template, variants: int, fmt: str) -> None:
-    """A sheet of ``variants`` variants in ``fmt`` that can finish (checked on the first
-    draw, before drawing the rest)."""
-    import random
-    spec = template.draw_spec(random.Random(0))
+def check_variants(source, variants: int) -> None:
+    """A count of variants a sheet can number and write (before anything is drawn)."""
+    if variants > MAX_VARIANTS:
+        refuse(source, "--variants", f"at most {MAX_VARIANTS:,} variants", variants,
+               "fewer variants, in several sheets")
+
+
+def check_quiz(source, spec, variants: int) -> None:
+    """A Moodle quiz of ``variants`` variants of ``spec`` (numbers only, the fast path)."""
     check_values(spec)
-    source = template.source
-    if fmt == "moodle":  # numbers only: the fast path
-        work = variants * value_count(spec)
-        if work > MAX_QUIZ_WORK:
-            _refuse(source, "", f"at most {MAX_QUIZ_WORK:,} for variants × named values",
-                    work, "fewer variants")
-        return
-    check_symbolic(spec)
-    work = variants * local_partials(spec)
+    work = variants * value_count(spec)
+    if work > MAX_QUIZ_WORK:
+        refuse(source, "", f"at most {MAX_QUIZ_WORK:,} for variants × named values", work,
+               "fewer variants")
+
+
+def check_sheet(source, spec, variants: int, partials: int, pdf: bool) -> None:
+    """A sheet of ``variants`` worked solutions of networks like ``spec`` (``partials``
+    local partials each); ``pdf``: compiled too."""
+    check_symbolic(spec, partials)
+    work = variants * partials
     if work > MAX_SHEET_WORK:
-        _refuse(source, "", f"at most {MAX_SHEET_WORK:,} for variants × local partials of "
-                f"the worked solutions", work, f"fewer variants, at most "
-                f"{MAX_SHEET_WORK // max(1, work // variants):,} for this network, or "
-                f"--format moodle (numbers only)")
-    if fmt == "pdf" and variants > MAX_PDF_VARIANTS:
-        _refuse(source, "", f"at most {MAX_PDF_VARIANTS:,} variants as PDF", variants,
-                "fewer variants, or --format tex")
+        refuse(source, "", f"at most {MAX_SHEET_WORK:,} for variants × local partials of "
+               f"the worked solutions", work, f"fewer variants, at most "
+               f"{MAX_SHEET_WORK // max(1, partials):,} for this network, or "
+               f"--format moodle (numbers only)")
+    if pdf and variants > MAX_PDF_VARIANTS:
+        refuse(source, "", f"at most {MAX_PDF_VARIANTS:,} variants as PDF", variants,
+               "fewer variants, or --format tex")
 
 
 def check_answers(answers, source) -> None:
     if len(answers) > MAX_ANSWERS:
-        _refuse(source, "", f"at most {MAX_ANSWERS:,} answers in one file", len(answers),
-                "split the file")
+        refuse(source, "", f"at most {MAX_ANSWERS:,} answers in one file", len(answers),
+               "split the file")

@@ -8,10 +8,20 @@ only, to a number of significant digits, with a decimal point or comma.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
+
+
+@dataclass
+class Equation:
+    """lhs = rhs[0] = rhs[1] = …, every part LaTeX (the templates' equation layout)."""
+
+    lhs: str
+    rhs: list[str]
+    note: str = ""
 
 
 class NumberFormat:

@@ -33,12 +33,16 @@ import random
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
+from .activations import ACTIVATIONS
 from .derivation import NumericGraph, Solution, derive
 from .errors import SpecError
-from .graph import build_graph
+from .graph import build_graph, local_partials
+from .limits import check_quiz, check_sheet, check_variants
+from .optimizers import OPTIMIZERS
 from .sheet_spec import Question, SheetTemplate, load_template
 from .spec import NetworkSpec, spec_from_dict
 
@@ -99,12 +103,14 @@ def evaluate_batch(network, specs: list[NetworkSpec]) -> dict:
     targets = np.array([[e.targets for e in s.examples] for s in specs])
     names = network.parameter_names
     params = {n: np.array([s.parameters[n] for s in specs]) for n in names}
-    rates = np.array([s.learning_rate for s in specs])
+    settings = SimpleNamespace(learning_rate=np.array([s.learning_rate for s in specs]),
+                               momentum=specs[0].momentum)  # one rate per variant
+    optimizer = OPTIMIZERS[specs[0].optimizer]
     before = network.run(inputs, targets, params)
     gradients = before.gradients
     frozen = specs[0].frozen
-    after_params = {n: params[n] if n in frozen else params[n] - rates * gradients[n]
-                    for n in names}
+    after_params = {n: params[n] if n in frozen else
+                    optimizer.update(n, params[n], gradients[n], settings, {})[0] for n in names}
     after = network.run(inputs, targets, after_params, gradients=False)
     return {"before": before, "gradients": gradients, "after_params": after_params,
             "after": after}
@@ -125,18 +131,11 @@ def degenerate_reasons(network, numbers: dict) -> list[str]:
     flag(np.abs(grads).max(axis=-1) < GRADIENT_FLOOR, "every gradient ≈ 0")
     flag(before.loss < LOSS_FLOOR, "loss ≈ 0")
     for layer, arrays in zip(network.spec.layers, before.layers):
-        activation = getattr(layer, "activation", None)
-        axes = tuple(range(1, arrays["activation"].ndim))
-        if activation == "sigmoid":
-            a = arrays["activation"]
-            flag(((a < SATURATION) | (a > 1 - SATURATION)).any(axis=axes), "saturated sigmoid")
-        elif activation == "tanh":
-            flag((np.abs(arrays["activation"]) > 1 - SATURATION).any(axis=axes),
-                 "saturated tanh")
-        elif activation == "relu":
-            z = arrays["pre_activation"]
-            dead = (z <= 0).all(axis=1)  # over the batch: (V, units or channels, …)
-            flag(dead.reshape(count, -1).any(axis=-1), "dead ReLU")
+        activation = ACTIVATIONS.get(getattr(layer, "activation", None))
+        degenerate = activation.degenerate(arrays["pre_activation"], arrays["activation"],
+                                           SATURATION) if activation else None
+        if degenerate is not None:
+            flag(degenerate, activation.degenerate_reason)
     return ["; ".join(r) for r in reasons]
 
 
@@ -172,8 +171,9 @@ def _title(base: str, kind: str, number: int, words: dict) -> str:
 def render_variant(variant: Variant, solution: Solution, questions: list[Question],
                    fmt: str, lang: str, digits: int, figure: str | None) -> tuple[str, str]:
     """(exercise, solution) documents of one variant, Markdown or LaTeX."""
-    from .diagram import document_figure, extra_phrases
-    from .document import FORMATS as TEMPLATES, render_template, solution_context
+    from .diagram import document_figure
+    from .document import FORMATS as TEMPLATES, solution_context
+    from .templating import extra_phrases, render_template
     words = extra_phrases(lang)
     sheet = words["sheet"]
     context = solution_context(solution, fmt, lang, digits,
@@ -207,17 +207,27 @@ def write_sheets(template, out_dir, variants: int = 1, seed: int = 0, fmt: str =
 
     ``progress``: called with the number of variants done since the last call (a click
     progress bar's ``update``); the command line shows its own bar (progress.py)."""
-    from .limits import check_sheet
     from .output import directory_beside, write_atomic
     if fmt not in FORMATS:
         raise ValueError(f"fmt: one of {', '.join(FORMATS)}, got {fmt!r}")
     if not isinstance(template, SheetTemplate):
         template = load_template(template)
-    check_sheet(template, variants, fmt)
+    check_sheet_size(template, variants, fmt)
     with directory_beside(out_dir) as work:  # refuses "" (Path("") would be ".")
         out_dir = Path(out_dir)
         names = _write_sheets(template, work, variants, seed, fmt, lang, progress, write_atomic)
     return [out_dir / name for name in names]
+
+
+def check_sheet_size(template: SheetTemplate, variants: int, fmt: str) -> None:
+    """Refuse, with one line, a sheet that cannot finish (limits.py), judged on the
+    template's first draw, before drawing the rest."""
+    check_variants(template.source, variants)
+    first = template.draw_spec(random.Random(0))
+    if fmt == "moodle":  # numbers only: the fast path
+        check_quiz(template.source, first, variants)
+    else:
+        check_sheet(template.source, first, variants, local_partials(first), fmt == "pdf")
 
 
 def _write_sheets(template, work: Path, variants, seed, fmt, lang, progress, write_atomic):

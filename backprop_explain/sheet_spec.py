@@ -39,16 +39,15 @@ and ``--format json``: a quantity's name (``out_{o1}``), ``d{loss}/d{parameter}`
 
 from __future__ import annotations
 
-import math
 import random
 from dataclasses import dataclass
 
-from .derivation import adjoint_key, updated_key
+from .keys import adjoint_key, updated_key
+from .layers import LAYER_KINDS
+from .spec import NetworkSpec, read_file, spec_from_dict
 from .limits import check_block
-from .spec import (NetworkSpec, Place, _describe, _infer_shape, parameter_names_of,
-                   quantity_names_of, read_file, spec_from_dict)
+from .validate import DRAW_KINDS, Place, describe, infer_shape, is_draw
 
-DRAW_KINDS = ("uniform", "integers", "choice", "one_hot")
 GROUPS = ("forward", "loss", "gradients", "update", "forward_after", "loss_after")
 MAX_DECIMALS = 10
 
@@ -116,10 +115,6 @@ def top_missing(top: Place):
 # Draws
 
 
-def is_draw(value) -> bool:
-    return isinstance(value, dict) and any(kind in value for kind in DRAW_KINDS)
-
-
 class _Drawer:
     def __init__(self, source: str, rng: random.Random, shapes: dict):
         self.source = source
@@ -181,7 +176,7 @@ def _bounds(value, place: Place, kind):
     if kind is int:
         low, high = ((place / k).integer(v, -(10 ** 9)) for k, v in enumerate(value))
         if high > 10 ** 9:  # drawn integers become floats: stay far inside their range
-            (place / 1).fail(f"a whole number from -10^9 to 10^9, got {_describe(high)}")
+            (place / 1).fail(f"a whole number from -10^9 to 10^9, got {describe(high)}")
     else:
         low, high = ((place / k).number(v) for k, v in enumerate(value))
     if not low < high:
@@ -202,8 +197,9 @@ def _fill(shape, sample):
 def _block_shapes(data: dict, source: str) -> dict:
     """Where a whole block may be drawn, the block's shape: {place path: shape}.
 
-    Follows the layers as the spec stage does (the sizes only), so that
-    ``weights = { uniform = [-1, 1] }`` knows it stands for units × inputs numbers."""
+    Follows the layers as the spec stage does (the sizes only, each kind its own:
+    ``sheet_blocks``), so that ``weights = { uniform = [-1, 1] }`` knows it stands for
+    units × inputs numbers."""
     shapes = {}
     inputs = data.get("inputs") if isinstance(data.get("inputs"), dict) else {}
     shape = _input_shape(inputs)
@@ -214,40 +210,12 @@ def _block_shapes(data: dict, source: str) -> dict:
             break
         where = f"layers[{k}]"
         kind = layer.get("type")
-        if kind == "dense":
-            units = layer.get("units")
-            if units is None and isinstance(layer.get("weights"), list):
-                units = len(layer["weights"])
-            if not isinstance(units, int):
-                if is_draw(layer.get("weights")):
-                    Place(source, where).fail("units (how many) with drawn weights")
-                break
-            shapes[f"{where}.weights"] = (units, math.prod(shape))
-            shapes[f"{where}.biases"] = (units,)
-            shape = (units,)
-        elif kind == "conv2d" and len(shape) == 3:
-            kernel = _pair(layer.get("kernel"))
-            out = layer.get("out_channels")
-            if out is None and isinstance(layer.get("filters"), list):
-                depth = _infer_shape(layer["filters"])
-                out = 1 if len(depth) == 2 else depth[0]
-                kernel = kernel or tuple(depth[-2:])
-            if not isinstance(out, int) or not kernel:
-                if is_draw(layer.get("filters")):
-                    Place(source, where).fail("kernel and out_channels with drawn filters")
-                break
-            shapes[f"{where}.filters"] = (out, shape[0]) + kernel
-            shapes[f"{where}.biases"] = (out,)
-            shape = (out,) + _out_hw(shape, kernel, layer)
-        elif kind in ("maxpool2d", "avgpool2d") and len(shape) == 3:
-            kernel = _pair(layer.get("kernel"))
-            if not kernel:
-                break
-            shape = (shape[0],) + _out_hw(shape, kernel, layer, default_stride=kernel)
-        elif kind == "flatten":
-            shape = (math.prod(shape),)
-        else:
+        kind = LAYER_KINDS.get(kind) if isinstance(kind, str) else None
+        sized = kind.sheet_blocks(layer, shape, Place(source, where)) if kind else None
+        if sized is None:
             break
+        blocks, shape = sized
+        shapes.update({f"{where}.{key}": block for key, block in blocks.items()})
     else:
         if shape is not None and len(shape) == 1:
             shapes["loss.targets"] = shape
@@ -270,25 +238,9 @@ def _input_shape(inputs: dict):
         return (len(inputs["names"]),)
     values = inputs.get("values")
     if isinstance(values, list):
-        shape = _infer_shape(values)
+        shape = infer_shape(values)
         return (1,) + shape if len(shape) == 2 else shape
     return None
-
-
-def _pair(value):
-    if isinstance(value, int):
-        return (value, value)
-    if isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) for v in value):
-        return tuple(value)
-    return None
-
-
-def _out_hw(shape, kernel, layer, default_stride=(1, 1)):
-    stride = _pair(layer.get("stride")) or default_stride
-    padding = _pair(layer.get("padding")) or (0, 0)
-    # max(s, 1): a stride of 0 is refused by the spec stage, with its place, after drawing
-    return tuple((n - k + 2 * p) // max(s, 1) + 1
-                 for n, k, p, s in zip(shape[1:], kernel, padding, stride))
 
 
 # ---------------------------------------------------------------------------
@@ -313,7 +265,7 @@ def expand_asks(asks: list[str], spec: NetworkSpec, place: Place) -> list[Questi
     from .notation import partial
     loss = spec.loss.total_name
     forward_names = list(dict.fromkeys(
-        name for layer in spec.layers for name in quantity_names_of(layer)))
+        name for layer in spec.layers for name in layer.quantity_names()))
     forward_names += spec.loss.term_names + [loss]
     parameters = list(spec.parameters)
     out: dict[str, Question] = {}
@@ -329,7 +281,7 @@ def expand_asks(asks: list[str], spec: NetworkSpec, place: Place) -> list[Questi
                 (place / k).fail(f"{group} without a layer selector, got {ask!r}")
             if group in ("forward", "forward_after"):
                 for layer in layers:
-                    for name in dict.fromkeys(quantity_names_of(layer)):
+                    for name in dict.fromkeys(layer.quantity_names()):
                         if group == "forward":
                             add(name, name, group, name)
                         else:
@@ -341,7 +293,7 @@ def expand_asks(asks: list[str], spec: NetworkSpec, place: Place) -> list[Questi
                 add(updated_key(loss), loss + "'", group, loss)
             else:
                 for layer in layers:
-                    for name in parameter_names_of(layer):
+                    for name in layer.parameter_names():
                         if group == "gradients":
                             add(adjoint_key(loss, name), partial(loss, name), group, name)
                         elif name not in spec.frozen:

@@ -2,8 +2,9 @@
 
 The symbolic engine writes the first step out in full (derivation.derive on the first
 mini-batch); every step, the first included, is computed here by the NumPy fast path and
-updated by derivation.sgd_update (torch.optim.SGD's rule, with momentum). The result is
-plain data: the loss of every step, the batches used and the final parameters.
+updated by derivation.update_parameters (the spec's optimizer, optimizers.py:
+torch.optim.SGD's rule, with momentum). The result is plain data: the loss of every
+step, the batches used and the final parameters.
 
 Schedule: the examples are taken in the spec's order (no shuffling, so a run is
 reproducible), ``batch_size`` at a time, the last batch of an epoch smaller when the
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .derivation import Solution, derive, sgd_update
+from .derivation import Solution, derive, update_parameters
 from .errors import SpecError
 from .fastpath import FastNetwork
 from .limits import check_training
@@ -103,7 +104,7 @@ def train(spec: NetworkSpec, network: FastNetwork | None = None) -> TrainingRun:
     x = np.array([np.reshape(e.inputs, network.input_shape) for e in spec.examples])
     t = np.array([e.targets for e in spec.examples])
     parameters = dict(spec.parameters)
-    velocity: dict[str, float] = {}
+    state: dict = {}  # the optimizer's, from step to step (momentum: the velocities)
     steps = []
     diverged_at = None
     with np.errstate(all="ignore"), task("SGD steps", len(schedule),
@@ -114,7 +115,7 @@ def train(spec: NetworkSpec, network: FastNetwork | None = None) -> TrainingRun:
             if not (math.isfinite(result.loss) and all(map(math.isfinite, gradients.values()))):
                 diverged_at = k + 1  # the loss overflowed: a result to say, not to print
                 break
-            _, parameters = sgd_update(parameters, gradients, spec, velocity)
+            _, parameters = update_parameters(parameters, gradients, spec, state)
             steps.append(TrainingStep(k + 1, epoch, [i + 1 for i in indices],
                                       float(result.loss), parameters))
             advance(1)

@@ -22,11 +22,15 @@ from functools import cached_property
 import sympy as sp
 from sympy.printing.str import StrPrinter
 
+from .activations import ACTIVATIONS
 from .answers import Answer, read_answers
-from .derivation import adjoint_key, derive, local_key, updated_key
+from .derivation import derive
 from .errors import SpecError
-from .limits import check_symbolic
-from .graph import ACTIVATION, INPUT, LOSS, LOSS_TERM, PARAMETER, TARGET
+from .graph import check_worked_solution
+from .keys import adjoint_key, local_key, updated_key
+from .losses import LOSSES
+from .nodes import ACTIVATION, INPUT, LOSS, LOSS_TERM, PARAMETER, TARGET
+from .optimizers import OPTIMIZERS
 from .spec import NetworkSpec
 
 STATUSES = ("correct", "wrong", "consistent", "unknown_key")
@@ -139,7 +143,8 @@ class Catalog:
             if update.frozen:
                 expr = theta
             else:
-                expr = theta - lr * sp.Symbol(adjoint_key(self.loss, update.parameter))
+                expr = OPTIMIZERS[spec.optimizer].formula(
+                    theta, lr, sp.Symbol(adjoint_key(self.loss, update.parameter)))
             self._add(Quantity(update.key, "update", ("update", {"name": update.parameter}),
                                expr, self._deps(expr), update.new, node=update.parameter))
         after = {s.name: s.value for s in self.solution.forward_after[0]}
@@ -360,27 +365,24 @@ class Catalog:
     def variants(self) -> list[tuple[tuple[str, dict], dict[str, sp.Expr]]]:
         """(diagnosis, altered formulas) for the slips that change a whole solution."""
         out = []
-        kind = self.spec.loss.kind
         terms = [n for n in self.graph.nodes.values() if n.kind == LOSS_TERM]
         if any(t.expr.has(sp.log) for t in terms):
             log10 = lambda e: e.replace(sp.log, lambda a: sp.log(a) / sp.log(10))  # noqa: E731
             for value, derivative in ((True, False), (False, True), (True, True)):
                 out.append((("log10", {}), self._term_variant(log10, terms, value, derivative)))
-        if "squared_error" in kind:
-            scales = [2, sp.Rational(1, 2)] + ([len(terms)] if kind == "mean_squared_error" else [])
-            for scale in scales:
-                def scaled(e, s=scale):
-                    return s * e
-                for value, derivative in ((True, False), (False, True), (True, True)):
-                    code = "squared_scale_loss" if value else "squared_scale_derivative"
-                    out.append(((code, {"scale": str(scale)}),
-                                self._term_variant(scaled, terms, value, derivative)))
+        for scale in LOSSES[self.spec.loss.kind].slip_scales(len(terms)):
+            def scaled(e, s=scale):
+                return s * e
+            for value, derivative in ((True, False), (False, True), (True, True)):
+                code = "squared_scale_loss" if value else "squared_scale_derivative"
+                out.append(((code, {"scale": str(scale)}),
+                            self._term_variant(scaled, terms, value, derivative)))
         for node in self.graph.nodes.values():
             if node.kind != ACTIVATION or len(node.parents) != 1:
                 continue
             y = self.graph.symbol(node.parents[0])
             key = local_key(node.name, node.parents[0])
-            for wrong, right, expr in _wrong_derivatives(node.activation, y, node.symbol):
+            for wrong, right, expr in ACTIVATIONS[node.activation].wrong_derivatives(y):
                 out.append((("wrong_derivative", {"key": key, "wrong": wrong, "right": right}),
                             {key: expr}))
         return out
@@ -415,22 +417,6 @@ def _indices(key: str) -> list[str]:
     return re.findall(r"\d+", key)
 
 
-def _wrong_derivatives(activation: str, y: sp.Symbol, out: sp.Symbol):
-    """(wrong, right, the wrong derivative as an expression) for an activation."""
-    if activation == "sigmoid":
-        s = 1 / (1 + sp.exp(-y))
-        right = "σ(y)(1−σ(y))"
-        return [("σ(y)", right, s), ("y(1−y)", right, y * (1 - y)),
-                ("σ(y)(1+σ(y))", right, s * (1 + s)), ("1−σ(y)", right, 1 - s)]
-    if activation == "tanh":
-        right = "1−tanh²(y)"
-        return [("tanh(y)", right, sp.tanh(y)), ("1−y²", right, 1 - y ** 2),
-                ("1−tanh(y)", right, 1 - sp.tanh(y)), ("1+tanh²(y)", right, 1 + sp.tanh(y) ** 2)]
-    if activation in ("relu", "leaky_relu"):
-        return [("ReLU(y)", "1 if y > 0 else 0", sp.Piecewise((y, y > 0), (0, True)))]
-    return []
-
-
 # ---------------------------------------------------------------------------
 # Judging one number
 
@@ -463,7 +449,7 @@ class Diagnosis:
     values: dict = field(default_factory=dict)
 
     def text(self, lang: str = "en") -> str:
-        from .document import fill, phrases
+        from .templating import fill, phrases
         phrase = phrases(lang).get("verify", {}).get("diagnosis", {}).get(self.code, self.code)
         return fill(phrase, **{k: _show(v) for k, v in self.values.items()})
 
@@ -622,13 +608,9 @@ class _Judge:
                 old, g, lr = values.get(theta), values.get(grad), values.get(LEARNING_RATE)
                 if None in (old, g, lr):
                     continue
-                yield Diagnosis("update_plus", {"param": theta}), old + lr * g
-                yield Diagnosis("update_no_lr", {"param": theta}), old - g
-                yield Diagnosis("update_no_old", {"param": theta}), -lr * g
-                yield Diagnosis("update_not_applied", {"param": theta}), old
-                for k in (-1, 1, -2, 2, -3, 3):
-                    yield (Diagnosis("update_decimal", {"factor": f"10^{k}"}),
-                           old - lr * g * 10.0 ** k)
+                for code, values_of_slip, number in OPTIMIZERS[catalog.spec.optimizer].slips(
+                        theta, old, g, lr):
+                    yield Diagnosis(code, values_of_slip), number
         if quantity.kind in ("adjoint", "path") and quantity.pair[0] == catalog.loss:
             for values in self.bases():
                 if values.get(key) is not None:
@@ -722,7 +704,7 @@ def verify_answers(spec, answers, rel: float | None = None, abs: float | None = 
     worked solution of SPEC: correct, consistent (error carried forward), wrong, unknown_key.
 
     SPEC may be a Catalog already built (checking many answer sets on one network)."""
-    from .api import as_spec
+    from .spec import as_spec
     catalog = spec if isinstance(spec, Catalog) else None
     network = catalog.spec if catalog else as_spec(spec)
     if rel is not None and abs is not None:
@@ -736,7 +718,7 @@ def verify_answers(spec, answers, rel: float | None = None, abs: float | None = 
     if not isinstance(answers, list):
         answers = read_answers(answers)
     if catalog is None:
-        check_symbolic(network, examples=1)
+        check_worked_solution(network, examples=1)
     catalog = catalog or Catalog(network)
     judge = _Judge(catalog, answers, Tolerance(rel, abs), round_to)
     checks = [judge.check(a, k) for a, k in zip(answers, judge.keys)]
@@ -762,8 +744,8 @@ def render_verification(result: Verification, fmt: str = "text", lang: str = "en
         from .jsonout import finite_or_null
         return json.dumps(finite_or_null(result.as_data(lang)), indent=2,
                           ensure_ascii=False) + "\n"
-    from .document import environment, phrases
     from .escaping import visible
+    from .templating import environment, phrases
     from .notation import NumberFormat
     t = phrases(lang)["verify"]
     numbers = NumberFormat(7, phrases(lang)["meta"]["decimal_comma"])
@@ -794,10 +776,10 @@ def verify_report(spec, answers, fmt: str = "text", lang: str = "en", rel: float
 
 def keys_listing(spec, lang: str = "en") -> str:
     """Every key of SPEC's worked solution, one per line: key, meaning, formula (no values)."""
-    from .api import as_spec
-    from .document import fill, phrases
+    from .spec import as_spec
+    from .templating import fill, phrases
     network = as_spec(spec)
-    check_symbolic(network, examples=1)
+    check_worked_solution(network, examples=1)
     catalog = Catalog(network)
     meanings = phrases(lang)["verify"]["meaning"]
     lines = []

@@ -1,9 +1,213 @@
-"""Dense (fully connected) layer: y_j = Σ_i w_{j,i} · x_i + b_j."""
+"""Dense (fully connected) layer: y_j = Σ_i w_{j,i} · x_i + b_j, then out_j = f(y)_j.
 
+Everything particular to dense layers: the spec table (``units``, ``activation``,
+``weights`` [unit][input], ``biases``, ``names``, ``frozen``), the graph's nodes (one
+pre-activation and one activation per unit), the NumPy kernel, the worked solution's
+parts (equation by equation: templates/layers/dense.j2) and the column of neurons in
+the figure.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
 import sympy as sp
+
+from ..activations import ACTIVATIONS
+from ..drawing import COLUMN_GAP, RADIUS, Circle, Text, column_ys, edge, name_label, number_label
+from ..nodes import PARAMETER, PRE_ACTIVATION
+from ..templating import fill
+from ..validate import expand_names, flatten_names, is_draw, only
+from .base import ActivatedLayer, Part, register, units_then_bias
+
+# Default names (documented in the README): #l layer, #j unit, #i input of the unit.
+DEFAULT_NAMES = {
+    "weights": "w^{(#l)}_{#j,#i}",
+    "biases": "b^{(#l)}_{#j}",
+    "pre_activations": "z^{(#l)}_{#j}",
+    "activations": "a^{(#l)}_{#j}",
+}
+
+
+@register("dense")
+@dataclass
+class DenseLayer(ActivatedLayer):
+    index: int  # 1-based position among the spec's layers
+    units: int
+    activation: str
+    negative_slope: float  # leaky ReLU only
+    weight_names: list[list[str]]  # [unit][input]
+    bias_names: list[str]
+    pre_activation_names: list[str]
+    activation_names: list[str]
+    kind: str = "dense"
+    frozen: bool = False
+    fragment = "layers/dense.j2"
+
+    # Spec stage --------------------------------------------------------------
+    @classmethod
+    def read(cls, raw, place, index, in_shape, params):
+        allowed = {"type", "units", "activation", "negative_slope", "weights", "biases",
+                   "names", "frozen"}
+        only(raw, allowed, place)
+        if len(in_shape) != 1:
+            place.fail(f"a flatten layer before this dense layer (its input has shape "
+                       f"{'×'.join(map(str, in_shape))})")
+        n_in = in_shape[0]
+        weights_raw = raw.get("weights")
+        units = raw.get("units")
+        if units is None and isinstance(weights_raw, list):
+            units = len(weights_raw)
+        units = (place / "units").integer(units)
+        activation = (place / "activation").choice(raw.get("activation", "identity"),
+                                                   tuple(ACTIVATIONS))
+        slope = (place / "negative_slope").number(raw.get("negative_slope", 0.01))
+        if "weights" not in raw:
+            (place / "weights").fail(f"a {units}×{n_in} list of weights (one row per unit)")
+        flat_note = getattr(in_shape, "note", "")
+        if (flat_note and isinstance(weights_raw, list) and weights_raw
+                and isinstance(weights_raw[0], list) and len(weights_raw[0]) != n_in):
+            (place / "weights" / 0).fail(f"{n_in} weights per unit, one per input{flat_note}, "
+                                         f"got {len(weights_raw[0])}")
+        weights = (place / "weights").array(weights_raw, (units, n_in))
+        biases = raw.get("biases", [0.0] * units)
+        if isinstance(biases, (int, float)) and not isinstance(biases, bool):
+            biases = [biases] * units
+        biases = (place / "biases").vector(biases, units)
+        names = (place / "names").table(raw.get("names", {}))
+        only(names, set(DEFAULT_NAMES), place / "names")
+
+        def named(key, shape, letters):
+            return expand_names(names.get(key), place / "names" / key, shape, letters,
+                                DEFAULT_NAMES[key], index)
+
+        layer = cls(
+            index=index, units=units, activation=activation, negative_slope=slope,
+            weight_names=named("weights", (units, n_in), "ji"),
+            bias_names=named("biases", (units,), "j"),
+            pre_activation_names=named("pre_activations", (units,), "j"),
+            activation_names=named("activations", (units,), "j"),
+        )
+        if activation == "identity" and "activations" not in names:
+            layer.activation_names = list(layer.pre_activation_names)
+        params.add(layer.weight_names, weights, place / "weights")
+        params.add(layer.bias_names, biases, place / "biases")
+        layer.frozen = bool(raw.get("frozen", False))
+        return layer
+
+    @property
+    def out_shape(self):
+        return (self.units,)
+
+    def parameter_names(self):
+        return units_then_bias(self.weight_names, self.bias_names)
+
+    @classmethod
+    def sheet_blocks(cls, raw, in_shape, place):
+        units = raw.get("units")
+        if units is None and isinstance(raw.get("weights"), list):
+            units = len(raw["weights"])
+        if not isinstance(units, int):
+            if is_draw(raw.get("weights")):
+                place.fail("units (how many) with drawn weights")
+            return None
+        return {"weights": (units, math.prod(in_shape)), "biases": (units,)}, (units,)
+
+    # Graph stage -------------------------------------------------------------
+    def build(self, graph, inputs):
+        x = [graph.symbol(n) for n in inputs]
+        for name in flatten_names(self.weight_names) + self.bias_names:
+            graph.leaf(name, PARAMETER)
+        for j in range(self.units):
+            weights = [graph.symbol(n) for n in self.weight_names[j]]
+            expr = pre_activation(weights, x, graph.symbol(self.bias_names[j]))
+            graph.computed(self.pre_activation_names[j], PRE_ACTIVATION, expr, layer=self.index)
+        return self.activate(graph)
+
+    # Fast path ---------------------------------------------------------------
+    def fast_kernel(self, in_shape):
+        return DenseKernel(self, in_shape)
+
+    # Document: node by node --------------------------------------------------
+    def summary(self, doc):
+        return fill(self.words(doc)["summary"], label=doc.layer_label(self.index),
+                    units=self.units, activation=doc.t["network"]["activations"][self.activation])
+
+    def short_summary(self, network_words):
+        return (f"{self.kind} ×{self.units}, "
+                f"{network_words['activations'][self.activation].split(' $')[0]}")
+
+    def forward_part(self, doc, steps, values):
+        return Part(self.fragment, "forward",
+                    equations=[doc.forward_equation(step, values) for step in steps])
+
+    # Diagram -----------------------------------------------------------------
+    def draw(self, sketch):
+        """A column of neurons: the activation's name inside, the bias above, the weights'
+        values on the edges from the column before."""
+        sketch.columns()
+        sketch.x += COLUMN_GAP
+        x, previous, current = sketch.x, sketch.column, []
+        kind = "output" if sketch.is_last(self) else "unit"
+        for j, y in enumerate(column_ys(self.units)):
+            for i, start in enumerate(previous):
+                edge(sketch.diagram, start, (x, y), i, len(previous),
+                     number_label(sketch.values[self.weight_names[j][i]], sketch.numbers))
+            sketch.diagram.circles.append(Circle(x, y, RADIUS, name_label(self.activation_names[j]),
+                                                 kind))
+            if self.bias_names:
+                bias = self.bias_names[j]
+                sketch.diagram.texts.append(Text(
+                    x, y + RADIUS + 0.3, number_label(sketch.values[bias], sketch.numbers, bias),
+                    size="tiny"))
+            current.append((x, y))
+        sketch.column = current
 
 
 def pre_activation(weights: list[sp.Symbol], inputs: list[sp.Symbol], bias: sp.Symbol) -> sp.Expr:
     # evaluate=False keeps the terms in the order a lecturer writes them
     terms = [sp.Mul(x, w, evaluate=False) for w, x in zip(weights, inputs)]
     return sp.Add(*terms, bias, evaluate=False)
+
+
+def _matmul(a, b):
+    """a @ b over (V, …) stacks; one variant goes through a plain 2-D BLAS product, which
+    NumPy runs much faster than a stacked product of the same size."""
+    if a.shape[0] == 1 and b.shape[0] == 1:
+        return (a[0] @ b[0])[None]
+    return np.matmul(a, b)
+
+
+class DenseKernel:
+    """Arrays with axes (V, B, units): V parameter variants, B examples."""
+
+    def __init__(self, layer: DenseLayer, in_shape):
+        self.layer = layer
+        self.units = layer.units
+        self.activation = layer.activation
+        self.slope = layer.negative_slope
+        self.in_shape = in_shape
+        self.out_shape = (layer.units,)
+        self.names = {"weights": np.array(layer.weight_names, dtype=object),
+                      "biases": np.array(layer.bias_names, dtype=object)}
+        self.value_names = {"pre_activation": layer.pre_activation_names,
+                            "activation": layer.activation_names}
+
+    def forward(self, x, p):
+        w, b = p["weights"], p["biases"]  # (V, units, n_in), (V, units)
+        z = _matmul(x, np.swapaxes(w, -1, -2))
+        z += b[:, None, :]
+        a = ACTIVATIONS[self.activation].forward(z, self.slope)
+        return z, a, None
+
+    def backward(self, x, p, delta, need_input_grad, cache=None):
+        """delta = ∂L/∂z (V, B, units) → parameter gradients and ∂L/∂x."""
+        if delta.shape[1] == 1:  # one example: an outer product (BLAS is slow with K = 1)
+            gw = np.einsum("vbj,vbi->vji", delta, x)
+        else:
+            gw = _matmul(np.swapaxes(delta, -1, -2), x)
+        grads = {"weights": gw, "biases": delta.sum(axis=1)}
+        gx = _matmul(delta, p["weights"]) if need_input_grad else None
+        return grads, gx

@@ -1,0 +1,218 @@
+"""Activation functions, one entry each: everything particular to one function in one place.
+
+An entry holds its forward expression in SymPy (SymPy derives every partial of the
+graph from it), the same function and its backward product in NumPy (the fast path),
+how a worked solution writes it, and what is particular to it elsewhere: the slips a
+student makes in its derivative (verify.py) and when a drawn exercise makes it useless
+(a saturated or dead unit, sheet.py). ``ACTIVATIONS`` maps the spec's name to the entry.
+
+tests/test_architecture.py checks every entry's NumPy backward against SymPy's
+derivative of its expression.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import sympy as sp
+
+ACTIVATIONS: dict[str, "Activation"] = {}
+
+
+def register(cls):
+    """Add an entry (a class, instantiated once) to ACTIVATIONS under its name."""
+    ACTIVATIONS[cls.name] = cls()
+    return cls
+
+
+class Activation:
+    """out_j = f(y)_j for the pre-activations y of one layer.
+
+    ``display`` is how the course writes f applied to its argument (LaTeX, ``{arg}``
+    the argument, ``{index}`` the unit), None when nothing is applied."""
+
+    name: str
+    display: str | None
+    elementwise = True  # out_j depends on y_j alone (a diagonal Jacobian)
+    degenerate_reason = ""  # why a unit makes a poor exercise, when degenerate() says so
+
+    def expression(self, ys: list[sp.Symbol], j: int, negative_slope: float = 0.01) -> sp.Expr:
+        """out_j in the symbols ys of the layer's pre-activations."""
+        return self.unit(ys[j], negative_slope)
+
+    def unit(self, y: sp.Symbol, negative_slope: float) -> sp.Expr:
+        raise NotImplementedError
+
+    def forward(self, z, negative_slope: float = 0.01):
+        """f(z) over the last axis of a NumPy array (units)."""
+        raise NotImplementedError
+
+    def backward(self, z, a, grad_a, negative_slope: float = 0.01):
+        """∂L/∂z from ∂L/∂a, with a = f(z)."""
+        raise NotImplementedError
+
+    def wrong_derivatives(self, y: sp.Symbol) -> list[tuple[str, str, sp.Expr]]:
+        """(the slip as written, the right derivative as written, the slip as an expression
+        of y): what a student writes for f'(y) by mistake (verify.py replays them)."""
+        return []
+
+    def degenerate(self, z, a, saturation: float):
+        """Per variant (axis 0 of z and a: variant, example, units…), whether a drawn
+        exercise has a useless unit here (saturated, dead); None when it cannot."""
+        return None
+
+
+def sigmoid(z):
+    """σ(z) without overflow: e^{-|z|} never exceeds 1."""
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1.0, e) / (1.0 + e)
+
+
+def softplus(z):
+    """ln(1 + e^z), stable for large |z|."""
+    return np.logaddexp(0.0, z)
+
+
+def log_sum_exp(z):
+    top = z.max(axis=-1, keepdims=True)
+    return top[..., 0] + np.log(np.exp(z - top).sum(axis=-1))
+
+
+def _over_units(mask):
+    """Any unit of any example, per variant."""
+    return mask.any(axis=tuple(range(1, mask.ndim)))
+
+
+@register
+class Identity(Activation):
+    name = "identity"
+    display = None
+
+    def unit(self, y, negative_slope):
+        return y
+
+    def forward(self, z, negative_slope=0.01):
+        return z
+
+    def backward(self, z, a, grad_a, negative_slope=0.01):
+        return grad_a
+
+
+@register
+class Sigmoid(Activation):
+    name = "sigmoid"
+    display = r"\sigma\left({arg}\right)"
+    degenerate_reason = "saturated sigmoid"
+
+    def unit(self, y, negative_slope):
+        return 1 / (1 + sp.exp(-y))
+
+    def forward(self, z, negative_slope=0.01):
+        return sigmoid(z)
+
+    def backward(self, z, a, grad_a, negative_slope=0.01):
+        e = np.exp(-np.abs(z))  # σ'(z) = e^{-|z|}/(1+e^{-|z|})², exact in both tails
+        return grad_a * (e / (1.0 + e) ** 2)
+
+    def wrong_derivatives(self, y):
+        s = self.unit(y, 0.0)
+        right = "σ(y)(1−σ(y))"
+        return [("σ(y)", right, s), ("y(1−y)", right, y * (1 - y)),
+                ("σ(y)(1+σ(y))", right, s * (1 + s)), ("1−σ(y)", right, 1 - s)]
+
+    def degenerate(self, z, a, saturation):
+        return _over_units((a < saturation) | (a > 1 - saturation))
+
+
+@register
+class Tanh(Activation):
+    name = "tanh"
+    display = r"\tanh\left({arg}\right)"
+    degenerate_reason = "saturated tanh"
+
+    def unit(self, y, negative_slope):
+        return sp.tanh(y)
+
+    def forward(self, z, negative_slope=0.01):
+        return np.tanh(z)
+
+    def backward(self, z, a, grad_a, negative_slope=0.01):
+        return grad_a * (1.0 - a * a)
+
+    def wrong_derivatives(self, y):
+        right = "1−tanh²(y)"
+        return [("tanh(y)", right, sp.tanh(y)), ("1−y²", right, 1 - y ** 2),
+                ("1−tanh(y)", right, 1 - sp.tanh(y)), ("1+tanh²(y)", right, 1 + sp.tanh(y) ** 2)]
+
+    def degenerate(self, z, a, saturation):
+        return _over_units(np.abs(a) > 1 - saturation)
+
+
+def _relu_slips(y):
+    """ReLU(y) written for its derivative (the step function)."""
+    return [("ReLU(y)", "1 if y > 0 else 0", sp.Piecewise((y, y > 0), (0, True)))]
+
+
+@register
+class ReLU(Activation):
+    """The symbolic Piecewise has derivative 0 at 0, as PyTorch."""
+
+    name = "relu"
+    display = r"\operatorname{{ReLU}}\left({arg}\right)"
+    degenerate_reason = "dead ReLU"
+
+    def unit(self, y, negative_slope):
+        return sp.Piecewise((y, y > 0), (0, True))
+
+    def forward(self, z, negative_slope=0.01):
+        return np.maximum(z, 0.0)  # the same values as np.where(z > 0, z, 0), 8x faster
+
+    def backward(self, z, a, grad_a, negative_slope=0.01):
+        return grad_a * (z > 0)
+
+    def wrong_derivatives(self, y):
+        return _relu_slips(y)
+
+    def degenerate(self, z, a, saturation):
+        dead = (z <= 0).all(axis=1)  # over the batch: (V, units or channels, …)
+        return dead.reshape(dead.shape[0], -1).any(axis=-1)
+
+
+@register
+class LeakyReLU(Activation):
+    name = "leaky_relu"
+    display = r"\operatorname{{LeakyReLU}}\left({arg}\right)"
+
+    def unit(self, y, negative_slope):
+        return sp.Piecewise((y, y > 0), (sp.Float(negative_slope) * y, True))
+
+    def forward(self, z, negative_slope=0.01):
+        if 0 <= negative_slope <= 1:  # max(z, αz) is z for z > 0 and αz otherwise
+            return np.maximum(z, negative_slope * z)
+        return np.where(z > 0, z, negative_slope * z)
+
+    def backward(self, z, a, grad_a, negative_slope=0.01):
+        return np.where(z > 0, grad_a, negative_slope * grad_a)
+
+    def wrong_derivatives(self, y):
+        return _relu_slips(y)
+
+
+@register
+class Softmax(Activation):
+    """out_j = e^{y_j} / Σ_k e^{y_k}: depends on the whole layer (non-diagonal Jacobian)."""
+
+    name = "softmax"
+    display = r"\operatorname{{softmax}}_{{{index}}}\left({arg}\right)"
+    elementwise = False
+
+    def expression(self, ys, j, negative_slope=0.01):
+        return sp.exp(ys[j]) / sp.Add(*[sp.exp(y) for y in ys])
+
+    def forward(self, z, negative_slope=0.01):
+        shifted = z - z.max(axis=-1, keepdims=True)
+        e = np.exp(shifted)
+        return e / e.sum(axis=-1, keepdims=True)
+
+    def backward(self, z, a, grad_a, negative_slope=0.01):
+        # Jacobian-vector product of the layer-wide softmax
+        return a * (grad_a - (grad_a * a).sum(axis=-1, keepdims=True))

@@ -1,0 +1,191 @@
+"""The interface every layer kind provides, and the registry from the spec's ``type`` to it.
+
+A layer kind is one module in this package (dense.py, conv2d.py, …) holding everything
+particular to it, as Keras holds a layer in one class: the kind is a dataclass, one
+instance per layer of a spec, whose methods serve each stage in turn. The stages
+(spec, graph, derivation, fastpath, document, diagram, sheet_spec, moodle) call these
+methods and never ask which kind a layer is.
+
+- spec stage: ``read`` (a classmethod) checks the layer's table with one-line located
+  errors and returns the layer, with its ``out_shape``; ``parameter_names``,
+  ``quantity_names``, ``outputs`` (what the next layer reads); ``sheet_blocks`` (a
+  classmethod) the shapes of the blocks a sheet template may draw whole.
+- graph stage: ``build`` adds the layer's nodes (SymPy expressions of their parents).
+- fast path: ``fast_kernel`` the NumPy forward and backward over a batch.
+- derivation: ``forms`` what the layer shows beyond the chain rule (conv: the gradients
+  as convolutions; pool: the routing), or None.
+- document: ``fragment`` the Jinja2 template of its parts (templates/layers/), its words
+  in ``templates/layers/<module>.<lang>.toml`` (merged into the phrase table);
+  ``summary``, ``network_part``, ``forward_part``, ``section``, ``after_part`` give
+  the parts, ``routed_gradient``/``gradient_source`` how the gradient reaching the
+  layer before is explained, ``short_summary`` one plain line (Moodle).
+- diagram: ``draw`` its part of the network figure (drawing.Sketch).
+
+A new kind: a module here with a registered dataclass, its template fragment and phrase
+files in templates/layers/; nothing else changes (see the README).
+"""
+
+from __future__ import annotations
+
+from ..activations import ACTIVATIONS
+from ..nodes import ACTIVATION
+from ..validate import flatten_names
+
+LAYER_KINDS: dict[str, type["Layer"]] = {}
+
+
+def register(*types: str):
+    """Class decorator: the kind reads the layers of these spec ``type`` values."""
+    def add(cls):
+        for name in types:
+            LAYER_KINDS[name] = cls
+        return cls
+    return add
+
+
+class Part:
+    """One piece of a worked solution that a kind's template fragment prints: the
+    fragment, its macro, and the macro's data as attributes (LaTeX, numbers as text)."""
+
+    def __init__(self, fragment: str, macro: str, **data):
+        self.fragment = fragment
+        self.macro = macro
+        self.__dict__.update(data)
+
+
+class Layer:
+    """Defaults shared by the kinds; each kind overrides what concerns it."""
+
+    index: int  # 1-based position among the spec's layers
+    kind: str  # the spec's type
+    out_shape: tuple  # the shape of what it computes: (units,) or (channels, rows, columns)
+    frozen: bool = False
+    fragment: str  # templates/layers/<module>.j2
+
+    # Spec stage --------------------------------------------------------------
+    @classmethod
+    def read(cls, raw: dict, place, index: int, in_shape, params) -> "Layer":
+        """The layer from its spec table (``raw`` at ``place``), checked; its parameters
+        are added to ``params`` (validate.ParameterTable)."""
+        raise NotImplementedError
+
+    def parameter_names(self) -> list[str]:
+        """Every parameter name, in the order the course derives them."""
+        return []
+
+    def quantity_names(self) -> list[str]:
+        """Every quantity it computes (a name may repeat)."""
+        return []
+
+    def outputs(self, inputs: list[str]) -> list[str]:
+        """The names the next layer reads, given the names this one reads."""
+        raise NotImplementedError
+
+    @classmethod
+    def sheet_blocks(cls, raw: dict, in_shape: tuple, place):
+        """({key: shape} of the blocks a sheet template may draw whole, the output shape),
+        or None when the sizes are not known from the table (sheet_spec.py)."""
+        return {}, in_shape
+
+    # Graph stage -------------------------------------------------------------
+    def build(self, graph, inputs: list[str]) -> list[str]:
+        """Add the layer's nodes to ``graph``; returns the names the next layer reads."""
+        raise NotImplementedError
+
+    # Fast path ---------------------------------------------------------------
+    def fast_kernel(self, in_shape: tuple):
+        """An object with ``forward(x, p)`` → (z, a, cache), ``backward(x, p, delta,
+        need_input_grad, cache)`` → (gradients by role, ∂L/∂x), ``names`` (role → array of
+        parameter names), ``value_names``, ``out_shape``, ``activation``, ``slope``."""
+        raise NotImplementedError
+
+    # Derivation --------------------------------------------------------------
+    def forms(self, spec, graph, example, inputs: list[str]):
+        """What the worked solution shows of this layer beyond the chain rule, or None."""
+        return None
+
+    # Document ----------------------------------------------------------------
+    def words(self, doc) -> dict:
+        """This kind's phrases in the document's language."""
+        return doc.t["layers"][self.kind]
+
+    def summary(self, doc) -> str | None:
+        """Its line in the network's summary."""
+        return None
+
+    def short_summary(self, network_words: dict) -> str:
+        """Its plain-text line in a Moodle question."""
+        return self.kind
+
+    def network_part(self, doc) -> Part | None:
+        """What "The network" shows of it beyond the parameters table."""
+        return None
+
+    def forward_part(self, doc, steps: list, values: dict) -> Part | None:
+        """Its forward pass; ``steps`` its derivation.ForwardSteps (a kind with none joins
+        the group of the layer before)."""
+        return None
+
+    def section(self, doc, section, example) -> dict:
+        """Its backward section: chain-rule steps, parts, updates (node by node)."""
+        return {"steps": [doc.chain(s, example.values) for s in section.steps], "parts": [],
+                # several examples: the updates follow their combination (template block batch)
+                "updates": ([doc.update(u) for u in section.updates]
+                            if len(doc.solution.examples) == 1 else [])}
+
+    def after_part(self, doc, before: dict, after: dict) -> Part | None:
+        """What "After the update" shows of it beyond the table of values."""
+        return None
+
+    def routed_gradient(self, doc, previous, section) -> list[Part] | None:
+        """How the gradient this layer sends back to ``previous``'s output is shown, when
+        this kind explains it itself (pooling: its routing); None: shown as grids."""
+        return None
+
+    def gradient_source(self, doc) -> Part | None:
+        """A part saying where the gradient of its input was computed, if this kind
+        computes it as a whole (conv: a full convolution) rather than cell by cell."""
+        return None
+
+    # Diagram -----------------------------------------------------------------
+    def draw(self, sketch) -> None:
+        """Its part of the network figure (drawing.Sketch)."""
+        raise NotImplementedError
+
+
+class ActivatedLayer(Layer):
+    """A layer of pre-activations followed by an activation of them (dense, conv2d); with
+    the identity (and no names of its own) the activations are the pre-activations."""
+
+    activation: str
+    negative_slope: float
+    pre_activation_names: list[str]
+    activation_names: list[str]
+
+    def quantity_names(self):
+        return self.pre_activation_names + self.activation_names
+
+    def outputs(self, inputs):
+        return list(self.activation_names)
+
+    def activate(self, graph) -> list[str]:
+        """The activation nodes, after the pre-activation nodes; the names the next layer
+        reads."""
+        if self.activation_names == self.pre_activation_names:  # identity: the output is z
+            return list(self.pre_activation_names)
+        activation = ACTIVATIONS[self.activation]
+        ys = [graph.symbol(name) for name in self.pre_activation_names]
+        for j, name in enumerate(self.activation_names):
+            graph.computed(name, ACTIVATION, activation.expression(ys, j, self.negative_slope),
+                           layer=self.index, activation=self.activation)
+        return list(self.activation_names)
+
+
+def units_then_bias(rows, biases) -> list[str]:
+    """Parameter names unit by unit (its weights, then its bias), as the course derives
+    them; a name shared by several units is listed once, after the last unit that uses it
+    (its gradient sums over all of them)."""
+    names = []
+    for k, row in enumerate(rows):
+        names += flatten_names(row) + ([biases[k]] if k < len(biases) else [])
+    return list(reversed(dict.fromkeys(reversed(names))))

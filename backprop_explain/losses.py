@@ -1,0 +1,211 @@
+"""Loss functions, one entry each: the terms in SymPy and NumPy, and what is particular to one.
+
+An entry holds its terms E_k as SymPy expressions of the outputs and targets (the total
+loss is Σ_k E_k; SymPy derives every partial), the same terms and ∂(Σ_k E_k)/∂out in
+NumPy (the fast path), the fused forms with an output activation that the fast path
+computes from the logits (log-softmax, log-sigmoid: no overflow, no ln 0), its formula as
+a worked solution writes it, the targets and output activation it accepts (spec.py), and
+the scale slips a student makes with it (verify.py). ``LOSSES`` maps the spec's name to
+the entry.
+
+tests/test_architecture.py checks every entry's NumPy gradient, fused forms included,
+against SymPy's derivative of its terms.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import sympy as sp
+
+from .activations import log_sum_exp, sigmoid, softplus
+
+LOSSES: dict[str, "Loss"] = {}
+
+
+def register(cls):
+    """Add an entry (a class, instantiated once) to LOSSES under its name."""
+    LOSSES[cls.name] = cls()
+    return cls
+
+
+class Loss:
+    name: str
+    display: str  # LaTeX of the loss over the outputs ŷ_k and targets y_k (phrases' {formula})
+    # Targets it accepts: (lowest, highest or None, as the error message says), or None
+    target_bounds: tuple[float, float | None, str] | None = None
+
+    def terms(self, outputs: list[sp.Symbol], targets: list[sp.Symbol]) -> list[sp.Expr]:
+        """E_k for each output k, so that the total loss is Σ_k E_k."""
+        raise NotImplementedError
+
+    def forward(self, out, t):
+        """The terms E_k in NumPy, over the last axis (outputs)."""
+        raise NotImplementedError
+
+    def gradient(self, out, t):
+        """∂(Σ_k E_k)/∂out in NumPy."""
+        raise NotImplementedError
+
+    # Fused forms: {output activation: method(z, out, t) -> (terms, ∂(Σ_k E_k)/∂z)}
+    fused: dict[str, str] = {}
+
+    def terms_and_delta(self, activation: str, z, out, t):
+        """(terms E_k, the gradient, whether it is with respect to z rather than out) for
+        the last layer's pre-activations z and outputs out = activation(z)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if activation in self.fused:
+                terms, delta = getattr(self, self.fused[activation])(z, out, t)
+                return terms, delta, True
+            return self.forward(out, t), self.gradient(out, t), False
+
+    def check_output(self, activation: str, place) -> None:
+        """The output layer's activation suits this loss (place: the loss's type)."""
+
+    def check_targets(self, targets: list[float], place) -> None:
+        """Targets this loss can take (place: the list of targets)."""
+        if self.target_bounds is None:
+            return
+        low, high, words = self.target_bounds
+        for k, t in enumerate(targets):
+            if t < low or (high is not None and t > high):
+                (place / k).fail(f"a target {words} for {self.name}, got {t}")
+
+    def slip_scales(self, outputs: int) -> list:
+        """Factors a student puts in or leaves out of this loss by mistake (verify.py)."""
+        return []
+
+
+@register
+class HalfSquaredError(Loss):
+    name = "half_squared_error"
+    display = r"\frac{1}{2}\sum_k (\hat{y}_k - y_k)^2"
+
+    def terms(self, outputs, targets):
+        return [sp.Rational(1, 2) * (o - t) ** 2 for o, t in zip(outputs, targets)]
+
+    def forward(self, out, t):
+        return 0.5 * (out - t) ** 2
+
+    def gradient(self, out, t):
+        return out - t
+
+    def slip_scales(self, outputs):
+        return [2, sp.Rational(1, 2)]
+
+
+@register
+class SquaredError(Loss):
+    name = "squared_error"
+    display = r"\sum_k (\hat{y}_k - y_k)^2"
+
+    def terms(self, outputs, targets):
+        return [(o - t) ** 2 for o, t in zip(outputs, targets)]
+
+    def forward(self, out, t):
+        return (out - t) ** 2
+
+    def gradient(self, out, t):
+        return 2.0 * (out - t)
+
+    def slip_scales(self, outputs):
+        return [2, sp.Rational(1, 2)]
+
+
+@register
+class MeanSquaredError(Loss):
+    name = "mean_squared_error"
+    display = r"\frac{1}{n}\sum_k (\hat{y}_k - y_k)^2"
+
+    def terms(self, outputs, targets):
+        n = len(outputs)
+        return [(o - t) ** 2 / n for o, t in zip(outputs, targets)]
+
+    def forward(self, out, t):
+        return (out - t) ** 2 / out.shape[-1]
+
+    def gradient(self, out, t):
+        return 2.0 * (out - t) / out.shape[-1]
+
+    def slip_scales(self, outputs):
+        return [2, sp.Rational(1, 2), outputs]
+
+
+@register
+class CrossEntropy(Loss):
+    name = "cross_entropy"
+    display = r"-\sum_k y_k \ln \hat{y}_k"
+    target_bounds = (0, None, ">= 0")
+    fused = {"softmax": "after_softmax", "sigmoid": "after_sigmoid"}
+
+    def terms(self, outputs, targets):
+        return [-t * sp.log(o) for o, t in zip(outputs, targets)]
+
+    def forward(self, out, t):
+        return -t * np.log(out)
+
+    def gradient(self, out, t):
+        return -t / out
+
+    def after_softmax(self, z, out, t):
+        log_softmax = z - log_sum_exp(z)[..., None]
+        return -t * log_softmax, out * t.sum(axis=-1, keepdims=True) - t
+
+    def after_sigmoid(self, z, out, t):
+        # -t ln σ(z) = t·softplus(-z); ∂/∂z = -t·σ(-z)
+        return t * softplus(-z), -t * sigmoid(-z)
+
+
+@register
+class SoftmaxCrossEntropy(Loss):
+    """-t_k ln softmax_k(z), on the logits z of an identity output layer."""
+
+    name = "softmax_cross_entropy"
+    display = r"-\sum_k y_k \ln \operatorname{softmax}_k(z)"
+    target_bounds = (0, None, ">= 0")
+    fused = {"identity": "on_logits"}
+
+    def terms(self, outputs, targets):
+        # -t_k ln softmax_k(z), written with the log-sum-exp of the logits z
+        log_sum_exp_z = sp.log(sp.Add(*[sp.exp(o) for o in outputs]))
+        return [-t * (o - log_sum_exp_z) for o, t in zip(outputs, targets)]
+
+    def forward(self, out, t):
+        return self.on_logits(out, out, t)[0]
+
+    def gradient(self, out, t):
+        return self.on_logits(out, out, t)[1]
+
+    def on_logits(self, z, out, t):
+        log_softmax = z - log_sum_exp(z)[..., None]
+        return -t * log_softmax, np.exp(log_softmax) * t.sum(axis=-1, keepdims=True) - t
+
+    def check_output(self, activation, place):
+        if activation != "identity":
+            place.fail("softmax_cross_entropy after a layer with activation = "
+                       f"\"identity\" (it applies the softmax itself), got {activation}")
+
+    def check_targets(self, targets, place):
+        super().check_targets(targets, place)
+        if abs(sum(targets) - 1) > 1e-9:
+            place.fail(f"targets summing to 1 (a probability distribution) for {self.name}, "
+                       f"got a sum of {sum(targets)}")
+
+
+@register
+class BinaryCrossEntropy(Loss):
+    name = "binary_cross_entropy"
+    display = r"-\sum_k \left(y_k \ln \hat{y}_k + (1 - y_k)\ln(1 - \hat{y}_k)\right)"
+    target_bounds = (0, 1, "between 0 and 1")
+    fused = {"sigmoid": "after_sigmoid"}
+
+    def terms(self, outputs, targets):
+        return [-(t * sp.log(o) + (1 - t) * sp.log(1 - o)) for o, t in zip(outputs, targets)]
+
+    def forward(self, out, t):
+        return -(t * np.log(out) + (1.0 - t) * np.log(1.0 - out))
+
+    def gradient(self, out, t):
+        return (1.0 - t) / (1.0 - out) - t / out
+
+    def after_sigmoid(self, z, out, t):
+        return t * softplus(-z) + (1.0 - t) * softplus(z), out - t

@@ -1,0 +1,233 @@
+"""Reading a spec document: positions for error messages, names, shared parameters.
+
+The helpers every part of the spec stage uses (spec.py, sheet_spec.py and each layer
+kind's reader in layers/): a Place knows where it is in the document, so every error
+names the file, the place in it (``layers[2].weights[0][1]``) and what was expected.
+
+Names of quantities are LaTeX-like strings (``wh_{1,1}``, ``out_{h1}``). They are
+written into LaTeX documents, so they are checked against a small safe grammar
+here: ASCII letters, digits and a few punctuation marks, whitelisted commands, and
+no ``^^`` (TeX reads ``^^5c`` as a backslash), so a name can never run a TeX command.
+PDF builds also forbid TeX to open any file outside its job (pdf.py), a second wall.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from .errors import SpecError
+from .escaping import visible
+from .limits import check_block
+
+# Greek letters and a few accents may appear in names; nothing else that starts with "\".
+_SAFE_COMMANDS = {
+    "alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta",
+    "vartheta", "iota", "kappa", "lambda", "mu", "nu", "xi", "pi", "rho", "sigma", "tau",
+    "upsilon", "phi", "varphi", "chi", "psi", "omega", "Gamma", "Delta", "Theta", "Lambda",
+    "Xi", "Pi", "Sigma", "Phi", "Psi", "Omega", "hat", "bar", "tilde", "mathrm", "prime",
+    "mathcal", "mathbf", "ell", "vec", "dot", "check",
+}
+_NAME_CHARS = re.compile(r"^[A-Za-z0-9_^{}(),.'+\-| ]*$")
+_COMMAND = re.compile(r"\\([A-Za-z]+)")
+# ^^ (TeX's character-code notation), or a ^/_ ending the name, which a "^" written after
+# the name in a document would turn into ^^.
+_TEX_CHAR_CODE = re.compile(r"\^\s*\^|[\^_]\s*$")
+
+class Place:
+    """A position in the spec document, for error messages."""
+
+    def __init__(self, source: str, path: str = ""):
+        self.source = source
+        self.path = path
+
+    def __truediv__(self, key) -> "Place":
+        if isinstance(key, int):
+            return Place(self.source, f"{self.path}[{key}]")
+        return Place(self.source, f"{self.path}.{key}" if self.path else str(key))
+
+    def fail(self, expected: str):
+        raise SpecError(self.source, self.path or "top level", expected)
+
+    def number(self, value) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.fail(f"a number, got {describe(value)}")
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond float's range
+            number = math.inf
+        if not math.isfinite(number):
+            self.fail(f"a finite number (at most about 1.8e308), got {describe(value)}")
+        return number
+
+    def integer(self, value, minimum: int = 1) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(f"a whole number, got {describe(value)}")
+        if value < minimum:
+            self.fail(f"a whole number >= {minimum}, got {describe(value)}")
+        return value
+
+    def choice(self, value, options) -> str:
+        if value not in options:
+            self.fail(f"one of {', '.join(options)}, got {describe(value)}")
+        return value
+
+    def table(self, value) -> dict:
+        if not isinstance(value, dict):
+            self.fail(f"a table, got {describe(value)}")
+        return value
+
+    def vector(self, value, length: int | None = None) -> list[float]:
+        if not isinstance(value, list):
+            self.fail(f"a list of numbers, got {describe(value)}")
+        if length is not None and len(value) != length:
+            self.fail(f"a list of {length} numbers, got {len(value)}")
+        return [(self / k).number(v) for k, v in enumerate(value)]
+
+    def array(self, value, shape: tuple[int, ...]):
+        """A nested list of numbers with exactly ``shape``; returns nested lists of floats."""
+        if not shape:
+            return self.number(value)
+        if not isinstance(value, list) or len(value) != shape[0]:
+            got = f"{len(value)} entries" if isinstance(value, list) else describe(value)
+            self.fail(f"{shape_words(shape)}, got {got}")
+        return [(self / k).array(v, shape[1:]) for k, v in enumerate(value)]
+
+    def name(self, value) -> str:
+        if not isinstance(value, str) or not value.strip():
+            self.fail(f"a name (text), got {describe(value)}")
+        check_name(value, self)
+        return value
+
+
+def describe(value) -> str:
+    """The value in an error message, on one line and short (texts cut at 80 characters,
+    huge whole numbers by their digit count)."""
+    if isinstance(value, str):
+        return f'the text "{visible(value[:80])}"' + ("…" if len(value) > 80 else "")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10 ** 15:
+        digits = len(str(abs(value))) if value.bit_length() < 14000 else "thousands of"
+        return f"a whole number of {digits} digits"
+    if isinstance(value, float) and math.isinf(value):
+        return "infinity" if value > 0 else "minus infinity"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a table"
+    return repr(value)
+
+
+def shape_words(shape) -> str:
+    return "a nested list of shape " + "×".join(str(s) for s in shape)
+
+
+def check_name(name: str, place: Place) -> None:
+    """Names go into LaTeX math: allow a safe alphabet, balanced braces, whitelisted commands."""
+    stripped = _COMMAND.sub("", name)
+    for command in _COMMAND.findall(name):
+        if command not in _SAFE_COMMANDS:
+            place.fail(f"a name without the TeX command \\{command} (only Greek letters "
+                       f"and accents such as \\hat, \\mathrm, \\mathcal are allowed), got {name!r}")
+    if not _NAME_CHARS.match(stripped):
+        place.fail("a name of letters, digits, _ ^ { } ( ) , . ' + - | and Greek letters, "
+                   f"got {name!r}")
+    if _TEX_CHAR_CODE.search(name):
+        # TeX's input reads ^^5c as "\\" and ^^M as a return: a command in disguise.
+        place.fail(f"a name without ^^ or a ^ or _ at its end, got {name!r}")
+    depth = 0
+    for char in name:
+        depth += {"{": 1, "}": -1}.get(char, 0)
+        if depth < 0:
+            break
+    if depth != 0:
+        place.fail(f"a name with balanced braces, got {name!r}")
+
+
+def expand_names(given, place: Place, shape: tuple[int, ...], letters: str,
+                 default: str, layer: int | None = None):
+    """Names of a block of quantities: a pattern with placeholders, or a nested list.
+
+    ``letters`` names the placeholder of each axis (e.g. "ji" for weights[unit][input]);
+    indices in patterns start at 1.
+    """
+    if given is None:
+        given = default
+    check_block(place, shape)
+    if isinstance(given, str):
+        # Checked as filled in (placeholders become digits): a stray # is refused too.
+        placeholders = letters + ("l" if layer is not None else "")
+        place.name(re.sub(f"#[{placeholders}]", "1", given) if placeholders else given)
+        return _fill_pattern(given, shape, letters, layer)
+    if isinstance(given, list):
+        def walk(value, sub_place, sub_shape):
+            if not sub_shape:
+                return sub_place.name(value)
+            if not isinstance(value, list) or len(value) != sub_shape[0]:
+                sub_place.fail(f"{shape_words(sub_shape)} of names")
+            return [walk(v, sub_place / k, sub_shape[1:]) for k, v in enumerate(value)]
+        return walk(given, place, shape)
+    place.fail("a name pattern such as \"w_{#j,#i}\" or a nested list of names")
+
+
+def _fill_pattern(pattern: str, shape, letters: str, layer):
+    def fill(prefix_indices, depth):
+        if depth == len(shape):
+            name = pattern
+            if layer is not None:
+                name = name.replace("#l", str(layer))
+            for letter, index in zip(letters, prefix_indices):
+                name = name.replace("#" + letter, str(index + 1))
+            return name
+        return [fill(prefix_indices + (k,), depth + 1) for k in range(shape[depth])]
+    return fill((), 0)
+
+
+def flatten_names(nested) -> list[str]:
+    if isinstance(nested, list):
+        return [name for item in nested for name in flatten_names(item)]
+    return [nested]
+
+
+class ParameterTable:
+    """Collects parameters; one name used in several places is one shared parameter."""
+
+    def __init__(self):
+        self.values: dict[str, float] = {}
+        self.places: dict[str, Place] = {}
+
+    def add(self, names, values, place: Place):
+        if isinstance(names, list):
+            for k, (n, v) in enumerate(zip(names, values)):
+                self.add(n, v, place / k)
+            return
+        if names in self.values and self.values[names] != values:
+            place.fail(f"the value {self.values[names]} given for the shared parameter "
+                       f"{names} at {self.places[names].path}, got {values}")
+        self.values.setdefault(names, values)
+        self.places.setdefault(names, place)
+
+
+def only(table: dict, allowed: set, place: Place):
+    """Every key of ``table`` is one of ``allowed``."""
+    for key in table:
+        if key not in allowed:
+            (place / key).fail(f"one of the keys {', '.join(sorted(allowed))}")
+
+
+def infer_shape(values) -> tuple[int, ...]:
+    """The shape of nested lists, read along the first entries."""
+    shape = []
+    while isinstance(values, list):
+        shape.append(len(values))
+        values = values[0] if values else None
+    return tuple(shape)
+
+
+# Sheet templates (sheet_spec.py): a draw table stands where numbers are expected
+DRAW_KINDS = ("uniform", "integers", "choice", "one_hot")
+
+
+def is_draw(value) -> bool:
+    return isinstance(value, dict) and any(kind in value for kind in DRAW_KINDS)
