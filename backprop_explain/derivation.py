@@ -8,6 +8,7 @@ already computed earlier in the solution.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import mpmath
@@ -20,7 +21,11 @@ from .nodes import ACTIVATION, INPUT, LEAF_KINDS, LOSS, LOSS_TERM, PRE_ACTIVATIO
 from .optimizers import OPTIMIZERS
 from .spec import NetworkSpec
 
-_PRECISION = 40  # decimal digits for evaluation; results are returned as float64
+# Decimal digits of the first evaluation; results are returned as float64. Every value is
+# evaluated at two precisions, doubled while they give different float64s (a difference of
+# nearly equal terms, as σ − σ² at z = 1000, needs hundreds of digits), up to the last.
+_PRECISION = 40
+_MAX_PRECISION = 2560
 
 
 # ---------------------------------------------------------------------------
@@ -28,7 +33,8 @@ _PRECISION = 40  # decimal digits for evaluation; results are returned as float6
 
 
 class NumericGraph:
-    """Compiled forward expressions and local partials of a graph, evaluated in mpmath."""
+    """Compiled forward expressions and local partials of a graph, evaluated in mpmath
+    until two precisions agree: every float64 it returns is the true value, rounded."""
 
     def __init__(self, graph: Graph):
         self.graph = graph
@@ -45,52 +51,98 @@ class NumericGraph:
                 partial = graph.local_partial(node.name, parent)
                 self._partials[(node.name, parent)] = (
                     partial, sp.lambdify(args, partial, modules="mpmath"))
+        self._last = (None, None)  # the floats a method returned, and their exact values
+        self._last_partials = (None, None)
 
-    def forward(self, leaves: dict[str, float]) -> dict[str, float]:
-        values = dict(leaves)
-        with mpmath.workdps(_PRECISION):
+    def forward(self, leaves: dict[str, float], finite: bool = True) -> dict[str, float]:
+        """Every node's value; ``finite=False``: a value beyond float64's range is inf (the
+        loss after too large a step: a divergence the document says in words)."""
+        def compute():
             exact = {k: mpmath.mpf(v) for k, v in leaves.items()}
             for name, function in self._forward.items():
                 exact[name] = _evaluate(function, self.graph.nodes[name], exact)
-                values[name] = float(exact[name])
-        # partial_values() of these very values reuses the 40-digit ones: a sigmoid that
+            return exact
+        values, exact = _settled(compute, lambda name: name, finite)
+        # partial_values() of these very values reuses the exact ones: a sigmoid that
         # rounds to 1.0 in float64 still has 1 - σ > 0 there.
         self._last = (values, exact)
         return values
 
     def partial_values(self, values: dict[str, float]) -> dict[tuple[str, str], float]:
         """Every local partial ∂child/∂parent at the given values (after forward())."""
-        out = {}
-        with mpmath.workdps(_PRECISION):
-            last = getattr(self, "_last", (None, None))
-            if last[0] is values:
-                exact = last[1]
-            else:
-                exact = {k: mpmath.mpf(v) for k, v in values.items()}
-            for (child, parent), (_, function) in self._partials.items():
-                out[(child, parent)] = float(
-                    _evaluate(function, self.graph.nodes[child], exact))
-        return out
+        last, exact = self._last
+        if last is not values:
+            exact = {k: mpmath.mpf(v) for k, v in values.items()}
+
+        def compute():
+            return {(child, parent): _evaluate(function, self.graph.nodes[child], exact)
+                    for (child, parent), (_, function) in self._partials.items()}
+        partials, exact_partials = _settled(compute, lambda key: f"∂{key[0]}/∂{key[1]}")
+        self._last_partials = (partials, exact_partials)
+        return partials
 
     def partial_expr(self, child: str, parent: str) -> sp.Expr:
         return self._partials[(child, parent)][0]
 
     def backward(self, partials: dict[tuple[str, str], float]) -> dict[str, float]:
-        """∂E/∂node for every node: one reverse sweep, summing over every child."""
+        """∂E/∂node for every node: one reverse sweep, summing over every child (from the
+        exact partials when ``partials`` is what partial_values() returned: a product of a
+        huge and a tiny local partial stays exact)."""
         graph = self.graph
-        adjoint = {name: 0.0 for name in graph.nodes}
-        adjoint[graph.loss.name] = 1.0
-        with mpmath.workdps(_PRECISION):
+        last, exact_partials = self._last_partials
+        if last is not partials:
+            exact_partials = {key: mpmath.mpf(v) for key, v in partials.items()}
+
+        def compute():
             exact = {name: mpmath.mpf(0) for name in graph.nodes}
             exact[graph.loss.name] = mpmath.mpf(1)
             for name in reversed(list(graph.nodes)):
-                node = graph.nodes[name]
-                for parent in node.parents:
-                    if (name, parent) in partials:
-                        exact[parent] += exact[name] * partials[(name, parent)]
-            for name in graph.nodes:
-                adjoint[name] = float(exact[name])
-        return adjoint
+                for parent in graph.nodes[name].parents:
+                    if (name, parent) in exact_partials:
+                        exact[parent] += exact[name] * exact_partials[(name, parent)]
+            return exact
+        adjoints, _ = _settled(compute, lambda name: f"∂{graph.loss.name}/∂{name}")
+        return adjoints
+
+
+def _settled(compute, label, finite: bool = True):
+    """``compute()`` (a dict of mpmath numbers) at doubling precisions until two successive
+    ones round to the same float64s: (those floats, the exact values). A value outside its
+    function's domain at every precision (σ(1000) is 1 to 40 digits: ln(1 − σ) needs
+    more), one that never settles, or (``finite``) one beyond float64's range, is a
+    DomainError (``label(key)`` names it)."""
+    precision, previous, failure = _PRECISION, None, None
+    while True:
+        try:
+            with mpmath.workdps(precision):
+                exact = compute()
+        except DomainError as err:
+            exact, previous, failure = None, None, err
+        if exact is not None:
+            floats = {key: float(value) for key, value in exact.items()}
+            unsettled = [key for key, value in floats.items()
+                         if previous is not None and not _same_float(value, previous[key])]
+            if previous is not None and not unsettled:
+                break
+            previous = floats
+        if precision >= _MAX_PRECISION:
+            if exact is None or not unsettled:
+                raise failure
+            raise DomainError(f"{label(unsettled[0])} cannot be computed to double precision "
+                              f"even with {precision} digits (terms too far apart: use smaller "
+                              f"weights or inputs)")
+        precision *= 2
+    for key, value in floats.items() if finite else ():
+        if math.isinf(value):  # finite in mpmath (DomainError otherwise), not in float64
+            raise DomainError(
+                f"{label(key)} = {mpmath.nstr(exact[key], 4)} is beyond double precision "
+                f"(about 1.8e308), so it cannot be written out: a saturated softmax or sigmoid "
+                f"(logits far apart) or an overflow; use smaller weights or inputs")
+    return floats, exact
+
+
+def _same_float(a: float, b: float) -> bool:
+    return a == b or abs(a - b) <= 1e-14 * max(abs(a), abs(b))
 
 
 def _evaluate(function, node, env):
@@ -103,7 +155,8 @@ def _evaluate(function, node, env):
         args = ", ".join(f"{p} = {float(mpmath.re(env[p])):.6g}" for p in node.parents
                          if p in env)
         raise DomainError(f"{node.name} = {sp.sstr(node.expr)} has no real finite value "
-                          f"at {args} (ln of a value <= 0, a division by 0, or an overflow)")
+                          f"at {args} (ln of a value <= 0, a division by 0, an overflow, or a "
+                          f"value too close to such a point even to {mpmath.mp.dps} digits)")
     return value
 
 
@@ -399,7 +452,7 @@ def _derive(spec: NetworkSpec, numeric: NumericGraph | None) -> Solution:
     forward_after = []
     losses_after = []
     for example in spec.examples:
-        values = numeric.forward(leaf_values(spec, after, example))
+        values = numeric.forward(leaf_values(spec, after, example), finite=False)
         forward_after.append(forward_steps(graph, values))
         losses_after.append(values[graph.loss.name])
     return Solution(spec, graph, examples, loss, gradients, updates, after, forward_after,

@@ -198,6 +198,9 @@ def _read_input_shape(inputs: dict, place: Place):
         shape = tuple((sp / k).integer(v) for k, v in enumerate(shape))
     elif isinstance(values, list):
         shape = infer_shape(values)
+        if 0 in shape:  # [] or [[]]: no input at all
+            (place / "values").fail("a non-empty list of input numbers (rows of numbers for an "
+                                    "image), got an empty list")
         if len(shape) == 2:  # a single-channel image given as rows
             shape = (1,) + shape
     elif "size" in inputs:

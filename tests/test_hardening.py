@@ -6,6 +6,7 @@ whole-or-nothing files even when a real SIGTERM or SIGINT arrives mid-run."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import signal
@@ -253,6 +254,51 @@ def test_divergence_is_said_where_it_happens_and_json_stays_valid(tmp_path):
     for fmt in ("md", "tex"):
         result = run("explain", one, "--format", fmt)
         assert result.exit_code == 0 and "overflows after this step" in result.stdout
+
+
+def softmax_spec(logit, targets, loss="cross_entropy"):
+    return {"inputs": {"values": [1.0]},
+            "layers": [{"type": "dense", "units": 2, "activation": "softmax",
+                        "weights": [[logit], [0.0]], "biases": [0.0, 0.0]}],
+            "loss": {"type": loss, "targets": targets}, "training": {"learning_rate": 0.5}}
+
+
+def test_a_softmax_logit_of_1000_gives_true_numbers_or_one_line(tmp_path):
+    # Weights 1000 and 0: a = (1 − q, q) with q = e^-1000/(1 + e^-1000) ≈ 5e-435, which
+    # float64 rounds to 0; E = −ln(1 − q) ≈ q; ∂E/∂z = a − t ≈ (−q, q): every number 0.
+    spec = write(tmp_path, softmax_spec(1000.0, [1.0, 0.0]))
+    result = run("explain", spec, "--format", "json")
+    assert result.exit_code == 0 and result.stderr == ""
+    data = json.loads(result.stdout)
+    assert data["loss"] == 0.0 and set(data["gradients"].values()) == {0.0}
+    assert data["updated"]["w^{(1)}_{1,1}"] == 1000.0
+    text = run("explain", spec).stdout
+    assert "nan" not in text.lower() and "∞" not in text and "infty" not in text
+    # Targets (0, 1): ∂E₂/∂a₂ = −1/q ≈ −2e434 is no float64: said in one line, not "nan".
+    other = write(tmp_path, softmax_spec(1000.0, [0.0, 1.0]), "other.json")
+    line = refused(run("explain", other), "∂E_{2}/∂a^{(1)}_{2} = -1.97e+434",
+                   "beyond double precision", "smaller weights")
+    assert "nan" not in line
+
+
+def test_nearly_equal_terms_are_evaluated_until_their_difference_is_exact():
+    # ∂a₁/∂z₁ of a softmax, as SymPy derives it (e^z₁/S − e^2z₁/S²), cancels to e^-100 at
+    # z = (100, 0): 40 digits gave 1.15e-41, 300 times the true gradient. Independent form:
+    # half squared error with targets 0, ∂E/∂z₁ = a₁·q·(a₁ − q), q = a₂ = 1 − a₁.
+    from backprop_explain.api import solve
+    solution = solve(softmax_spec(100.0, [0.0, 0.0], "half_squared_error"))
+    q = math.exp(-100) / (1 + math.exp(-100))
+    a1 = 1 / (1 + math.exp(-100))
+    assert solution.gradients["w^{(1)}_{1,1}"] == pytest.approx(a1 * q * (a1 - q), rel=1e-12)
+    assert solution.gradients["w^{(1)}_{2,1}"] == pytest.approx(-a1 * q * (a1 - q), rel=1e-12)
+
+
+def test_empty_input_values_are_bad_input(tmp_path):
+    for values in ([], [[]]):
+        spec = write(tmp_path, {"inputs": {"values": values},
+                                "layers": [{"type": "dense", "units": 1, "weights": [[]]}],
+                                "loss": {"type": "half_squared_error", "targets": [1.0]}})
+        refused(run("explain", spec), "inputs.values", "a non-empty list")
 
 
 # ---------------------------------------------------------------------------
