@@ -95,10 +95,10 @@ def main():
 @click.option("--decimal-comma/--decimal-point", default=None,
               help="Decimal separator (default: comma in French, point in English).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to FILE, not stdout.")
-@click.option("--steps", type=click.IntRange(1, 1_000_000),
+@click.option("--steps", type=click.IntRange(1),
               help="SGD steps to run (default: training.steps of SPEC, 1); the first is "
                    "derived in full, the loss history ends the document.")
-@click.option("--epochs", type=click.IntRange(1, 100_000),
+@click.option("--epochs", type=click.IntRange(1),
               help="Passes over SPEC's examples instead of --steps (training.epochs).")
 @click.option("--batch-size", type=click.IntRange(1),
               help="Examples per step, taken in order (default: training.batch_size, or all).")
@@ -163,7 +163,7 @@ def keys(spec, lang):
 
 @main.command()
 @click.argument("template", type=click.Path(dir_okay=False))
-@click.option("--variants", type=click.IntRange(1, 100000), default=1, show_default=True,
+@click.option("--variants", type=click.IntRange(1), default=1, show_default=True,
               help="How many variants to draw.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the draws: the same template and seed give the same files.")

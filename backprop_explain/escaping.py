@@ -41,6 +41,7 @@ def md_code(text) -> str:
 _TEX_SPECIALS = {
     "\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&", "#": r"\#",
     "^": r"\textasciicircum{}", "_": r"\_", "~": r"\textasciitilde{}", "%": r"\%",
+    "`": r"\textasciigrave{}",  # else TeX prints an opening quote
 }
 
 

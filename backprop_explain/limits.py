@@ -49,7 +49,14 @@ MAX_ANSWERS = 10_000
 
 def refuse(source, place, expected: str, got: int, way_out: str):
     """The one-line error of a limit: what is allowed, what was asked, the way out."""
-    raise SpecError(source, place, f"{expected}, got {got:,} (the limit: {way_out})")
+    raise SpecError(source, place, f"{expected}, got {amount(got)} (the limit: {way_out})")
+
+
+def amount(count: int) -> str:
+    """A count for an error message: 1,234,567, or its size when it has 16 digits or more."""
+    if count < 10 ** 15:
+        return f"{count:,}"
+    return f"a number of about {int(count.bit_length() * math.log10(2)) + 1:,} digits"
 
 
 def check_block(place, shape) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 from .activations import ACTIVATIONS as ACTIVATION_ENTRIES
 from .errors import SpecError
 from .layers import LAYER_KINDS, LAYER_TYPES
-from .limits import MAX_DEPTH, check_depth
+from .limits import MAX_DEPTH, check_block, check_depth
 from .losses import LOSSES as LOSS_ENTRIES
 from .optimizers import OPTIMIZERS
 from .validate import (ParameterTable, Place, describe, expand_names, flatten_names, infer_shape,
@@ -209,6 +209,7 @@ def _read_input_shape(inputs: dict, place: Place):
         place.fail("inputs.values (a list of numbers) or inputs.shape")
     if len(shape) not in (1, 3):
         place.fail("a vector of inputs or an image [channels][rows][columns]")
+    check_block(place / ("shape" if "shape" in inputs else "values"), shape)
     count = math.prod(shape)
     names = inputs.get("names")
     if len(shape) == 1:

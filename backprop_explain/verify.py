@@ -761,7 +761,7 @@ def render_verification(result: Verification, fmt: str = "text", lang: str = "en
              "first_wrong": c.first_wrong} for c in result.checks]
     by = {s: [r for r in rows if r["status"] == s] for s in STATUSES}
     text = environment().get_template(_TEMPLATES[fmt]).render(
-        t=t, rows=rows, counts=result.counts, title=result.spec.title or result.spec.source,
+        t=t, rows=rows, counts=result.counts, title=visible(result.spec.title or result.spec.source),
         first=next((r for r in rows if r["first_wrong"]), None), wrong=by["wrong"],
         consistent=by["consistent"], unknown=by["unknown_key"], round_to=result.round_to)
     return re.sub(r"\n{3,}", "\n\n", text).lstrip("\n")

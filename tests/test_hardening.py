@@ -125,7 +125,7 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path):
     (lambda d: d["layers"][0].update(units=200, weights=[[0.1] * 3] * 200, biases=[0] * 200,
                                      names={}) or d["layers"][1].update(
         weights=[[0.1] * 200] * 2, names={}), ["local partials", "api.evaluate"]),
-    (lambda d: d.update(examples=[{"inputs": [0.1, 0.2, 0.3], "targets": [1, 0]}] * 100000),
+    (lambda d: d.update(examples=[{"inputs": [0.1, 0.2, 0.3], "targets": [1, 0]}] * 1000),
      ["examples derived in full", "batch_size"]),
 ])
 def test_what_cannot_finish_is_refused_at_once(tmp_path, change, words):
@@ -349,6 +349,8 @@ def test_titles_in_markdown_latex_svg_and_moodle(tmp_path, title):
     assert not re.search("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe]", md.stdout)
     tex = run("explain", write(tmp_path, data), "--format", "tex").stdout
     assert "^^" not in tex and not re.search("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe]", tex)
+    heading = next(line for line in tex.splitlines() if line.startswith("\\section*{"))
+    assert "`" not in heading  # TeX would print an opening quote
     template = example(SHEET)
     template["title"] = title
     out = tmp_path / "quiz"
@@ -360,10 +362,28 @@ def test_titles_in_markdown_latex_svg_and_moodle(tmp_path, title):
         if text.text:  # the question's HTML
             assert "<script" not in text.text and "onerror" not in text.text.replace(
                 "onerror=alert(1)&gt;", "")
+            # Free text: MathJax (a \href{javascript:…}) and link filters leave it alone.
+            assert '<span class="nolink tex2jax_ignore mathjax_ignore">' in text.text
     svg_out = tmp_path / "md"
     assert run("sheet", write(tmp_path, template, "t.json"), "-o", svg_out).exit_code == 0
     for svg in svg_out.glob("*.svg"):
         ET.parse(svg)
+
+
+def test_a_title_reaches_the_terminal_without_control_characters(tmp_path):
+    data = example()
+    data["title"] = "\x1b[2J\x1b]0;pwned\x07 title\r\nnext"
+    result = run("verify", write(tmp_path, data), ANSWERS)
+    assert result.exit_code in (0, 1)
+    assert "\x1b" not in result.stdout and "\x07" not in result.stdout
+    assert "title" in result.stdout.splitlines()[0] and "next" in result.stdout.splitlines()[0]
+
+
+def test_limits_given_on_the_command_line_are_one_line():
+    refused(run("explain", EXAMPLE, "--epochs", str(10 ** 30)), "100,000 SGD steps",
+            "about 31 digits", "fewer steps or epochs")
+    refused(run("sheet", SHEET, "--variants", str(10 ** 6), "-o", "unused"),
+            "10,000 variants", "several sheets")
 
 
 # ---------------------------------------------------------------------------
@@ -404,7 +424,6 @@ def test_sigterm_during_a_pdf_build_removes_its_temporary_directory(tmp_path):
         pytest.skip("no LaTeX engine; CI installs one")
     temp = tmp_path / "tmp"
     temp.mkdir()
-    os.environ["TMPDIR_FOR_TEST"] = str(temp)
     env = dict(os.environ, TMPDIR=str(temp))
     process = subprocess.Popen([sys.executable, "-m", "backprop_explain.cli", "explain", EXAMPLE,
                                 "--format", "pdf", "-o", str(tmp_path / "out.pdf")],
