@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .errors import SpecError
 from .limits import MAX_DEPTH, check_answers, check_depth
-from .spec import read_document
+from .spec import read_document, read_text
 
 FORMATS = ("toml", "json", "csv", "md")
 _SUFFIXES = {".toml": "toml", ".json": "json", ".csv": "csv", ".md": "md",
@@ -75,11 +75,7 @@ def parse_number(text: str) -> tuple[Decimal, bool] | None:
 def read_answers(path, fmt: str | None = None) -> list[Answer]:
     """Every answer of a file, in the order written. Bad input raises SpecError."""
     source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise SpecError(source, "", f"a readable UTF-8 answers file ({err.__class__.__name__}: "
-                                    f"{getattr(err, 'strerror', None) or err})") from None
+    text = read_text(path, "answers file")
     if fmt is None:
         fmt = _SUFFIXES.get(Path(path).suffix.lower())
         if fmt is None:

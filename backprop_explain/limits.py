@@ -17,6 +17,8 @@ import math
 
 from .errors import SpecError
 
+# Bytes of an input file (spec, template, answers): TOML is read at about 1 MB/s.
+MAX_FILE_BYTES = 8_000_000
 # Lists or tables nested in a spec, template or answers file (a spec needs 5: filters
 # [out][in][row][column]); every stage walks documents recursively.
 MAX_DEPTH = 32

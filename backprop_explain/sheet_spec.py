@@ -205,7 +205,7 @@ def _block_shapes(data: dict, source: str) -> dict:
     shape = _input_shape(inputs)
     if shape:
         shapes["inputs.values"] = shape
-    for k, layer in enumerate(data.get("layers") or []):
+    for k, layer in enumerate(_list(data.get("layers"))):
         if not isinstance(layer, dict) or shape is None:
             break
         where = f"layers[{k}]"
@@ -220,12 +220,17 @@ def _block_shapes(data: dict, source: str) -> dict:
         if shape is not None and len(shape) == 1:
             shapes["loss.targets"] = shape
     in_shape = _input_shape(inputs)
-    for k, _ in enumerate(data.get("examples") or []):
+    for k, _ in enumerate(_list(data.get("examples"))):
         if in_shape:
             shapes[f"examples[{k}].inputs"] = in_shape
         if "loss.targets" in shapes:
             shapes[f"examples[{k}].targets"] = shapes["loss.targets"]
     return shapes
+
+
+def _list(value) -> list:
+    """``value`` if it is a list, else nothing to follow (the spec stage says what is wrong)."""
+    return value if isinstance(value, list) else []
 
 
 def _input_shape(inputs: dict):

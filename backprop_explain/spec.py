@@ -20,7 +20,7 @@ from typing import Any
 from .activations import ACTIVATIONS as ACTIVATION_ENTRIES
 from .errors import SpecError
 from .layers import LAYER_KINDS, LAYER_TYPES
-from .limits import MAX_DEPTH, check_block, check_depth
+from .limits import MAX_DEPTH, MAX_FILE_BYTES, check_block, check_depth
 from .losses import LOSSES as LOSS_ENTRIES
 from .optimizers import OPTIMIZERS
 from .validate import (ParameterTable, Place, describe, expand_names, flatten_names, infer_shape,
@@ -99,11 +99,24 @@ def as_spec(spec) -> NetworkSpec:
 def read_file(path) -> dict:
     """The parsed contents of a ``.toml`` or ``.json`` file, with one-line errors."""
     path = Path(path)
+    return read_document(read_text(path), str(path), path.suffix.lstrip(".").lower())
+
+
+def read_text(path, what: str = "file") -> str:
+    """The UTF-8 text of an input file (spec, template, answers: ``what``), read only up to
+    limits.MAX_FILE_BYTES: a bigger file, or a device that never ends, is refused at once."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
     except OSError as err:
-        raise SpecError(path, "", f"cannot read the file ({err.strerror})") from None
-    return read_document(text, str(path), path.suffix.lstrip(".").lower())
+        raise SpecError(path, "", f"cannot read the {what} ({err.strerror or err})") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise SpecError(path, "", f"at most {MAX_FILE_BYTES // 1_000_000} MB in the {what} (the "
+                                  f"limit: a smaller file; TOML is read at about 1 MB/s)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise SpecError(path, f"byte {err.start + 1}", f"UTF-8 text in the {what}") from None
 
 
 def read_document(text: str, source: str, fmt: str, **options) -> dict:

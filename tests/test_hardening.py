@@ -150,6 +150,16 @@ def test_a_huge_template_block_is_refused_before_drawing(tmp_path):
     refused(run("sheet", template, "-o", tmp_path / "o"), "1,000,000 values")
 
 
+def test_a_huge_file_a_device_or_binary_is_refused_before_parsing(tmp_path):
+    big = tmp_path / "big.toml"  # 9 MB of TOML: about 9 s of parsing, refused unread
+    big.write_text('title = "x"\n' + "# padding\n" * 900_000)
+    refused(run("explain", big), "at most 8 MB in the file", "a smaller file")
+    refused(run("verify", EXAMPLE, "/dev/zero"), "at most 8 MB in the answers file")
+    binary = tmp_path / "b.json"
+    binary.write_bytes(b'{"title": "\xff\xfe"}')
+    refused(run("explain", binary), "byte 12", "UTF-8")
+
+
 def test_too_many_answers(tmp_path):
     answers = tmp_path / "a.csv"
     answers.write_text("".join(f"k{k},1\n" for k in range(limits.MAX_ANSWERS + 1)))
