@@ -16,7 +16,7 @@ import difflib
 import math
 import re
 from dataclasses import dataclass, field
-from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from functools import cached_property
 
 import sympy as sp
@@ -405,8 +405,10 @@ class Catalog:
 
 def round_half_up(value: float, decimals: int) -> float:
     """Rounded as a person rounds (0.125 → 0.13), not to even."""
-    quantum = Decimal(1).scaleb(-decimals)
-    return float(Decimal(repr(value)).quantize(quantum, rounding=ROUND_HALF_UP))
+    exact = Decimal(repr(value))
+    digits = exact.adjusted() + decimals + 2  # of the result: 1e300 to 15 decimals has 316
+    return float(exact.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP,
+                                context=Context(prec=max(28, digits))))
 
 
 def _shape(key: str) -> str:
@@ -683,8 +685,8 @@ class _Judge:
                 or self.tolerance.abs is not None:
             return
         exact = Decimal(repr(truth))
-        last = Decimal(1).scaleb(answer.value.as_tuple().exponent)
         try:
+            last = Decimal(1).scaleb(answer.value.as_tuple().exponent)
             for extra in (1, 2, 3):
                 first = exact.quantize(last.scaleb(-extra), rounding=ROUND_HALF_UP)
                 twice = first.quantize(last, rounding=ROUND_HALF_UP)
@@ -693,7 +695,7 @@ class _Judge:
                                                          "intermediate": str(first)}),
                            float(twice))
             cut = exact.quantize(last, rounding=ROUND_DOWN)
-        except InvalidOperation:  # more digits written than a Decimal holds (1e-400, …):
+        except InvalidOperation:  # more digits written than a Decimal holds (1e-999999999):
             return  # no rounding slip can explain such an answer
         yield Diagnosis("truncated", {"value": truth}), float(cut)
 

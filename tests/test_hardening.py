@@ -192,11 +192,13 @@ def test_deep_json_and_numbers_beyond_float(tmp_path):
 
 
 @pytest.mark.parametrize("value, outcome", [("1e400", 2), ("1e999999999999", 2),
-                                            ("1e-400", 1), ("0." + "1" * 40, 1)])
-def test_answers_far_out_of_range(tmp_path, value, outcome):
-    answers = tmp_path / "a.toml"
-    answers.write_text(f'"out_{{o1}}" = "{value}"\n')
-    result = run("verify", EXAMPLE, answers)
+                                            ("1e-400", 1), ("1e-999999999", 1),
+                                            ("0." + "1" * 40, 1), ("1e300", 1)])
+@pytest.mark.parametrize("rounding", [[], ["--round", "15"]])
+def test_answers_far_out_of_range(tmp_path, value, outcome, rounding):
+    answers = tmp_path / "a.toml"  # out_{h1} is an input of out_{o1}: replayed, rounded
+    answers.write_text(f'"out_{{h1}}" = "{value}"\n"out_{{o1}}" = "{value}"\n')
+    result = run("verify", EXAMPLE, answers, *rounding)
     assert result.exit_code == outcome, result.output
     if outcome == 2:
         refused(result, "below 1e308")
