@@ -4,7 +4,8 @@ An entry holds its forward expression in SymPy (SymPy derives every partial of t
 graph from it), the same function and its backward product in NumPy (the fast path),
 how a worked solution writes it, and what is particular to it elsewhere: the slips a
 student makes in its derivative (verify.py) and when a drawn exercise makes it useless
-(a saturated or dead unit, sheet.py). ``ACTIVATIONS`` maps the spec's name to the entry.
+(a saturated or dead unit, sheet.py), and its torch.nn module (torch_import.py,
+torch_export.py). ``ACTIVATIONS`` maps the spec's name to the entry.
 
 tests/test_architecture.py checks every entry's NumPy backward against SymPy's
 derivative of its expression.
@@ -34,6 +35,7 @@ class Activation:
     display: str | None
     elementwise = True  # out_j depends on y_j alone (a diagonal Jacobian)
     degenerate_reason = ""  # why a unit makes a poor exercise, when degenerate() says so
+    torch_class: str  # its torch.nn module ("Sigmoid")
 
     def expression(self, ys: list[sp.Symbol], j: int, negative_slope: float = 0.01) -> sp.Expr:
         """out_j in the symbols ys of the layer's pre-activations."""
@@ -59,6 +61,15 @@ class Activation:
         """Per variant (axis 0 of z and a: variant, example, units…), whether a drawn
         exercise has a useless unit here (saturated, dead); None when it cannot."""
         return None
+
+    def torch_settings(self, module, place) -> dict:
+        """The layer's spec keys read from its torch module (leaky ReLU: negative_slope);
+        a setting the spec cannot express fails at ``place``."""
+        return {}
+
+    def torch_code(self, negative_slope: float) -> str | None:
+        """Its module as PyTorch code, None when nothing is applied."""
+        return f"nn.{self.torch_class}()"
 
 
 def sigmoid(z):
@@ -86,6 +97,7 @@ def _over_units(mask):
 class Identity(Activation):
     name = "identity"
     display = None
+    torch_class = "Identity"
 
     def unit(self, y, negative_slope):
         return y
@@ -96,11 +108,15 @@ class Identity(Activation):
     def backward(self, z, a, grad_a, negative_slope=0.01):
         return grad_a
 
+    def torch_code(self, negative_slope):
+        return None
+
 
 @register
 class Sigmoid(Activation):
     name = "sigmoid"
     display = r"\sigma\left({arg}\right)"
+    torch_class = "Sigmoid"
     degenerate_reason = "saturated sigmoid"
 
     def unit(self, y, negative_slope):
@@ -127,6 +143,7 @@ class Sigmoid(Activation):
 class Tanh(Activation):
     name = "tanh"
     display = r"\tanh\left({arg}\right)"
+    torch_class = "Tanh"
     degenerate_reason = "saturated tanh"
 
     def unit(self, y, negative_slope):
@@ -158,6 +175,7 @@ class ReLU(Activation):
 
     name = "relu"
     display = r"\operatorname{{ReLU}}\left({arg}\right)"
+    torch_class = "ReLU"
     degenerate_reason = "dead ReLU"
 
     def unit(self, y, negative_slope):
@@ -181,6 +199,7 @@ class ReLU(Activation):
 class LeakyReLU(Activation):
     name = "leaky_relu"
     display = r"\operatorname{{LeakyReLU}}\left({arg}\right)"
+    torch_class = "LeakyReLU"
 
     def unit(self, y, negative_slope):
         return sp.Piecewise((y, y > 0), (sp.Float(negative_slope) * y, True))
@@ -196,6 +215,12 @@ class LeakyReLU(Activation):
     def wrong_derivatives(self, y):
         return _relu_slips(y)
 
+    def torch_settings(self, module, place):
+        return {"negative_slope": float(module.negative_slope)}
+
+    def torch_code(self, negative_slope):
+        return f"nn.LeakyReLU(negative_slope={negative_slope!r})"
+
 
 @register
 class Softmax(Activation):
@@ -204,6 +229,7 @@ class Softmax(Activation):
     name = "softmax"
     display = r"\operatorname{{softmax}}_{{{index}}}\left({arg}\right)"
     elementwise = False
+    torch_class = "Softmax"
 
     def expression(self, ys, j, negative_slope=0.01):
         return sp.exp(ys[j]) / sp.Add(*[sp.exp(y) for y in ys])
@@ -216,3 +242,16 @@ class Softmax(Activation):
     def backward(self, z, a, grad_a, negative_slope=0.01):
         # Jacobian-vector product of the layer-wide softmax
         return a * (grad_a - (grad_a * a).sum(axis=-1, keepdims=True))
+
+    def torch_settings(self, module, place):
+        over_units(module, place)
+        return {}
+
+    def torch_code(self, negative_slope):
+        return "nn.Softmax(dim=1)"
+
+
+def over_units(module, place) -> None:
+    """A softmax module (Softmax, LogSoftmax) over the units of each example."""
+    if module.dim not in (None, 1, -1):
+        place.fail(f"dim=1 (over the units of each example), got dim={module.dim}")

@@ -1,9 +1,14 @@
-"""Command line: each command parses options and calls one library function."""
+"""Command line: each command parses options and calls one library function.
+
+SPEC may be ``-``: the spec is read from standard input (TOML, or JSON when it starts
+with ``{``). Every command writing a file (``-o``) creates its directory when needed.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import re
 import signal
 import sys
 import threading
@@ -60,9 +65,22 @@ def _progress_bar(label: str, total: int):
 
 
 def _inputs(*paths):
-    """The command's inputs: no -o may overwrite them (output.reading)."""
+    """The command's input files: no -o may overwrite them (output.reading)."""
     from .output import reading
-    return reading(*paths)
+    return reading(*[p for p in paths if p != "-"])
+
+
+def read_spec(spec: str):
+    """SPEC as given: a path, or the spec read from standard input for ``-`` (at most
+    limits.MAX_FILE_BYTES, as a file)."""
+    if spec != "-":
+        return spec
+    from .api import spec_from_text
+    from .spec import read_stream
+    return spec_from_text(read_stream(click.get_binary_stream("stdin"), "<stdin>"))
+
+
+SPEC = click.argument("spec", type=click.Path(dir_okay=False, allow_dash=True))
 
 
 def emit(text: str | bytes, output: str | None) -> None:
@@ -84,7 +102,7 @@ def main():
 
 
 @main.command()
-@click.argument("spec", type=click.Path(dir_okay=False))
+@SPEC
 @click.option("--format", "fmt", type=click.Choice(["md", "tex", "pdf", "json"]), default="md",
               show_default=True,
               help="Markdown (with the network as NAME.network.svg when -o is given), LaTeX "
@@ -105,13 +123,15 @@ def main():
 @user_errors
 def explain(spec, fmt, lang, digits, decimal_comma, output, steps, epochs, batch_size):
     """Derive, evaluate and explain one SGD step on the network of SPEC (several with
-    --steps/--epochs: the first in full, then the loss history as a table and a chart)."""
+    --steps/--epochs: the first in full, then the loss history as a table and a chart).
+    SPEC may be - (standard input)."""
     from .api import explain as explain_api, write_explanation
     if steps is not None and epochs is not None:
         raise UserError("give --steps or --epochs, not both")
+    path, spec = spec, read_spec(spec)
     schedule = dict(steps=steps, epochs=epochs, batch_size=batch_size)
     if output is not None:
-        with _inputs(spec):
+        with _inputs(path):
             write_explanation(spec, output, fmt=fmt, lang=lang, digits=digits,
                               decimal_comma=decimal_comma, **schedule)
         return
@@ -122,7 +142,7 @@ def explain(spec, fmt, lang, digits, decimal_comma, output, steps, epochs, batch
 
 
 @main.command()
-@click.argument("spec", type=click.Path(dir_okay=False))
+@SPEC
 @click.argument("answers", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["text", "md", "json"]), default="text",
               show_default=True, help="Terminal text, a Markdown document, or JSON.")
@@ -145,20 +165,20 @@ def verify(spec, answers, fmt, lang, rel, abs_, round_to, output):
         if output is not None:
             from .output import check_target
             check_target(output)  # before any work
-        text, ok = verify_report(spec, answers, fmt=fmt, lang=lang, rel=rel, abs=abs_,
-                                 round_to=round_to)
+        text, ok = verify_report(read_spec(spec), answers, fmt=fmt, lang=lang, rel=rel,
+                                 abs=abs_, round_to=round_to)
         emit(text, output)
     sys.exit(0 if ok else 1)
 
 
 @main.command()
-@click.argument("spec", type=click.Path(dir_okay=False))
+@SPEC
 @click.option("--lang", type=click.Choice(["en", "fr"]), default="en", show_default=True)
 @user_errors
 def keys(spec, lang):
     """List every quantity key of SPEC's worked solution: key, meaning, formula."""
     from .verify import keys_listing
-    emit(keys_listing(spec, lang=lang), None)
+    emit(keys_listing(read_spec(spec), lang=lang), None)
 
 
 @main.command()
@@ -177,8 +197,92 @@ def keys(spec, lang):
 def sheet(template, variants, seed, fmt, lang, out_dir):
     """Exercise sheets and worked solutions for VARIANTS random variants of TEMPLATE."""
     from .sheet import write_sheets
-    with _inputs(template):
-        write_sheets(template, out_dir, variants, seed, fmt, lang)
+    with _inputs(template):  # progress: sheet.py announces its variants (progress.py)
+        written = write_sheets(template, out_dir, variants, seed, fmt, lang)
+    click.echo(f"Wrote {len(written)} files for {variants} variant{'s' * (variants > 1)} in "
+               f"{out_dir}: {files_summary(written)}", err=True)
+
+
+def files_summary(paths) -> str:
+    """The files' names, numbered ones as a range: exercise_1…3.md, answers.json."""
+    groups: dict[tuple, list] = {}
+    for path in paths:
+        match = re.fullmatch(r"(.*_)(\d+)(\..*)", path.name)
+        key = (match.group(1), match.group(3)) if match else (path.name, "")
+        groups.setdefault(key, []).append(match.group(2) if match else "")
+    return ", ".join(f"{start}{numbers[0]}…{numbers[-1]}{end}" if len(numbers) > 1
+                     else f"{start}{numbers[0]}{end}" for (start, end), numbers in groups.items())
+
+
+@main.command("import-torch")
+@click.argument("factory", metavar="FILE.py:FACTORY")
+@click.option("--inputs", help="The inputs as JSON, one example per row: [[0.15, 0.25, -0.5]] "
+                               "(images: examples × channels × rows × columns), unless "
+                               "FACTORY returns them.")
+@click.option("--targets", help="The targets as JSON, one row per example (or class indices "
+                                "for CrossEntropyLoss, NLLLoss), unless FACTORY returns them.")
+@click.option("--loss", help="A torch.nn loss (CrossEntropyLoss, MSELoss, BCELoss, NLLLoss) or "
+                             "a spec loss (cross_entropy, half_squared_error, …), unless "
+                             "FACTORY returns one.")
+@click.option("--reduction", type=click.Choice(["mean", "sum"]), default="mean",
+              show_default=True, help="How the examples' losses combine.")
+@click.option("--lr", "learning_rate", type=float,
+              help="SGD's learning rate, unless FACTORY returns an optimizer.")
+@click.option("--momentum", type=float, default=0.0, show_default=True)
+@click.option("--names", type=click.Choice(["default", "course"]), default="default",
+              show_default=True,
+              help="Layer-indexed names (w^{(1)}_{1,1}) or the course's (wh, wo, bh, y, out).")
+@click.option("--title", help="The spec's title (default: the model's class).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to FILE, not stdout.")
+@user_errors
+def import_torch(factory, inputs, targets, loss, reduction, learning_rate, momentum, names,
+                 title, output):
+    """Read the PyTorch model that FACTORY, a function of FILE.py, returns (FILE.py runs:
+    nothing else does) and write its spec, with the model's current weights, as TOML.
+    FACTORY returns the model, or (model, inputs, targets[, loss[, optimizer]]), or a dict
+    with those keys."""
+    from .api import from_torch, to_toml
+    from .torch_import import run_factory
+    built = run_factory(factory)
+    for key, text in (("inputs", inputs), ("targets", targets)):
+        if text is not None:
+            built[key] = json_option(key, text)
+        elif key not in built:
+            raise UserError(f"{factory}: give --{key} (FACTORY returns no {key})")
+    if loss is not None:
+        built["loss"] = loss
+    elif "loss" not in built:
+        raise UserError(f"{factory}: give --loss (FACTORY returns no loss)")
+    if "optimizer" not in built and learning_rate is None:
+        raise UserError(f"{factory}: give --lr (FACTORY returns no optimizer)")
+    spec = from_torch(built["model"], built["inputs"], built["targets"], built["loss"],
+                      optimizer=built.get("optimizer"), learning_rate=learning_rate,
+                      momentum=momentum, reduction=reduction, names=names, title=title,
+                      source=factory)
+    with _inputs(factory.rpartition(":")[0]):
+        emit(to_toml(spec), output)
+
+
+def json_option(name: str, text: str):
+    import json
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise UserError(f"--{name}: JSON numbers such as [[0.15, 0.25, -0.5]] ({err.msg}, "
+                        f"column {err.colno})") from None
+
+
+@main.command("export-torch")
+@SPEC
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to FILE, not stdout.")
+@user_errors
+def export_torch(spec, output):
+    """Write a PyTorch script (the course's style: class MyNet, nn.Sequential, optim.SGD)
+    with SPEC's weights, which runs the worked solution's step(s) and prints the loss, every
+    gradient and every updated parameter under SPEC's names."""
+    from .api import export_torch as export
+    with _inputs(spec):
+        emit(export(read_spec(spec)), output)
 
 
 if __name__ == "__main__":  # pragma: no cover

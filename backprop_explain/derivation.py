@@ -8,8 +8,8 @@ already computed earlier in the solution.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import mpmath
 import sympy as sp
@@ -18,146 +18,9 @@ from .errors import DomainError, SpecError
 from .graph import build_graph
 from .keys import adjoint_key, local_key, updated_key  # noqa: F401 (also read from here)
 from .nodes import ACTIVATION, INPUT, LEAF_KINDS, LOSS, LOSS_TERM, PRE_ACTIVATION, TARGET, Graph
+from .numeric import NumericGraph
 from .optimizers import OPTIMIZERS
 from .spec import NetworkSpec
-
-# Decimal digits of the first evaluation; results are returned as float64. Every value is
-# evaluated at two precisions, doubled while they give different float64s (a difference of
-# nearly equal terms, as σ − σ² at z = 1000, needs hundreds of digits), up to the last.
-_PRECISION = 40
-_MAX_PRECISION = 2560
-
-
-# ---------------------------------------------------------------------------
-# Numbers
-
-
-class NumericGraph:
-    """Compiled forward expressions and local partials of a graph, evaluated in mpmath
-    until two precisions agree: every float64 it returns is the true value, rounded."""
-
-    def __init__(self, graph: Graph):
-        self.graph = graph
-        self._forward = {}
-        self._partials = {}
-        for node in graph.nodes.values():
-            if node.expr is None:
-                continue
-            args = [graph.symbol(p) for p in node.parents]
-            self._forward[node.name] = sp.lambdify(args, node.expr, modules="mpmath")
-            for parent in node.parents:
-                if graph.nodes[parent].kind == TARGET:
-                    continue
-                partial = graph.local_partial(node.name, parent)
-                self._partials[(node.name, parent)] = (
-                    partial, sp.lambdify(args, partial, modules="mpmath"))
-        self._last = (None, None)  # the floats a method returned, and their exact values
-        self._last_partials = (None, None)
-
-    def forward(self, leaves: dict[str, float], finite: bool = True) -> dict[str, float]:
-        """Every node's value; ``finite=False``: a value beyond float64's range is inf (the
-        loss after too large a step: a divergence the document says in words)."""
-        def compute():
-            exact = {k: mpmath.mpf(v) for k, v in leaves.items()}
-            for name, function in self._forward.items():
-                exact[name] = _evaluate(function, self.graph.nodes[name], exact)
-            return exact
-        values, exact = _settled(compute, lambda name: name, finite)
-        # partial_values() of these very values reuses the exact ones: a sigmoid that
-        # rounds to 1.0 in float64 still has 1 - σ > 0 there.
-        self._last = (values, exact)
-        return values
-
-    def partial_values(self, values: dict[str, float]) -> dict[tuple[str, str], float]:
-        """Every local partial ∂child/∂parent at the given values (after forward())."""
-        last, exact = self._last
-        if last is not values:
-            exact = {k: mpmath.mpf(v) for k, v in values.items()}
-
-        def compute():
-            return {(child, parent): _evaluate(function, self.graph.nodes[child], exact)
-                    for (child, parent), (_, function) in self._partials.items()}
-        partials, exact_partials = _settled(compute, lambda key: f"∂{key[0]}/∂{key[1]}")
-        self._last_partials = (partials, exact_partials)
-        return partials
-
-    def partial_expr(self, child: str, parent: str) -> sp.Expr:
-        return self._partials[(child, parent)][0]
-
-    def backward(self, partials: dict[tuple[str, str], float]) -> dict[str, float]:
-        """∂E/∂node for every node: one reverse sweep, summing over every child (from the
-        exact partials when ``partials`` is what partial_values() returned: a product of a
-        huge and a tiny local partial stays exact)."""
-        graph = self.graph
-        last, exact_partials = self._last_partials
-        if last is not partials:
-            exact_partials = {key: mpmath.mpf(v) for key, v in partials.items()}
-
-        def compute():
-            exact = {name: mpmath.mpf(0) for name in graph.nodes}
-            exact[graph.loss.name] = mpmath.mpf(1)
-            for name in reversed(list(graph.nodes)):
-                for parent in graph.nodes[name].parents:
-                    if (name, parent) in exact_partials:
-                        exact[parent] += exact[name] * exact_partials[(name, parent)]
-            return exact
-        adjoints, _ = _settled(compute, lambda name: f"∂{graph.loss.name}/∂{name}")
-        return adjoints
-
-
-def _settled(compute, label, finite: bool = True):
-    """``compute()`` (a dict of mpmath numbers) at doubling precisions until two successive
-    ones round to the same float64s: (those floats, the exact values). A value outside its
-    function's domain at every precision (σ(1000) is 1 to 40 digits: ln(1 − σ) needs
-    more), one that never settles, or (``finite``) one beyond float64's range, is a
-    DomainError (``label(key)`` names it)."""
-    precision, previous, failure = _PRECISION, None, None
-    while True:
-        try:
-            with mpmath.workdps(precision):
-                exact = compute()
-        except DomainError as err:
-            exact, previous, failure = None, None, err
-        if exact is not None:
-            floats = {key: float(value) for key, value in exact.items()}
-            unsettled = [key for key, value in floats.items()
-                         if previous is not None and not _same_float(value, previous[key])]
-            if previous is not None and not unsettled:
-                break
-            previous = floats
-        if precision >= _MAX_PRECISION:
-            if exact is None or not unsettled:
-                raise failure
-            raise DomainError(f"{label(unsettled[0])} cannot be computed to double precision "
-                              f"even with {precision} digits (terms too far apart: use smaller "
-                              f"weights or inputs)")
-        precision *= 2
-    for key, value in floats.items() if finite else ():
-        if math.isinf(value):  # finite in mpmath (DomainError otherwise), not in float64
-            raise DomainError(
-                f"{label(key)} = {mpmath.nstr(exact[key], 4)} is beyond double precision "
-                f"(about 1.8e308), so it cannot be written out: a saturated softmax or sigmoid "
-                f"(logits far apart) or an overflow; use smaller weights or inputs")
-    return floats, exact
-
-
-def _same_float(a: float, b: float) -> bool:
-    return a == b or abs(a - b) <= 1e-14 * max(abs(a), abs(b))
-
-
-def _evaluate(function, node, env):
-    """A compiled expression at ``env``; no real finite value is a DomainError naming it."""
-    try:
-        value = function(*[env[p] for p in node.parents])
-    except (ZeroDivisionError, OverflowError, ValueError):
-        value = mpmath.nan
-    if isinstance(value, mpmath.mpc) or not mpmath.isfinite(value):
-        args = ", ".join(f"{p} = {float(mpmath.re(env[p])):.6g}" for p in node.parents
-                         if p in env)
-        raise DomainError(f"{node.name} = {sp.sstr(node.expr)} has no real finite value "
-                          f"at {args} (ln of a value <= 0, a division by 0, an overflow, or a "
-                          f"value too close to such a point even to {mpmath.mp.dps} digits)")
-    return value
 
 
 # ---------------------------------------------------------------------------
@@ -184,8 +47,16 @@ class Factor:
     denominator: str
     value: float
     already_computed: bool
-    derivative: sp.Expr | None = None  # symbolic local partial
     of_expr: sp.Expr | None = None  # the expression being differentiated (local)
+    graph: Graph | None = field(default=None, repr=False, compare=False)  # local
+
+    @cached_property
+    def derivative(self) -> sp.Expr | None:
+        """The symbolic local partial, derived when first read: a document shows some, the
+        numbers need none."""
+        if self.kind != "local":
+            return None
+        return self.graph.local_partial(self.numerator, self.denominator)
 
 
 @dataclass
@@ -286,9 +157,8 @@ def forward_steps(graph: Graph, values: dict[str, float]) -> list[ForwardStep]:
 class _ChainWriter:
     """Writes the chain-rule steps of one example, remembering what is already computed."""
 
-    def __init__(self, graph: Graph, numeric: NumericGraph, partials, adjoints):
+    def __init__(self, graph: Graph, partials, adjoints):
         self.graph = graph
-        self.numeric = numeric
         self.partials = partials
         self.adjoints = adjoints
         self.loss = graph.loss.name
@@ -298,8 +168,7 @@ class _ChainWriter:
     def local(self, child: str, parent: str) -> Factor:
         key = local_key(child, parent)
         factor = Factor("local", key, child, parent, self.partials[(child, parent)],
-                        key in self.shown, self.numeric.partial_expr(child, parent),
-                        self.graph.nodes[child].expr)
+                        key in self.shown, self.graph.nodes[child].expr, self.graph)
         self.shown.add(key)
         return factor
 
@@ -363,7 +232,7 @@ def derive_example(spec, graph, numeric, parameters, example) -> ExampleDerivati
     values = numeric.forward(leaves)
     partials = numeric.partial_values(values)
     adjoints = numeric.backward(partials)
-    writer = _ChainWriter(graph, numeric, partials, adjoints)
+    writer = _ChainWriter(graph, partials, adjoints)
     sections = []
     for layer in reversed(spec.layers):
         names = layer.parameter_names()

@@ -3,7 +3,7 @@
 Dense layers are columns of neurons: the inputs (name inside, value on the left), each
 layer's units (the activation's name inside, the bias above), the weights' values on the
 edges, and the targets on the right of the outputs. Convolutional layers are grids: the
-input image, ⋆ the filter(s), = the feature map, then the pooled map; a flatten layer
+input image, ∗ the filter(s), = the feature map, then the pooled map; a flatten layer
 feeds the cells' names to the first dense layer's column.
 
 Only the *given* numbers are written (inputs, parameters, targets); every computed
@@ -40,7 +40,7 @@ def network_diagram(spec: NetworkSpec, numbers: NumberFormat | None = None,
     for layer in spec.layers:
         layer.draw(sketch)
     sketch.targets(spec.loss.target_names, sample.targets)
-    return sketch.diagram
+    return sketch.finish()
 
 
 # ---------------------------------------------------------------------------
@@ -54,14 +54,19 @@ def render_diagram(diagram: Diagram, fmt: str) -> str:
     return environment().get_template(template).render(d=diagram, width=width, height=height)
 
 
-def diagram_for(spec: NetworkSpec, fmt: str, lang: str = "en",
-                decimal_comma: bool | None = None, digits: int = 4) -> str:
-    """The network of ``spec`` drawn for a document in ``lang``: TikZ or SVG text."""
+def figure_for(spec: NetworkSpec, lang: str = "en", decimal_comma: bool | None = None,
+               digits: int = 4) -> Diagram:
+    """The layout of the network of ``spec`` for a document in ``lang``."""
     if decimal_comma is None:
         decimal_comma = phrases(lang)["meta"]["decimal_comma"]
     words = extra_phrases(lang)["diagram"]
-    return render_diagram(network_diagram(spec, NumberFormat(digits, decimal_comma),
-                                          panel_words=words), fmt)
+    return network_diagram(spec, NumberFormat(digits, decimal_comma), panel_words=words)
+
+
+def diagram_for(spec: NetworkSpec, fmt: str, lang: str = "en",
+                decimal_comma: bool | None = None, digits: int = 4) -> str:
+    """The network of ``spec`` drawn for a document in ``lang``: TikZ or SVG text."""
+    return render_diagram(figure_for(spec, lang, decimal_comma, digits), fmt)
 
 
 def document_figure(spec: NetworkSpec, fmt: str, lang: str = "en",

@@ -65,6 +65,7 @@ class SolutionView:
         # layers shown as a whole (conv, pool: grids) rather than node by node, by index
         self.forms = {f.layer: f for f in solution.example.convolutions}
         self.grids = GridNotation(self) if self.forms else None
+        self._unsubstituted = []  # factors whose derivative gets its numbers last (context)
         self._inputs = {}
         names = list(self.spec.input_names)
         for layer in self.spec.layers:
@@ -124,13 +125,21 @@ class SolutionView:
             steps = [r"\frac{\partial}{\partial " + factor.denominator + r"}\left("
                      + tex_around(factor.of_expr, self.graph.symbol(factor.denominator))
                      + r"\right)", tex(factor.derivative)]
-            if not is_atomic(factor.derivative):
-                numbers = substituted(factor.derivative, values, self.n)
+            self._unsubstituted.append((view, factor.derivative, values, steps))
+        return view
+
+    def _substitute(self) -> None:
+        """Each derivative shown, with the numbers put in: done after every derivative is
+        taken (context), since a substitution enters sympy.evaluate(False), which empties
+        SymPy's cache, and a derivative taken after that is several times slower."""
+        for view, derivative, values, steps in self._unsubstituted:
+            if not is_atomic(derivative):
+                numbers = substituted(derivative, values, self.n)
                 if numbers != steps[-1]:
                     steps.append(numbers)
-            steps.append(value)
-            view.steps = Equation(symbol, _dedupe(steps))
-        return view
+            steps.append(view.value)
+            view.steps = Equation(view.symbol, _dedupe(steps))
+        self._unsubstituted.clear()
 
     def chain(self, step: ChainStep, values) -> ChainView:
         products, numbers, factors = [], [], []
@@ -202,7 +211,7 @@ class SolutionView:
         network_parts = [grid.input_part(self)] if self.forms else []
         network_parts += [p for p in (layer.network_part(self) for layer in layers) if p]
         after_steps = {s.name: s.value for s in solution.forward_after[0]}
-        return {
+        context = {
             "t": self.t,
             "title": spec.title,
             "summary": self.network_summary(),
@@ -236,6 +245,8 @@ class SolutionView:
             "loss_unchanged": loss_change == 0,
             "loss_diverged": not math.isfinite(solution.loss_after),
         }
+        self._substitute()
+        return context
 
 
 def _unit_index(node, graph) -> int:

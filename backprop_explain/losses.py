@@ -5,14 +5,17 @@ loss is Σ_k E_k; SymPy derives every partial), the same terms and ∂(Σ_k E_k)
 NumPy (the fast path), the fused forms with an output activation that the fast path
 computes from the logits (log-softmax, log-sigmoid: no overflow, no ln 0), its formula as
 a worked solution writes it, the targets and output activation it accepts (spec.py), and
-the scale slips a student makes with it (verify.py). ``LOSSES`` maps the spec's name to
-the entry.
+the scale slips a student makes with it (verify.py), and how PyTorch computes it: the
+torch.nn criteria equal to it and its terms as a torch expression (torch_import.py,
+torch_export.py). ``LOSSES`` maps the spec's name to the entry.
 
 tests/test_architecture.py checks every entry's NumPy gradient, fused forms included,
 against SymPy's derivative of its terms.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import sympy as sp
@@ -28,11 +31,27 @@ def register(cls):
     return cls
 
 
+@dataclass(frozen=True)
+class TorchCriterion:
+    """A torch.nn loss module computing a loss entry exactly, with one of its reductions."""
+
+    torch_class: str  # "MSELoss"
+    reduction: str  # the module's reduction= ("mean" or "sum")
+    spec_reduction: str  # the spec's training.reduction it amounts to (over the examples)
+    outputs: int | None = None  # only for this many outputs (BCELoss's mean averages them too)
+    class_targets: bool = False  # takes class indices as targets (one-hot in the spec)
+    after: str | None = None  # the module the model ends with, which it includes (LogSoftmax)
+    defaults: tuple = ()  # (attribute, value): settings the spec knows only at that value
+
+
 class Loss:
     name: str
     display: str  # LaTeX of the loss over the outputs ŷ_k and targets y_k (phrases' {formula})
     # Targets it accepts: (lowest, highest or None, as the error message says), or None
     target_bounds: tuple[float, float | None, str] | None = None
+    torch_criteria: tuple[TorchCriterion, ...] = ()  # the first that fits is exported
+    torch_terms: str  # the loss of each example in torch, of out and t (examples × outputs)
+    torch_note = ""  # why no criterion computes it, said in the exported script
 
     def terms(self, outputs: list[sp.Symbol], targets: list[sp.Symbol]) -> list[sp.Expr]:
         """E_k for each output k, so that the total loss is Σ_k E_k."""
@@ -79,6 +98,8 @@ class Loss:
 class HalfSquaredError(Loss):
     name = "half_squared_error"
     display = r"\frac{1}{2}\sum_k (\hat{y}_k - y_k)^2"
+    torch_terms = "0.5 * ((out - t) ** 2).sum(dim=1)"
+    torch_note = "nn.MSELoss has no factor 1/2"
 
     def terms(self, outputs, targets):
         return [sp.Rational(1, 2) * (o - t) ** 2 for o, t in zip(outputs, targets)]
@@ -97,6 +118,9 @@ class HalfSquaredError(Loss):
 class SquaredError(Loss):
     name = "squared_error"
     display = r"\sum_k (\hat{y}_k - y_k)^2"
+    torch_criteria = (TorchCriterion("MSELoss", "sum", "sum"),)
+    torch_terms = "((out - t) ** 2).sum(dim=1)"
+    torch_note = "nn.MSELoss() also divides by the number of outputs"
 
     def terms(self, outputs, targets):
         return [(o - t) ** 2 for o, t in zip(outputs, targets)]
@@ -115,6 +139,9 @@ class SquaredError(Loss):
 class MeanSquaredError(Loss):
     name = "mean_squared_error"
     display = r"\frac{1}{n}\sum_k (\hat{y}_k - y_k)^2"
+    torch_criteria = (TorchCriterion("MSELoss", "mean", "mean"),)
+    torch_terms = "((out - t) ** 2).mean(dim=1)"
+    torch_note = "nn.MSELoss(reduction=\"sum\") does not divide by the number of outputs"
 
     def terms(self, outputs, targets):
         n = len(outputs)
@@ -136,6 +163,8 @@ class CrossEntropy(Loss):
     display = r"-\sum_k y_k \ln \hat{y}_k"
     target_bounds = (0, None, ">= 0")
     fused = {"softmax": "after_softmax", "sigmoid": "after_sigmoid"}
+    torch_terms = "-(t * out.log()).sum(dim=1)"
+    torch_note = "nn.CrossEntropyLoss would apply a softmax to the outputs first"
 
     def terms(self, outputs, targets):
         return [-t * sp.log(o) for o, t in zip(outputs, targets)]
@@ -163,6 +192,12 @@ class SoftmaxCrossEntropy(Loss):
     display = r"-\sum_k y_k \ln \operatorname{softmax}_k(z)"
     target_bounds = (0, None, ">= 0")
     fused = {"identity": "on_logits"}
+    torch_criteria = tuple(
+        TorchCriterion(module, reduction, reduction, class_targets=True, after=after,
+                       defaults=(("weight", None), ("label_smoothing", 0.0)))
+        for module, after in (("CrossEntropyLoss", None), ("NLLLoss", "LogSoftmax"))
+        for reduction in ("mean", "sum"))
+    torch_terms = "-(t * out.log_softmax(dim=1)).sum(dim=1)"
 
     def terms(self, outputs, targets):
         # -t_k ln softmax_k(z), written with the log-sum-exp of the logits z
@@ -197,6 +232,11 @@ class BinaryCrossEntropy(Loss):
     display = r"-\sum_k \left(y_k \ln \hat{y}_k + (1 - y_k)\ln(1 - \hat{y}_k)\right)"
     target_bounds = (0, 1, "between 0 and 1")
     fused = {"sigmoid": "after_sigmoid"}
+    torch_criteria = (TorchCriterion("BCELoss", "sum", "sum", defaults=(("weight", None),)),
+                      TorchCriterion("BCELoss", "mean", "mean", outputs=1,
+                                     defaults=(("weight", None),)))
+    torch_terms = "-(t * out.log() + (1 - t) * (1 - out).log()).sum(dim=1)"
+    torch_note = "nn.BCELoss() also averages over the outputs"
 
     def terms(self, outputs, targets):
         return [-(t * sp.log(o) + (1 - t) * sp.log(1 - o)) for o, t in zip(outputs, targets)]

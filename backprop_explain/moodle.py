@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import xml.etree.ElementTree as ET
 from decimal import Decimal
+from functools import lru_cache
 
 from .escaping import xml_chars
 from .notation import NumberFormat
@@ -50,7 +51,7 @@ def _text(parent: ET.Element, tag: str, text: str, **attrs) -> ET.Element:
 
 def question_html(variant, question, digits: int, lang: str) -> str:
     """The question text: the network's numbers and what to compute (HTML, escaped)."""
-    from .templating import environment, extra_phrases, phrases
+    from .templating import extra_phrases, phrases
     spec = variant.spec
     t = phrases(lang)
     numbers = NumberFormat(12, t["meta"]["decimal_comma"])
@@ -65,8 +66,14 @@ def question_html(variant, question, digits: int, lang: str) -> str:
         "learning_rate": numbers.plain(spec.learning_rate),
         "quantity": question.tex,
     }
-    html = environment().overlay(autoescape=True).get_template("moodle_question.html.j2")
-    return html.render(**context).strip() + "\n"
+    return _question_template().render(**context).strip() + "\n"
+
+
+@lru_cache(maxsize=None)
+def _question_template():
+    """The question's HTML template, autoescaping, compiled once (not once per question)."""
+    from .templating import environment
+    return environment().overlay(autoescape=True).get_template("moodle_question.html.j2")
 
 
 def _summary(spec, t) -> list[str]:

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
+from .partials import local_partial
+
 # Node kinds, from leaves to the loss (a layer kind may add its own, as pooled cells).
 INPUT, TARGET, PARAMETER = "input", "target", "parameter"
 PRE_ACTIVATION, ACTIVATION, LOSS_TERM, LOSS = "pre_activation", "activation", "loss_term", "loss"
@@ -35,6 +37,7 @@ class Graph:
         self.spec = spec
         self.nodes: dict[str, Node] = {}
         self.children: dict[str, list[str]] = {}
+        self._position: dict[str, int] = {}  # insertion order, to sort a node's parents
 
     def symbol(self, name: str) -> sp.Symbol:
         return self.nodes[name].symbol
@@ -43,8 +46,9 @@ class Graph:
         if node.name in self.nodes:  # a shared parameter: one node, several consumers
             return self.nodes[node.name]
         if node.expr is not None:
-            free = {s.name for s in node.expr.free_symbols}
-            node.parents = [p for p in self.nodes if p in free]
+            free = [s.name for s in node.expr.free_symbols if s.name in self.nodes]
+            node.parents = sorted(free, key=self._position.__getitem__)
+        self._position[node.name] = len(self.nodes)
         self.nodes[node.name] = node
         self.children[node.name] = []
         for parent in node.parents:
@@ -70,5 +74,6 @@ class Graph:
         return self.of_kind(PARAMETER)
 
     def local_partial(self, child: str, parent: str) -> sp.Expr:
-        """∂child/∂parent, from SymPy's differentiation of the child's expression."""
-        return sp.diff(self.nodes[child].expr, self.nodes[parent].symbol)
+        """∂child/∂parent: ``sympy.diff`` of the child's expression, done once per shape
+        of expression (partials.py)."""
+        return local_partial(self.nodes[child].expr, self.nodes[parent].symbol)

@@ -3,7 +3,8 @@
 An entry holds the update rule (derivation.py for the worked step, training.py for every
 step of a run, sheet.py for the variants' answers), the update as a SymPy formula of
 the parameter, the learning rate and the gradient (verify.py's catalogue), the slips a
-student makes in it (verify.py), and how a worked solution writes one update.
+student makes in it (verify.py), how a worked solution writes one update, and its
+torch.optim class (torch_import.py, torch_export.py).
 ``OPTIMIZERS`` maps the spec's ``training.optimizer`` to the entry; the first is the
 default.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import sympy as sp
 
 from .notation import partial, tex
+from .validate import only_defaults
 
 OPTIMIZERS: dict[str, "Optimizer"] = {}
 
@@ -25,6 +27,7 @@ def register(cls):
 
 class Optimizer:
     name: str
+    torch_class: str  # its torch.optim class ("SGD")
 
     def update(self, name: str, old, gradient, spec, state: dict):
         """(the new value, the velocity shown in the solution or None) of parameter
@@ -44,6 +47,15 @@ class Optimizer:
         """The right-hand sides of θ' = … for one update (LaTeX)."""
         raise NotImplementedError
 
+    def torch_settings(self, group: dict, place) -> dict:
+        """The spec's [training] keys read from a torch.optim parameter group; a setting
+        the spec cannot express fails at ``place``."""
+        raise NotImplementedError
+
+    def torch_code(self, spec, parameters: str) -> str:
+        """The optimizer as PyTorch code, over ``parameters`` (code)."""
+        raise NotImplementedError
+
 
 @register
 class SGD(Optimizer):
@@ -51,6 +63,7 @@ class SGD(Optimizer):
     (torch.optim.SGD, dampening 0, no Nesterov)."""
 
     name = "sgd"
+    torch_class = "SGD"
 
     def update(self, name, old, gradient, spec, state):
         if spec.momentum:
@@ -82,3 +95,12 @@ class SGD(Optimizer):
                 f"{numbers.tex(update.old)} - {rate} \\cdot "
                 f"{tex(numbers.placeholder(update.gradient))}",
                 numbers.tex_change(update.old, update.new)]
+
+    def torch_settings(self, group, place):
+        only_defaults(group, place, dampening=0, nesterov=False, weight_decay=0,
+                       maximize=False)
+        return {"learning_rate": float(group["lr"]), "momentum": float(group["momentum"])}
+
+    def torch_code(self, spec, parameters):
+        momentum = f", momentum={spec.momentum!r}" if spec.momentum else ""
+        return f"optim.SGD({parameters}, lr={spec.learning_rate!r}{momentum})"

@@ -10,6 +10,7 @@ checked against a small safe grammar (validate.py): a name can never run a TeX c
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import tomllib
@@ -72,6 +73,8 @@ class NetworkSpec:
     epochs: int | None = None
     optimizer: str = DEFAULT_OPTIMIZER  # how the parameters move (optimizers.py)
     extra: dict = field(default_factory=dict)
+    # the document it was read from (a copy): spec_toml.py writes it back as a spec file
+    document: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def output_names(self) -> list[str]:
@@ -107,16 +110,22 @@ def read_text(path, what: str = "file") -> str:
     limits.MAX_FILE_BYTES: a bigger file, or a device that never ends, is refused at once."""
     try:
         with open(path, "rb") as handle:
-            data = handle.read(MAX_FILE_BYTES + 1)
+            return read_stream(handle, path, what)
     except OSError as err:
         raise SpecError(path, "", f"cannot read the {what} ({err.strerror or err})") from None
+
+
+def read_stream(stream, source, what: str = "file") -> str:
+    """The UTF-8 text of a binary stream (a file, standard input), at most
+    limits.MAX_FILE_BYTES of it."""
+    data = stream.read(MAX_FILE_BYTES + 1)
     if len(data) > MAX_FILE_BYTES:
-        raise SpecError(path, "", f"at most {MAX_FILE_BYTES // 1_000_000} MB in the {what} (the "
-                                  f"limit: a smaller file; TOML is read at about 1 MB/s)")
+        raise SpecError(source, "", f"at most {MAX_FILE_BYTES // 1_000_000} MB in the {what} "
+                                    f"(the limit: a smaller file; TOML is read at about 1 MB/s)")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise SpecError(path, f"byte {err.start + 1}", f"UTF-8 text in the {what}") from None
+        raise SpecError(source, f"byte {err.start + 1}", f"UTF-8 text in the {what}") from None
 
 
 def read_document(text: str, source: str, fmt: str, **options) -> dict:
@@ -198,7 +207,8 @@ def spec_from_dict(data: dict, source: str = "<spec>") -> NetworkSpec:
     _check_unique_names(input_names, layers, loss, params, top)
     return NetworkSpec(
         source=source, title=title, input_names=input_names, input_shape=input_shape,
-        layers=layers, loss=loss, parameters=params.values, examples=examples, **settings)
+        layers=layers, loss=loss, parameters=params.values, examples=examples, **settings,
+        document=copy.deepcopy(data))
 
 
 def _read_input_shape(inputs: dict, place: Place):

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from .escaping import md_code, md_escape, tex_escape, visible
 
+LANGUAGES = ("en", "fr")  # a phrase file each: templates/lang/<lang>.toml
+
 
 def templates_dir() -> Path:
     """The installed ``backprop_explain.templates`` package, or ``templates/`` in a checkout."""

@@ -19,14 +19,16 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-import numpy as np
+from typing import TYPE_CHECKING
 
 from .derivation import Solution, derive, update_parameters
 from .errors import SpecError
-from .fastpath import FastNetwork
 from .limits import check_training
 from .progress import task
 from .spec import NetworkSpec
+
+if TYPE_CHECKING:
+    from .fastpath import FastNetwork
 
 
 @dataclass
@@ -99,6 +101,9 @@ def is_training(spec: NetworkSpec) -> bool:
 
 def train(spec: NetworkSpec, network: FastNetwork | None = None) -> TrainingRun:
     """Run every SGD step of the spec's schedule through the fast path."""
+    import numpy as np  # here, not at the top: a single derived step needs no NumPy
+
+    from .fastpath import FastNetwork
     schedule = batches(spec)
     network = network or FastNetwork(spec)
     x = np.array([np.reshape(e.inputs, network.input_shape) for e in spec.examples])

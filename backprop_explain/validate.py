@@ -216,6 +216,26 @@ def only(table: dict, allowed: set, place: Place):
             (place / key).fail(f"one of the keys {', '.join(sorted(allowed))}")
 
 
+def allowed(name: str, value, options):
+    """An argument of the Python API among ``options``, or a ValueError naming them."""
+    if value not in options:
+        raise ValueError(f"{name}: one of {', '.join(map(str, options))}, got {value!r}")
+    return value
+
+
+def only_defaults(settings, place: Place, **defaults) -> None:
+    """Settings (of a torch module, or a dict: an optimizer's parameter group) that the spec
+    knows only at their default value; a size given as one number stands for (n, n)."""
+    for key, default in defaults.items():
+        value = (settings.get(key, default) if isinstance(settings, dict)
+                 else getattr(settings, key, default))
+        if isinstance(default, tuple) and isinstance(value, int):
+            value = (value, value)
+        value = tuple(value) if isinstance(value, (list, tuple)) else value
+        if value is not default if default is None else value != default:
+            place.fail(f"{key}={default!r} (the spec has no other), got {value!r}")
+
+
 def infer_shape(values) -> tuple[int, ...]:
     """The shape of nested lists, read along the first entries."""
     shape = []

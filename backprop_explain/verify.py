@@ -31,6 +31,7 @@ from .keys import adjoint_key, local_key, updated_key
 from .losses import LOSSES
 from .nodes import ACTIVATION, INPUT, LOSS, LOSS_TERM, PARAMETER, TARGET
 from .optimizers import OPTIMIZERS
+from .partials import dummy, rename
 from .spec import NetworkSpec
 
 STATUSES = ("correct", "wrong", "consistent", "unknown_key")
@@ -313,8 +314,11 @@ class Catalog:
     def _function(self, expr: sp.Expr, deps: list[str]):
         cache_key = (expr, tuple(deps))
         if cache_key not in self._functions:
-            self._functions[cache_key] = sp.lambdify([sp.Symbol(d) for d in deps], expr,
-                                                     modules="math")
+            # identifiers first, in the keys' order, the arrangement kept: lambdify would
+            # rewrite the whole expression once per key that is not one (dE/dw_{1,1})
+            plain = [dummy(k) for k in range(len(deps))]
+            named = rename(expr, {sp.Symbol(d): v for d, v in zip(deps, plain)})
+            self._functions[cache_key] = sp.lambdify(plain, named, modules="math")
         return self._functions[cache_key]
 
     def _evaluate_one(self, quantity: Quantity, values: dict, formula=None) -> float | None:
@@ -511,6 +515,20 @@ class Verification:
 
     def as_data(self, lang: str = "en") -> list[dict]:
         return [c.as_data(lang) for c in self.checks]
+
+    def report(self, format: str = "md", lang: str = "en") -> str:
+        """The report as the command prints it: text, md or json."""
+        from .templating import LANGUAGES
+        from .validate import allowed
+        return render_verification(self, allowed("format", format, REPORT_FORMATS),
+                                   allowed("lang", lang, LANGUAGES))
+
+    def __repr__(self) -> str:  # one line, not every check
+        counts = ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in self.counts.items())
+        return f"<Verification of {len(self.checks)} answers: {counts}>"
+
+    def _repr_markdown_(self) -> str:  # Jupyter shows the report
+        return self.report("md")
 
 
 class _Judge:

@@ -167,7 +167,7 @@ def symbolic_per_example(data, examples):
     graph = build_graph(spec)
     numeric = NumericGraph(graph)
     build = time.perf_counter() - start
-    edges = len(numeric._partials)
+    edges = len(numeric.edges)
     start = time.perf_counter()
     for _ in range(examples):
         values = numeric.forward(leaf_values(spec, spec.parameters, spec.examples[0]))

@@ -24,7 +24,7 @@ from backprop_explain.activations import ACTIVATIONS, Activation
 from backprop_explain.layers import LAYER_KINDS
 from backprop_explain.layers.base import Layer
 from backprop_explain.losses import LOSSES, Loss
-from backprop_explain.optimizers import OPTIMIZERS
+from backprop_explain.optimizers import OPTIMIZERS, Optimizer
 from backprop_explain.templating import environment, templates_dir
 
 PACKAGE = Path(__file__).resolve().parent.parent / "backprop_explain"
@@ -33,11 +33,12 @@ PACKAGE = Path(__file__).resolve().parent.parent / "backprop_explain"
 # name a kind or an entry.
 STAGE_MODULES = {
     "__init__", "api", "answers", "cli", "derivation", "diagram", "document",
-    "document_training", "fastpath", "graph", "jsonout", "moodle", "output", "pdf", "sheet",
-    "sheet_spec", "spec", "training", "verify",
+    "document_training", "fastpath", "graph", "jsonout", "moodle", "notebook", "numeric",
+    "output", "pdf", "sheet", "sheet_spec", "spec", "spec_toml", "torch_export", "torch_import",
+    "training", "verify",
 }
-LOW_MODULES = {"drawing", "errors", "escaping", "keys", "limits", "nodes", "notation", "progress",
-               "templating", "validate"}
+LOW_MODULES = {"drawing", "errors", "escaping", "keys", "limits", "nodes", "notation",
+               "partials", "progress", "templating", "validate"}
 REGISTRIES = {"activations", "losses", "optimizers"}  # one entry per name: names allowed
 
 
@@ -128,6 +129,20 @@ def test_low_level_modules_import_no_stage():
         assert not graph[module] & stages, f"{module} imports {sorted(graph[module] & stages)}"
 
 
+def test_torch_is_imported_by_torch_import_alone_and_lazily():
+    """PyTorch stays optional: one module reads models, and only when it is asked to."""
+    importers = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(n == "torch" or n.startswith("torch.") for n in names):
+                importers.append(path.name)
+                assert node not in tree.body, f"{path.name} imports torch at module level"
+    assert set(importers) == {"torch_import.py"}
+
+
 def kind_and_entry_names() -> set[str]:
     return set(LAYER_KINDS) | set(ACTIVATIONS) | set(LOSSES) | set(OPTIMIZERS)
 
@@ -163,6 +178,18 @@ def test_every_layer_kind_provides_the_interface(kind):
     fragment = templates_dir() / cls.fragment
     assert fragment.is_file(), f"{kind}: no template fragment {cls.fragment}"
     assert environment().get_template(cls.fragment)  # it parses
+
+
+@pytest.mark.parametrize("kind", sorted(LAYER_KINDS))
+def test_every_layer_kind_declares_its_pytorch_form(kind):
+    """How torch_import reads it and torch_export writes it (layers/base.py)."""
+    cls = LAYER_KINDS[kind]
+    assert cls.torch_classes or cls.torch_view
+    assert cls.torch_table.__func__ is not Layer.torch_table.__func__
+    assert cls.torch_modules is not Layer.torch_modules or cls.torch_view
+    assert cls.torch_block.isidentifier()
+    if cls.torch_parameters:
+        assert cls.parameter_blocks is not Layer.parameter_blocks
 
 
 @pytest.mark.parametrize("kind", sorted(LAYER_KINDS))
@@ -204,6 +231,7 @@ def test_every_activation_entry_is_complete(name):
     assert (type(entry).expression is not Activation.expression
             or type(entry).unit is not Activation.unit)
     assert entry.display is None or "{arg}" in entry.display
+    assert entry.torch_class  # its torch.nn module
 
 
 @pytest.mark.parametrize("name", sorted(LOSSES))
@@ -215,6 +243,9 @@ def test_every_loss_entry_is_complete(name):
     assert entry.display.strip()
     for activation, method in entry.fused.items():
         assert activation in ACTIVATIONS and callable(getattr(entry, method))
+    assert entry.torch_terms  # the exported script writes it out when no criterion fits
+    for criterion in entry.torch_criteria:
+        assert {criterion.reduction, criterion.spec_reduction} <= {"mean", "sum"}
 
 
 UNITS = 3
@@ -319,6 +350,13 @@ def test_fused_loss_forms_match_sympy(name, activation):
                                    rtol=1e-10, atol=1e-13)
         np.testing.assert_allclose(numpy_delta[index], [d(*point) for d in delta],
                                    rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_every_optimizer_entry_declares_its_pytorch_form(name):
+    entry = OPTIMIZERS[name]
+    assert entry.torch_class and type(entry).torch_settings is not Optimizer.torch_settings
+    assert type(entry).torch_code is not Optimizer.torch_code
 
 
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))

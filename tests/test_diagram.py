@@ -40,17 +40,23 @@ def test_cnn_diagram_draws_the_grids_then_the_neurons():
     assert len(computed) == 4  # the 2×2 feature map, by name
     assert len(diagram.circles) == 4 + 2 + 2  # flattened cells, hidden units, outputs
     words = svg_words(diagram_for(spec, "svg"))
-    assert "x11" in words and "⋆" in words and "feature map" in words
+    assert "x11" in words and "∗" in words and "feature map" in words  # ∗ as in the course
     tikz = diagram_for(spec, "tex", "fr")
-    assert "carte de caractéristiques" in tikz and r"$\star$" in tikz
+    assert "carte de caractéristiques" in tikz and r"$\ast$" in tikz
 
 
 def test_names_become_svg_subscripts():
-    text, chars = svg_name("w^{(1)}_{2,1}")
-    assert 'dy="-6"' in text and "(1)" in text and "2,1" in text and chars == 7
-    assert text.endswith('<tspan dy="-4">\u200b</tspan>')  # back to the baseline
-    assert svg_name(r"\hat{y}_k")[0].startswith("y\u0302")  # y with a combining hat
-    assert svg_name("a<b")[0] == "a&lt;b"  # never markup
+    """Raised, then lowered, in a smaller size; the next text back on the baseline."""
+    text = svg_name("w^{(1)}_{2,1}")
+    root = ET.fromstring(f'<text xmlns="http://www.w3.org/2000/svg">{text}</text>')
+    w, up, down = root.text, *root
+    assert (w, up.text, down.text) == ("w", "(1)", "2,1")
+    assert float(up.get("dy")) < 0 < float(down.get("dy"))  # y downwards in SVG
+    assert float(up.get("font-size")) == float(down.get("font-size")) < 11.81 * 0.8
+    after = ET.fromstring(f'<text xmlns="http://www.w3.org/2000/svg">{svg_name("a_1 b")}</text>')
+    assert sum(float(t.get("dy") or 0) for t in after) == 0  # "b" back on the baseline
+    assert svg_name(r"\hat{y}_k").startswith("y\u0302")  # y with a combining hat
+    assert svg_name("a<b") == "a&lt;b"  # never markup
 
 
 def test_markdown_explanation_links_an_svg_beside_it(tmp_path):

@@ -20,6 +20,12 @@ methods and never ask which kind a layer is.
   the parts, ``routed_gradient``/``gradient_source`` how the gradient reaching the
   layer before is explained, ``short_summary`` one plain line (Moodle).
 - diagram: ``draw`` its part of the network figure (drawing.Sketch).
+- PyTorch (torch_import.py, torch_export.py): ``torch_classes`` the torch.nn modules it is
+  read from and ``torch_table`` (a classmethod) its spec table from one of them;
+  ``torch_parameters`` which tensor of the module holds which parameter block and
+  ``parameter_blocks`` their names; ``torch_modules`` the module (and its activation) as
+  code, ``torch_block`` the attribute the course names its block with (``fc`` → fc1), or
+  ``torch_view`` the forward statement that writes it without a module (flatten).
 
 A new kind: a module here with a registered dataclass, its template fragment and phrase
 files in templates/layers/; nothing else changes (see the README).
@@ -152,6 +158,33 @@ class Layer:
         """Its part of the network figure (drawing.Sketch)."""
         raise NotImplementedError
 
+    # PyTorch -----------------------------------------------------------------
+    torch_classes: tuple[str, ...] = ()  # the torch.nn modules it is read from ("Linear")
+    torch_parameters: dict[str, str] = {}  # spec key of a parameter block → module tensor
+    torch_block = "layer"  # the course's attribute of its block in MyNet: layer1, fc1, …
+    torch_view: str | None = None  # a forward statement writing it without a module
+    # naming schemes (from_torch's names=): scheme → its names table, "@" the layer's role
+    # among the layers the scheme names ("h" hidden, "h1", "h2" when several, "o" output)
+    naming_schemes: dict[str, dict[str, str]] = {}
+
+    @classmethod
+    def torch_table(cls, module, place) -> dict:
+        """Its spec table read from a torch module of one of ``torch_classes`` (None for
+        ``torch_view``): type and settings, without parameter values or names (torch_import
+        adds those from ``torch_parameters``); a setting the spec cannot express fails at
+        ``place`` (validate.Place), naming the module."""
+        raise NotImplementedError
+
+    def parameter_blocks(self) -> dict[str, list]:
+        """{spec key of ``torch_parameters``: the names, nested in the tensor's shape}; an
+        empty list when the layer has no such tensor (a conv without bias)."""
+        return {}
+
+    def torch_modules(self) -> list[str]:
+        """Its block of an nn.Sequential as code: the module holding ``torch_parameters``
+        first, then its activation's ("nn.Linear(3, 2)", "nn.Sigmoid()")."""
+        raise NotImplementedError
+
 
 class ActivatedLayer(Layer):
     """A layer of pre-activations followed by an activation of them (dense, conv2d); with
@@ -179,6 +212,14 @@ class ActivatedLayer(Layer):
             graph.computed(name, ACTIVATION, activation.expression(ys, j, self.negative_slope),
                            layer=self.index, activation=self.activation)
         return list(self.activation_names)
+
+    def torch_modules(self):
+        activation = ACTIVATIONS[self.activation].torch_code(self.negative_slope)
+        return [self.torch_module()] + ([activation] if activation else [])
+
+    def torch_module(self) -> str:
+        """The module computing the pre-activations, as code ("nn.Linear(3, 2)")."""
+        raise NotImplementedError
 
 
 def units_then_bias(rows, biases) -> list[str]:

@@ -10,7 +10,7 @@ expression. SymPy derives every partial. Filters are nested lists [out][in][row]
 Everything particular to conv2d layers is here: the spec table, the graph's nodes (one
 per feature-map cell), the NumPy kernel (im2col), the gradients written as convolutions
 for the worked solution and checked against the chain rule, the solution's parts
-(templates/layers/conv2d.j2), the figure's panels (⋆ filters = feature maps) and the
+(templates/layers/conv2d.j2), the figure's panels (∗ filters = feature maps) and the
 blocks a sheet may draw.
 """
 
@@ -22,11 +22,10 @@ import numpy as np
 import sympy as sp
 
 from ..activations import ACTIVATIONS
-from ..drawing import Text, column_ys, number_label, plain_text
 from ..nodes import PARAMETER, PRE_ACTIVATION
 from ..notation import Equation, broken_sum, primed
 from ..templating import fill
-from ..validate import expand_names, flatten_names, infer_shape, is_draw, only
+from ..validate import expand_names, flatten_names, infer_shape, is_draw, only, only_defaults
 from . import grid
 from .base import ActivatedLayer, Part, register, units_then_bias
 
@@ -51,6 +50,8 @@ class Conv2dLayer(ActivatedLayer):
     kind: str = "conv2d"
     frozen: bool = False
     fragment = "layers/conv2d.j2"
+    torch_classes = ("Conv2d",)
+    torch_parameters = {"filters": "weight", "biases": "bias"}
 
     @property
     def in_channels(self) -> int:
@@ -362,27 +363,38 @@ class Conv2dLayer(ActivatedLayer):
             blocks.append(("A", self.activation_names))
         return grid.after_part(doc, self, blocks, before, after)
 
+    # PyTorch -----------------------------------------------------------------
+    @classmethod
+    def torch_table(cls, module, place):
+        only_defaults(module, place, dilation=(1, 1), groups=1, padding_mode="zeros")
+        table = {"type": "conv2d", "out_channels": module.out_channels,
+                 "kernel": grid.spec_size(grid.torch_pair(module, "kernel_size", place)),
+                 "stride": grid.spec_size(grid.torch_pair(module, "stride", place)),
+                 "padding": grid.spec_size(grid.torch_pair(module, "padding", place))}
+        if module.bias is None:
+            table["biases"] = False
+        return table
+
+    def parameter_blocks(self):
+        return {"filters": self.filter_names, "biases": self.bias_names}
+
+    def torch_module(self):
+        sizes = grid.torch_sizes(kernel_size=self.kernel,
+                                 stride=self.stride if self.stride != (1, 1) else None,
+                                 padding=self.padding if self.padding != (0, 0) else None)
+        bias = "" if self.bias_names else ", bias=False"
+        return f"nn.Conv2d({self.in_channels}, {self.out_channels}{sizes}{bias})"
+
     # Diagram -----------------------------------------------------------------
     def draw(self, sketch):
-        """⋆ the filters (+ the biases) = the feature maps, by name."""
-        sketch.grids()
-        sketch.operator(r"\star", "⋆")
-        kh, kw = self.kernel
-        filters = []
-        for per_out in self.filter_names:
-            for filter_grid in per_out:
-                filters.append(([sketch.values[n] for n in flatten_names(filter_grid)], kh, kw,
-                                True, sketch.words["filter"] if not filters else ""))
-        sketch.x += sketch.stack(sketch.x, filters)
+        """∗ the filters (+ the biases) = the feature maps, by name."""
+        sketch.operator(r"\ast", "∗")
+        sketch.panel([grid for per_out in self.filter_names for grid in per_out],
+                     sketch.words["filter"], given=True)
         if self.bias_names:  # one bias per output channel, listed one under the other
             sketch.operator("+", "+")
-            for bias, y in zip(self.bias_names, column_ys(len(self.bias_names), 0.6)):
-                sketch.diagram.texts.append(Text(
-                    sketch.x, y, number_label(sketch.values[bias], sketch.numbers, bias),
-                    "west", size="small"))
-            sketch.x += 0.25 * max(len(plain_text(b)) + 8 for b in self.bias_names)
+            sketch.listing([sketch.number(bias, named=True) for bias in self.bias_names])
         sketch.operator("=", "=")
-        sketch.names = self.activation_names
         sketch.maps(self.activation_names, self.out_shape, sketch.words["feature_map"])
 
 

@@ -16,7 +16,6 @@ import numpy as np
 import sympy as sp
 
 from ..activations import ACTIVATIONS
-from ..drawing import COLUMN_GAP, RADIUS, Circle, Text, column_ys, edge, name_label, number_label
 from ..nodes import PARAMETER, PRE_ACTIVATION
 from ..templating import fill
 from ..validate import expand_names, flatten_names, is_draw, only
@@ -45,6 +44,11 @@ class DenseLayer(ActivatedLayer):
     kind: str = "dense"
     frozen: bool = False
     fragment = "layers/dense.j2"
+    torch_classes = ("Linear",)
+    torch_parameters = {"weights": "weight", "biases": "bias"}
+    torch_block = "fc"
+    naming_schemes = {"course": {"weights": "w@_{#j,#i}", "biases": "b@_#j",
+                                 "pre_activations": "y_{@#j}", "activations": "out_{@#j}"}}
 
     # Spec stage --------------------------------------------------------------
     @classmethod
@@ -143,27 +147,30 @@ class DenseLayer(ActivatedLayer):
         return Part(self.fragment, "forward",
                     equations=[doc.forward_equation(step, values) for step in steps])
 
+    # PyTorch -----------------------------------------------------------------
+    @classmethod
+    def torch_table(cls, module, place):
+        if module.bias is None:
+            place.fail("a Linear with a bias (a dense layer has one; Linear(bias=False) "
+                       "has no spec equivalent)")
+        return {"type": "dense", "units": module.out_features}
+
+    def parameter_blocks(self):
+        return {"weights": self.weight_names, "biases": self.bias_names}
+
+    def torch_module(self):
+        return f"nn.Linear({len(self.weight_names[0])}, {self.units})"
+
     # Diagram -----------------------------------------------------------------
     def draw(self, sketch):
         """A column of neurons: the activation's name inside, the bias above, the weights'
         values on the edges from the column before."""
-        sketch.columns()
-        sketch.x += COLUMN_GAP
-        x, previous, current = sketch.x, sketch.column, []
-        kind = "output" if sketch.is_last(self) else "unit"
-        for j, y in enumerate(column_ys(self.units)):
-            for i, start in enumerate(previous):
-                edge(sketch.diagram, start, (x, y), i, len(previous),
-                     number_label(sketch.values[self.weight_names[j][i]], sketch.numbers))
-            sketch.diagram.circles.append(Circle(x, y, RADIUS, name_label(self.activation_names[j]),
-                                                 kind))
+        column = sketch.neurons(self.activation_names, output=sketch.is_last(self))
+        for j, row in enumerate(self.weight_names):
+            for i, weight in enumerate(row):
+                column.connect(i, j, sketch.number(weight))
             if self.bias_names:
-                bias = self.bias_names[j]
-                sketch.diagram.texts.append(Text(
-                    x, y + RADIUS + 0.3, number_label(sketch.values[bias], sketch.numbers, bias),
-                    size="tiny"))
-            current.append((x, y))
-        sketch.column = current
+                column.above(j, sketch.number(self.bias_names[j], named=True))
 
 
 def pre_activation(weights: list[sp.Symbol], inputs: list[sp.Symbol], bias: sp.Symbol) -> sp.Expr:

@@ -34,6 +34,8 @@ class FlattenLayer(Layer):
     size: int
     kind: str = "flatten"
     fragment = "layers/flatten.j2"
+    torch_classes = ("Flatten",)
+    torch_view = "x.view(x.size(0), -1)"  # the course's way, in MyNet.forward
 
     # Spec stage --------------------------------------------------------------
     @classmethod
@@ -81,6 +83,17 @@ class FlattenLayer(Layer):
         return Part(self.fragment, "forward", size=self.size,
                     next=doc.layer_label(self.index + 1),
                     vector=r"\left(" + ", ".join(shown) + r"\right)")
+
+    # PyTorch -----------------------------------------------------------------
+    @classmethod
+    def torch_table(cls, module, place):
+        if module is not None and (module.start_dim, module.end_dim) != (1, -1):
+            place.fail(f"Flatten() over every axis but the batch (start_dim=1, end_dim=-1), "
+                       f"got start_dim={module.start_dim}, end_dim={module.end_dim}")
+        return {"type": "flatten"}
+
+    def torch_modules(self):
+        return ["nn.Flatten()"]
 
     # Diagram -----------------------------------------------------------------
     def draw(self, sketch):

@@ -197,6 +197,41 @@ def input_gradient_chain(graph, example, names: list[str]) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------
+# PyTorch: sizes of Conv2d, MaxPool2d and AvgPool2d
+
+
+def torch_pair(module, attribute: str, place: Place) -> tuple[int, int]:
+    """A module's kernel_size, stride or padding as (rows, columns)."""
+    value = getattr(module, attribute)
+    if isinstance(value, str):  # padding="valid" or "same"
+        kernel = torch_pair(module, "kernel_size", place)
+        if value == "valid":
+            return (0, 0)
+        if value == "same" and kernel[0] % 2 and kernel[1] % 2:
+            return (kernel[0] // 2, kernel[1] // 2)
+        place.fail(f"a whole-number {attribute} (or \"same\" with an odd kernel), got {value!r}")
+    if isinstance(value, int):
+        return (value, value)
+    return tuple(int(v) for v in value)
+
+
+def spec_size(pair):
+    """A size as a spec table writes it: 2, or [2, 3]."""
+    return pair[0] if pair[0] == pair[1] else list(pair)
+
+
+def torch_size(pair) -> str:
+    """A size as PyTorch code writes it: 2, or (2, 3)."""
+    return str(pair[0]) if pair[0] == pair[1] else f"({pair[0]}, {pair[1]})"
+
+
+def torch_sizes(**pairs) -> str:
+    """Keyword arguments of sizes, those at PyTorch's default (None) left out."""
+    return "".join(f", {key}={torch_size(value)}" for key, value in pairs.items()
+                   if value is not None)
+
+
+# ---------------------------------------------------------------------------
 # Document: grids written as LaTeX matrices (bmatrix works in Markdown math and LaTeX)
 
 

@@ -21,7 +21,7 @@ import sympy as sp
 
 from ..keys import local_key
 from ..templating import fill
-from ..validate import flatten_names, only
+from ..validate import flatten_names, only, only_defaults
 from . import grid
 from .base import Layer, Part, register
 
@@ -41,6 +41,7 @@ class Pool2dLayer(Layer):
     padding: tuple[int, int]
     output_names: list[str]  # row-major (channel, row, column)
     fragment = "layers/pool2d.j2"
+    torch_classes = ("MaxPool2d", "AvgPool2d")
 
     @property
     def takes_maximum(self) -> bool:
@@ -141,12 +142,31 @@ class Pool2dLayer(Layer):
     def after_part(self, doc, before, after):
         return grid.after_part(doc, self, [("P", self.output_names)], before, after)
 
+    # PyTorch -----------------------------------------------------------------
+    @classmethod
+    def torch_table(cls, module, place):
+        maximum = type(module).__name__ == "MaxPool2d"
+        if maximum:
+            only_defaults(module, place, dilation=(1, 1), ceil_mode=False,
+                                return_indices=False)
+        else:
+            only_defaults(module, place, ceil_mode=False, count_include_pad=True,
+                                divisor_override=None)
+        kernel = grid.torch_pair(module, "kernel_size", place)
+        stride = grid.torch_pair(module, "stride", place) if module.stride else kernel
+        return {"type": "maxpool2d" if maximum else "avgpool2d", "kernel": grid.spec_size(kernel),
+                "stride": grid.spec_size(stride),
+                "padding": grid.spec_size(grid.torch_pair(module, "padding", place))}
+
+    def torch_modules(self):
+        sizes = grid.torch_sizes(kernel_size=self.kernel, stride=self.stride,
+                                 padding=self.padding if self.padding != (0, 0) else None)
+        return [f"nn.{'MaxPool2d' if self.takes_maximum else 'AvgPool2d'}({sizes[2:]})"]
+
     # Diagram -----------------------------------------------------------------
     def draw(self, sketch):
         """→ the pooled maps, by name."""
-        sketch.grids()
         sketch.operator(r"\rightarrow", "→")
-        sketch.names = self.output_names
         sketch.maps(self.output_names, self.out_shape, sketch.words[self.kind])
 
 
