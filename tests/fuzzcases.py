@@ -148,8 +148,8 @@ def _paths(value, prefix=()):
     if isinstance(value, dict):
         for k, v in value.items():
             yield from _paths(v, prefix + (k,))
-    elif isinstance(value, list):
-        for k, v in enumerate(value):
+    elif isinstance(value, list) and len(value) <= 100:  # not into 100,000 shared examples:
+        for k, v in enumerate(value):  # one change there would be 100,000 changes
             yield from _paths(v, prefix + (k,))
 
 
@@ -234,7 +234,9 @@ def _resources(document, rng, kind):
     elif choice == 4:
         inputs = document.get("inputs")
         loss = document.get("loss")
-        if isinstance(inputs, dict) and isinstance(loss, dict) and "values" in inputs:
+        small = len(json.dumps([inputs.get("values"), loss.get("targets")], default=str)) < 3000 \
+            if isinstance(inputs, dict) and isinstance(loss, dict) else False
+        if small and "values" in inputs:  # a 5,000-digit number × 100,000 is the harness's OOM
             n = rng.choice([1000, 100000])
             document["examples"] = [{"inputs": inputs["values"], "targets": loss.get("targets")}] * n
     else:
@@ -251,6 +253,7 @@ class Case:
     args: list  # the command line, files named by their key in ``files``
     files: dict = field(default_factory=dict)  # name -> text
     output: str | None = None  # the -o given (relative to the case directory)
+    stdin: str | None = None  # what standard input holds (SPEC given as -)
 
     def describe(self) -> str:
         return " ".join(map(str, self.args))
@@ -265,7 +268,14 @@ def spec_case(rng) -> Case:
     document = mutate(_load(rng.choice(SPECS)), rng, "spec")
     name = f"spec.{fmt}"
     files = {name: dump(document, fmt)}
-    command = rng.choice(["explain"] * 6 + ["keys"] * 2 + ["verify"] * 2)
+    command = rng.choice(["explain"] * 6 + ["keys"] * 2 + ["verify"] * 2 + ["export-torch"])
+    if command == "export-torch":
+        output = rng.choice([None, "out.py", "spec", "fifo", "dir"])
+        return Case(["export-torch", name] + (["-o", output] if output else []), files, output)
+    if rng.random() < 0.1:  # the spec on standard input
+        return Case([command, "-"] + (["answers.toml"] if command == "verify" else []),
+                    {"answers.toml": (EXAMPLES / ANSWERS).read_text(encoding="utf-8")},
+                    stdin=files[name])
     if command == "keys":
         return Case(["keys", name, "--lang", rng.choice(["en", "fr"])], files)
     if command == "verify":
@@ -391,7 +401,7 @@ def run_case(case: Case, work: Path, timeout: float = 60) -> tuple[str, str]:
         previous = signal.signal(signal.SIGALRM, _alarm)
         signal.setitimer(signal.ITIMER_REAL, timeout)
         try:
-            result = CliRunner().invoke(main, args, catch_exceptions=False)
+            result = CliRunner().invoke(main, args, input=case.stdin, catch_exceptions=False)
         except Hang:
             return "hang", case.describe()[:200]
         except SystemExit as err:  # pragma: no cover - CliRunner catches these
