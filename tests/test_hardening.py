@@ -71,6 +71,7 @@ def test_output_over_an_input_or_a_non_regular_file_is_refused(tmp_path):
     answers = tmp_path / "a.toml"
     answers.write_text(Path(ANSWERS).read_text())
     refused(run("verify", spec, answers, "-o", answers), "input")
+    refused(run("export-torch", spec, "-o", spec), "input of this command")
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     refused(run("explain", spec, "--format", "json", "-o", fifo), "not a regular file")
@@ -158,6 +159,11 @@ def test_a_huge_file_a_device_or_binary_is_refused_before_parsing(tmp_path):
     binary = tmp_path / "b.json"
     binary.write_bytes(b'{"title": "\xff\xfe"}')
     refused(run("explain", binary), "byte 12", "UTF-8")
+
+
+def test_a_spec_on_standard_input_has_the_same_limit():
+    result = CliRunner().invoke(main, ["explain", "-"], input="# padding\n" * 900_000)
+    refused(result, "<stdin>", "at most 8 MB")
 
 
 def test_too_many_answers(tmp_path):
