@@ -17,8 +17,10 @@ import sympy as sp
 from .errors import DomainError, SpecError
 from .graph import build_graph
 from .keys import adjoint_key, local_key, updated_key  # noqa: F401 (also read from here)
-from .nodes import ACTIVATION, INPUT, LEAF_KINDS, LOSS, LOSS_TERM, PRE_ACTIVATION, TARGET, Graph
-from .numeric import NumericGraph
+from .keys import example_name
+from .nodes import (ACTIVATION, EXAMPLE_LOSS, GIVEN_KINDS, INPUT, LEAF_KINDS, LOSS, LOSS_TERM,
+                    PRE_ACTIVATION, TARGET, Graph)
+from .numeric import PRECISION, NumericGraph
 from .optimizers import OPTIMIZERS
 from .spec import NetworkSpec
 
@@ -85,7 +87,7 @@ class UpdateStep:
     gradient: float
     new: float
     frozen: bool
-    velocity: float | None = None
+    state: dict | None = None  # what the optimizer shows of its state (velocity, moments)
 
 
 @dataclass
@@ -127,6 +129,8 @@ class Solution:
     loss_after: float
     history: list[float] = field(default_factory=list)
     training: object | None = None  # training.TrainingRun when several SGD steps are run
+    buffers: dict[str, float] = field(default_factory=dict)  # running statistics, before
+    buffers_after: dict[str, float] = field(default_factory=dict)  # after the step's forward
 
     @property
     def example(self) -> ExampleDerivation:
@@ -142,11 +146,35 @@ class Solution:
 # Building it
 
 
-def leaf_values(spec: NetworkSpec, parameters: dict[str, float], example) -> dict[str, float]:
+def leaf_values(spec: NetworkSpec, parameters: dict[str, float], example,
+                k: int | None = None) -> dict[str, float]:
+    """The leaves of one example's graph: its inputs and targets, the parameters, the
+    layers' constants and the example's own (``k``: its 0-based position in the spec,
+    found when not given)."""
+    if k is None:
+        k = next((i for i, e in enumerate(spec.examples) if e is example), 0)
     values = dict(zip(spec.input_names, example.inputs))
     values.update(zip(spec.loss.target_names, example.targets))
     values.update(parameters)
+    for layer in spec.layers:
+        values.update(layer.constants())
+        values.update(layer.example_constants(k))
     return values
+
+
+def leaf_sets(spec: NetworkSpec, graph: Graph, parameters: dict[str, float]) -> list[dict]:
+    """The leaves of each evaluation of the graph: one per example, or a single one for
+    the whole mini-batch when the graph spans it (each example's leaves under its copies'
+    names)."""
+    sets = [leaf_values(spec, parameters, e, k) for k, e in enumerate(spec.examples)]
+    if not graph.spans_batch:
+        return sets
+    shared = set(parameters) | {n for layer in spec.layers for n in layer.constants()}
+    batch = {}
+    for k, values in enumerate(sets):
+        batch.update({name if name in shared else example_name(name, k + 1): value
+                      for name, value in values.items()})
+    return [batch]
 
 
 def forward_steps(graph: Graph, values: dict[str, float]) -> list[ForwardStep]:
@@ -178,6 +206,13 @@ class _ChainWriter:
             self.explain(node)
         return Factor("adjoint", key, self.loss, node, self.adjoints[node], True)
 
+    def _example_loss(self, term: str) -> str | None:
+        """The example's loss a loss term adds up to, in a graph spanning a mini-batch."""
+        kids = self.graph.children[term]
+        if len(kids) == 1 and self.graph.nodes[kids[0]].kind == EXAMPLE_LOSS:
+            return kids[0]
+        return None
+
     def _is_elementwise(self, child: str) -> str | None:
         """The activation node fed by ``child`` alone, if there is one."""
         kids = self.graph.children[child]
@@ -194,6 +229,12 @@ class _ChainWriter:
             kind = self.graph.nodes[child].kind
             if kind == LOSS_TERM and self.graph.children[child] == [self.loss]:
                 factors = [self.local(child, node)]  # ∂E/∂E_k = 1: left out
+            elif kind == LOSS_TERM and self._example_loss(child):
+                # a mini-batch: ∂E/∂E^{[i]} (1/m for a mean), then ∂E^{[i]}/∂E_k = 1 left out
+                factors = [self.local(self.loss, self._example_loss(child)),
+                           self.local(child, node)]
+            elif kind == EXAMPLE_LOSS:
+                factors = [self.local(self.loss, child), self.local(child, node)]
             elif kind == LOSS:
                 factors = [self.local(child, node)]
             else:
@@ -216,6 +257,13 @@ class _ChainWriter:
         step.terms = self.terms(node, through_activation=False)
         self.pending.append(step)
 
+    def adjoint_steps(self, node: str) -> list[ChainStep]:
+        """∂E/∂node derived now (with what it needs), unless already shown."""
+        if adjoint_key(self.loss, node) not in self.shown:
+            self.explain(node)
+        written, self.pending = self.pending, []
+        return written
+
     def gradient(self, parameter: str, frozen: bool) -> list[ChainStep]:
         key = adjoint_key(self.loss, parameter)
         terms = self.terms(parameter, through_activation=True)
@@ -225,14 +273,17 @@ class _ChainWriter:
         return written
 
 
-def derive_example(spec, graph, numeric, parameters, example) -> ExampleDerivation:
-    """One example's forward pass, chain-rule steps and gradients; updates come later,
-    once every example's gradients are combined (derive)."""
-    leaves = leaf_values(spec, parameters, example)
+def derive_example(spec, graph, numeric, leaves: dict[str, float]) -> ExampleDerivation:
+    """One evaluation of the graph (an example, or a whole mini-batch when the graph spans
+    it): forward pass, chain-rule steps and gradients; updates come later, once every
+    example's gradients are combined (derive)."""
     values = numeric.forward(leaves)
     partials = numeric.partial_values(values)
     adjoints = numeric.backward(partials)
     writer = _ChainWriter(graph, partials, adjoints)
+    inputs_of, names = {}, list(spec.input_names)
+    for layer in spec.layers:
+        inputs_of[layer.index], names = names, layer.outputs(names)
     sections = []
     for layer in reversed(spec.layers):
         names = layer.parameter_names()
@@ -241,15 +292,21 @@ def derive_example(spec, graph, numeric, parameters, example) -> ExampleDerivati
             if adjoint_key(graph.loss.name, name) in writer.shown:
                 continue  # a parameter shared with a later layer is derived there once
             steps += writer.gradient(name, name in spec.frozen)
-        if names:
+        if layer.explains_inputs():
+            for name in inputs_of[layer.index]:
+                for node in graph.copies(name):
+                    steps += writer.adjoint_steps(node)
+        if names or steps:
             sections.append(LayerSection(layer.index, layer.kind, steps, []))
     gradients = {p.name: adjoints[p.name] for p in graph.parameters}
+    leaf = {n.name: leaves[n.name] for n in graph.nodes.values() if n.kind in (INPUT, TARGET)}
     return ExampleDerivation(
-        inputs=dict(zip(spec.input_names, example.inputs)),
-        targets=dict(zip(spec.loss.target_names, example.targets)),
+        inputs={n: v for n, v in leaf.items() if graph.nodes[n].kind == INPUT},
+        targets={n: v for n, v in leaf.items() if graph.nodes[n].kind == TARGET},
         forward=forward_steps(graph, values), loss=values[graph.loss.name],
         sections=sections, gradients=gradients,
-        adjoints={n: adjoints[n] for n in graph.nodes if graph.nodes[n].kind not in (INPUT, TARGET)},
+        adjoints={n: adjoints[n] for n in graph.nodes
+                  if graph.nodes[n].kind not in (INPUT,) + GIVEN_KINDS},
         local_partials={local_key(c, p): v for (c, p), v in partials.items()},
         values=values)
 
@@ -264,6 +321,22 @@ def layer_forms(spec: NetworkSpec, graph: Graph, example: ExampleDerivation) -> 
             forms.append(form)
         names = layer.outputs(names)
     return forms
+
+
+def buffers_after(spec: NetworkSpec, graph: Graph, values: dict[str, float]) -> dict[str, float]:
+    """What the layers keep from step to step (running statistics) after the step's
+    forward pass, each from the formula its layer gives (``values``: the forward values
+    of the graph; the first example's when the graph is one example's)."""
+    env = dict(values)
+    env.update(spec.buffers)
+    out = {}
+    with mpmath.workdps(PRECISION):
+        for layer in spec.layers:
+            for name, expr in layer.buffer_updates(graph).items():
+                symbols = sorted(expr.free_symbols, key=lambda s: s.name)
+                function = sp.lambdify(symbols, expr, modules="mpmath")
+                out[name] = float(function(*[mpmath.mpf(env[s.name]) for s in symbols]))
+    return out
 
 
 def combine(values: list[float], reduction: str) -> float:
@@ -282,7 +355,8 @@ def update_parameters(parameters, gradients, spec: NetworkSpec, state=None):
         frozen = name in spec.frozen
         shown = None
         if not frozen:
-            new[name], shown = optimizer.update(name, old, g, spec, state)
+            new[name], shown = optimizer.update(name, old, g, spec.learning_rate,
+                                                spec.optimizer_settings, state)
         steps.append(UpdateStep(name, updated_key(name), old, g, new[name], frozen, shown))
     return steps, new
 
@@ -304,14 +378,16 @@ def _derive(spec: NetworkSpec, numeric: NumericGraph | None) -> Solution:
     numeric = numeric or NumericGraph(build_graph(spec))
     graph = numeric.graph
     params = dict(spec.parameters)
-    examples = []
-    for example in spec.examples:
-        examples.append(derive_example(spec, graph, numeric, params, example))
+    examples = [derive_example(spec, graph, numeric, leaves)
+                for leaves in leaf_sets(spec, graph, params)]
     for derived in examples:
         derived.convolutions = layer_forms(spec, graph, derived)
-    gradients = {name: combine([e.gradients[name] for e in examples], spec.reduction)
-                 for name in params}
-    loss = combine([e.loss for e in examples], spec.reduction)
+    if graph.spans_batch:  # one derivation of the whole mini-batch: its loss combines them
+        gradients, loss = dict(examples[0].gradients), examples[0].loss
+    else:
+        gradients = {name: combine([e.gradients[name] for e in examples], spec.reduction)
+                     for name in params}
+        loss = combine([e.loss for e in examples], spec.reduction)
     updates, after = update_parameters(params, gradients, spec)
     by_name = {u.parameter: u for u in updates}
     # The course shows each layer's updates right after its gradients (one example).
@@ -320,9 +396,12 @@ def _derive(spec: NetworkSpec, numeric: NumericGraph | None) -> Solution:
         section.updates = [by_name[n] for n in names]
     forward_after = []
     losses_after = []
-    for example in spec.examples:
-        values = numeric.forward(leaf_values(spec, after, example), finite=False)
+    for leaves in leaf_sets(spec, graph, after):
+        values = numeric.forward(leaves, finite=False)  # an overflow: said in words
         forward_after.append(forward_steps(graph, values))
         losses_after.append(values[graph.loss.name])
+    loss_after = losses_after[0] if graph.spans_batch else combine(losses_after,
+                                                                     spec.reduction)
     return Solution(spec, graph, examples, loss, gradients, updates, after, forward_after,
-                    combine(losses_after, spec.reduction), history=[loss])
+                    loss_after, history=[loss], buffers=dict(spec.buffers),
+                    buffers_after=buffers_after(spec, graph, examples[0].values))

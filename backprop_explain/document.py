@@ -18,7 +18,7 @@ from .derivation import ChainStep, Factor, Solution, UpdateStep
 from .layers import grid
 from .layers.grid import GridNotation
 from .losses import LOSSES
-from .nodes import ACTIVATION, LOSS, LOSS_TERM
+from .nodes import ACTIVATION, EXAMPLE_LOSS, LOSS, LOSS_TERM
 from .notation import (Equation, NumberFormat, is_atomic, partial, primed, substituted, tex,
                        tex_around)
 from .optimizers import OPTIMIZERS
@@ -62,8 +62,13 @@ class SolutionView:
         self.t = phrases(lang)
         self.n = numbers
         self.loss_name = self.spec.loss.total_name
-        # layers shown as a whole (conv, pool: grids) rather than node by node, by index
-        self.forms = {f.layer: f for f in solution.example.convolutions}
+        self.optimizer = OPTIMIZERS[self.spec.optimizer]
+        self._written_in_full = False  # a tabular optimizer's update, written out once
+        # what layers show beyond the chain rule (derivation.layer_forms), by index; those
+        # shown as a whole (conv, pool: grids) rather than node by node: self.forms
+        self.layer_forms = {f.layer: f for f in solution.example.convolutions}
+        self.forms = {index: f for index, f in self.layer_forms.items()
+                      if self.spec.layers[index - 1].shows_grids}
         self.grids = GridNotation(self) if self.forms else None
         self._unsubstituted = []  # factors whose derivative gets its numbers last (context)
         self._inputs = {}
@@ -114,7 +119,8 @@ class SolutionView:
         return groups
 
     def loss_equations(self, steps, values) -> list[Equation]:
-        return [self.forward_equation(s, values) for s in steps if s.kind in (LOSS_TERM, LOSS)]
+        return [self.forward_equation(s, values) for s in steps
+                if s.kind in (LOSS_TERM, EXAMPLE_LOSS, LOSS)]
 
     # Backward pass ------------------------------------------------------
     def factor(self, factor: Factor, values) -> FactorView:
@@ -155,17 +161,54 @@ class SolutionView:
                          "" if single else (" + ".join(numbers) or "0"),
                          self.n.tex(step.value), step.frozen, len(step.terms))
 
-    def update(self, update: UpdateStep) -> Equation:
+    def update(self, update: UpdateStep) -> list[Equation]:
+        """One parameter's update written out (the optimizer's state first, if any)."""
         if update.frozen:
-            return Equation(primed(update.parameter), [update.parameter, self.n.tex(update.old)],
-                            note=self.t["backward"]["frozen"])
-        return Equation(primed(update.parameter), OPTIMIZERS[self.spec.optimizer].equation(
-            update, self.n, self.loss_name, self.n.tex(self.spec.learning_rate)))
+            return [Equation(primed(update.parameter), [update.parameter,
+                                                        self.n.tex(update.old)],
+                             note=self.t["backward"]["frozen"])]
+        return self.optimizer.equations(update, self.n, self.loss_name,
+                                        self.n.tex(self.spec.learning_rate),
+                                        self.spec.optimizer_settings)
+
+    def updates(self, updates: list[UpdateStep]) -> dict:
+        """A group of updates: every one written out, or, for an optimizer that keeps
+        several numbers per parameter (Adam), the first written out in full once in the
+        document, then a table of the group."""
+        rule = self.optimizer.rule(self.t, self.spec.optimizer_settings, self.n,
+                                   self.n.tex(self.spec.learning_rate))
+        if not self.optimizer.tabular:
+            return {"updates": [eq for u in updates for eq in self.update(u)],
+                    "update_table": None, "update_rule": rule}
+        equations = []
+        first = next((u for u in updates if not u.frozen), None)
+        if first is not None and not self._written_in_full:
+            self._written_in_full = True
+            equations = self.update(first)
+        else:
+            rule = []  # said with the update written in full
+        header, rows = self.optimizer.table(self.t, updates, self.n)
+        return {"updates": equations, "update_rule": rule,
+                "update_table": {"intro": self.t["optimizers"]["table"], "header": header,
+                                 "rows": rows, "columns": tuple(range(len(header)))}
+                if rows else None}
+
+    def section_updates(self, section) -> dict:
+        """The updates shown right after a layer's gradients (one example; with several,
+        they follow the combination of the examples' gradients: template block batch)."""
+        if len(self.solution.examples) != 1:
+            return {"updates": [], "update_table": None, "update_rule": []}
+        return self.updates(section.updates)
+
+    @property
+    def plain_update(self) -> bool:
+        """Whether every update is θ − η·∂E/∂θ (a layer may show its updates as grids)."""
+        return self.optimizer.plain(self.spec.optimizer_settings)
 
     def sections(self, example) -> list[dict]:
         """Each layer's backward section (a layer with parameters), as its kind shows it."""
-        return [dict(label=self.layer_label(section.layer),
-                     **self.spec.layers[section.layer - 1].section(self, section, example))
+        return [{"label": self.layer_label(section.layer), "update_table": None, "update_rule": []}
+                | self.spec.layers[section.layer - 1].section(self, section, example)
                 for section in example.sections]
 
     # Words ----------------------------------------------------------------
@@ -224,8 +267,12 @@ class SolutionView:
             "learning_rate": self.n.tex(spec.learning_rate),
             "loss_name": self.loss_name,
             "loss_name_after": primed(self.loss_name),
-            "several_examples": len(solution.examples) > 1,
-            "momentum": self.n.tex(spec.momentum) if spec.momentum else "",
+            "several_examples": len(spec.examples) > 1,
+            # one graph for the whole mini-batch (a layer couples its examples)
+            "batch_graph": fill(self.t["document"]["batch_graph"], count=len(spec.examples),
+                                reduction=self.t["document"][spec.reduction])
+            if self.graph.spans_batch else "",
+            "optimizer": self.optimizer.title,
             "forward": self.forward_layers(example.forward, forward_values),
             "loss": self.loss_equations(example.forward, forward_values),
             "sections": self.sections(example),
@@ -250,8 +297,8 @@ class SolutionView:
 
 
 def _unit_index(node, graph) -> int:
-    siblings = [n for n in graph.nodes.values()
-                if n.kind == ACTIVATION and n.layer == node.layer]
+    siblings = [n for n in graph.nodes.values()  # of its own example in a batch graph
+                if n.kind == ACTIVATION and n.layer == node.layer and n.example == node.example]
     return siblings.index(node) + 1
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 
 from .notation import NumberFormat, partial
-from .templating import phrases, render_template
+from .optimizers import OPTIMIZERS
+from .templating import fill, phrases, render_template
 
 MAX_ROWS = 40  # longer histories are shown every k-th step (the chart shows every step)
 
@@ -59,7 +60,7 @@ class TrainingView:
             "header": header,
             "rows": rows,
             "columns": tuple(range(0, m + 2)),
-            "updates": [self.view.update(u) for u in solution.updates],
+            **self.view.updates(solution.updates),
         }
 
     def history(self, fmt: str, loss_figure: str | None) -> dict | None:
@@ -70,17 +71,17 @@ class TrainingView:
         n = self.n
         every = math.ceil(len(run.steps) / MAX_ROWS)
         shown = [s for s in run.steps if (s.step - 1) % every == 0 or s is run.steps[-1]]
-        intro = " ".join([t["settings"], t["momentum" if run.momentum else "plain"],
-                          t["first_step"]])
+        optimizer = OPTIMIZERS[run.optimizer]
+        intro = " ".join([t["settings"], optimizer.history_rule(self.t, run.optimizer_settings,
+                                                                n), t["first_step"]])
         for key, value in (("steps", len(run.steps)), ("batch", run.batch_size),
-                           ("examples", run.n_examples),
-                           ("momentum", n.tex(run.momentum)),
+                           ("examples", run.n_examples), ("optimizer", optimizer.title),
                            ("rate", n.tex(self.solution.spec.learning_rate))):
             intro = intro.replace("{" + key + "}", str(value))
         if fmt == "tex":
             figure = pgfplots_chart(run, self.t, n)
         elif loss_figure:
-            figure = f"![{t['chart_alt']}]({loss_figure})"
+            figure = f"![{fill(t['chart_alt'], optimizer=optimizer.title)}]({loss_figure})"
         else:
             figure = ""
         return {
@@ -173,5 +174,5 @@ def loss_history_svg(run, lang: str = "en", digits: int = 4,
         "x_ticks": [(px(v), str(v)) for v in x_ticks],
         "y_ticks": [(py(v), n.plain(v)) for v in y_ticks],
         "xlabel": t["history"]["step"], "ylabel": t["history"]["loss"],
-        "title": t["history"]["chart_alt"],
+        "title": fill(t["history"]["chart_alt"], optimizer=OPTIMIZERS[run.optimizer].title),
     })

@@ -58,8 +58,10 @@ class FastResult:
     ``loss`` is the batch loss (mean or sum of the examples' losses, as ``reduction``),
     ``example_losses`` (…, B) each example's Σ_k E_k, ``terms`` (…, B, outputs) the E_k.
     ``layers[k]`` holds layer k+1's arrays: ``pre_activation`` and ``activation``
-    (…, B, *shape); ``layer_gradients[k]`` its ``weights`` and ``biases`` gradients.
-    ``values`` and ``gradients`` give the same numbers under the spec's names.
+    (…, B, *shape); ``layer_gradients[k]`` its parameters' gradients by role (``weights``
+    and ``biases``, …). ``values`` and ``gradients`` give the same numbers under the spec's
+    names; ``buffers`` what layers keep from step to step (running statistics) as this
+    forward pass leaves them, by name (…,).
     """
 
     network: "FastNetwork"
@@ -70,6 +72,7 @@ class FastResult:
     layer_gradients: list[dict[str, np.ndarray]] | None
     input_gradient: np.ndarray | None = None
     has_variants: bool = True
+    buffers: dict[str, np.ndarray] | None = None  # the layers' buffers after this forward pass
     _by_name: dict | None = field(default=None, repr=False)
     _gradients: dict | None = field(default=None, repr=False)
 
@@ -178,6 +181,37 @@ class FastNetwork:
             arrays.append(layer)
         return arrays, has_v
 
+    def _buffer_arrays(self, buffers, variants: int) -> list[dict[str, np.ndarray]]:
+        """Per layer, its buffers (running statistics) by role, (V, …), from values by
+        name (default: the spec's)."""
+        given = dict(self.spec.buffers)
+        given.update(buffers or {})
+        out = []
+        for kernel in self.kernels:
+            roles = {}
+            for role, names in getattr(kernel, "buffer_names", {}).items():
+                flat = [np.broadcast_to(np.asarray(given[n], dtype=np.float64), (variants,))
+                        for n in names.ravel()]
+                roles[role] = np.stack(flat, axis=-1).reshape((variants,) + names.shape)
+            out.append(roles)
+        return out
+
+    def _example_arrays(self, examples, batch: int) -> list[dict[str, np.ndarray]]:
+        """Per layer, its per-example constants (dropout masks) of the batch's examples,
+        (1, B, …): ``examples`` are their 0-based positions in the spec."""
+        out = []
+        for kernel in self.kernels:
+            roles = {}
+            for role, array in getattr(kernel, "example_arrays", {}).items():
+                chosen = list(range(batch)) if examples is None else list(examples)
+                if len(chosen) != batch or max(chosen) >= len(array):
+                    raise ValueError(f"layer {kernel.layer.index}: per-example data for "
+                                     f"{len(array)} examples; give examples=[positions of "
+                                     f"the batch's {batch} examples in the spec]")
+                roles[role] = array[chosen][None]
+            out.append(roles)
+        return out
+
     def _batch(self, array, shape, what):
         a = np.asarray(array, dtype=np.float64)
         if a.ndim == len(shape) + 1 and a.shape[1:] == shape:
@@ -190,8 +224,13 @@ class FastNetwork:
     # -- evaluation -------------------------------------------------------
 
     def run(self, inputs, targets, parameters=None, reduction: str | None = None,
-            gradients: bool = True, input_gradient: bool = False) -> FastResult:
-        """Forward (and backward) pass over the whole batch; see the class docstring."""
+            gradients: bool = True, input_gradient: bool = False, examples=None,
+            buffers: dict | None = None) -> FastResult:
+        """Forward (and backward) pass over the whole batch; see the class docstring.
+
+        ``examples``: the 0-based positions in the spec of the batch's examples, for layers
+        with per-example data (dropout masks; default: the first B examples); ``buffers``:
+        the running statistics by name (default: the spec's)."""
         reduction = reduction or self.spec.reduction
         if reduction not in ("mean", "sum"):
             raise ValueError(f"reduction: 'mean' or 'sum', got {reduction!r}")
@@ -207,12 +246,24 @@ class FastNetwork:
         if t.shape[0] != v:
             t = np.broadcast_to(t, (v,) + t.shape[1:])
         batch = x.shape[1]
+        # what the kernels read besides their parameters: buffers and per-example data
+        params = [dict(p, **b, **e) for p, b, e in zip(
+            params, self._buffer_arrays(buffers, v), self._example_arrays(examples, batch))]
 
         layers, caches, a = [], [], x
         for kernel, p in zip(self.kernels, params):
             z, a, cache = kernel.forward(a, p)
-            layers.append({"pre_activation": z, "activation": a})
+            # a kernel may name more of its quantities (batch statistics), (V, B, …) each
+            more = kernel.more_values(cache) if hasattr(kernel, "more_values") else {}
+            layers.append({"pre_activation": z, "activation": a, **more})
             caches.append(cache)
+        updated = {}
+        for kernel, p, cache in zip(self.kernels, params, caches):
+            if getattr(kernel, "buffer_names", None):
+                for role, array in kernel.updated_buffers(p, cache).items():
+                    names = kernel.buffer_names[role].ravel()
+                    flat = array.reshape(array.shape[0], -1)
+                    updated.update({n: flat[:, k] for k, n in enumerate(names)})
         last = self.kernels[-1]
         terms, d, fused = self.loss.terms_and_delta(last.activation,
                                                     layers[-1]["pre_activation"], a, t)
@@ -242,8 +293,9 @@ class FastNetwork:
             layers = [{k: a[0] for k, a in layer.items()} for layer in layers]
             if layer_gradients is not None:
                 layer_gradients = [{k: a[0] for k, a in g.items()} for g in layer_gradients]
+            updated = {n: a[0] for n, a in updated.items()}
         return FastResult(self, loss, example_losses, terms, layers, layer_gradients, gx,
-                          has_variants)
+                          has_variants, buffers=updated)
 
     def name_values(self, result: FastResult) -> dict[str, np.ndarray]:
         """The forward arrays under the spec's names: each (…, B)."""

@@ -30,8 +30,13 @@ def solution_to_data(solution: Solution) -> dict:
                        [{"step": 1, "epoch": 1,
                          "examples": list(range(1, len(solution.examples) + 1)),
                          "loss": solution.loss}])
+    if solution.buffers:  # running statistics: before the step and after its forward pass
+        data["buffers"] = dict(solution.buffers)
+        data["buffers_after"] = dict(solution.buffers_after)
     if run:
         data["final"] = {"loss": run.loss_after, "parameters": dict(run.parameters)}
+        if run.buffers:
+            data["final"]["buffers"] = dict(run.buffers)
     diverged_at = run.diverged_at if run else (
         None if math.isfinite(solution.loss_after) else 1)
     if diverged_at is not None:  # the loss overflowed: said here, numbers beyond are null

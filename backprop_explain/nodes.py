@@ -11,12 +11,19 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
+from .keys import example_name
 from .partials import local_partial
 
 # Node kinds, from leaves to the loss (a layer kind may add its own, as pooled cells).
 INPUT, TARGET, PARAMETER = "input", "target", "parameter"
+# given numbers a layer reads that are not learned: shared (ε, running statistics in eval
+# mode) or one per example (a dropout mask)
+CONSTANT, EXAMPLE_CONSTANT = "constant", "example_constant"
 PRE_ACTIVATION, ACTIVATION, LOSS_TERM, LOSS = "pre_activation", "activation", "loss_term", "loss"
-LEAF_KINDS = (INPUT, TARGET, PARAMETER)
+EXAMPLE_LOSS = "example_loss"  # one example's loss, in a graph spanning a mini-batch
+LEAF_KINDS = (INPUT, TARGET, PARAMETER, CONSTANT, EXAMPLE_CONSTANT)
+GIVEN_KINDS = (TARGET, CONSTANT, EXAMPLE_CONSTANT)  # leaves no derivative is taken for
+PER_EXAMPLE_LEAVES = (INPUT, TARGET, EXAMPLE_CONSTANT)  # one copy per example in a batch graph
 
 
 @dataclass
@@ -28,13 +35,20 @@ class Node:
     parents: list[str] = field(default_factory=list)
     layer: int | None = None  # 1-based spec layer index; None for leaves and the loss
     activation: str | None = None  # for activation nodes
+    example: int | None = None  # 1-based, its example's copy in a graph spanning a batch
 
 
 class Graph:
-    """Nodes in topological order (every node after its parents)."""
+    """Nodes in topological order (every node after its parents).
 
-    def __init__(self, spec):
+    ``examples``: how many examples it spans. 1: the graph of one example, evaluated for
+    each example in turn; more: one graph for a whole mini-batch (a layer couples the
+    examples), every per-example quantity copied once per example under the name
+    keys.example_name gives it, and the loss the mean (or sum) of the examples' losses."""
+
+    def __init__(self, spec, examples: int = 1):
         self.spec = spec
+        self.examples = examples
         self.nodes: dict[str, Node] = {}
         self.children: dict[str, list[str]] = {}
         self._position: dict[str, int] = {}  # insertion order, to sort a node's parents
@@ -72,6 +86,18 @@ class Graph:
     @property
     def parameters(self) -> list[Node]:
         return self.of_kind(PARAMETER)
+
+    @property
+    def spans_batch(self) -> bool:
+        return self.examples > 1
+
+    def copies(self, name: str) -> list[str]:
+        """The nodes of a quantity: its per-example copies in a graph spanning a batch,
+        else the quantity itself."""
+        if name in self.nodes:
+            return [name]
+        return [example_name(name, k) for k in range(1, self.examples + 1)
+                if example_name(name, k) in self.nodes]
 
     def local_partial(self, child: str, parent: str) -> sp.Expr:
         """∂child/∂parent: ``sympy.diff`` of the child's expression, done once per shape

@@ -24,6 +24,11 @@ class Equation:
     note: str = ""
 
 
+# Below this a number is shown as 0: the 40-digit evaluation's rounding noise of a quantity
+# that is 0 in exact arithmetic (∂σ²_B/∂μ_B = −(2/m)·Σ(x − μ_B) comes out as ±1e-42).
+NOISE = 1e-30
+
+
 class NumberFormat:
     """Display rounding: ``digits`` significant digits, decimal point or comma."""
 
@@ -34,7 +39,7 @@ class NumberFormat:
     def plain(self, value: float, digits: int | None = None) -> str:
         """The number as text, e.g. ``-0.1262`` or ``0,1262`` (no LaTeX)."""
         digits = digits or self.digits
-        if value == 0:
+        if abs(value) < NOISE:
             return "0"
         if not math.isfinite(value):
             return "NaN" if math.isnan(value) else ("−∞" if value < 0 else "∞")
@@ -68,7 +73,7 @@ class NumberFormat:
     def placeholder(self, value: float) -> sp.Symbol:
         """A symbol that prints as the number, so substituted expressions keep their shape."""
         text = self.tex(value)
-        return sp.Symbol(rf"\left({text}\right)" if value < 0 else text)
+        return sp.Symbol(rf"\left({text}\right)" if text.startswith("-") else text)
 
 
 def digits_to_show_change(old: float, new: float, digits: int) -> int:

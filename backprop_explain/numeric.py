@@ -22,17 +22,16 @@ worked solution shows are the graph's own (Graph.local_partial), derived when sh
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable
-
-import math
 
 import mpmath
 import sympy as sp
 
 from .errors import DomainError
-from .nodes import TARGET, Graph, Node
+from .nodes import GIVEN_KINDS, Graph, Node
 from .partials import dummy, shape_partial
 
 PRECISION = 40  # decimal digits of the first evaluation; results are returned as float64
@@ -123,19 +122,20 @@ class NumericGraph:
                 continue
             shape, arguments = canonical_shape(node.expr)
             wanted = tuple(k for k, name in enumerate(arguments)
-                           if graph.nodes[name].kind != TARGET)
+                           if graph.nodes[name].kind not in GIVEN_KINDS)
             compiled = compiled_shape(shape, len(arguments), wanted)
             self._steps.append(_Step(node, arguments, compiled,
                                      [(node.name, arguments[k]) for k in wanted]))
             self._edges += [(node.name, p) for p in node.parents
-                            if graph.nodes[p].kind != TARGET]
+                            if graph.nodes[p].kind not in GIVEN_KINDS]
         # the backward sweep's order: children from the loss back, each child's parents
         self._sweep = [(name, parent) for name in reversed(graph.nodes)
                        for parent in graph.nodes[name].parents]
 
     @property
     def edges(self) -> list[tuple[str, str]]:
-        """Every (child, parent) with a local partial (parent not a target), graph order."""
+        """Every (child, parent) with a local partial (parent not a given number: a target,
+        a constant), graph order."""
         return list(self._edges)
 
     def forward(self, leaves: dict[str, float], finite: bool = True) -> dict[str, float]:

@@ -33,7 +33,6 @@ import random
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 
@@ -103,14 +102,14 @@ def evaluate_batch(network, specs: list[NetworkSpec]) -> dict:
     targets = np.array([[e.targets for e in s.examples] for s in specs])
     names = network.parameter_names
     params = {n: np.array([s.parameters[n] for s in specs]) for n in names}
-    settings = SimpleNamespace(learning_rate=np.array([s.learning_rate for s in specs]),
-                               momentum=specs[0].momentum)  # one rate per variant
+    rates = np.array([s.learning_rate for s in specs])  # one rate per variant
     optimizer = OPTIMIZERS[specs[0].optimizer]
     before = network.run(inputs, targets, params)
     gradients = before.gradients
     frozen = specs[0].frozen
     after_params = {n: params[n] if n in frozen else
-                    optimizer.update(n, params[n], gradients[n], settings, {})[0] for n in names}
+                    optimizer.update(n, params[n], gradients[n], rates,
+                                     specs[0].optimizer_settings, {})[0] for n in names}
     after = network.run(inputs, targets, after_params, gradients=False)
     return {"before": before, "gradients": gradients, "after_params": after_params,
             "after": after}

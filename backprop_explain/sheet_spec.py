@@ -42,7 +42,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from .keys import adjoint_key, updated_key
+from .keys import adjoint_key, example_name, updated_key
 from .layers import LAYER_KINDS
 from .spec import NetworkSpec, read_file, spec_from_dict
 from .limits import check_block
@@ -266,8 +266,9 @@ def _selected_layers(selector: str, spec: NetworkSpec, place: Place):
 
 
 def expand_asks(asks: list[str], spec: NetworkSpec, place: Place) -> list[Question]:
-    """The questions of a sheet, in order, each key once."""
-    from .notation import partial
+    """The questions of a sheet, in order, each key once (in a graph spanning the
+    mini-batch, a per-example quantity is asked of example 1)."""
+    from .notation import partial, primed
     loss = spec.loss.total_name
     forward_names = list(dict.fromkeys(
         name for layer in spec.layers for name in layer.quantity_names()))
@@ -275,7 +276,15 @@ def expand_asks(asks: list[str], spec: NetworkSpec, place: Place) -> list[Questi
     parameters = list(spec.parameters)
     out: dict[str, Question] = {}
 
+    batch = spec.couples_examples and len(spec.examples) > 1  # one graph for the batch
+    shared = {loss} | set(spec.parameters) | {
+        n for layer in spec.layers for n in layer.batch_quantity_names()}
+
     def add(key, tex, group, name):
+        if batch and name not in shared:  # a per-example quantity: example 1's copy
+            copy = example_name(name, 1)
+            key = key.replace(name, copy, 1)
+            tex = primed(copy) if tex == name + "'" else tex.replace(name, copy, 1)
         out.setdefault(key, Question(key, tex, group, name))
 
     for k, ask in enumerate(asks):

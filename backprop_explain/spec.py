@@ -67,11 +67,11 @@ class NetworkSpec:
     learning_rate: float
     examples: list[Example]
     reduction: str = "mean"  # how gradients of several examples combine
-    momentum: float = 0.0
     steps: int = 1
     batch_size: int | None = None
     epochs: int | None = None
     optimizer: str = DEFAULT_OPTIMIZER  # how the parameters move (optimizers.py)
+    optimizer_settings: dict = field(default_factory=dict)  # its settings (read by its entry)
     extra: dict = field(default_factory=dict)
     # the document it was read from (a copy): spec_toml.py writes it back as a spec file
     document: dict = field(default_factory=dict, repr=False, compare=False)
@@ -79,6 +79,23 @@ class NetworkSpec:
     @property
     def output_names(self) -> list[str]:
         return self.layers[-1].activation_names
+
+    @property
+    def couples_examples(self) -> bool:
+        """Whether a layer's forward pass mixes the examples of a mini-batch (graph.py then
+        builds one graph for the whole mini-batch)."""
+        return any(layer.couples_examples for layer in self.layers)
+
+    @property
+    def buffers(self) -> dict[str, float]:
+        """What the layers keep from step to step besides the parameters (running
+        statistics), by name, before the first step."""
+        return {name: value for layer in self.layers for name, value in layer.buffers().items()}
+
+    @property
+    def momentum(self) -> float:
+        """The optimizer's momentum μ, 0 when it has none."""
+        return self.optimizer_settings.get("momentum", 0.0)
 
 
 # ---------------------------------------------------------------------------
@@ -201,10 +218,17 @@ def spec_from_dict(data: dict, source: str = "<spec>") -> NetworkSpec:
 
     loss = _read_loss(data.get("loss"), top / "loss", layers[-1])
     examples = _read_examples(data, top, inputs, input_shape, loss)
+    for k, layer in enumerate(layers):
+        layer.check_examples(len(examples), top / "layers" / k)
     training = (top / "training").table(data.get("training", {}))
     settings = _read_training(training, top / "training", params, layers, len(examples))
 
     _check_unique_names(input_names, layers, loss, params, top)
+    _check_constants(layers, top)
+    smallest = max(layer.smallest_batch for layer in layers)
+    if len(examples) < smallest:
+        (top / "examples").fail(f"at least {smallest} examples: "
+                                + _needs_examples(layers, smallest))
     return NetworkSpec(
         source=source, title=title, input_names=input_names, input_shape=input_shape,
         layers=layers, loss=loss, parameters=params.values, examples=examples, **settings,
@@ -307,11 +331,14 @@ def _read_examples(data, top: Place, inputs: dict, shape, loss: LossSpec) -> lis
 
 
 def _read_training(raw: dict, place: Place, params: ParameterTable, layers, n_examples):
-    only(raw, {"learning_rate", "frozen", "momentum", "reduction", "steps", "batch_size",
-               "epochs", "optimizer"}, place)
-    if "learning_rate" not in raw:
+    optimizer = (place / "optimizer").choice(raw.get("optimizer", DEFAULT_OPTIMIZER),
+                                             tuple(OPTIMIZERS))
+    entry = OPTIMIZERS[optimizer]
+    only(raw, {"learning_rate", "frozen", "reduction", "steps", "batch_size", "epochs",
+               "optimizer"} | set(entry.defaults), place)
+    if "learning_rate" not in raw and entry.learning_rate is None:
         (place / "learning_rate").fail("the learning rate η (a positive number)")
-    lr = (place / "learning_rate").number(raw["learning_rate"])
+    lr = (place / "learning_rate").number(raw.get("learning_rate", entry.learning_rate))
     if lr <= 0:
         (place / "learning_rate").fail(f"a positive learning rate, got {lr}")
     frozen = set()
@@ -325,9 +352,6 @@ def _read_training(raw: dict, place: Place, params: ParameterTable, layers, n_ex
         if name not in params.values:
             (place / "frozen" / k).fail(f"the name of a parameter, got {describe(name)}")
         frozen.add(name)
-    momentum = (place / "momentum").number(raw.get("momentum", 0.0))
-    if not 0 <= momentum < 1:
-        (place / "momentum").fail(f"a momentum in [0, 1), got {momentum}")
     reduction = (place / "reduction").choice(raw.get("reduction", "mean"), ("mean", "sum"))
     steps = (place / "steps").integer(raw.get("steps", 1))
     batch = raw.get("batch_size")
@@ -336,10 +360,37 @@ def _read_training(raw: dict, place: Place, params: ParameterTable, layers, n_ex
     epochs = raw.get("epochs")
     if epochs is not None:
         epochs = (place / "epochs").integer(epochs)
-    optimizer = (place / "optimizer").choice(raw.get("optimizer", DEFAULT_OPTIMIZER),
-                                             tuple(OPTIMIZERS))
-    return dict(frozen=frozen, learning_rate=lr, momentum=momentum, reduction=reduction,
-                steps=steps, batch_size=batch, epochs=epochs, optimizer=optimizer)
+    return dict(frozen=frozen, learning_rate=lr, reduction=reduction, steps=steps,
+                batch_size=batch, epochs=epochs, optimizer=optimizer,
+                optimizer_settings=entry.read(raw, place))
+
+
+def _needs_examples(layers, count: int) -> str:
+    """Which layer needs ``count`` examples per mini-batch, said for an error message."""
+    layer = next(layer for layer in layers if layer.smallest_batch == count)
+    return (f"layer {layer.index} ({layer.kind}) computes statistics over the examples of "
+            f"a mini-batch")
+
+
+def smallest_batch_error(layers, size: int) -> str | None:
+    """What is wrong with a mini-batch of ``size`` examples for these layers, or None."""
+    smallest = max(layer.smallest_batch for layer in layers)
+    if size >= smallest:
+        return None
+    return (f"mini-batches of at least {smallest} examples ({_needs_examples(layers, smallest)}"
+            f"), got one of {size}")
+
+
+def _check_constants(layers, top: Place):
+    """A constant named in several layers (ε) is one constant: it needs one value."""
+    seen: dict[str, tuple[float, int]] = {}
+    for k, layer in enumerate(layers):
+        for name, value in layer.constants().items():
+            if name in seen and seen[name][0] != value:
+                (top / "layers" / k).fail(
+                    f"the value {seen[name][0]} of the constant {name} (layers[{seen[name][1]}])"
+                    f" or another name for this layer's, got {value}")
+            seen.setdefault(name, (value, k))
 
 
 def _check_unique_names(input_names, layers, loss: LossSpec, params, top: Place):
@@ -356,6 +407,8 @@ def _check_unique_names(input_names, layers, loss: LossSpec, params, top: Place)
     for name in params.values:
         claim(name, "a parameter")
     for layer in layers:
+        for name in list(layer.constants()) + list(layer.example_constants(0)):
+            claim(name, "a constant")
         for name in dict.fromkeys(layer.quantity_names()):
             claim(name, f"a quantity of layer {layer.index}")
     for name in loss.term_names + [loss.total_name]:

@@ -46,7 +46,7 @@ class Tensor:
     """One parameter tensor of the model: where it is, the names of its entries."""
 
     layer: int  # 0-based position in spec.layers
-    key: str  # the spec key of its block (weights, filters, biases)
+    key: str  # the spec key of its block (weights, filters, biases; running_mean, …)
     block: str  # "model.fc1"
     attribute: str  # "weight"
     names: list  # nested in the tensor's shape
@@ -67,8 +67,11 @@ class Tensor:
 def torch_script(spec, source: str | None = None) -> str:
     """The PyTorch script checking the worked solution of ``spec`` (see the module)."""
     spec = as_spec(spec)
-    blocks, forward, tensors = _model(spec)
+    blocks, forward, tensors, buffers = _model(spec)
     setup, loads, where = _parameters(spec, tensors)
+    loads += [{"path": b.path, "literal": toml_value([spec.buffers[n] for n in b.flat],
+                                                     len(f"    {b.path}.copy_(torch.tensor("))}
+              for b in buffers]
     criterion, targets = _criterion(spec)
     optimizer = OPTIMIZERS[spec.optimizer].torch_code(spec, "model.parameters()")
     schedule = batches(spec)
@@ -95,10 +98,14 @@ def torch_script(spec, source: str | None = None) -> str:
 
 
 def _model(spec: NetworkSpec):
-    """MyNet's blocks (attribute, module code), its forward lines and parameter tensors."""
-    blocks, forward, tensors = [], [], []
+    """MyNet's blocks (attribute, module code), its forward lines, parameter tensors and
+    buffers (running statistics)."""
+    blocks, forward, tensors, buffers = [], [], [], []
     counts: dict[str, int] = {}
     for k, layer in enumerate(spec.layers):
+        unsupported = layer.torch_unsupported()
+        if unsupported:
+            raise SpecError(spec.source, f"layers[{k}]", unsupported)
         if layer.torch_view:
             forward.append(layer.torch_view)
             continue
@@ -110,7 +117,10 @@ def _model(spec: NetworkSpec):
         for key, tensor in layer.torch_parameters.items():
             if named[key]:
                 tensors.append(Tensor(k, key, f"model.{attribute}", tensor, named[key]))
-    return blocks, forward, tensors
+        for key, names in layer.buffer_blocks().items():  # running statistics
+            buffers.append(Tensor(k, key, f"model.{attribute}", layer.torch_buffers[key],
+                                  names))
+    return blocks, forward, tensors, buffers
 
 
 def _fail(spec: NetworkSpec, tensor: Tensor, expected: str):

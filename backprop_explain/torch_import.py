@@ -245,6 +245,7 @@ def _trace(torch, model, x, top: Place):
     def snapshot(value):
         return value.detach().clone() if isinstance(value, torch.Tensor) else value
 
+    buffers = {name: buffer.clone() for name, buffer in model.named_buffers()}
     for name, module in model.named_modules():
         if "parametrizations" in name.split(".") or _is_container(module):
             continue
@@ -267,6 +268,9 @@ def _trace(torch, model, x, top: Place):
     finally:
         for hook in hooks:
             hook.remove()
+        with torch.no_grad():  # running statistics as they were: read, not trained
+            for name, buffer in model.named_buffers():
+                buffer.copy_(buffers[name])
     if not isinstance(output, torch.Tensor) or output.dim() != 2:
         top.fail("a model returning one tensor (examples × outputs), got "
                  f"{tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__}")
@@ -350,8 +354,11 @@ def _layers(calls: list[Call], top: Place) -> list[Read]:
 
 
 def _read_parameters(read: Read, trainable: set | None) -> None:
-    """The values of the layer's parameter tensors into its table; where they come from."""
+    """The values of the layer's parameter tensors (and buffers: running statistics) into
+    its table; where they come from."""
     module = read.call.module
+    for key, attribute in read.kind.torch_buffers.items():
+        read.table[key] = plain_values(getattr(module, attribute))
     parametrized = getattr(module, "parametrizations", {})
     for key, attribute in read.kind.torch_parameters.items():
         tensor = getattr(module, attribute, None)
@@ -476,6 +483,12 @@ def _loss(torch, loss, reduction: str, outputs: int, top: Place):
     return entry, criterion.spec_reduction, criterion
 
 
+def _differs(value, default) -> bool:
+    if isinstance(value, (list, tuple)) and isinstance(default, (list, tuple)):
+        return list(value) != list(default)
+    return value != default
+
+
 def _optimizer_parameters(optimizer) -> set | None:
     """The ids of the parameters the optimizer moves (None without an optimizer)."""
     if optimizer is None:
@@ -503,10 +516,14 @@ def _training(optimizer, learning_rate, momentum, reduction: str, top: Place,
             place.fail("a fresh optimizer (this one has taken steps: its state would carry over)")
         settings = [entries[name].torch_settings(group, place) for group in optimizer.param_groups]
         if any(s != settings[0] for s in settings):
-            place.fail("one learning rate and momentum for every parameter group")
-        training = {k: v for k, v in settings[0].items() if v or k == "learning_rate"}
-        if entries[name] is not next(iter(OPTIMIZERS.values())):
-            training["optimizer"] = entries[name].name
+            place.fail("the same settings (learning rate, momentum, …) for every parameter "
+                       "group")
+        entry = entries[name]
+        defaults = dict(entry.defaults)  # a setting at PyTorch's default is left out
+        training = {k: v for k, v in settings[0].items()
+                    if k == "learning_rate" or _differs(v, defaults.get(k))}
+        if entry is not next(iter(OPTIMIZERS.values())):
+            training["optimizer"] = entry.name
     if reduction != "mean":
         training["reduction"] = reduction
     training.update({k: v for k, v in schedule.items() if v is not None})

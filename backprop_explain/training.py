@@ -25,7 +25,7 @@ from .derivation import Solution, derive, update_parameters
 from .errors import SpecError
 from .limits import check_training
 from .progress import task
-from .spec import NetworkSpec
+from .spec import NetworkSpec, smallest_batch_error
 
 if TYPE_CHECKING:
     from .fastpath import FastNetwork
@@ -45,10 +45,12 @@ class TrainingRun:
     steps: list[TrainingStep]
     batch_size: int
     epochs: int | None
-    momentum: float
+    optimizer: str  # the spec's (optimizers.py), with its settings
+    optimizer_settings: dict
     reduction: str
     loss_after: float  # on every example (mean or sum), after the last step; nan if diverged
     n_examples: int
+    buffers: dict = dataclasses.field(default_factory=dict)  # running statistics at the end
     diverged_at: int | None = None  # the step whose loss overflowed (the run stopped there)
     initial: dict | None = None  # the parameters before the first step
 
@@ -88,9 +90,14 @@ def batches(spec: NetworkSpec) -> list[tuple[int, list[int]]]:
     per_epoch = math.ceil(n / size)
     total = spec.epochs * per_epoch if spec.epochs is not None else spec.steps
     check_training(spec, total, size)  # before listing 10**18 steps
-    return [(k // per_epoch + 1, list(range((k % per_epoch) * size,
-                                            min((k % per_epoch + 1) * size, n))))
-            for k in range(total)]
+    schedule = [(k // per_epoch + 1, list(range((k % per_epoch) * size,
+                                                min((k % per_epoch + 1) * size, n))))
+                for k in range(total)]
+    for _, indices in schedule[:per_epoch]:  # a layer may need several examples per batch
+        error = smallest_batch_error(spec.layers, len(indices))
+        if error:
+            raise SpecError(spec.source, "training.batch_size", error)
+    return schedule
 
 
 def is_training(spec: NetworkSpec) -> bool:
@@ -109,27 +116,32 @@ def train(spec: NetworkSpec, network: FastNetwork | None = None) -> TrainingRun:
     x = np.array([np.reshape(e.inputs, network.input_shape) for e in spec.examples])
     t = np.array([e.targets for e in spec.examples])
     parameters = dict(spec.parameters)
-    state: dict = {}  # the optimizer's, from step to step (momentum: the velocities)
+    state: dict = {}  # the optimizer's, from step to step (velocities, moments)
+    buffers = dict(spec.buffers)  # the layers' running statistics, from step to step
     steps = []
     diverged_at = None
     with np.errstate(all="ignore"), task("SGD steps", len(schedule),
                                          long=len(schedule) >= 20_000) as advance:
         for k, (epoch, indices) in enumerate(schedule):
-            result = network.run(x[indices], t[indices], parameters, spec.reduction)
+            result = network.run(x[indices], t[indices], parameters, spec.reduction,
+                                 examples=indices, buffers=buffers)
             gradients = {name: float(g) for name, g in result.gradients.items()}
             if not (math.isfinite(result.loss) and all(map(math.isfinite, gradients.values()))):
                 diverged_at = k + 1  # the loss overflowed: a result to say, not to print
                 break
+            buffers.update({name: float(value) for name, value in result.buffers.items()})
             _, parameters = update_parameters(parameters, gradients, spec, state)
             steps.append(TrainingStep(k + 1, epoch, [i + 1 for i in indices],
                                       float(result.loss), parameters))
             advance(1)
-        final = float(network.run(x, t, parameters, spec.reduction, gradients=False).loss)
+        final = float(network.run(x, t, parameters, spec.reduction, gradients=False,
+                                  buffers=buffers).loss)
     if not math.isfinite(final):
         diverged_at = diverged_at or len(steps) + 1
     return TrainingRun(steps, spec.batch_size or len(spec.examples), spec.epochs,
-                       spec.momentum, spec.reduction, final if diverged_at is None else math.nan,
-                       len(spec.examples), diverged_at, dict(spec.parameters))
+                       spec.optimizer, spec.optimizer_settings, spec.reduction,
+                       final if diverged_at is None else math.nan, len(spec.examples), buffers,
+                       diverged_at, dict(spec.parameters))
 
 
 def derive_training(spec: NetworkSpec) -> Solution:

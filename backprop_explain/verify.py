@@ -29,7 +29,8 @@ from .errors import SpecError
 from .graph import check_worked_solution
 from .keys import adjoint_key, local_key, updated_key
 from .losses import LOSSES
-from .nodes import ACTIVATION, INPUT, LOSS, LOSS_TERM, PARAMETER, TARGET
+from .nodes import (ACTIVATION, GIVEN_KINDS, INPUT, LEAF_KINDS, LOSS, LOSS_TERM, PARAMETER,
+                    TARGET)
 from .optimizers import OPTIMIZERS
 from .partials import dummy, rename
 from .spec import NetworkSpec
@@ -103,10 +104,10 @@ class Catalog:
     """Every quantity of the worked solution of one SGD step, by key, in dependency order."""
 
     def __init__(self, spec: NetworkSpec):
-        if len(spec.examples) != 1:
+        if len(spec.examples) != 1 and not spec.couples_examples:
             raise SpecError(spec.source, "examples",
                             "one training example to check a hand calculation against "
-                            f"(got {len(spec.examples)})")
+                            f"(got {len(spec.examples)})")  # unless one graph spans them
         self.spec = spec
         self.solution = derive(spec)
         self.graph = self.solution.graph
@@ -119,7 +120,7 @@ class Catalog:
         graph = self.graph
 
         for node in graph.nodes.values():
-            if node.kind in (INPUT, TARGET, PARAMETER):
+            if node.kind in LEAF_KINDS:
                 self._add(Quantity(node.name, node.kind, (node.kind, {"name": node.name}),
                                    None, [], values[node.name], node=node.name))
         self._add(Quantity(LEARNING_RATE, "constant", ("learning_rate", {}), None, [],
@@ -136,18 +137,45 @@ class Catalog:
                                expr, self._deps(expr), example.local_partials[key],
                                pair=(child, parent)))
         for name in reversed(list(graph.nodes)):
-            if graph.nodes[name].kind not in (TARGET, LOSS):
+            if graph.nodes[name].kind not in GIVEN_KINDS + (LOSS,):
                 self.derivative(self.loss, name)
         lr = sp.Symbol(LEARNING_RATE)
+        optimizer = OPTIMIZERS[spec.optimizer]
         for update in self.solution.updates:
             theta = sp.Symbol(update.parameter)
+            meaning = ("update", {"name": update.parameter, "optimizer": optimizer.title})
             if update.frozen:
-                expr = theta
-            else:
-                expr = OPTIMIZERS[spec.optimizer].formula(
-                    theta, lr, sp.Symbol(adjoint_key(self.loss, update.parameter)))
-            self._add(Quantity(update.key, "update", ("update", {"name": update.parameter}),
-                               expr, self._deps(expr), update.new, node=update.parameter))
+                self._add(Quantity(update.key, "update", meaning, theta, [update.parameter],
+                                   update.new, node=update.parameter))
+                continue
+            # the optimizer's state first (velocity, moments), then θ' from it
+            steps = optimizer.first_step(update.parameter, theta, lr,
+                                         sp.Symbol(adjoint_key(self.loss, update.parameter)),
+                                         spec.optimizer_settings)
+            values = {}
+            for key, (phrase, words), expr in steps:
+                kind = "update" if key == update.key else "state"
+                if kind == "update":
+                    words = dict(words, optimizer=optimizer.title)
+                deps = self._deps(expr)
+                quantity = self._add(Quantity(key, kind, (phrase, words), expr, deps, 0.0,
+                                              node=update.parameter))
+                if kind == "update":
+                    quantity.value = update.new
+                else:
+                    quantity.value = self._evaluate_one(quantity, {
+                        d: values.get(d, self.quantities[d].value if d in self.quantities
+                                      else None) for d in deps})
+                values[key] = quantity.value
+        for name, value in self.solution.buffers.items():  # running statistics
+            if name not in self.quantities:
+                self._add(Quantity(name, "buffer", ("buffer", {"name": name}), None, [], value,
+                                   node=name))
+        for layer in spec.layers:
+            for name, expr in layer.buffer_updates(graph).items():
+                self._add(Quantity(updated_key(name), "buffer_update",
+                                   ("buffer_update", {"name": name}), expr, self._deps(expr),
+                                   self.solution.buffers_after[name], node=name))
         after = {s.name: s.value for s in self.solution.forward_after[0]}
         for node in graph.nodes.values():
             if node.expr is not None:
@@ -169,7 +197,7 @@ class Catalog:
     def _edges(self):
         for node in self.graph.nodes.values():
             for parent in node.parents:
-                if self.graph.nodes[parent].kind != TARGET:
+                if self.graph.nodes[parent].kind not in GIVEN_KINDS:
                     yield node.name, parent
 
     def _forward_meaning(self, node):
@@ -186,7 +214,7 @@ class Catalog:
 
     def _after_formula(self, node, expr: sp.Expr | None = None) -> sp.Expr:
         renamed = {self.graph.symbol(p): sp.Symbol(updated_key(p)) for p in node.parents
-                   if self.graph.nodes[p].kind not in (INPUT, TARGET)}
+                   if self.graph.nodes[p].kind not in (INPUT,) + GIVEN_KINDS}
         return (node.expr if expr is None else expr).xreplace(renamed)
 
     def descendants(self, name: str) -> set[str]:
@@ -201,7 +229,7 @@ class Catalog:
     def derivative(self, top: str, bottom: str) -> Quantity | None:
         """d{top}/d{bottom}: the local partial along an edge, else Σ over children (chain rule)."""
         graph = self.graph
-        if top == bottom or graph.nodes[bottom].kind == TARGET:
+        if top == bottom or graph.nodes[bottom].kind in GIVEN_KINDS:
             return None
         key = local_key(top, bottom)
         if key in self.quantities:
@@ -298,14 +326,20 @@ class Catalog:
 
     def order(self) -> list[str]:
         """Keys in the order a worked solution shows them (forward, layer by layer back, after)."""
-        keys = [k for k, q in self.quantities.items() if q.kind in (INPUT, TARGET, PARAMETER)]
+        keys = [k for k, q in self.quantities.items()
+                if q.kind in LEAF_KINDS and q.node is not None]  # the graph's leaves (not η)
         keys += [k for k, q in self.quantities.items() if q.kind == "forward"]
+        state: dict[str, list[str]] = {}  # an optimizer's state, before its update
+        for k, q in self.quantities.items():
+            if q.kind == "state":
+                state.setdefault(q.node, []).append(k)
         for section in self.solution.example.sections:
             for step in section.steps:
                 for term in step.terms:
                     keys += [f.key for f in term.factors]
                 keys.append(step.key)
-            keys += [u.key for u in section.updates]
+            for u in section.updates:
+                keys += state.get(u.parameter, []) + [u.key]
         keys += [k for k, q in self.quantities.items() if q.kind == "after"]
         keys += list(self.quantities)
         return list(dict.fromkeys(k for k in keys if k in self.quantities))
@@ -629,7 +663,7 @@ class _Judge:
                 if None in (old, g, lr):
                     continue
                 for code, values_of_slip, number in OPTIMIZERS[catalog.spec.optimizer].slips(
-                        theta, old, g, lr):
+                        theta, old, g, lr, catalog.spec.optimizer_settings):
                     yield Diagnosis(code, values_of_slip), number
         if quantity.kind in ("adjoint", "path") and quantity.pair[0] == catalog.loss:
             for values in self.bases():

@@ -352,23 +352,54 @@ def test_fused_loss_forms_match_sympy(name, activation):
                                    rtol=1e-10, atol=1e-13)
 
 
+SETTINGS = {"sgd": [{}, {"momentum": 0.9}, {"momentum": 0.9, "nesterov": True,
+                                            "weight_decay": 0.1}],
+            "adam": [{}, {"weight_decay": 0.2, "betas": [0.8, 0.99]}],
+            "adamw": [{}, {"weight_decay": 0.3}]}
+
+
+def test_every_optimizer_is_checked():
+    assert set(SETTINGS) == set(OPTIMIZERS)
+
+
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 def test_every_optimizer_entry_declares_its_pytorch_form(name):
     entry = OPTIMIZERS[name]
     assert entry.torch_class and type(entry).torch_settings is not Optimizer.torch_settings
-    assert type(entry).torch_code is not Optimizer.torch_code
 
 
-@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
-def test_optimizer_update_matches_its_formula(name):
-    """The first update as numbers equals the update formula verify.py evaluates."""
+@pytest.mark.parametrize("name, raw", [(n, r) for n in sorted(SETTINGS) for r in SETTINGS[n]])
+def test_optimizer_pytorch_code_reads_back_to_its_settings(name, raw):
+    """torch_code builds the torch.optim optimizer whose parameter group torch_settings
+    reads back to the spec's settings."""
+    torch = pytest.importorskip("torch")
+    from types import SimpleNamespace
+
+    from backprop_explain.validate import Place
     entry = OPTIMIZERS[name]
+    settings = entry.read(raw, Place("<test>", "training"))
+    spec = SimpleNamespace(learning_rate=0.05, optimizer_settings=settings)
+    optimizer = eval(entry.torch_code(spec, "parameters"),  # noqa: S307 (our own code)
+                     {"optim": torch.optim, "parameters": [torch.zeros(1, requires_grad=True)]})
+    assert type(optimizer).__name__ == entry.torch_class
+    read = entry.torch_settings(optimizer.param_groups[0], Place("<test>", "optimizer"))
+    assert read.pop("learning_rate") == 0.05
+    assert entry.read(read, Place("<test>", "training")) == settings
+
+
+@pytest.mark.parametrize("name, raw", [(n, r) for n in sorted(SETTINGS) for r in SETTINGS[n]])
+def test_optimizer_update_matches_its_formula(name, raw):
+    """The first update as numbers equals the update formula verify.py evaluates, and the
+    entry's settings default to PyTorch's."""
+    from backprop_explain.validate import Place
+    entry = OPTIMIZERS[name]
+    settings = entry.read(raw, Place("<test>", "training"))
+    assert set(settings) == set(entry.defaults)
+    for key, default in entry.defaults.items():
+        if key not in raw:
+            assert settings[key] == default
     theta, rate, gradient = sp.symbols("theta eta g")
-    formula = _lambdified(entry.formula(theta, rate, gradient), (theta, rate, gradient))
-
-    class Settings:
-        learning_rate = 0.3
-        momentum = 0.9
-
-    new, _ = entry.update("w", 0.5, -1.25, Settings, {})
-    assert new == pytest.approx(formula(0.5, 0.3, -1.25), rel=1e-15)
+    formula = _lambdified(entry.formula(theta, rate, gradient, settings),
+                          (theta, rate, gradient))
+    new, _ = entry.update("w", 0.5, -1.25, 0.3, settings, {})
+    assert new == pytest.approx(formula(0.5, 0.3, -1.25), rel=1e-14)

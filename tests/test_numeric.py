@@ -18,9 +18,9 @@ import mpmath
 import pytest
 import sympy as sp
 
-from backprop_explain.derivation import leaf_values
+from backprop_explain.derivation import leaf_sets, leaf_values
 from backprop_explain.graph import build_graph
-from backprop_explain.nodes import TARGET
+from backprop_explain.nodes import GIVEN_KINDS
 from backprop_explain.numeric import PRECISION, NumericGraph, canonical_shape
 from backprop_explain.spec import load_spec, spec_from_dict
 
@@ -94,7 +94,7 @@ def random_cnn(seed: int) -> dict:
 
 def edges(graph):
     return [(node.name, parent) for node in graph.nodes.values() for parent in node.parents
-            if graph.nodes[parent].kind != TARGET]
+            if graph.nodes[parent].kind not in GIVEN_KINDS]
 
 
 def plain_values(graph, leaves):
@@ -103,7 +103,7 @@ def plain_values(graph, leaves):
     with names that are not identifiers (x_{1,1}), only once per node instead of once per
     argument and expression."""
     nodes = [node for node in graph.nodes.values() if node.expr is not None]
-    wanted = {node.name: [p for p in node.parents if graph.nodes[p].kind != TARGET]
+    wanted = {node.name: [p for p in node.parents if graph.nodes[p].kind not in GIVEN_KINDS]
               for node in nodes}
     formulas = {node.name: [node.expr] + [sp.diff(node.expr, graph.symbol(p))
                                           for p in wanted[node.name]] for node in nodes}
@@ -125,14 +125,16 @@ def plain_values(graph, leaves):
 
 
 def assert_close(fast, plain, what):
+    # abs_eps: a partial that is 0 by cancellation (∂σ²_B/∂μ_B = −(2/m)·Σ(x − μ_B)) keeps
+    # the 40-digit noise of its terms, which the two evaluations round differently
     assert mpmath.almosteq(mpmath.mpf(fast), mpmath.mpf(plain), rel_eps=1e-30,
-                           abs_eps=1e-45), (what, fast, plain)
+                           abs_eps=1e-38), (what, fast, plain)
 
 
 def check_against_lambdify(spec):
     graph = build_graph(spec)
     numeric = NumericGraph(graph)
-    leaves = leaf_values(spec, spec.parameters, spec.examples[0])
+    leaves = leaf_sets(spec, graph, spec.parameters)[0]  # example 1's, or the batch's
     exact = numeric.exact_forward(leaves)
     partials = numeric.exact_partials(exact)
     plain, plain_partials = plain_values(graph, leaves)
@@ -145,7 +147,11 @@ def check_against_lambdify(spec):
     # and the float64 numbers a solution shows are the same
     values = numeric.forward(leaves)
     assert values == {name: float(v) for name, v in plain.items()}
-    assert numeric.partial_values(values) == {e: float(v) for e, v in plain_partials.items()}
+    shown = numeric.partial_values(values)
+    expected = {e: float(v) for e, v in plain_partials.items()}
+    assert shown.keys() == expected.keys()
+    # equal, but for partials that are 0 by cancellation (40-digit noise either way)
+    assert all(shown[e] == v or abs(shown[e]) + abs(v) < 1e-30 for e, v in expected.items())
 
 
 @pytest.mark.parametrize("seed", range(12))

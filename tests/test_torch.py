@@ -32,6 +32,7 @@ from click.testing import CliRunner
 from backprop_explain import api
 from backprop_explain.cli import main
 from backprop_explain.errors import SpecError
+from backprop_explain.keys import example_name
 from backprop_explain.spec import load_spec, spec_from_dict
 from backprop_explain.spec_toml import to_toml
 
@@ -39,8 +40,11 @@ torch = pytest.importorskip("torch")
 nn = torch.nn
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.toml")
-                  if "answers" not in p.name and "sheet" not in p.name)
+SPECS = sorted(p for p in (ROOT / "examples").glob("*.toml")
+               if "answers" not in p.name and "sheet" not in p.name)
+# what PyTorch can say: not a dropout with the spec's fixed masks (test below)
+EXAMPLES = [p for p in SPECS
+            if not any(layer.torch_unsupported() for layer in load_spec(p).layers)]
 COURSE = ROOT / "examples" / "mlp_3_2_2_cross_entropy.toml"
 LINE = re.compile(r"^(?P<key>.+?) = (?P<value>\S+)$", re.M)
 
@@ -75,7 +79,9 @@ def expected_numbers(data: dict, outputs: list[str]) -> dict[str, float]:
     """What the script prints as `key = value`, from the JSON output."""
     loss = data["loss_name"]
     expected = {loss: data["loss"], f"{loss}'": data["loss_after"]}
-    expected.update({k: data["forward"][k] for k in outputs})
+    # the first example's outputs (in a graph spanning the mini-batch, its copies)
+    expected.update({k: data["forward"].get(k, data["forward"].get(example_name(k, 1)))
+                     for k in outputs})
     expected.update({f"d{loss}/d{k}": v for k, v in data["gradients"].items()
                      if k not in data["frozen"]})
     expected.update({f"{k}'": v for k, v in data["updated"].items()})
@@ -103,6 +109,17 @@ def test_every_exported_script_prints_the_worked_solution(example, tmp_path):
         assert close(float(final.pop("loss on all examples")), data["final"]["loss"])
         assert {k: close(float(final[k]), v) for k, v in data["final"]["parameters"].items()} \
             == dict.fromkeys(data["final"]["parameters"], True)
+
+
+def test_what_pytorch_cannot_apply_is_one_line():
+    """nn.Dropout draws its masks at random: a spec's fixed masks cannot be exported."""
+    unsupported = [p for p in SPECS if p not in EXAMPLES]
+    assert [p.stem for p in unsupported] == ["cnn_batchnorm_dropout"]
+    result = CliRunner().invoke(main, ["export-torch", str(unsupported[0])])
+    assert result.exit_code == 2
+    assert result.output.strip().endswith(
+        "layers[3]: mode eval to write the layer in PyTorch (nn.Dropout draws a new mask at "
+        "every forward pass: it cannot apply the spec's fixed masks)")
 
 
 def test_the_course_script_reads_like_the_course(tmp_path):
@@ -242,7 +259,25 @@ def random_mlp(rng: random.Random):
             modules.append(ending)
         width = size
     examples = rng.randint(1, 3)
+    extra = random.Random(str(rng.getstate()))  # the draws above and after stay as they were
+    if len(sizes) > 1 and extra.random() < 0.5:  # dropout in eval mode (the identity)
+        modules.insert(2, nn.Dropout(0.3).eval())
+    if len(sizes) > 1 and extra.random() < 0.6:  # batch normalization before the activation
+        modules.insert(1, batch_norm(extra, nn.BatchNorm1d(sizes[0]), train=examples > 1))
     return nn.Sequential(*modules).double(), loss, n_in, examples
+
+
+def batch_norm(rng: random.Random, module, train: bool):
+    """A BatchNorm module in train mode or, with running statistics of its own, in eval."""
+    if train and rng.random() < 0.6:
+        return module
+    values = [[rng.uniform(low, low + 1) for _ in range(module.num_features)]
+              for low in (-0.5, 0.5, 0.5, -0.5)]
+    with torch.no_grad():
+        for tensor, drawn in zip((module.running_mean, module.running_var, module.weight,
+                                  module.bias), values):
+            tensor.copy_(torch.tensor(drawn))
+    return module.eval()
 
 
 def random_targets(rng, loss, examples, outputs):
@@ -269,6 +304,10 @@ def random_cnn(rng: random.Random):
                          bias=rng.random() < 0.7), rng.choice([nn.ReLU(), nn.Tanh()])]
     modules += ([pool] if pool is not None else []) + [nn.Flatten(),
                                                       nn.Linear(filters * out * out, 2)]
+    extra = random.Random(str(rng.getstate()))  # the draws above and after stay as they were
+    if extra.random() < 0.5:  # BatchNorm2d after the conv layer (one value per channel: eval)
+        mapped = span // stride + 1
+        modules.insert(1, batch_norm(extra, nn.BatchNorm2d(filters), train=mapped > 1))
     return nn.Sequential(*modules).double(), channels, size
 
 
@@ -291,7 +330,8 @@ def compare_with_solution(spec, model, loss_value, gradients, after):
     data = api.solution_data(spec)
     assert close(data["loss"], loss_value)
     layers = [layer for layer in spec.layers if layer.torch_parameters]
-    modules = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    modules = [m for m in model.modules()
+               if isinstance(m, (nn.Linear, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d))]
     assert len(layers) == len(modules)
     checked = 0
     for layer, module in zip(layers, modules):
@@ -474,7 +514,7 @@ class WithFunction(nn.Module):
 
 @pytest.mark.parametrize("build, expected", [
     (lambda: (nn.Sequential(nn.Linear(2, 2), nn.GELU()), nn.MSELoss(), {}),
-     "1 (nn.GELU): a module of a supported type (Conv2d, Linear"),
+     "1 (nn.GELU): a module of a supported type (BatchNorm1d, BatchNorm2d, Conv2d, Linear"),
     (lambda: (WithFunction(), nn.MSELoss(), {}),
      "fc2 (nn.Linear): the output of fc1 (nn.Linear) as its input"),
     (lambda: (nn.Sequential(nn.Linear(2, 2, bias=False)), nn.MSELoss(), {}),
@@ -494,9 +534,11 @@ class WithFunction(nn.Module):
               nn.MSELoss(), {"x": torch.rand(1, 1, 3, 3)}),
      "0 (nn.Conv2d): dilation=(1, 1) (the spec has no other), got (2, 2)"),
     (lambda: (nn.Sequential(nn.Linear(2, 2)), nn.MSELoss(), {"rms": True}),
-     "optimizer: an optimizer of a supported type (SGD), got RMSprop"),
-    (lambda: (nn.Sequential(nn.Linear(2, 2)), nn.MSELoss(), {"nesterov": True}),
-     "optimizer: nesterov=False (the spec has no other), got True"),
+     "optimizer: an optimizer of a supported type (SGD, Adam, AdamW), got RMSprop"),
+    (lambda: (nn.Sequential(nn.Linear(2, 2)), nn.MSELoss(), {"maximize": True}),
+     "optimizer: maximize=False (the spec has no other), got True"),
+    (lambda: (nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5)), nn.MSELoss(), {}),
+     "1 (nn.Dropout): nn.Dropout in eval mode (model.eval())"),
     (lambda: (nn.Sequential(nn.Linear(2, 2)), nn.MSELoss(), {"stepped": True}),
      "optimizer: a fresh optimizer"),
     (lambda: (nn.Sequential(nn.Linear(2, 2)), nn.MSELoss(), {"t": torch.rand(3, 2)}),
@@ -508,8 +550,8 @@ def test_what_cannot_be_read_is_one_line_naming_the_module(build, expected):
     parameters = list(model.parameters())
     if options.get("rms"):
         optimizer = torch.optim.RMSprop(parameters)
-    elif options.get("nesterov"):
-        optimizer = torch.optim.SGD(parameters, lr=0.1, momentum=0.9, nesterov=True)
+    elif options.get("maximize"):
+        optimizer = torch.optim.SGD(parameters, lr=0.1, momentum=0.9, maximize=True)
     else:
         optimizer = torch.optim.SGD(parameters, lr=0.1, momentum=0.9)
     if options.get("stepped"):

@@ -38,6 +38,7 @@ from ..nodes import ACTIVATION
 from ..validate import flatten_names
 
 LAYER_KINDS: dict[str, type["Layer"]] = {}
+NODES_FRAGMENT = "layers/nodes.j2"  # quantities written one equation each
 
 
 def register(*types: str):
@@ -67,6 +68,18 @@ class Layer:
     out_shape: tuple  # the shape of what it computes: (units,) or (channels, rows, columns)
     frozen: bool = False
     fragment: str  # templates/layers/<module>.j2
+    shows_grids = False  # the document shows it as grids, from its forms (conv, pool)
+
+    @property
+    def couples_examples(self) -> bool:
+        """Whether its forward pass mixes the examples of a mini-batch (batch statistics):
+        the graph of a step then spans the whole mini-batch (graph.py)."""
+        return False
+
+    @property
+    def smallest_batch(self) -> int:
+        """The fewest examples a mini-batch may have (a batch variance needs two)."""
+        return 1
 
     # Spec stage --------------------------------------------------------------
     @classmethod
@@ -83,9 +96,38 @@ class Layer:
         """Every quantity it computes (a name may repeat)."""
         return []
 
+    def batch_quantity_names(self) -> list[str]:
+        """Those of its quantities computed once for a whole mini-batch (batch statistics),
+        which a graph spanning the mini-batch does not copy per example."""
+        return []
+
     def outputs(self, inputs: list[str]) -> list[str]:
         """The names the next layer reads, given the names this one reads."""
         raise NotImplementedError
+
+    def check_examples(self, count: int, place) -> None:
+        """What depends on the number of examples, checked once they are read (``place``:
+        the layer's table): per-example data such as dropout masks."""
+
+    def constants(self) -> dict[str, float]:
+        """Given numbers its nodes read that are not learned (ε, the drop probability,
+        running statistics used in eval mode): leaves of kind CONSTANT, by name."""
+        return {}
+
+    def example_constants(self, k: int) -> dict[str, float]:
+        """Given numbers of example ``k`` (0-based) its nodes read (a dropout mask): leaves
+        of kind EXAMPLE_CONSTANT, by name."""
+        return {}
+
+    def buffers(self) -> dict[str, float]:
+        """Numbers it keeps from step to step, updated by a training step's forward pass
+        rather than by the optimizer (running statistics), by name, before the step."""
+        return {}
+
+    def buffer_updates(self, graph) -> dict:
+        """Each buffer after a training step, a SymPy expression of the graph's nodes and
+        of the buffers (derivation.py evaluates them; verify.py checks them)."""
+        return {}
 
     @classmethod
     def sheet_blocks(cls, raw: dict, in_shape: tuple, place):
@@ -98,17 +140,37 @@ class Layer:
         """Add the layer's nodes to ``graph``; returns the names the next layer reads."""
         raise NotImplementedError
 
+    def build_batch(self, graph, inputs: list[str], examples: list) -> list[str]:
+        """Its nodes in a graph spanning a mini-batch: ``examples`` are the per-example
+        views of ``graph`` (graph.ExampleView), which name each quantity after its example.
+        By default the layer builds each example's nodes on its own; a layer that couples
+        the examples adds nodes shared by them to ``graph`` itself."""
+        outputs = list(inputs)
+        for view in examples:
+            outputs = self.build(view, inputs)
+        return outputs
+
     # Fast path ---------------------------------------------------------------
     def fast_kernel(self, in_shape: tuple):
         """An object with ``forward(x, p)`` → (z, a, cache), ``backward(x, p, delta,
         need_input_grad, cache)`` → (gradients by role, ∂L/∂x), ``names`` (role → array of
-        parameter names), ``value_names``, ``out_shape``, ``activation``, ``slope``."""
+        parameter names), ``value_names``, ``out_shape``, ``activation``, ``slope``; and,
+        when it has them, ``more_values(cache)`` (role → array (V, B, …) of quantities
+        beyond z and a, named in ``value_names``), ``buffer_names`` (role → array of buffer
+        names, read in ``p``) with ``updated_buffers(p, cache)`` (role → array after this
+        forward pass), ``example_arrays`` (role → array (examples, …), read in ``p`` for
+        the batch's examples)."""
         raise NotImplementedError
 
     # Derivation --------------------------------------------------------------
     def forms(self, spec, graph, example, inputs: list[str]):
         """What the worked solution shows of this layer beyond the chain rule, or None."""
         return None
+
+    def explains_inputs(self) -> bool:
+        """Whether its backward section derives ∂E/∂(its inputs) itself, node by node (a
+        layer whose gradient to its input is the point of its explanation)."""
+        return False
 
     # Document ----------------------------------------------------------------
     def words(self, doc) -> dict:
@@ -129,15 +191,16 @@ class Layer:
 
     def forward_part(self, doc, steps: list, values: dict) -> Part | None:
         """Its forward pass; ``steps`` its derivation.ForwardSteps (a kind with none joins
-        the group of the layer before)."""
-        return None
+        the group of the layer before). By default, equation by equation."""
+        if not steps:
+            return None
+        return Part(NODES_FRAGMENT, "forward",
+                    equations=[doc.forward_equation(step, values) for step in steps])
 
     def section(self, doc, section, example) -> dict:
         """Its backward section: chain-rule steps, parts, updates (node by node)."""
         return {"steps": [doc.chain(s, example.values) for s in section.steps], "parts": [],
-                # several examples: the updates follow their combination (template block batch)
-                "updates": ([doc.update(u) for u in section.updates]
-                            if len(doc.solution.examples) == 1 else [])}
+                **doc.section_updates(section)}
 
     def after_part(self, doc, before: dict, after: dict) -> Part | None:
         """What "After the update" shows of it beyond the table of values."""
@@ -184,6 +247,18 @@ class Layer:
         """Its block of an nn.Sequential as code: the module holding ``torch_parameters``
         first, then its activation's ("nn.Linear(3, 2)", "nn.Sigmoid()")."""
         raise NotImplementedError
+
+    # what the module keeps besides its parameters (running statistics): spec key → buffer
+    torch_buffers: dict[str, str] = {}
+
+    def buffer_blocks(self) -> dict[str, list[str]]:
+        """{spec key of ``torch_buffers``: the names of the layer's buffers in it}."""
+        return {}
+
+    def torch_unsupported(self) -> str | None:
+        """Why the layer, as the spec sets it, cannot be written in PyTorch (what is
+        expected instead), or None."""
+        return None
 
 
 class ActivatedLayer(Layer):

@@ -50,6 +50,7 @@ class Conv2dLayer(ActivatedLayer):
     kind: str = "conv2d"
     frozen: bool = False
     fragment = "layers/conv2d.j2"
+    shows_grids = True
     torch_classes = ("Conv2d",)
     torch_parameters = {"filters": "weight", "biases": "bias"}
 
@@ -184,7 +185,10 @@ class Conv2dLayer(ActivatedLayer):
 
     # Derivation --------------------------------------------------------------
     def forms(self, spec, graph, example, inputs):
-        """The gradients as convolutions, checked against the chain rule (below)."""
+        """The gradients as convolutions, checked against the chain rule (below); one
+        example's grids, so none in a graph spanning a mini-batch (shown node by node)."""
+        if graph.spans_batch:
+            return None
         return convolution_forms(spec, graph, example, self, inputs)
 
     # Document: grids ---------------------------------------------------------
@@ -197,6 +201,8 @@ class Conv2dLayer(ActivatedLayer):
 
     def network_part(self, doc):
         """The filters as grids and the biases."""
+        if self.index not in doc.forms:  # node by node: in the table of parameters
+            return None
         forms = doc.forms[self.index]
         biases = r",\quad ".join(f"{n} = {doc.n.tex(float(b))}"
                                  for n, b in zip(self.bias_names, forms.biases))
@@ -211,6 +217,8 @@ class Conv2dLayer(ActivatedLayer):
         return doc.grids.name("F", self.index, (o, self.out_channels), (c, self.in_channels))
 
     def forward_part(self, doc, steps, values):
+        if self.index not in doc.forms:
+            return super().forward_part(doc, steps, values)
         forms, g = doc.forms[self.index], doc.grids
         c_in, o_ch = self.in_channels, self.out_channels
         if any(self.padding):
@@ -252,14 +260,20 @@ class Conv2dLayer(ActivatedLayer):
 
     def gradient_source(self, doc):
         """The gradient of this layer's input is computed as a full convolution."""
+        if self.index not in doc.forms:
+            return None
         return Part(self.fragment, "from_next", label=doc.layer_label(self.index))
 
     def section(self, doc, section, example):
         """The gradient arriving at the feature maps, then the filters' gradients as a
         chain-rule sum and as one convolution, the bias, the input, the update."""
+        if self.index not in doc.forms:
+            return super().section(doc, section, example)
         return {"steps": [doc.chain(s, example.values) for s in grid.node_steps(doc, section)],
                 "parts": grid.arrival(doc, self, section, example) + [self._backward(doc)],
-                "updates": []}
+                # the filters' update as grids when it is θ − η·∂E/∂θ, else as any layer's
+                **({"updates": [], "update_table": None, "update_rule": []} if doc.plain_update
+                   else doc.section_updates(section))}
 
     def _backward(self, doc) -> Part:
         forms, g = doc.forms[self.index], doc.grids
@@ -284,7 +298,8 @@ class Conv2dLayer(ActivatedLayer):
                 f"{doc.n.tex(float(forms.bias_gradient[o]))}"
                 for o, name in enumerate(self.bias_names)]
         filter_chain, more_filters = self._filter_chain(doc, forms)
-        one_example = len(doc.solution.examples) == 1  # several: after their combination
+        # several examples: after their combination; not θ − η·∂E/∂θ: as any layer's
+        one_example = len(doc.solution.examples) == 1 and doc.plain_update
         return Part(self.fragment, "backward", through=through, filter_chain=filter_chain,
                     more_filters=more_filters, dilated=self.stride != (1, 1),
                     stride=grid.size(self.stride), convolutions=convolutions,
@@ -294,8 +309,9 @@ class Conv2dLayer(ActivatedLayer):
                     cropped=any(self.padding), padding=grid.size(self.padding),
                     rate=doc.n.tex(doc.spec.learning_rate) if one_example else "",
                     updates=self._updates(doc, forms) if one_example else [],
-                    bias_updates=[doc.update(self._update_of(doc, name))
-                                  for name in self.bias_names] if one_example else [])
+                    bias_updates=[eq for name in self.bias_names
+                                  for eq in doc.update(self._update_of(doc, name))]
+                    if one_example else [])
 
     @staticmethod
     def _update_of(doc, name: str):
@@ -358,6 +374,8 @@ class Conv2dLayer(ActivatedLayer):
         return updates
 
     def after_part(self, doc, before, after):
+        if self.index not in doc.forms:  # node by node: in the table of values
+            return None
         blocks = [("Z", self.pre_activation_names)]
         if self.activation_names != self.pre_activation_names:
             blocks.append(("A", self.activation_names))

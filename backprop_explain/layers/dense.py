@@ -19,7 +19,7 @@ from ..activations import ACTIVATIONS
 from ..nodes import PARAMETER, PRE_ACTIVATION
 from ..templating import fill
 from ..validate import expand_names, flatten_names, is_draw, only
-from .base import ActivatedLayer, Part, register, units_then_bias
+from .base import ActivatedLayer, register, units_then_bias
 
 # Default names (documented in the README): #l layer, #j unit, #i input of the unit.
 DEFAULT_NAMES = {
@@ -142,10 +142,6 @@ class DenseLayer(ActivatedLayer):
     def short_summary(self, network_words):
         return (f"{self.kind} ×{self.units}, "
                 f"{network_words['activations'][self.activation].split(' $')[0]}")
-
-    def forward_part(self, doc, steps, values):
-        return Part(self.fragment, "forward",
-                    equations=[doc.forward_equation(step, values) for step in steps])
 
     # PyTorch -----------------------------------------------------------------
     @classmethod

@@ -41,6 +41,7 @@ class Pool2dLayer(Layer):
     padding: tuple[int, int]
     output_names: list[str]  # row-major (channel, row, column)
     fragment = "layers/pool2d.j2"
+    shows_grids = True
     torch_classes = ("MaxPool2d", "AvgPool2d")
 
     @property
@@ -107,7 +108,10 @@ class Pool2dLayer(Layer):
 
     # Derivation --------------------------------------------------------------
     def forms(self, spec, graph, example, inputs):
-        """Where each pooled cell's gradient goes (below)."""
+        """Where each pooled cell's gradient goes (below); one example's grids, so none in
+        a graph spanning a mini-batch (shown node by node)."""
+        if graph.spans_batch:
+            return None
         return pooling_routing(graph, example, self, inputs)
 
     # Document: grids ---------------------------------------------------------
@@ -117,6 +121,8 @@ class Pool2dLayer(Layer):
                     padding=grid.size(self.padding))
 
     def forward_part(self, doc, steps, values):
+        if self.index not in doc.forms:
+            return super().forward_part(doc, steps, values)
         routing, g = doc.forms[self.index], doc.grids
         channels = self.in_shape[0]
         operator = r"\operatorname{maxpool}" if self.takes_maximum else r"\operatorname{avgpool}"
@@ -129,6 +135,8 @@ class Pool2dLayer(Layer):
 
     def routed_gradient(self, doc, previous, section):
         """∂E/∂P as grids, how the pooling routes it, ∂E/∂(the previous layer's output)."""
+        if self.index not in doc.forms:
+            return None
         routing, g = doc.forms[self.index], doc.grids
         winners = sorted({w for channel in routing.winners for row in channel
                           for w in row if w is not None}, key=lambda name: _position(doc, name))
@@ -140,6 +148,8 @@ class Pool2dLayer(Layer):
             previous=g.gradient_grids("A", previous.index, routing.input_gradient))]
 
     def after_part(self, doc, before, after):
+        if self.index not in doc.forms:  # node by node: in the table of values
+            return None
         return grid.after_part(doc, self, [("P", self.output_names)], before, after)
 
     # PyTorch -----------------------------------------------------------------
