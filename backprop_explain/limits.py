@@ -26,11 +26,13 @@ MAX_DEPTH = 32
 MAX_BLOCK = 1_000_000
 # Named values in a spec (inputs, parameters, quantities): the fast path's honest size.
 MAX_VALUES = 1_000_000
-# Local partials of a worked solution: about 10–20 s and a 1 MB document already.
-MAX_LOCAL_PARTIALS = 1_500
+# Local partials of a worked solution: about 10 s and 15 MB of Markdown (an MLP 3-64-64-2
+# has 4,546: 3 s, 7 MB; 3-100-100-2 has 10,702). It was 1,500 before the symbolic engine
+# compiled each expression shape once (numeric.py).
+MAX_LOCAL_PARTIALS = 10_000
 # Examples derived in full (the first step's batch) × local partials: each example is one
-# more forward and backward pass written out.
-MAX_DERIVED = 20_000
+# more forward and backward pass written out (1,500 examples of a 3-2-2 MLP: about 5 s).
+MAX_DERIVED = 100_000
 # SGD steps of one run: the loss of each is kept and shown (table, chart).
 MAX_STEPS = 100_000
 # Steps × examples per step × named values: multiply-adds of a run (a few seconds).

@@ -123,10 +123,10 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path):
     (lambda d: d["training"].update(steps=10 ** 18), ["100,000 SGD steps", "fewer steps"]),
     (lambda d: d["inputs"].update(shape=[10 ** 8, 3, 3], values=None) or d["inputs"].pop("values"),
      ["1,000,000 values", "smaller"]),
-    (lambda d: d["layers"][0].update(units=200, weights=[[0.1] * 3] * 200, biases=[0] * 200,
+    (lambda d: d["layers"][0].update(units=2000, weights=[[0.1] * 3] * 2000, biases=[0] * 2000,
                                      names={}) or d["layers"][1].update(
-        weights=[[0.1] * 200] * 2, names={}), ["local partials", "api.evaluate"]),
-    (lambda d: d.update(examples=[{"inputs": [0.1, 0.2, 0.3], "targets": [1, 0]}] * 1000),
+        weights=[[0.1] * 2000] * 2, names={}), ["10,000 local partials", "api.evaluate"]),
+    (lambda d: d.update(examples=[{"inputs": [0.1, 0.2, 0.3], "targets": [1, 0]}] * 4000),
      ["examples derived in full", "batch_size"]),
 ])
 def test_what_cannot_finish_is_refused_at_once(tmp_path, change, words):
