@@ -57,6 +57,12 @@ class Activation:
         of y): what a student writes for f'(y) by mistake (verify.py replays them)."""
         return []
 
+    def inverse(self, out: sp.Symbol) -> sp.Expr | None:
+        """y such that f(y) = out, for an element-wise f that has one (σ: ln(out/(1 − out))),
+        else None. verify.py: a student who computes f'(y) from the rounded output (σ′ as
+        out(1 − out)) in effect uses this y, which it then accepts."""
+        return None
+
     def degenerate(self, z, a, saturation: float):
         """Per variant (axis 0 of z and a: variant, example, units…), whether a drawn
         exercise has a useless unit here (saturated, dead); None when it cannot."""
@@ -129,6 +135,9 @@ class Sigmoid(Activation):
         e = np.exp(-np.abs(z))  # σ'(z) = e^{-|z|}/(1+e^{-|z|})², exact in both tails
         return grad_a * (e / (1.0 + e) ** 2)
 
+    def inverse(self, out):
+        return sp.log(out / (1 - out))
+
     def wrong_derivatives(self, y):
         s = self.unit(y, 0.0)
         right = "σ(y)(1−σ(y))"
@@ -154,6 +163,9 @@ class Tanh(Activation):
 
     def backward(self, z, a, grad_a, negative_slope=0.01):
         return grad_a * (1.0 - a * a)
+
+    def inverse(self, out):
+        return sp.atanh(out)
 
     def wrong_derivatives(self, y):
         right = "1−tanh²(y)"

@@ -23,8 +23,8 @@ from .limits import MAX_DEPTH, check_answers, check_depth
 from .spec import read_document, read_text
 
 FORMATS = ("toml", "json", "csv", "md")
-_SUFFIXES = {".toml": "toml", ".json": "json", ".csv": "csv", ".md": "md",
-             ".markdown": "md", ".txt": "md"}
+SUFFIXES = {".toml": "toml", ".json": "json", ".csv": "csv", ".md": "md",
+            ".markdown": "md", ".txt": "md"}
 
 
 @dataclass
@@ -77,7 +77,7 @@ def read_answers(path, fmt: str | None = None) -> list[Answer]:
     source = str(path)
     text = read_text(path, "answers file")
     if fmt is None:
-        fmt = _SUFFIXES.get(Path(path).suffix.lower())
+        fmt = SUFFIXES.get(Path(path).suffix.lower())
         if fmt is None:
             raise SpecError(source, "", "an answers file ending in .toml, .json, .csv or .md")
     return parse_answers(text, source, fmt)
@@ -213,4 +213,198 @@ def _from_sheet(text: str, source: str) -> list[Answer]:
         if parse_number(value) is None:
             continue  # an unfilled blank, a header row, or prose with a formula
         answers.append(_answer(key, value, source, place or f"line {line_no}", f"line {line_no}"))
+    return answers
+
+
+# ---------------------------------------------------------------------------
+# A class's answers: one file per student, a CSV with a student column, or Moodle's
+# responses report
+
+
+@dataclass
+class StudentAnswers:
+    """One student's attempt as read, or why it could not be read."""
+
+    student: str
+    source: str  # the file (and row) it came from
+    answers: list[Answer] | None = None
+    error: str | None = None
+    variant: int | None = None  # the exercise variant, when the file says which
+    question: str = ""  # Moodle: the question's text as the report shows it
+    parts: bool = False  # Moodle: answers keyed by the part number ("1", "2", …)
+    right: list[Answer] | None = None  # Moodle: the right answers the report shows
+
+
+_STUDENT_COLUMNS = ("student", "étudiant", "etudiant", "name", "nom")
+_VARIANT_COLUMNS = ("variant", "variante")
+# Moodle's responses report, in English and French (its column headers follow the
+# language of the person who downloads it)
+_MOODLE_IDENTITY = (("first name", "prénom"), ("surname", "last name", "nom"),
+                    ("email address", "adresse de courriel", "courriel", "adresse email"),
+                    ("id number", "numéro d'identification"), ("username", "nom d'utilisateur"))
+_MOODLE_COLUMN = re.compile(r"^(response|réponse|question|right answer|bonne réponse)\s+(\d+)$",
+                            re.I)
+_MOODLE_PART = re.compile(r"^\s*[^\d:;]*?(\d+)\s*:\s*(.*?)\s*$", re.S)
+
+
+def is_variant_key(key: str) -> bool:
+    return str(key).strip().lower() in _VARIANT_COLUMNS
+
+
+def read_class_file(path) -> list[StudentAnswers]:
+    """The students of one file: a class CSV (a student column), Moodle's responses report
+    (CSV), or one student's answers file (the student named after the file). Bad input of a
+    student is that student's error; a file that cannot be read at all is one error."""
+    source = str(path)
+    name = Path(path).stem
+    if Path(path).suffix.lower() != ".csv":
+        return [_one_student(name, source, lambda: read_answers(path))]
+    try:
+        text = read_text(path, "class file").removeprefix("\ufeff")  # Excel's BOM
+    except SpecError as err:
+        return [StudentAnswers(name, source, error=str(err))]
+    rows = list(csv.reader(io.StringIO(text), _dialect(text)))
+    header = [c.strip() for c in rows[0]] if rows else []
+    lowered = [c.lower() for c in header]
+    if any(_MOODLE_COLUMN.match(c) for c in lowered):
+        return _moodle_responses(header, rows[1:], source)
+    if lowered and lowered[0] in _STUDENT_COLUMNS:
+        return _class_table(header, rows[1:], source)
+    return [_one_student(name, source, lambda: parse_answers(text, source, "csv"))]
+
+
+def _one_student(name: str, source: str, read) -> StudentAnswers:
+    try:
+        answers = read()
+    except SpecError as err:
+        return StudentAnswers(name, source, error=str(err))
+    variant = [a for a in answers if is_variant_key(a.key)]
+    answers = [a for a in answers if not is_variant_key(a.key)]
+    if not answers:
+        return StudentAnswers(name, source, error=str(SpecError(
+            source, "", "at least one answer (a quantity key and a number)")))
+    return StudentAnswers(name, source, answers,
+                          variant=int(variant[0].value) if variant else None)
+
+
+def _dialect(text: str):
+    """Comma-separated, or the first of ; and tab that splits the header line (a cell may
+    hold ; itself: Moodle's "part 1: …; part 2: …")."""
+    first = text.splitlines()[0] if text else ""
+    for delimiter in (",", ";", "\t"):
+        if len(next(csv.reader([first], delimiter=delimiter), [])) > 1:
+            return _Delimited(delimiter)
+    return _Delimited(",")
+
+
+class _Delimited(csv.excel):
+    def __init__(self, delimiter: str):
+        super().__init__()
+        self.delimiter = delimiter
+
+
+def _class_table(header: list[str], rows: list[list[str]], source: str) -> list[StudentAnswers]:
+    """``student[,variant],key,value`` rows (long), or ``student[,variant],key1,key2,…``
+    (wide, one row per student)."""
+    lowered = [c.lower() for c in header]
+    variant_at = next((k for k, c in enumerate(lowered) if c in _VARIANT_COLUMNS), None)
+    long = lowered[-2:] in (["key", "value"], ["clé", "valeur"], ["quantity", "value"])
+    students: dict[str, StudentAnswers] = {}
+    for line, row in enumerate(rows, start=2):
+        cells = [c.strip() for c in row]
+        if not any(cells):
+            continue
+        student = cells[0] or f"line {line}"
+        entry = students.setdefault(student, StudentAnswers(student, source, []))
+        where = f"line {line}"
+        try:
+            if variant_at is not None and variant_at < len(cells) and cells[variant_at]:
+                variant = parse_number(cells[variant_at])
+                if variant is None or not variant[1]:
+                    raise SpecError(source, f"{where}.{header[variant_at]}",
+                                    f"a variant number, got {cells[variant_at]!r}")
+                entry.variant = int(variant[0])
+            if long:
+                entry.answers.append(_answer(cells[-2], cells[-1], source, where, where))
+                continue
+            for column, (key, value) in enumerate(zip(header, cells)):
+                if column == 0 or column == variant_at or not value:
+                    continue
+                entry.answers.append(_answer(key, value, source, where, f"{where}.{key}"))
+        except SpecError as err:
+            entry.error = entry.error or str(err)
+    for entry in students.values():
+        if entry.error:
+            entry.answers = None
+        elif not entry.answers:
+            entry.error = str(SpecError(source, entry.student, "at least one answer"))
+            entry.answers = None
+    return list(students.values())
+
+
+def _moodle_responses(header: list[str], rows: list[list[str]],
+                      source: str) -> list[StudentAnswers]:
+    """Moodle's quiz *Responses* report downloaded as CSV: one row per attempt, identity
+    columns, then per question slot N "Response N" (a Cloze: "part 1: 0.8738; part 2: …"),
+    and, when ticked in the report's options, "Question N" and "Right answer N"."""
+    lowered = [c.lower() for c in header]
+    identity = [next((k for k, c in enumerate(lowered) if c in names), None)
+                for names in _MOODLE_IDENTITY]
+    slots: dict[int, dict[str, int]] = {}
+    for k, column in enumerate(lowered):
+        match = _MOODLE_COLUMN.match(column)
+        if match:
+            kind = {"réponse": "response", "bonne réponse": "right answer"}.get(
+                match.group(1).lower(), match.group(1).lower())
+            slots.setdefault(int(match.group(2)), {})[kind] = k
+    out, seen = [], {}
+    for line, row in enumerate(rows, start=2):
+        cells = [c.strip() for c in row] + [""] * len(header)
+        person = " ".join(cells[k] for k in identity[:2] if k is not None and cells[k])
+        contact = next((cells[k] for k in identity[2:] if k is not None and cells[k]), "")
+        if not person and not contact:
+            continue  # a summary row ("Overall average")
+        student = f"{person} <{contact}>" if person and contact else person or contact
+        seen[student] = seen.get(student, 0) + 1
+        label = student if seen[student] == 1 else f"{student} (attempt {seen[student]})"
+        for slot, columns in sorted(slots.items()):
+            if "response" not in columns:
+                continue
+            name = label if len(slots) == 1 else f"{label} (question {slot})"
+            where = f"{source}: line {line}"
+            response = cells[columns["response"]]
+            if not response or response == "-":
+                out.append(StudentAnswers(name, where, error=str(SpecError(
+                    source, f"line {line}", f"an answer in {header[columns['response']]}"))))
+                continue
+            right_at = columns.get("right answer")
+            try:
+                answers = moodle_parts(response, source, f"line {line}")
+                right = (moodle_parts(cells[right_at], source, f"line {line}")
+                         if right_at is not None and cells[right_at] else None)
+            except SpecError as err:
+                out.append(StudentAnswers(name, where, error=str(err)))
+                continue
+            question = cells[columns["question"]] if "question" in columns else ""
+            out.append(StudentAnswers(name, where, answers, question=question, parts=True,
+                                      right=right))
+    return out
+
+
+def moodle_parts(summary: str, source: str, where: str) -> list[Answer]:
+    """The parts of a Cloze question's response as Moodle summarises it ("part 1: 0.8738;
+    part 2: 0,1349"; any language), each an answer keyed by its part number; a part left
+    empty is no answer."""
+    answers = []
+    for chunk in summary.split(";"):
+        if not chunk.strip():
+            continue
+        match = _MOODLE_PART.match(chunk)
+        if match is None:
+            raise SpecError(source, where, f"Cloze parts as 'part 1: value; …', got {chunk!r}")
+        value = match.group(2)
+        if value in ("", "-"):
+            continue
+        answers.append(_answer(match.group(1), value, source, f"{where}, part {match.group(1)}",
+                               f"{where}, part {match.group(1)}"))
     return answers

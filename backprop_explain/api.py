@@ -209,12 +209,25 @@ def keys(spec, lang: str = "en") -> str:
 
 
 def sheet(template, output, variants: int = 1, seed: int = 0, format: str = "md",
-          lang: str = "en", progress=None) -> list[Path]:
+          lang: str = "en", progress=None, moodle_style: str = "cloze") -> list[Path]:
     """Exercise sheets, worked solutions and answers for ``variants`` random variants of
-    a sheet template, written in the directory ``output`` (created); the paths written."""
+    a sheet template, written in the directory ``output`` (created); the paths written.
+    ``moodle_style`` ("cloze" or "per-key"): the Moodle questions' shape."""
+    from .moodle import STYLES
     from .sheet import FORMATS as SHEET_FORMATS, write_sheets
     return write_sheets(template, output, variants, seed, choice("format", format, SHEET_FORMATS),
-                        choice("lang", lang, LANGUAGES), progress=progress)
+                        choice("lang", lang, LANGUAGES), progress=progress,
+                        moodle_style=choice("moodle_style", moodle_style, STYLES))
+
+
+def class_report(target, answers, progress=None):
+    """A class's hand calculations checked and summed up (classreport.py): ``target`` a
+    spec or a directory written by sheet, ``answers`` paths (students' files, directories,
+    a class CSV, Moodle's Responses report). ``.report(format, lang)`` gives Markdown, PDF
+    bytes or JSON; ``.as_data()`` the numbers."""
+    from .classreport import class_report as check
+    return check(target, answers if isinstance(answers, (list, tuple)) else [answers],
+                 progress=progress)
 
 
 # ---------------------------------------------------------------------------

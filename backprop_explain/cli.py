@@ -191,14 +191,19 @@ def keys(spec, lang):
               default="md", show_default=True,
               help="Markdown (+ SVG diagrams), LaTeX, PDF (needs a LaTeX engine) or Moodle XML.")
 @click.option("--lang", type=click.Choice(["en", "fr"]), default="en", show_default=True)
+@click.option("--moodle-style", type=click.Choice(["cloze", "per-key"]), default="cloze",
+              show_default=True,
+              help="Moodle: one Cloze question per variant (the whole exercise, each blank's "
+                   "slips named), or one numerical question per key per variant.")
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False), required=True,
               help="Directory for the sheets, solutions and answers.json.")
 @user_errors
-def sheet(template, variants, seed, fmt, lang, out_dir):
+def sheet(template, variants, seed, fmt, lang, moodle_style, out_dir):
     """Exercise sheets and worked solutions for VARIANTS random variants of TEMPLATE."""
     from .sheet import write_sheets
     with _inputs(template):  # progress: sheet.py announces its variants (progress.py)
-        written = write_sheets(template, out_dir, variants, seed, fmt, lang)
+        written = write_sheets(template, out_dir, variants, seed, fmt, lang,
+                               moodle_style=moodle_style)
     click.echo(f"Wrote {len(written)} files for {variants} variant{'s' * (variants > 1)} in "
                f"{out_dir}: {files_summary(written)}", err=True)
 
@@ -212,6 +217,61 @@ def files_summary(paths) -> str:
         groups.setdefault(key, []).append(match.group(2) if match else "")
     return ", ".join(f"{start}{numbers[0]}…{numbers[-1]}{end}" if len(numbers) > 1
                      else f"{start}{numbers[0]}{end}" for (start, end), numbers in groups.items())
+
+
+@main.command("class")
+@click.argument("target", metavar="SPEC_OR_SHEET_DIR", type=click.Path())
+@click.argument("answers", nargs=-1, required=True, type=click.Path())
+@click.option("--format", "fmt", type=click.Choice(["md", "pdf", "json"]), default="md",
+              show_default=True,
+              help="Markdown (with NAME.chart.svg beside it when -o is given), PDF (needs -o "
+                   "and a LaTeX engine) or JSON.")
+@click.option("--lang", type=click.Choice(["en", "fr"]), default="en", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to FILE, not stdout.")
+@user_errors
+def class_(target, answers, fmt, lang, output):
+    """Check a class's hand calculations and sum them up: per quantity the share correct,
+    consistent and wrong, the slips and how often, the first wrong steps, the answers that
+    need a look. ANSWERS: students' answers files or directories of them, a CSV with a
+    student column, or Moodle's Responses report (CSV). SPEC_OR_SHEET_DIR: the spec they
+    all worked, or the directory `sheet` wrote (each student answered one variant)."""
+    if fmt == "pdf" and output is None:
+        raise UserError("--format pdf writes a file: give -o FILE.pdf")
+    with _inputs(target, *answers):  # -o is none of them, and may be written (checked first)
+        if output is not None:
+            from .output import check_target
+            check_target(output)
+        _class_report(target, answers, fmt, lang, output)
+
+
+def _class_report(target, answers, fmt, lang, output):
+    """The class command's work, its inputs declared (class_)."""
+    from .classreport import class_report, write_class_report
+    bar = None
+
+    def progress(done, total):
+        nonlocal bar
+        if total < 20:
+            return
+        if bar is None:
+            bar = click.progressbar(length=total, label="students", file=sys.stderr)
+            bar.__enter__()
+        bar.update(1)
+
+    try:
+        report = class_report(target, answers, progress=progress)
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    for result in report.bad:
+        click.echo(f"warning: {result.student}: {result.error}", err=True)
+    if not report.checked:
+        raise UserError(f"no student's answers could be checked ({len(report.bad)} "
+                        f"unreadable): see the warnings above")
+    if output is None:
+        emit(report.report(fmt, lang), None)
+    else:
+        write_class_report(report, output, fmt, lang)
 
 
 @main.command("import-torch")

@@ -78,4 +78,8 @@ def document_figure(spec: NetworkSpec, fmt: str, lang: str = "en",
     if fmt == "md" and svg_path:
         alt = extra_phrases(lang)["diagram"]["alt"]
         return f"![{alt}]({svg_path})"
+    if fmt == "html" and svg_path:  # a Moodle question: the SVG file embedded beside it
+        from html import escape
+        alt = escape(extra_phrases(lang)["diagram"]["alt"])
+        return f'<p><img src="{escape(svg_path)}" alt="{alt}" /></p>'
     return ""

@@ -24,7 +24,7 @@ from .notation import (Equation, NumberFormat, is_atomic, partial, primed, subst
 from .optimizers import OPTIMIZERS
 from .templating import fill, phrases, render_template  # noqa: F401 (also read from here)
 
-FORMATS = {"md": "solution.md.j2", "tex": "solution.tex.j2"}
+FORMATS = {"md": "solution.md.j2", "tex": "solution.tex.j2", "html": "solution.html.j2"}
 
 
 # ---------------------------------------------------------------------------

@@ -55,3 +55,27 @@ def md_escape(text) -> str:
     """Free text shown literally in Markdown (no markup, no HTML, no entity, no math), on
     one line."""
     return re.sub(r"([\\`*_\[\]#|<>$~&!])", r"\\\1", visible(text))
+
+
+def html_text(text: str, math: bool = False) -> str:
+    """Our own text (phrases, LaTeX from our printers) as HTML for MathJax: &, <, > escaped
+    (entities already written by ``html_plain`` kept), $$…$$ → \\[…\\], $…$ → \\(…\\);
+    ``math``: the text is math already (no $ to convert)."""
+    text = re.sub(r"&(?!#?\w+;)", "&amp;", str(text)).replace("<", "&lt;").replace(">", "&gt;")
+    if not math:
+        text = re.sub(r"\$\$(.+?)\$\$", lambda m: "\\[" + m.group(1) + "\\]", text, flags=re.S)
+        text = re.sub(r"\$(.+?)\$", lambda m: "\\(" + m.group(1) + "\\)", text, flags=re.S)
+    return text
+
+
+_HTML_INERT = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;",
+               "$": "&#36;", "\\": "&#92;", "{": "&#123;", "}": "&#125;", "#": "&#35;",
+               "~": "&#126;"}
+
+
+def html_plain(text: str) -> str:
+    """Free text from a spec shown literally in HTML: every markup, math and Cloze character
+    written as a character reference, inside a span that Moodle's MathJax (2: tex2jax_ignore,
+    3: mathjax_ignore) and link filters (nolink) leave alone."""
+    inert = "".join(_HTML_INERT.get(char, char) for char in visible(text))
+    return f'<span class="nolink tex2jax_ignore mathjax_ignore">{inert}</span>'

@@ -29,3 +29,20 @@ def example_name(name: str, k: int) -> str:
     cannot clash with one."""
     base = "{" + name + "}" if ("^" in name or "'" in name) else name
     return f"{base}^{{[{k}]}}"
+
+
+def key_tex(key: str, inline: bool = False) -> str:
+    """A key as LaTeX: ``dE_{tot}/dwo_{1,1}`` → ∂E_{tot}/∂wo_{1,1} as a fraction (``inline``:
+    with a slash, for tables), η → \\eta, ``10^-1`` (a slip's factor) → 10^{-1}; names hold
+    no "/" and are LaTeX already."""
+    from .notation import partial
+    if key.startswith("10^"):
+        return "10^{" + key[3:] + "}"
+    if key == "η":
+        return r"\eta"
+    top, slash, bottom = key.partition("/")
+    if slash and top.startswith("d") and bottom.startswith("d"):
+        if inline:
+            return r"\partial " + top[1:] + r"/\partial " + bottom[1:]
+        return partial(top[1:], bottom[1:])
+    return key

@@ -41,11 +41,12 @@ MAX_TRAINING_WORK = 1_000_000_000
 MAX_HISTORY = 5_000_000
 # Variants of one sheet: each is drawn, numbered and written.
 MAX_VARIANTS = 10_000
-# Variants × local partials of a sheet's worked solutions (md, tex, pdf): a few minutes.
+# Variants × local partials of a sheet's worked solutions (md, tex, pdf, Moodle's Cloze
+# feedback): a few minutes.
 MAX_SHEET_WORK = 300_000
 # Variants of a PDF sheet: two LaTeX compiles each (about a second apiece).
 MAX_PDF_VARIANTS = 200
-# Variants × named values of a Moodle quiz (numbers only, the fast path).
+# Variants × named values of a per-key Moodle quiz (numbers only, the fast path).
 MAX_QUIZ_WORK = 50_000_000
 # Answers in one file: a hand calculation has tens, a whole course a few hundred.
 MAX_ANSWERS = 10_000
@@ -157,7 +158,7 @@ def check_sheet(source, spec, variants: int, partials: int, pdf: bool) -> None:
         refuse(source, "", f"at most {MAX_SHEET_WORK:,} for variants × local partials of "
                f"the worked solutions", work, f"fewer variants, at most "
                f"{MAX_SHEET_WORK // max(1, partials):,} for this network, or "
-               f"--format moodle (numbers only)")
+               f"--format moodle --moodle-style per-key (numbers only)")
     if pdf and variants > MAX_PDF_VARIANTS:
         refuse(source, "", f"at most {MAX_PDF_VARIANTS:,} variants as PDF", variants,
                "fewer variants, or --format tex")

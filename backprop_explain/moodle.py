@@ -1,6 +1,25 @@
 """Output stage: exercise variants as Moodle XML (Question bank → Import → Moodle XML format).
 
-One numerical question per requested key per variant. Each question is self-contained:
+Cloze (the default): one "Embedded answers" question per variant, all in one category, so
+that a quiz's random question from it gives each student one whole exercise: the network
+drawn (an SVG file embedded in the question, ``<file … encoding="base64">`` referred to as
+``@@PLUGINFILE@@/network_NN.svg``), its numbers, the formulas and index conventions it
+relies on, and one NUMERICAL blank per asked key in the order of the worked solution::
+
+    {1:NUMERICAL:=0.87382321:0.0001~%0%-0.87382321:0.0001#opposite sign~%0%…}
+
+Each blank's wrong answers are what the usual slips give for this variant (verify.py's
+catalogue: log base 10, sign, η forgotten, + for −, σ for σ′, an index swap, the value
+before the update…), worth 0 %, with the slip named as their feedback; one that falls
+within the right answer's tolerance is left out. The general feedback is the variant's
+worked solution (HTML, math as MathJax ``\\( … \\)``). Moodle's Cloze parser
+(question/type/multianswer/questiontype.php) ends a feedback at a ``~`` or ``}`` and an
+answer at a ``#`` unless a backslash precedes them, and undoes only ``\\}`` and ``\\#``
+(after ``html_entity_decode``): so every ``{ } # ~ \\`` of a feedback (the LaTeX of its
+math) is written as a character reference, which that decoding turns back.
+
+Per key (``style="per-key"``): one numerical question per requested key per variant.
+Each question is self-contained:
 its text (HTML, math as MathJax ``\\( … \\)``) gives the variant's whole network — inputs,
 targets, every parameter, the learning rate — and asks for one value.
 
@@ -21,8 +40,10 @@ off by more than one unit in the last digit is marked wrong.
 
 from __future__ import annotations
 
+import base64
 import math
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
 
@@ -119,3 +140,94 @@ def moodle_quiz(variants, questions, template, lang: str = "en") -> bytes:
             ET.SubElement(item, "unitsleft").text = "0"
     ET.indent(quiz)
     return ET.tostring(quiz, encoding="UTF-8", xml_declaration=True) + b"\n"
+
+
+# ---------------------------------------------------------------------------
+# Cloze: one question per variant
+
+STYLES = ("cloze", "per-key")
+BLANK = "@@BLANK{}@@"  # stands in an answer cell of the exercise until the blank is written
+PENALTY = "0.3333333"
+
+
+@dataclass
+class ClozeVariant:
+    """What one variant's question is made of (sheet.py renders the documents)."""
+
+    number: int
+    name: str  # the question's name in the bank
+    text: str  # the exercise as HTML, BLANK.format(k) in the k-th answer cell
+    feedback: str  # the worked solution as HTML
+    figure: str  # the diagram's file name
+    svg: str
+    answers: dict[str, float]  # key → right value
+    slips: dict[str, list] = field(default_factory=dict)  # key → [(Diagnosis, value)]
+
+
+def cloze_quiz(variants: list[ClozeVariant], keys: list[str], digits: int, lang: str,
+               title: str) -> bytes:
+    """The Moodle XML document (UTF-8 bytes): one category, one Cloze question per variant,
+    its blanks for ``keys`` in that order."""
+    quiz = ET.Element("quiz")
+    category = ET.SubElement(quiz, "question", {"type": "category"})
+    _text(category, "category", category_path(title))
+    for variant in variants:
+        item = ET.SubElement(quiz, "question", {"type": "cloze"})
+        _text(item, "name", variant.name)
+        text = variant.text
+        for k, key in enumerate(keys):
+            text = text.replace(BLANK.format(k), numerical_blank(
+                variant.answers[key], digits, variant.slips.get(key, []), lang))
+        question = _text(item, "questiontext", text, format="html")
+        embedded = ET.SubElement(question, "file", {"name": variant.figure, "path": "/",
+                                                    "encoding": "base64"})
+        embedded.text = base64.b64encode(variant.svg.encode("utf-8")).decode("ascii")
+        _text(item, "generalfeedback", variant.feedback, format="html")
+        ET.SubElement(item, "penalty").text = PENALTY
+        ET.SubElement(item, "hidden").text = "0"
+    ET.indent(quiz)
+    return ET.tostring(quiz, encoding="UTF-8", xml_declaration=True) + b"\n"
+
+
+def numerical_blank(value: float, digits: int, slips: list, lang: str) -> str:
+    """``{1:NUMERICAL:=value:tolerance~%0%slip:tolerance#feedback~…}``: the right answer
+    with the tolerance of the digits asked, then each slip's value (0 %) naming the slip,
+    unless it falls within the tolerance of an answer before it."""
+    right = tolerance(value, digits)
+    kept = [(value, right)]
+    parts = [f"={_number(value, digits)}:{right:f}"]
+    for diagnosis, slip in slips:
+        if any(abs(slip - other) <= float(tol) for other, tol in kept):
+            continue
+        tol = tolerance(slip, digits)
+        kept.append((slip, tol))
+        parts.append(f"%0%{_number(slip, digits)}:{tol:f}#{cloze_feedback(diagnosis, lang)}")
+    return "{1:NUMERICAL:" + "~".join(parts) + "}"
+
+
+def _number(value: float, digits: int) -> str:
+    """A blank's value: digits enough beyond those asked that its own rounding never shows
+    (Moodle also shows it as the right answer)."""
+    return f"{value:.{digits + 4}g}" if value else "0"
+
+
+def cloze_feedback(diagnosis, lang: str) -> str:
+    """The slip named in the sheet's language, its quantities as math, as HTML written
+    inside a Cloze blank (see the module doc: { } # ~ \\ as character references)."""
+    from .escaping import html_text
+    shown = {name: (_math_keys(value) if name in _KEY_VALUES else value)
+             for name, value in diagnosis.values.items()}
+    text = html_text(type(diagnosis)(diagnosis.code, shown).text(lang))
+    return "".join(_CLOZE_INERT.get(char, char) for char in text)
+
+
+_KEY_VALUES = ("key", "other", "used", "param", "parent", "keys", "factor")
+_CLOZE_INERT = {"&": "&amp;", "{": "&#123;", "}": "&#125;", "#": "&#35;", "~": "&#126;",
+                "\\": "&#92;"}
+
+
+def _math_keys(value):
+    from .keys import key_tex
+    if isinstance(value, (list, tuple)):
+        return [_math_keys(v) for v in value]
+    return f"${key_tex(str(value))}$"

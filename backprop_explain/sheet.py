@@ -35,12 +35,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import sympy as sp
 
 from .activations import ACTIVATIONS
 from .derivation import NumericGraph, Solution, derive
 from .errors import SpecError
 from .graph import build_graph, local_partials
-from .limits import check_quiz, check_sheet, check_variants
+from .limits import check_quiz, check_sheet, check_symbolic, check_variants
 from .optimizers import OPTIMIZERS
 from .sheet_spec import Question, SheetTemplate, load_template
 from .spec import NetworkSpec, spec_from_dict
@@ -168,8 +169,10 @@ def _title(base: str, kind: str, number: int, words: dict) -> str:
 
 
 def render_variant(variant: Variant, solution: Solution, questions: list[Question],
-                   fmt: str, lang: str, digits: int, figure: str | None) -> tuple[str, str]:
-    """(exercise, solution) documents of one variant, Markdown or LaTeX."""
+                   fmt: str, lang: str, digits: int, figure: str | None,
+                   blanks: list[str] | None = None) -> tuple[str, str]:
+    """(exercise, solution) documents of one variant, Markdown, LaTeX or HTML (a Moodle
+    question, ``blanks`` standing in its answer cells; its solution without the figure)."""
     from .diagram import document_figure
     from .document import FORMATS as TEMPLATES, solution_context
     from .templating import extra_phrases, render_template
@@ -180,10 +183,38 @@ def render_variant(variant: Variant, solution: Solution, questions: list[Questio
     base = variant.spec.title
     exercise = render_template("exercise.j2", dict(
         context, s=words, answer_digits=digits, questions=[q.tex for q in questions],
+        conventions=conventions(solution, lang), blanks=blanks,
         title=_title(base, sheet["exercise_title"], variant.number, sheet)))
     worked = render_template(TEMPLATES[fmt], dict(
-        context, title=_title(base, sheet["solution_title"], variant.number, sheet)))
+        context, title=_title(base, sheet["solution_title"], variant.number, sheet),
+        diagram=None if fmt == "html" else context["diagram"]))
     return exercise, worked
+
+
+def conventions(solution: Solution, lang: str) -> list[str]:
+    """What an exercise relies on beyond its numbers: what each weight's indices mean, the
+    loss written out with its logarithm, the optimizer's rule (phrases with $…$ math)."""
+    from .nodes import LOSS_TERM
+    from .notation import NumberFormat, tex
+    from .templating import extra_phrases, fill, phrases
+    spec, graph = solution.spec, solution.graph
+    t, words = phrases(lang), extra_phrases(lang)["sheet"]
+    lines, names = [], list(spec.input_names)
+    for layer in spec.layers:
+        line = layer.index_convention(names, t)
+        if line:
+            lines.append(line)
+        names = layer.outputs(names)
+    loss = graph.loss
+    term = graph.of_kind(LOSS_TERM)[0]
+    lines.append(fill(words["loss_formula"], total=loss.name, sum=tex(loss.expr),
+                      term=term.name, formula=tex(term.expr)))
+    if any(node.expr.has(sp.log) for node in graph.of_kind(LOSS_TERM)):
+        lines.append(words["natural_log"])
+    numbers = NumberFormat(12, t["meta"]["decimal_comma"])  # the rule as the solution says it
+    lines += OPTIMIZERS[spec.optimizer].rule(t, spec.optimizer_settings, numbers,
+                                             numbers.tex(spec.learning_rate))
+    return lines
 
 
 def combine_documents(documents: list[str], fmt: str) -> str:
@@ -197,7 +228,7 @@ def combine_documents(documents: list[str], fmt: str) -> str:
 
 
 def write_sheets(template, out_dir, variants: int = 1, seed: int = 0, fmt: str = "md",
-                 lang: str = "en", progress=None) -> list[Path]:
+                 lang: str = "en", progress=None, moodle_style: str = "cloze") -> list[Path]:
     """Draw, solve and write every variant (see the module docstring); returns the paths.
 
     Every file is written into a temporary directory beside ``out_dir`` and moved into it
@@ -205,31 +236,41 @@ def write_sheets(template, out_dir, variants: int = 1, seed: int = 0, fmt: str =
     nothing, see output.directory_beside).
 
     ``progress``: called with the number of variants done since the last call (a click
-    progress bar's ``update``); the command line shows its own bar (progress.py)."""
+    progress bar's ``update``; the command line shows its own bar, progress.py).
+    ``moodle_style``: "cloze" (one question per variant) or "per-key" (one question per key
+    per variant)."""
+    from .moodle import STYLES
     from .output import directory_beside, write_atomic
     if fmt not in FORMATS:
         raise ValueError(f"fmt: one of {', '.join(FORMATS)}, got {fmt!r}")
+    if moodle_style not in STYLES:
+        raise ValueError(f"moodle_style: one of {', '.join(STYLES)}, got {moodle_style!r}")
     if not isinstance(template, SheetTemplate):
         template = load_template(template)
-    check_sheet_size(template, variants, fmt)
+    check_sheet_size(template, variants, fmt, moodle_style)
     with directory_beside(out_dir) as work:  # refuses "" (Path("") would be ".")
         out_dir = Path(out_dir)
-        names = _write_sheets(template, work, variants, seed, fmt, lang, progress, write_atomic)
+        names = _write_sheets(template, work, variants, seed, fmt, lang, progress, write_atomic,
+                              moodle_style)
     return [out_dir / name for name in names]
 
 
-def check_sheet_size(template: SheetTemplate, variants: int, fmt: str) -> None:
+def check_sheet_size(template: SheetTemplate, variants: int, fmt: str,
+                     moodle_style: str = "cloze") -> None:
     """Refuse, with one line, a sheet that cannot finish (limits.py), judged on the
     template's first draw, before drawing the rest."""
     check_variants(template.source, variants)
     first = template.draw_spec(random.Random(0))
-    if fmt == "moodle":  # numbers only: the fast path
+    partials = local_partials(first)
+    if fmt == "moodle" and moodle_style == "per-key":  # numbers only, one graph compiled
+        check_symbolic(first, partials, 1)
         check_quiz(template.source, first, variants)
-    else:
-        check_sheet(template.source, first, variants, local_partials(first), fmt == "pdf")
+    else:  # a worked solution per variant (Moodle's Cloze: its feedback)
+        check_sheet(template.source, first, variants, partials, fmt == "pdf")
 
 
-def _write_sheets(template, work: Path, variants, seed, fmt, lang, progress, write_atomic):
+def _write_sheets(template, work: Path, variants, seed, fmt, lang, progress, write_atomic,
+                  moodle_style):
     from .progress import task
     drawn = draw_variants(template, variants, seed)
     questions = template.questions(drawn[0].spec)
@@ -242,15 +283,27 @@ def _write_sheets(template, work: Path, variants, seed, fmt, lang, progress, wri
 
     answers = {"digits": template.digits, "questions": [q.key for q in questions],
                "variants": [{"variant": v.number, "answers": v.answers} for v in drawn]}
+    numeric = NumericGraph(build_graph(drawn[0].spec))
     if fmt == "moodle":
-        from .moodle import moodle_quiz
-        write("questions.xml", moodle_quiz(drawn, questions, template, lang))
+        if moodle_style == "per-key":
+            from .moodle import moodle_quiz
+            write("questions.xml", moodle_quiz(drawn, questions, template, lang))
+            if progress:
+                progress(len(drawn))
+        else:
+            blanks = cloze_order(questions, drawn[0].spec)
+            with task("variants", len(drawn), long=len(drawn) >= 20) as advance:
+                def done(count):
+                    advance(count)
+                    if progress:
+                        progress(count)
+                write("questions.xml", cloze_questions(drawn, blanks, template, lang, numeric,
+                                                       width, done))
+            answers["blanks"] = [q.key for q in blanks]  # the Cloze parts, in order
+        write_specs(drawn, width, write)
         write("answers.json", json.dumps(answers, indent=2, ensure_ascii=False) + "\n")
-        if progress:
-            progress(len(drawn))
         return written
 
-    numeric = NumericGraph(build_graph(drawn[0].spec))
     text_fmt = "md" if fmt == "md" else "tex"
     exercises, solutions = [], []
     with task("variants", len(drawn), long=len(drawn) >= 20) as advance:
@@ -277,9 +330,7 @@ def _write_sheets(template, work: Path, variants, seed, fmt, lang, progress, wri
     else:
         for name, text in documents:
             write(f"{name}.{text_fmt}", text)
-    for variant in drawn:  # each variant's own spec, to `verify` a filled-in sheet against
-        write(f"spec_{variant.number:0{width}d}.json",
-              json.dumps(variant.data, indent=2, ensure_ascii=False) + "\n")
+    write_specs(drawn, width, write)
     write("answers.json", json.dumps(answers, indent=2, ensure_ascii=False) + "\n")
     return written
 
@@ -301,6 +352,49 @@ def _compile_all(documents: list[str]) -> list[bytes]:
             return pdfs
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def write_specs(drawn: list[Variant], width: int, write) -> None:
+    """Each variant's own spec, to `verify` a filled-in sheet (or a Moodle attempt) against."""
+    for variant in drawn:
+        write(f"spec_{variant.number:0{width}d}.json",
+              json.dumps(variant.data, indent=2, ensure_ascii=False) + "\n")
+
+
+def cloze_order(questions: list[Question], spec: NetworkSpec) -> list[Question]:
+    """The questions in the order of the worked solution (a Cloze question's blanks)."""
+    from .verify import Catalog
+    order = {key: k for k, key in enumerate(Catalog(spec).order())}
+    return sorted(questions, key=lambda q: order.get(q.key, len(order)))
+
+
+def cloze_questions(drawn: list[Variant], blanks: list[Question], template: SheetTemplate,
+                    lang: str, numeric, width: int, progress=None) -> bytes:
+    """One Moodle Cloze question per variant (moodle.py): the exercise in HTML with the
+    network drawn, its worked solution as feedback, each blank's slips from verify."""
+    from .diagram import diagram_for
+    from .moodle import BLANK, ClozeVariant, cloze_quiz
+    from .templating import extra_phrases
+    from .verify import Catalog, usual_slips
+    words = extra_phrases(lang)["sheet"]
+    title = drawn[0].spec.title or words["exercises_title"]
+    variants = []
+    for variant in drawn:
+        tag = f"{variant.number:0{width}d}"
+        solution = derive(variant.spec, numeric)
+        figure = f"network_{tag}.svg"
+        exercise, worked = render_variant(
+            variant, solution, blanks, "html", lang, template.digits,
+            f"@@PLUGINFILE@@/{figure}", blanks=[BLANK.format(k) for k in range(len(blanks))])
+        catalog = Catalog(variant.spec, solution)
+        variants.append(ClozeVariant(
+            variant.number, _title(variant.spec.title, words["exercise_title"],
+                                   variant.number, words),
+            exercise, worked, figure, diagram_for(variant.spec, "svg", lang),
+            variant.answers, usual_slips(catalog, [q.key for q in blanks])))
+        if progress:
+            progress(1)
+    return cloze_quiz(variants, [q.key for q in blanks], template.digits, lang, title)
 
 
 __all__ = ["Variant", "draw_variants", "evaluate_batch", "degenerate_reasons", "answers_of",

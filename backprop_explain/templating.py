@@ -13,7 +13,7 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from .escaping import md_code, md_escape, tex_escape, visible
+from .escaping import html_plain, html_text, md_code, md_escape, tex_escape, visible
 
 LANGUAGES = ("en", "fr")  # a phrase file each: templates/lang/<lang>.toml
 
@@ -78,6 +78,10 @@ def environment():
     env.filters["md_escape"] = md_escape
     env.filters["md_code"] = md_code
     env.filters["visible"] = visible
+    env.filters["html_text"] = html_text
+    env.filters["html_plain"] = html_plain
+    from .keys import key_tex
+    env.filters["key_tex"] = key_tex
     return env
 
 

@@ -144,15 +144,20 @@ def train(spec: NetworkSpec, network: FastNetwork | None = None) -> TrainingRun:
                        diverged_at, dict(spec.parameters))
 
 
+def first_step(spec: NetworkSpec) -> NetworkSpec:
+    """The spec of the step a worked solution derives in full: on the first mini-batch."""
+    if not is_training(spec):
+        return spec
+    return dataclasses.replace(spec, examples=[spec.examples[i] for i in batches(spec)[0][1]])
+
+
 def derive_training(spec: NetworkSpec) -> Solution:
     """The worked solution: the first step derived in full on the first mini-batch, and,
     when the spec asks for several steps, the whole run (``solution.training``) with the
     loss of every step in ``solution.history``."""
     if not is_training(spec):
         return derive(spec)
-    schedule = batches(spec)
-    first = dataclasses.replace(spec, examples=[spec.examples[i] for i in schedule[0][1]])
-    solution = derive(first)
+    solution = derive(first_step(spec))
     run = train(spec)
     solution.training = run
     solution.history = run.history

@@ -23,10 +23,11 @@ import sympy as sp
 from sympy.printing.str import StrPrinter
 
 from .activations import ACTIVATIONS
-from .answers import Answer, read_answers
+from .answers import Answer, parse_number, read_answers
 from .derivation import derive
 from .errors import SpecError
 from .graph import check_worked_solution
+from .intervals import Interval, Unsupported, compile_interval
 from .keys import adjoint_key, local_key, updated_key
 from .losses import LOSSES
 from .nodes import (ACTIVATION, GIVEN_KINDS, INPUT, LEAF_KINDS, LOSS, LOSS_TERM, PARAMETER,
@@ -100,21 +101,43 @@ def normalize_key(text: str) -> str:
     return t + ("'" if primed else "")
 
 
+_FUNCTIONS: dict = {}  # (formula, its keys) → compiled: float and interval evaluation
+_INTERVAL_FUNCTIONS: dict = {}
+_MISSING = object()
+
+
+def _float_function(expr: sp.Expr, deps: list[str]):
+    # identifiers first, in the keys' order, the arrangement kept: lambdify would rewrite
+    # the whole expression once per key that is not one (dE/dw_{1,1})
+    plain = [dummy(k) for k in range(len(deps))]
+    named = rename(expr, {sp.Symbol(d): v for d, v in zip(deps, plain)})
+    return sp.lambdify(plain, named, modules="math")
+
+
+def _bounded_function(expr: sp.Expr, deps: list[str]):
+    try:
+        return compile_interval(expr, [sp.Symbol(d) for d in deps])
+    except Unsupported:
+        return None
+
+
 class Catalog:
     """Every quantity of the worked solution of one SGD step, by key, in dependency order."""
 
-    def __init__(self, spec: NetworkSpec):
-        if len(spec.examples) != 1 and not spec.couples_examples:
-            raise SpecError(spec.source, "examples",
-                            "one training example to check a hand calculation against "
-                            f"(got {len(spec.examples)})")  # unless one graph spans them
-        self.spec = spec
-        self.solution = derive(spec)
+    def __init__(self, spec: NetworkSpec, solution=None):
+        """``solution``: the spec's derivation when already made (a sheet's variant)."""
+        from .training import first_step
+        self.spec = spec = first_step(spec)  # several steps: the first, as explained
+        self.solution = solution or derive(spec)
         self.graph = self.solution.graph
         self.loss = self.graph.loss.name
         self.quantities: dict[str, Quantity] = {}
-        self._functions = {}
+        self._functions = {}  # compiled formulas (see _compiled)
+        self._interval_functions = {}
+        self._inverses = {}
         self._descendants = {}
+        self._renamed: dict[str, str] = {}  # several examples: example 1's keys, renamed
+        self._combined: list[str] = []  # … and the step's, combining the examples'
         example = self.solution.example
         values = example.values
         graph = self.graph
@@ -139,6 +162,9 @@ class Catalog:
         for name in reversed(list(graph.nodes)):
             if graph.nodes[name].kind not in GIVEN_KINDS + (LOSS,):
                 self.derivative(self.loss, name)
+        several = len(self.solution.examples) > 1
+        if several:
+            self._combine_examples()
         lr = sp.Symbol(LEARNING_RATE)
         optimizer = OPTIMIZERS[spec.optimizer]
         for update in self.solution.updates:
@@ -183,7 +209,69 @@ class Catalog:
                 self._add(Quantity(updated_key(node.name), "after",
                                    ("after", {"name": node.name}), expr, self._deps(expr),
                                    after[node.name], node=node.name))
+        if several:
+            self._combine_losses_after()
+        self._inverses = self._activation_inverses()
         self._index()
+
+    # Several examples in the step ---------------------------------------------
+    def _combine_examples(self):
+        """One graph holds example 1's numbers: its loss and gradients are renamed L^{(1)}
+        and dL^{(1)}/dθ; each other example's loss and gradients are numbers (the worked
+        solution's table); the step's loss L and gradients dL/dθ combine them (mean or sum),
+        and the update uses those (the keys of a sheet and of --format json)."""
+        L, examples = self.loss, self.solution.examples
+        parameters = [p.name for p in self.graph.parameters]
+        first = example_key(L, 1)
+        self._rename({L: first, **{adjoint_key(L, p): adjoint_key(first, p) for p in parameters}})
+        self.quantities[first].meaning = ("loss_of_example", {"name": L, "k": 1})
+        for k, example in enumerate(examples[1:], start=2):
+            self._add(Quantity(example_key(L, k), "example",
+                               ("loss_of_example", {"name": L, "k": k}), None, [], example.loss))
+        self._add_combined(L, [example_key(L, k) for k in range(1, len(examples) + 1)],
+                           ("step_loss", {"name": L}), self.solution.loss, node=L)
+        for p in parameters:
+            self.quantities[adjoint_key(first, p)].meaning = (
+                "gradient_of_example", {"top": L, "bottom": p, "k": 1})
+            for k, example in enumerate(examples[1:], start=2):
+                self._add(Quantity(adjoint_key(example_key(L, k), p), "example",
+                                   ("gradient_of_example", {"top": L, "bottom": p, "k": k}),
+                                   None, [], example.gradients[p]))
+            self._add_combined(adjoint_key(L, p), [adjoint_key(example_key(L, k), p)
+                                                   for k in range(1, len(examples) + 1)],
+                               ("step_gradient", {"top": L, "bottom": p}),
+                               self.solution.gradients[p], kind="adjoint", pair=(L, p))
+
+    def _combine_losses_after(self):
+        """L' of the step from each example's loss after the update."""
+        L = self.loss
+        first = example_key(L, 1)
+        self._rename({updated_key(L): updated_key(first)})
+        self.quantities[updated_key(first)].meaning = ("loss_after_of_example", {"name": L, "k": 1})
+        for k, steps in enumerate(self.solution.forward_after[1:], start=2):
+            value = next(s.value for s in steps if s.name == L)
+            self._add(Quantity(updated_key(example_key(L, k)), "example",
+                               ("loss_after_of_example", {"name": L, "k": k}), None, [], value))
+        self._add_combined(updated_key(L), [updated_key(example_key(L, k)) for k in
+                                            range(1, len(self.solution.examples) + 1)],
+                           ("step_loss_after", {"name": L}), self.solution.loss_after,
+                           kind="after", node=L)
+
+    def _add_combined(self, key, parts, meaning, value, kind="combined", **extra):
+        total = sp.Add(*[sp.Symbol(p) for p in parts])
+        expr = total / len(parts) if self.spec.reduction == "mean" else total
+        self._add(Quantity(key, kind, meaning, expr, self._deps(expr), value, **extra))
+        self._combined.append(key)
+
+    def _rename(self, names: dict[str, str]) -> None:
+        """Quantities given new keys, in place (no formula refers to them yet)."""
+        self._renamed.update({old: new for old, new in names.items()})
+        quantities = {}
+        for key, quantity in self.quantities.items():
+            if key in names:
+                quantity.key = key = names[key]
+            quantities[key] = quantity
+        self.quantities = quantities
 
     # Building ------------------------------------------------------------
     def _add(self, quantity: Quantity) -> Quantity:
@@ -211,6 +299,19 @@ class Catalog:
         if expr is None:
             return self.graph.local_partial(child, parent)
         return sp.diff(expr, self.graph.symbol(parent))
+
+    def _activation_inverses(self) -> dict[str, tuple[str, str, sp.Expr]]:
+        """∂out/∂y → (y, out, y as a formula of out) for the activations that have an
+        inverse (σ: y = ln(out/(1 − out)))."""
+        inverses = {}
+        for node in self.graph.nodes.values():
+            if node.kind != ACTIVATION or len(node.parents) != 1:
+                continue
+            inverse = ACTIVATIONS[node.activation].inverse(node.symbol)
+            if inverse is not None:
+                parent = node.parents[0]
+                inverses[local_key(node.name, parent)] = (parent, node.name, inverse)
+        return inverses
 
     def _after_formula(self, node, expr: sp.Expr | None = None) -> sp.Expr:
         renamed = {self.graph.symbol(p): sp.Symbol(updated_key(p)) for p in node.parents
@@ -329,6 +430,7 @@ class Catalog:
         keys = [k for k, q in self.quantities.items()
                 if q.kind in LEAF_KINDS and q.node is not None]  # the graph's leaves (not η)
         keys += [k for k, q in self.quantities.items() if q.kind == "forward"]
+        several = len(self.solution.examples) > 1
         state: dict[str, list[str]] = {}  # an optimizer's state, before its update
         for k, q in self.quantities.items():
             if q.kind == "state":
@@ -336,9 +438,16 @@ class Catalog:
         for section in self.solution.example.sections:
             for step in section.steps:
                 for term in step.terms:
-                    keys += [f.key for f in term.factors]
-                keys.append(step.key)
-            for u in section.updates:
+                    keys += [self._renamed.get(f.key, f.key) for f in term.factors]
+                keys.append(self._renamed.get(step.key, step.key))
+            if not several:  # one example: each layer's update right after its gradients
+                for u in section.updates:
+                    keys += state.get(u.parameter, []) + [u.key]
+        if several:  # the examples combined, then the update
+            keys += [k for k, q in self.quantities.items() if q.kind == "example"
+                     and "'" not in k]
+            keys += self._combined
+            for u in self.solution.updates:
                 keys += state.get(u.parameter, []) + [u.key]
         keys += [k for k, q in self.quantities.items() if q.kind == "after"]
         keys += list(self.quantities)
@@ -346,21 +455,49 @@ class Catalog:
 
     # Evaluating ---------------------------------------------------------------
     def _function(self, expr: sp.Expr, deps: list[str]):
-        cache_key = (expr, tuple(deps))
-        if cache_key not in self._functions:
-            # identifiers first, in the keys' order, the arrangement kept: lambdify would
-            # rewrite the whole expression once per key that is not one (dE/dw_{1,1})
-            plain = [dummy(k) for k in range(len(deps))]
-            named = rename(expr, {sp.Symbol(d): v for d, v in zip(deps, plain)})
-            self._functions[cache_key] = sp.lambdify(plain, named, modules="math")
-        return self._functions[cache_key]
+        return self._compiled(expr, deps, self._functions, _FUNCTIONS, _float_function)
 
-    def _evaluate_one(self, quantity: Quantity, values: dict, formula=None) -> float | None:
+    def _interval_function(self, expr: sp.Expr, deps: list[str]):
+        """The formula over intervals (intervals.py); None when it cannot be bounded."""
+        return self._compiled(expr, deps, self._interval_functions, _INTERVAL_FUNCTIONS,
+                              _bounded_function)
+
+    @staticmethod
+    def _compiled(expr, deps, mine: dict, shared: dict, compile_):
+        """Compiled once per formula: looked up in this catalogue by identity (its formulas
+        are the same objects every time), else in every catalogue's (the variants of a
+        sheet share their formulas' shapes: one deep comparison)."""
+        key = (expr, tuple(deps))
+        function = mine.get(key, _MISSING)
+        if function is _MISSING:
+            function = shared.get(key, _MISSING)
+            if function is _MISSING:
+                function = shared[key] = compile_(expr, deps)
+            mine[key] = function
+        return function
+
+    def _evaluate_one(self, quantity: Quantity, values: dict,
+                      formula=None) -> float | Interval | None:
+        """The formula on ``values``: a float, or an Interval when a value is one (a
+        number known only to the digits written)."""
         expr = quantity.formula if formula is None else formula
         deps = quantity.deps if formula is None else self._deps(formula)
+        override = (self._derivative_input(quantity.key, values)
+                    if quantity.key in self._inverses else None)
+        return self._evaluate_expr(expr, deps, values, override)
+
+    def _evaluate_expr(self, expr: sp.Expr, deps: list[str], values: dict, override=None):
         args = [values.get(d) for d in deps]
+        if override:
+            args = [override.get(d, a) for d, a in zip(deps, args)]
         if any(a is None for a in args):
             return None
+        if any(isinstance(a, Interval) for a in args):
+            function = self._interval_function(expr, deps)
+            if function is not None:
+                result = function(*args)
+                return None if result is None or math.isnan(result.lo + result.hi) else result
+            args = [a.mid if isinstance(a, Interval) else a for a in args]  # cannot bound it
         try:
             result = self._function(expr, deps)(*args)
         except (ValueError, ZeroDivisionError, OverflowError, TypeError):
@@ -382,14 +519,40 @@ class Catalog:
         for key, quantity in self.quantities.items():
             if key in given:
                 values[key] = given[key]
+                if isinstance(values[key], Written):
+                    values[key] = self._held(quantity, values, formulas.get(key), given[key])
             elif quantity.formula is None:
                 values[key] = quantity.value
             else:
                 value = self._evaluate_one(quantity, values, formulas.get(key))
-                if value is not None and round_to is not None:
+                if value is not None and round_to is not None and not isinstance(value,
+                                                                                   Interval):
                     value = round_half_up(value, round_to)
                 values[key] = value
         return values
+
+    def _derivative_input(self, key: str, values: dict) -> dict | None:
+        """For f'(y) in a student's world: their y may also be the one their (rounded)
+        output stands for, since f'(y) is often computed from the output (σ′ = out(1 − out))."""
+        y, out, inverse = self._inverses[key]
+        if not isinstance(values.get(y), Interval) or not isinstance(values.get(out), Interval):
+            return None
+        back = self._evaluate_expr(inverse, [out], values)
+        return {y: values[y].hull(back)} if isinstance(back, Interval) else None
+
+    def _held(self, quantity: Quantity, values: dict, formula, written: Written) -> Interval:
+        """What a student may have held for a value they wrote: the number written (they
+        went on from it), or a value that rounds to it and that their own earlier numbers
+        give (they kept the calculator's); when none does, the value written is their slip,
+        held to any precision: every value that rounds to it."""
+        propagated = None
+        if quantity.formula is not None or formula is not None:
+            propagated = self._evaluate_one(quantity, values, formula)
+        if propagated is None:
+            return written.digits
+        both = written.digits.intersection(
+            propagated if isinstance(propagated, Interval) else Interval.point(propagated))
+        return written.digits if both is None else both.hull(Interval.point(written.number))
 
     def recompute(self, key: str, values: dict, formula: sp.Expr | None = None) -> float | None:
         """A quantity from other quantities' values through its formula (None for data)."""
@@ -415,6 +578,10 @@ class Catalog:
                 code = "squared_scale_loss" if value else "squared_scale_derivative"
                 out.append(((code, {"scale": str(scale)}),
                             self._term_variant(scaled, terms, value, derivative)))
+        # A wrong derivative in one unit, or as a habit: in every unit of a layer, in every
+        # unit with that activation.
+        layers: dict[tuple, dict] = {}
+        habits: dict[tuple, dict] = {}
         for node in self.graph.nodes.values():
             if node.kind != ACTIVATION or len(node.parents) != 1:
                 continue
@@ -423,6 +590,14 @@ class Catalog:
             for wrong, right, expr in ACTIVATIONS[node.activation].wrong_derivatives(y):
                 out.append((("wrong_derivative", {"key": key, "wrong": wrong, "right": right}),
                             {key: expr}))
+                words = (wrong, right)
+                layers.setdefault((node.layer,) + words, {})[key] = expr
+                habits.setdefault((node.activation,) + words, {})[key] = expr
+        for group in (layers, habits):
+            for (_, wrong, right), formulas in group.items():
+                if len(formulas) > 1 and formulas not in [f for _, f in out]:
+                    out.append((("wrong_derivative_everywhere", {"wrong": wrong,
+                                                                 "right": right}), formulas))
         return out
 
     def _term_variant(self, change, terms, value: bool, derivative: bool) -> dict[str, sp.Expr]:
@@ -441,9 +616,54 @@ class Catalog:
         return formulas
 
 
+COPIED_KINDS = LEAF_KINDS + ("buffer",)  # given data (η too): a written copy is exact
+
+
+def example_key(loss: str, k) -> str:
+    """The loss of example k of a step: ``E^{(k)}`` (as the worked solution's table)."""
+    return f"{loss}^{{({k})}}"
+
+
+@dataclass(frozen=True)
+class Written:
+    """A computed value as a student wrote it: the number, and every value that rounds to
+    it (0.4411: from 0.44105 to 0.44115)."""
+
+    number: float
+    digits: Interval
+
+
+def written_value(answer: Answer, quantity: Quantity) -> float | Written:
+    """What a written number stands for (given data and whole numbers: itself)."""
+    if quantity.kind in COPIED_KINDS or answer.integer:
+        return answer.number
+    half = 0.5 * 10.0 ** answer.value.as_tuple().exponent
+    return Written(answer.number, Interval.around(answer.number, half))
+
+
+def beside(written: str, value: float | Interval | None, decimal_comma: bool = False) -> str:
+    """``value`` with two decimals more than the number ``written``, so that the place
+    where they differ shows (0.7513 beside 0.751383); an interval as ``lo … hi``."""
+    if value is None:
+        return ""
+    if isinstance(value, Interval):
+        lo, hi = (beside(written, v, decimal_comma) for v in (value.lo, value.hi))
+        return lo if lo == hi else f"{lo} … {hi}"
+    if not math.isfinite(value):
+        return str(value)
+    parsed = parse_number(written)
+    decimals = 2 - (parsed[0].as_tuple().exponent if parsed else 0)
+    if value and abs(value) < 10.0 ** (1 - decimals):  # keep two significant digits
+        decimals = 1 - math.floor(math.log10(abs(value)))
+    decimals = min(max(decimals, 0), 17)
+    text = f"{Decimal(repr(float(value))).quantize(Decimal(1).scaleb(-decimals), ROUND_HALF_UP):f}"
+    text = "0" if text.strip("-0.") == "" and "0" in text else text
+    return text.replace(".", ",") if decimal_comma else text
+
+
 def round_half_up(value: float, decimals: int) -> float:
     """Rounded as a person rounds (0.125 → 0.13), not to even."""
-    exact = Decimal(repr(value))
+    exact = Decimal(repr(float(value)))
     digits = exact.adjusted() + decimals + 2  # of the result: 1e300 to 15 decimals has 316
     return float(exact.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP,
                                 context=Context(prec=max(28, digits))))
@@ -468,10 +688,16 @@ class Tolerance:
     rel: float | None = None
     abs: float | None = None
 
-    def agrees(self, answer: Answer, value: float | None) -> bool:
-        if value is None or not math.isfinite(value):
+    def agrees(self, answer: Answer, value: float | Interval | None) -> bool:
+        """Does the answer agree with ``value``, or with some value of an interval (what
+        numbers known to their written digits give)?"""
+        if value is None:
             return False
         given = answer.number
+        if isinstance(value, Interval):
+            value = value.nearest(given)
+        if not math.isfinite(value):
+            return False
         if self.rel is not None:
             return abs(given - value) <= self.rel * abs(value)
         if self.abs is not None:
@@ -575,13 +801,19 @@ class _Judge:
         self.round_to = round_to
         self.keys = [catalog.resolve(a.key) for a in answers]
         self.student: dict[str, float] = {}
+        self.written: dict[str, float | Interval] = {}  # what each written number stands for
         self.first_answer: dict[str, Answer] = {}
         for answer, key in zip(answers, self.keys):
             if key is not None and key not in self.student:
                 self.student[key] = answer.number
+                self.written[key] = written_value(answer, catalog.quantities[key])
                 self.first_answer[key] = answer
         self.truth = {k: q.value for k, q in catalog.quantities.items()}
-        self.basis = catalog.evaluate(self.student)  # the student's world
+        # The student's world: every quantity recomputed from their own numbers, as the
+        # intervals their digits stand for (what is judged), and from the numbers as
+        # written (what the report shows).
+        self.basis = catalog.evaluate(self.written)
+        self.shown_basis = catalog.evaluate(self.student)
         if round_to is not None:
             self.rounded = catalog.evaluate({}, round_to=round_to)
             self.rounded_basis = catalog.evaluate(self.student, round_to=round_to)
@@ -603,12 +835,12 @@ class _Judge:
         check = Check(key, answer.key, answer.text, answer.number, answer.place, "wrong",
                       expected=quantity.value, formula=formula_text(quantity.formula),
                       restated=restated)
-        check.from_your_values = self.catalog.recompute(key, self.basis)
+        check.from_your_values = self.catalog.recompute(key, self.shown_basis)
         if self.agrees(answer, quantity.value):
             check.status = "correct"
-        elif self.agrees(answer, check.from_your_values):
+        elif self.agrees(answer, own := self.catalog.recompute(key, self.basis)):
             check.status = "consistent"
-            check.diagnosis = self.carried_forward(key, check.from_your_values)
+            check.diagnosis = self.carried_forward(key, beside(answer.text, own))
         elif restated and self.agrees(answer, self.student[key]):
             check.status = "consistent"
             check.diagnosis = Diagnosis("restated", {"value": self.first_answer[key].text})
@@ -622,8 +854,9 @@ class _Judge:
             check.diagnosis = self.diagnose(answer, key) or Diagnosis("no_diagnosis")
         return check
 
-    def carried_forward(self, key: str, value: float) -> Diagnosis:
-        """Which of the student's earlier wrong answers this one inherits, if any."""
+    def carried_forward(self, key: str, value: str) -> Diagnosis:
+        """Which of the student's earlier wrong answers this one inherits, if any (``value``:
+        what the student's own numbers give, as text)."""
         wrong, seen, stack = [], set(), list(self.catalog.quantities[key].deps)
         while stack:
             dep = stack.pop()
@@ -651,8 +884,9 @@ class _Judge:
     def bases(self):
         return (self.basis, self.truth)
 
-    def candidates(self, answer: Answer, key: str):
-        """(diagnosis, the number that slip gives), most specific first."""
+    def candidates(self, answer: Answer | None, key: str):
+        """(diagnosis, the number that slip gives), most specific first; ``answer`` None:
+        the slips themselves, without the rounding ones (which need the digits written)."""
         catalog, quantity = self.catalog, self.catalog.quantities[key]
         truth = self.truth
         if quantity.kind == "update" and quantity.formula != sp.Symbol(quantity.node):
@@ -662,15 +896,27 @@ class _Judge:
                 old, g, lr = values.get(theta), values.get(grad), values.get(LEARNING_RATE)
                 if None in (old, g, lr):
                     continue
-                for code, values_of_slip, number in OPTIMIZERS[catalog.spec.optimizer].slips(
-                        theta, old, g, lr, catalog.spec.optimizer_settings):
+                optimizer = OPTIMIZERS[catalog.spec.optimizer]
+                settings = catalog.spec.optimizer_settings
+                try:
+                    slips = list(optimizer.slips(theta, old, g, lr, settings))
+                except TypeError:  # a slip written for floats alone: the intervals' middles
+                    middle = [v.mid if isinstance(v, Interval) else v for v in (old, g, lr)]
+                    slips = list(optimizer.slips(theta, *middle, settings))
+                for code, values_of_slip, number in slips:
                     yield Diagnosis(code, values_of_slip), number
         if quantity.kind in ("adjoint", "path") and quantity.pair[0] == catalog.loss:
-            for values in self.bases():
-                if values.get(key) is not None:
-                    yield Diagnosis("step_for_gradient"), values[LEARNING_RATE] * values[key]
+            gradients = [truth[key], catalog.recompute(key, self.basis)]  # the student's own
+            if key in self.first_answer and self.first_answer[key] is not answer:  # … or as
+                # they wrote it before
+                gradients.append(self.basis[key])
+            for gradient in gradients:
+                if gradient is not None:
+                    yield Diagnosis("step_for_gradient"), self.basis[LEARNING_RATE] * gradient
         if quantity.kind == "after":
             yield Diagnosis("before_update"), truth[quantity.node]
+            if quantity.node in self.written:
+                yield Diagnosis("before_update"), self.basis[quantity.node]
             node = catalog.graph.nodes[quantity.node]
             for parent in node.parents:
                 primed = updated_key(parent)
@@ -682,19 +928,21 @@ class _Judge:
                                catalog.recompute(key, mixed))
         if quantity.kind in ("forward", PARAMETER) and updated_key(key) in catalog.quantities:
             yield Diagnosis("after_update"), truth[updated_key(key)]
-        for diagnosis, formulas in catalog.variants:
+        for index, (diagnosis, formulas) in enumerate(catalog.variants):
             if not self._touches(key, formulas):
                 continue
-            truth_variant, student_variant = self._variant(diagnosis, formulas)
+            truth_variant, student_variant = self._variant(index, formulas)
             yield Diagnosis(*diagnosis), truth_variant[key]
             yield Diagnosis(*diagnosis), catalog.recompute(key, student_variant,
                                                            formulas.get(key))
         yield Diagnosis("opposite_sign"), -truth[key]
-        if self.basis.get(key) is not None and key not in self.student:
-            yield Diagnosis("opposite_sign"), -self.basis[key]
+        own = catalog.recompute(key, self.basis)  # from the student's own numbers
+        if own is not None:
+            yield Diagnosis("opposite_sign"), -own
         mine = _indices(key)
-        for other in catalog.siblings(key):
-            code = "index_swap" if sorted(_indices(other)) == sorted(mine) else "neighbour"
+        swapped = lambda other: sorted(_indices(other)) == sorted(mine)  # noqa: E731
+        for other in sorted(catalog.siblings(key), key=lambda o: not swapped(o)):  # swaps first
+            code = "index_swap" if swapped(other) else "neighbour"
             yield Diagnosis(code, {"other": other}), truth[other]
             if other in self.student:
                 yield Diagnosis(code, {"other": other}), self.student[other]
@@ -705,7 +953,8 @@ class _Judge:
                     swapped[dep] = values.get(other)
                     yield (Diagnosis("neighbour_in_formula", {"other": other, "used": dep}),
                            catalog.recompute(key, swapped))
-        yield from self.rounding(answer, key)
+        if answer is not None:
+            yield from self.rounding(answer, key)
         for k in (-1, 1, -2, 2, -3, 3):
             yield Diagnosis("power_of_ten", {"factor": f"10^{k}"}), truth[key] * 10.0 ** k
 
@@ -723,12 +972,15 @@ class _Judge:
                 stack += self.catalog.quantities[dep].deps
         return False
 
-    def _variant(self, diagnosis, formulas):
-        name = repr(diagnosis)
-        if name not in self._variant_values:
-            self._variant_values[name] = (self.catalog.evaluate({}, formulas=formulas),
-                                          self.catalog.evaluate(self.student, formulas=formulas))
-        return self._variant_values[name]
+    def _variant(self, index: int, formulas):
+        """The truth and the student's world with the index-th slip replayed (several
+        slips share a diagnosis: log10 in the loss, in its derivative, in both)."""
+        if index not in self._variant_values:
+            truth = self.catalog.evaluate({}, formulas=formulas)
+            student = (self.catalog.evaluate(self.written, formulas=formulas) if self.written
+                       else truth)  # nothing written: the student's world is the truth
+            self._variant_values[index] = (truth, student)
+        return self._variant_values[index]
 
     def rounding(self, answer: Answer, key: str):
         """The true value rounded twice, or cut instead of rounded, to the digits written."""
@@ -736,7 +988,7 @@ class _Judge:
         if truth is None or not math.isfinite(truth) or self.tolerance.rel is not None \
                 or self.tolerance.abs is not None:
             return
-        exact = Decimal(repr(truth))
+        exact = Decimal(repr(float(truth)))
         try:
             last = Decimal(1).scaleb(answer.value.as_tuple().exponent)
             for extra in (1, 2, 3):
@@ -750,6 +1002,22 @@ class _Judge:
         except InvalidOperation:  # more digits written than a Decimal holds (1e-999999999):
             return  # no rounding slip can explain such an answer
         yield Diagnosis("truncated", {"value": truth}), float(cut)
+
+
+def usual_slips(catalog: Catalog, keys: list[str]) -> dict[str, list[tuple[Diagnosis, float]]]:
+    """What each usual slip gives for each key when every other value is right, most
+    specific first: key → [(diagnosis, value)], the slips verify names (a Moodle question's
+    wrong answers, moodle.py)."""
+    judge = _Judge(catalog, [], Tolerance(), None)
+    slips = {}
+    for key in keys:
+        slips[key] = []
+        for diagnosis, value in judge.candidates(None, key):
+            if isinstance(value, Interval):  # nothing written: the student's world is true
+                value = value.mid
+            if value is not None and math.isfinite(value):
+                slips[key].append((diagnosis, float(value)))
+    return slips
 
 
 def verify_answers(spec, answers, rel: float | None = None, abs: float | None = None,
@@ -804,12 +1072,14 @@ def render_verification(result: Verification, fmt: str = "text", lang: str = "en
     t = phrases(lang)["verify"]
     numbers = NumberFormat(7, phrases(lang)["meta"]["decimal_comma"])
 
-    def show(value):
-        return "" if value is None else numbers.plain(value)
+    comma = numbers.decimal_comma
+
+    def show(c, value):  # two decimals more than written: where they differ shows
+        return "" if value is None else beside(c.given, value, comma)
 
     rows = [{"key": visible(c.key), "place": visible(c.place or ""), "given": c.given,
-             "expected": show(c.expected), "formula": c.formula,
-             "from_your_values": show(c.from_your_values) if c.status != "correct" else "",
+             "expected": show(c, c.expected), "formula": c.formula,
+             "from_your_values": show(c, c.from_your_values) if c.status != "correct" else "",
              "diagnosis": visible(c.diagnosis.text(lang)) if c.diagnosis else "",
              "status": c.status, "status_text": t["status"][c.status],
              "first_wrong": c.first_wrong} for c in result.checks]

@@ -58,8 +58,8 @@ def test_a_training_run_shows_its_loss_chart_and_a_spec_its_network():
 def test_a_verification_shows_its_report():
     check = api.verify(COURSE, ANSWERS)
     assert isinstance(check, Verification)
-    assert repr(check) == ("<Verification of 141 answers: 123 correct, 13 wrong, "
-                           "5 consistent, 0 unknown key>")
+    assert repr(check) == ("<Verification of 141 answers: 123 correct, 12 wrong, "
+                           "6 consistent, 0 unknown key>")
     markdown = check._repr_markdown_()
     assert markdown.startswith("# Check of 141 answer(s)") and "**First wrong step**" in markdown
     assert json.loads(check.report("json"))[0]["key"] == "wo_{1,1}"

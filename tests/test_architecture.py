@@ -32,13 +32,13 @@ PACKAGE = Path(__file__).resolve().parent.parent / "backprop_explain"
 # The stages (and the package's front door) and the helpers below every stage: none may
 # name a kind or an entry.
 STAGE_MODULES = {
-    "__init__", "api", "answers", "cli", "derivation", "diagram", "document",
+    "__init__", "api", "answers", "classreport", "cli", "derivation", "diagram", "document",
     "document_training", "fastpath", "graph", "jsonout", "moodle", "notebook", "numeric",
     "output", "pdf", "sheet", "sheet_spec", "spec", "spec_toml", "torch_export", "torch_import",
     "training", "verify",
 }
-LOW_MODULES = {"drawing", "errors", "escaping", "keys", "limits", "nodes", "notation",
-               "partials", "progress", "templating", "validate"}
+LOW_MODULES = {"drawing", "errors", "escaping", "intervals", "keys", "limits", "nodes",
+               "notation", "partials", "progress", "templating", "validate"}
 REGISTRIES = {"activations", "losses", "optimizers"}  # one entry per name: names allowed
 
 

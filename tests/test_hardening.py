@@ -455,3 +455,32 @@ def test_sigterm_during_a_pdf_build_removes_its_temporary_directory(tmp_path):
     assert process.returncode == 143
     assert list(temp.iterdir()) == [] and not (tmp_path / "out.pdf").exists()
     assert tempfile.gettempdir() != str(temp)
+
+
+# ---------------------------------------------------------------------------
+# The class report: students' names and keys are the class's, not ours
+
+CODE_SPAN = r"(?<![\\`])(`+)(?!`).*?(?<!`)\1(?!`)"  # a backslash-escaped backtick opens none
+
+
+def test_a_class_report_keeps_hostile_names_and_keys_as_text(tmp_path):
+    answers = tmp_path / "answers"
+    answers.mkdir()
+    for k, name in enumerate(["<script>alert(1)</script>", "a`b|c", "x\x1b[2Jy"]):
+        key = ["out_{o1}", "``<img src=x onerror=alert(1)>``", "k|`"][k]
+        (answers / f"s{k}.csv").write_text(f"{key},0.5\nE_{{tot}},0.1349\n")
+    (answers / "s3.csv").write_text("student,out_{o1}\n" + "\n".join(
+        f"{name},0.75" for name in HTML_HOSTILE[:4]) + "\n")
+    result = run("class", EXAMPLE, answers)
+    assert result.exit_code == 0, result.output
+    md = result.stdout
+    outside = re.sub(CODE_SPAN, "", md)
+    assert not re.search(r"(?<!\\)<(img|script|b>)", outside) and "\x1b" not in md
+    for table in re.findall(r"(?:^\|.*\n)+", md, flags=re.M):  # each row keeps its columns
+        rows = [re.sub(CODE_SPAN, "", row) for row in table.splitlines()]
+        assert len({len(re.findall(r"(?<!\\)\|", row)) for row in rows}) == 1, table
+    out = tmp_path / "report.md"
+    assert run("class", EXAMPLE, answers, "-o", out).exit_code == 0
+    ET.parse(tmp_path / "report.chart.svg")  # well-formed whatever the keys hold
+    refused(run("class", EXAMPLE, answers / "s0.csv", "-o", answers / "s0.csv"),
+            "input of this command")

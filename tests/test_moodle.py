@@ -1,6 +1,7 @@
-"""Moodle XML: the structure Moodle's importer reads (question/format/xml), answers equal to
-the symbolic engine's values, tolerances that accept a correctly rounded hand answer,
-escaped HTML, one category per key, reproducible bytes."""
+"""Moodle XML, one question per key (--moodle-style per-key): the structure Moodle's importer
+reads (question/format/xml), answers equal to the symbolic engine's values, tolerances that
+accept a correctly rounded hand answer, escaped HTML, one category per key, reproducible
+bytes. The Cloze questions (the default) are tests/test_cloze.py's."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ VARIANTS, SEED = 3, 4
 @pytest.fixture(scope="module")
 def quiz(tmp_path_factory):
     out = tmp_path_factory.mktemp("moodle")
-    write_sheets(TEMPLATE, out, variants=VARIANTS, seed=SEED, fmt="moodle")
+    write_sheets(TEMPLATE, out, variants=VARIANTS, seed=SEED, fmt="moodle",
+                 moodle_style="per-key")
     return out / "questions.xml"
 
 
@@ -120,7 +122,8 @@ def test_question_html_is_escaped_and_well_formed(tmp_path):
     with open(TEMPLATE, "rb") as handle:
         data = tomllib.load(handle)
     data["title"] = "<script>alert('x')</script> & A/B"
-    write_sheets(template_from_dict(data), tmp_path, variants=1, seed=0, fmt="moodle")
+    write_sheets(template_from_dict(data), tmp_path, variants=1, seed=0, fmt="moodle",
+                 moodle_style="per-key")
     root = ET.fromstring((tmp_path / "questions.xml").read_bytes())
     html = root.find("question[@type='numerical']/questiontext/text").text
     assert "<script>" not in html and "&lt;script&gt;" in html and "&amp; A/B" in html
@@ -133,7 +136,8 @@ def test_question_html_is_escaped_and_well_formed(tmp_path):
 
 def test_moodle_output_is_reproducible(tmp_path):
     for run in ("a", "b"):
-        write_sheets(TEMPLATE, tmp_path / run, variants=2, seed=8, fmt="moodle", lang="fr")
+        write_sheets(TEMPLATE, tmp_path / run, variants=2, seed=8, fmt="moodle", lang="fr",
+                     moodle_style="per-key")
     assert ((tmp_path / "a" / "questions.xml").read_bytes()
             == (tmp_path / "b" / "questions.xml").read_bytes())
     assert ((tmp_path / "a" / "answers.json").read_bytes()

@@ -18,7 +18,8 @@ methods and never ask which kind a layer is.
   in ``templates/layers/<module>.<lang>.toml`` (merged into the phrase table);
   ``summary``, ``network_part``, ``forward_part``, ``section``, ``after_part`` give
   the parts, ``routed_gradient``/``gradient_source`` how the gradient reaching the
-  layer before is explained, ``short_summary`` one plain line (Moodle).
+  layer before is explained, ``short_summary`` one plain line (Moodle),
+  ``index_convention`` what its weights' indices mean (exercise sheets, Moodle).
 - diagram: ``draw`` its part of the network figure (drawing.Sketch).
 - PyTorch (torch_import.py, torch_export.py): ``torch_classes`` the torch.nn modules it is
   read from and ``torch_table`` (a classmethod) its spec table from one of them;
@@ -184,6 +185,12 @@ class Layer:
     def short_summary(self, network_words: dict) -> str:
         """Its plain-text line in a Moodle question."""
         return self.kind
+
+    def index_convention(self, inputs: list[str], t: dict) -> str | None:
+        """How its parameters' names say what they connect, with an example from the layer
+        (exercise sheets, Moodle questions); ``inputs`` the names it reads, ``t`` the
+        document's phrases. None: nothing to say."""
+        return None
 
     def network_part(self, doc) -> Part | None:
         """What "The network" shows of it beyond the parameters table."""

@@ -143,6 +143,20 @@ class DenseLayer(ActivatedLayer):
         return (f"{self.kind} ×{self.units}, "
                 f"{network_words['activations'][self.activation].split(' $')[0]}")
 
+    def index_convention(self, inputs, t):
+        """wh_{j,i} connects input i to unit j: wh_{1,2} carries x_2 into y_{h1}."""
+        if len(inputs) < 2:
+            return None
+        words = t["layers"][self.kind]
+        weight = self.weight_names[0][1]
+        example = dict(weight=weight, input=inputs[1], unit=self.pre_activation_names[0])
+        indexed = weight.endswith("{1,2}") and (len(self.weight_names) < 2
+                                                or self.weight_names[1][0].endswith("{2,1}"))
+        if not indexed:  # names given one by one: the example alone
+            return fill(words["convention"], **example)
+        return fill(words["convention_indices"], pattern=weight[:-len("{1,2}")] + "{j,i}",
+                    **example)
+
     # PyTorch -----------------------------------------------------------------
     @classmethod
     def torch_table(cls, module, place):
