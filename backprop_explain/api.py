@@ -102,7 +102,7 @@ def solve(spec, steps: int | None = None, epochs: int | None = None,
     from .notebook import WorkedSolution
     from .training import derive_training, with_schedule
     network = with_schedule(as_spec(spec), steps, epochs, batch_size)
-    check_worked_solution(network, network.batch_size or len(network.examples))  # first
+    check_worked_solution(network)  # before any work
     return WorkedSolution.of(derive_training(network))
 
 

@@ -58,11 +58,11 @@ def local_partials(spec: NetworkSpec) -> int:
     return sum(len(node.parents) for node in graph.nodes.values())
 
 
-def check_worked_solution(spec: NetworkSpec, examples: int | None = None) -> int:
+def check_worked_solution(spec: NetworkSpec) -> int:
     """Refuse, with one line, a worked solution too large to finish (limits.py); its
-    local partials otherwise. ``examples``: derived in full (all the spec's by default)."""
+    local partials otherwise. Its examples: the first step's (the first mini-batch)."""
     partials = local_partials(spec)
-    check_symbolic(spec, partials, examples)
+    check_symbolic(spec, partials, spec.batch_size or len(spec.examples))
     return partials
 def _loss(spec, graph, outputs: list[str]) -> None:
     """The loss terms of one example's outputs (``graph``: the graph or an example's view)."""

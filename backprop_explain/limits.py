@@ -33,6 +33,9 @@ MAX_LOCAL_PARTIALS = 10_000
 # Examples derived in full (the first step's batch) × local partials: each example is one
 # more forward and backward pass written out (1,500 examples of a 3-2-2 MLP: about 5 s).
 MAX_DERIVED = 100_000
+# Examples of the step verify checks (the first mini-batch): every answer is judged against
+# every example's quantities too (50: about 3 s; 100: 20 s; 200: over 2 minutes).
+MAX_VERIFY_EXAMPLES = 50
 # SGD steps of one run: the loss of each is kept and shown (table, chart).
 MAX_STEPS = 100_000
 # Steps × examples per step × named values: multiply-adds of a run (a few seconds).
@@ -162,6 +165,15 @@ def check_sheet(source, spec, variants: int, partials: int, pdf: bool) -> None:
     if pdf and variants > MAX_PDF_VARIANTS:
         refuse(source, "", f"at most {MAX_PDF_VARIANTS:,} variants as PDF", variants,
                "fewer variants, or --format tex")
+
+
+def check_verify(spec) -> None:
+    """A hand calculation verify can judge: the examples of its step."""
+    examples = spec.batch_size or len(spec.examples)
+    if examples > MAX_VERIFY_EXAMPLES:
+        refuse(spec.source, "examples", f"at most {MAX_VERIFY_EXAMPLES} examples in the step "
+               f"verify checks", examples, "training.batch_size: verify checks the first "
+               "mini-batch")
 
 
 def check_answers(answers, source) -> None:

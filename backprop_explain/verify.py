@@ -28,6 +28,7 @@ from .derivation import derive
 from .errors import SpecError
 from .graph import check_worked_solution
 from .intervals import Interval, Unsupported, compile_interval
+from .limits import check_verify
 from .keys import adjoint_key, local_key, updated_key
 from .losses import LOSSES
 from .nodes import (ACTIVATION, GIVEN_KINDS, INPUT, LEAF_KINDS, LOSS, LOSS_TERM, PARAMETER,
@@ -656,17 +657,21 @@ def beside(written: str, value: float | Interval | None, decimal_comma: bool = F
     if value and abs(value) < 10.0 ** (1 - decimals):  # keep two significant digits
         decimals = 1 - math.floor(math.log10(abs(value)))
     decimals = min(max(decimals, 0), 17)
-    text = f"{Decimal(repr(float(value))).quantize(Decimal(1).scaleb(-decimals), ROUND_HALF_UP):f}"
+    text = f"{_half_up(value, decimals):f}"
     text = "0" if text.strip("-0.") == "" and "0" in text else text
     return text.replace(".", ",") if decimal_comma else text
 
 
 def round_half_up(value: float, decimals: int) -> float:
     """Rounded as a person rounds (0.125 → 0.13), not to even."""
+    return float(_half_up(value, decimals))
+
+
+def _half_up(value: float, decimals: int) -> Decimal:
     exact = Decimal(repr(float(value)))
     digits = exact.adjusted() + decimals + 2  # of the result: 1e300 to 15 decimals has 316
-    return float(exact.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP,
-                                context=Context(prec=max(28, digits))))
+    return exact.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP,
+                          context=Context(prec=max(28, digits)))
 
 
 def _shape(key: str) -> str:
@@ -1040,7 +1045,8 @@ def verify_answers(spec, answers, rel: float | None = None, abs: float | None = 
     if not isinstance(answers, list):
         answers = read_answers(answers)
     if catalog is None:
-        check_worked_solution(network, examples=1)
+        check_worked_solution(network)
+        check_verify(network)
     catalog = catalog or Catalog(network)
     judge = _Judge(catalog, answers, Tolerance(rel, abs), round_to)
     checks = [judge.check(a, k) for a, k in zip(answers, judge.keys)]
@@ -1103,7 +1109,7 @@ def keys_listing(spec, lang: str = "en") -> str:
     from .spec import as_spec
     from .templating import fill, phrases
     network = as_spec(spec)
-    check_worked_solution(network, examples=1)
+    check_worked_solution(network)
     catalog = Catalog(network)
     meanings = phrases(lang)["verify"]["meaning"]
     lines = []

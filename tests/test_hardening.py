@@ -210,6 +210,22 @@ def test_answers_far_out_of_range(tmp_path, value, outcome, rounding):
         refused(result, "below 1e308")
 
 
+def test_a_value_far_from_the_digits_written_is_shown_beside_them():
+    from backprop_explain.verify import beside, round_half_up
+    assert beside("0.5", 1.5e300) == "1" + "5" + "0" * 299 + ".000"
+    assert beside("0.5", -2e-300) == "0"  # 17 decimals at most: zero as written
+    assert beside("0.5", 0.123456) == "0.123" and round_half_up(1e300, 15) == 1e300
+
+
+def test_verify_checks_at_most_50_examples_at_once(tmp_path):
+    data = example()
+    data["examples"] = [{"inputs": [0.15, 0.25, -0.5], "targets": [1, 0]}] * 51
+    spec = write(tmp_path, data)
+    refused(run("verify", spec, ANSWERS), "at most 50 examples", "batch_size")
+    data["training"]["batch_size"] = 5  # verify checks the first mini-batch
+    assert run("verify", write(tmp_path, data), ANSWERS).exit_code in (0, 1)
+
+
 def test_keys_of_every_shipped_example():
     for path in sorted((ROOT / "examples").glob("*.toml")):
         if "sheet" in path.name or "answers" in path.name:
