@@ -2,7 +2,9 @@
 
 An entry holds its forward expression in SymPy (SymPy derives every partial of the
 graph from it), the same function and its backward product in NumPy (the fast path),
-how a worked solution writes it, and what is particular to it elsewhere: the slips a
+how a worked solution writes it and its derivative (the textbook forms σ(y)(1 − σ(y)),
+1 − tanh², the ReLU indicator, the softmax Jacobian, each proved equal to SymPy's
+derivative in tests/test_textbook.py), and what is particular to it elsewhere: the slips a
 student makes in its derivative (verify.py) and when a drawn exercise makes it useless
 (a saturated or dead unit, sheet.py), and its torch.nn module (torch_import.py,
 torch_export.py). ``ACTIVATIONS`` maps the spec's name to the entry.
@@ -17,6 +19,60 @@ import numpy as np
 import sympy as sp
 
 ACTIVATIONS: dict[str, "Activation"] = {}
+
+
+# Functions a textbook form is written with: printed as a course writes them, rewritten
+# into SymPy's own functions to be compared with SymPy's derivative (rewrite(sp.exp)).
+
+class SigmoidOf(sp.Function):
+    """σ(y), printed σ(y); ``rewrite(sp.exp)`` gives 1/(1 + e^{−y})."""
+
+    nargs = 1
+    text_name = "σ"
+
+    def _latex(self, printer, exp=None):
+        shown = r"\sigma\left(" + printer._print(self.args[0]) + r"\right)"
+        return shown if exp is None else r"\left(" + shown + r"\right)^{" + exp + "}"
+
+    def _eval_rewrite_as_exp(self, arg, **kwargs):
+        return 1 / (1 + sp.exp(-arg))
+
+
+class Indicator(sp.Function):
+    """𝟏[condition]: 1 where the condition holds, else 0 (the ReLU's derivative)."""
+
+    nargs = 1
+    text_name = "𝟏"
+
+    def _latex(self, printer, exp=None):
+        return r"\mathbf{1}_{" + printer._print(self.args[0]) + "}"
+
+    def _eval_rewrite_as_Piecewise(self, condition, **kwargs):
+        return sp.Piecewise((1, condition), (0, True))
+
+
+class SoftmaxOf(sp.Function):
+    """softmax_k(z_1, …, z_n): the first argument is k (from 1), the others the z's."""
+
+    text_name = "softmax"
+
+    def _latex(self, printer, exp=None):
+        k, *zs = self.args
+        shown = (r"\operatorname{softmax}_{" + printer._print(k) + r"}\left("
+                 + ", ".join(printer._print(z) for z in zs) + r"\right)")
+        return shown if exp is None else r"\left(" + shown + r"\right)^{" + exp + "}"
+
+    def _sympystr(self, printer):
+        k, *zs = self.args
+        return f"softmax_{k}({', '.join(printer._print(z) for z in zs)})"
+
+    def _eval_rewrite_as_exp(self, k, *zs, **kwargs):
+        return sp.exp(zs[int(k) - 1]) / sp.Add(*[sp.exp(z) for z in zs])
+
+
+def product(*factors) -> sp.Expr:
+    """A product kept in the order written: σ(y)·(1 − σ(y)), not (1 − σ(y))·σ(y)."""
+    return sp.Mul(*factors, evaluate=False)
 
 
 def register(cls):
@@ -51,6 +107,14 @@ class Activation:
     def backward(self, z, a, grad_a, negative_slope: float = 0.01):
         """∂L/∂z from ∂L/∂a, with a = f(z)."""
         raise NotImplementedError
+
+    def textbook(self, ys: list[sp.Symbol], outs: list[sp.Symbol], j: int, k: int,
+                 negative_slope: float = 0.01) -> list[sp.Expr]:
+        """∂outs[j]/∂ys[k] as a course writes it, after SymPy's form: first in the
+        function, last in the outputs (the numbers go into the last one); [] when SymPy's
+        form is already the course's. Each equals SymPy's derivative once outs = f(ys)
+        (tests/test_textbook.py). An element-wise activation is given its unit alone."""
+        return []
 
     def wrong_derivatives(self, y: sp.Symbol) -> list[tuple[str, str, sp.Expr]]:
         """(the slip as written, the right derivative as written, the slip as an expression
@@ -135,6 +199,10 @@ class Sigmoid(Activation):
         e = np.exp(-np.abs(z))  # σ'(z) = e^{-|z|}/(1+e^{-|z|})², exact in both tails
         return grad_a * (e / (1.0 + e) ** 2)
 
+    def textbook(self, ys, outs, j, k, negative_slope=0.01):
+        y, out = ys[k], outs[j]
+        return [product(SigmoidOf(y), 1 - SigmoidOf(y)), product(out, 1 - out)]
+
     def inverse(self, out):
         return sp.log(out / (1 - out))
 
@@ -163,6 +231,9 @@ class Tanh(Activation):
 
     def backward(self, z, a, grad_a, negative_slope=0.01):
         return grad_a * (1.0 - a * a)
+
+    def textbook(self, ys, outs, j, k, negative_slope=0.01):
+        return [1 - sp.tanh(ys[k]) ** 2, 1 - outs[j] ** 2]
 
     def inverse(self, out):
         return sp.atanh(out)
@@ -199,6 +270,9 @@ class ReLU(Activation):
     def backward(self, z, a, grad_a, negative_slope=0.01):
         return grad_a * (z > 0)
 
+    def textbook(self, ys, outs, j, k, negative_slope=0.01):
+        return [Indicator(ys[k] > 0)]
+
     def wrong_derivatives(self, y):
         return _relu_slips(y)
 
@@ -223,6 +297,11 @@ class LeakyReLU(Activation):
 
     def backward(self, z, a, grad_a, negative_slope=0.01):
         return np.where(z > 0, grad_a, negative_slope * grad_a)
+
+    def textbook(self, ys, outs, j, k, negative_slope=0.01):
+        y = ys[k]
+        return [sp.Add(Indicator(y > 0), product(sp.Float(negative_slope), Indicator(y <= 0)),
+                       evaluate=False)]
 
     def wrong_derivatives(self, y):
         return _relu_slips(y)
@@ -254,6 +333,12 @@ class Softmax(Activation):
     def backward(self, z, a, grad_a, negative_slope=0.01):
         # Jacobian-vector product of the layer-wide softmax
         return a * (grad_a - (grad_a * a).sum(axis=-1, keepdims=True))
+
+    def textbook(self, ys, outs, j, k, negative_slope=0.01):
+        """∂out_j/∂y_k = out_j(δ_jk − out_k)."""
+        if j == k:
+            return [product(outs[j], 1 - outs[j])]
+        return [-product(outs[j], outs[k])]
 
     def torch_settings(self, module, place):
         over_units(module, place)

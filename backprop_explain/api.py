@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from .notebook import Network
 
 FORMATS = ("md", "tex", "pdf", "json")
+DETAILS = ("full", "compact")  # document.DETAILS: every factor, or each layer in a table
+DERIVATIVES = ("course", "textbook", "both")  # document.DERIVATIVE_FORMS
 _FAST_PATH = ("FastNetwork", "FastResult", "compile_network", "evaluate")  # numbers only, batched
 
 
@@ -49,6 +51,17 @@ def _digits(digits) -> int:
 def _format(format, fmt, allowed=FORMATS) -> str:
     """``format=``, or the older ``fmt=``."""
     return choice("format", fmt if fmt is not None else format, allowed)
+
+
+def _lang(lang, spec) -> str:
+    """``lang=``, or the spec's own ``lang`` when None."""
+    return choice("lang", lang, LANGUAGES) if lang is not None else as_spec(spec).lang
+
+
+def _detail(detail, derivatives) -> dict:
+    if detail is not None:
+        choice("detail", detail, DETAILS)
+    return {"detail": detail, "derivatives": choice("derivatives", derivatives, DERIVATIVES)}
 
 
 # ---------------------------------------------------------------------------
@@ -112,11 +125,12 @@ def solution_data(spec) -> dict:
     return solution_to_data(solve(spec))
 
 
-def explain(spec, format: str = "md", lang: str = "en", digits: int = 4,
+def explain(spec, format: str = "md", lang: str | None = None, digits: int = 4,
             decimal_comma: bool | None = None, figure: str | None = None,
             steps: int | None = None, epochs: int | None = None,
             batch_size: int | None = None, loss_figure: str | None = None,
-            output=None, fmt: str | None = None):
+            output=None, fmt: str | None = None, detail: str | None = None,
+            derivatives: str = "both"):
     """The worked solution as Markdown (``md``), LaTeX (``tex``) or JSON (``json``) text,
     or PDF (``pdf``) bytes; with ``output``, written to that file (see
     write_explanation) and the paths written returned.
@@ -124,16 +138,22 @@ def explain(spec, format: str = "md", lang: str = "en", digits: int = 4,
     LaTeX includes the network drawn in TikZ; Markdown links to the SVG file ``figure``
     (a path relative to the Markdown file) when one is given (see write_explanation), and
     to the loss-history SVG ``loss_figure`` after several steps (LaTeX draws it in
-    pgfplots). Markdown text shows itself rendered in a notebook."""
+    pgfplots). Markdown text shows itself rendered in a notebook. ``lang``: default the
+    spec's ``lang``; ``detail``: ``full`` (every factor) or ``compact`` (each layer's δ's,
+    its gradients in one table; default: full up to 20 parameters); ``derivatives``:
+    ``course`` (as differentiated), ``textbook`` (σ(y)(1 − σ(y)), …) or ``both``."""
     format = _format(format, fmt)
-    choice("lang", lang, LANGUAGES)
+    lang = _lang(lang, spec)
     _digits(digits)
     schedule = dict(steps=steps, epochs=epochs, batch_size=batch_size)
+    shown = _detail(detail, derivatives)
     if output is not None:
-        return write_explanation(spec, output, format, lang, digits, decimal_comma, **schedule)
+        return write_explanation(spec, output, format, lang, digits, decimal_comma,
+                                 **schedule, **shown)
     if format == "pdf":
         from .pdf import compile_pdf
-        return compile_pdf(explain(spec, "tex", lang, digits, decimal_comma, **schedule))
+        return compile_pdf(explain(spec, "tex", lang, digits, decimal_comma, **schedule,
+                                   **shown))
     solution = solve(spec, **schedule)
     if format == "json":
         from .jsonout import solution_to_data
@@ -143,33 +163,37 @@ def explain(spec, format: str = "md", lang: str = "en", digits: int = 4,
     text = render_solution(solution, fmt=format, lang=lang, digits=digits,
                            decimal_comma=decimal_comma,
                            diagram=document_figure(solution.spec, format, lang, figure),
-                           loss_figure=loss_figure)
+                           loss_figure=loss_figure, **shown)
     if format == "md":
         from .notebook import Markdown
         return Markdown(text)
     return text
 
 
-def write_explanation(spec, output, format: str = "md", lang: str = "en", digits: int = 4,
-                      decimal_comma: bool | None = None, steps: int | None = None,
-                      epochs: int | None = None, batch_size: int | None = None,
-                      fmt: str | None = None) -> list[Path]:
+def write_explanation(spec, output, format: str = "md", lang: str | None = None,
+                      digits: int = 4, decimal_comma: bool | None = None,
+                      steps: int | None = None, epochs: int | None = None,
+                      batch_size: int | None = None, fmt: str | None = None,
+                      detail: str | None = None, derivatives: str = "both") -> list[Path]:
     """Write the worked solution to ``output`` (md, tex, pdf or json), each file whole or
     not at all (its directory is created). Markdown gets the network as an SVG beside it
     (``NAME.network.svg``) and, after several SGD steps, the loss history
     (``NAME.loss.svg``). Returns the paths written."""
     format = _format(format, fmt)
-    choice("lang", lang, LANGUAGES)
+    lang = _lang(lang, spec)
     _digits(digits)
     schedule = dict(steps=steps, epochs=epochs, batch_size=batch_size)
+    shown = _detail(detail, derivatives)
     from .output import check_target, write_atomic, write_files
     output = check_target(output)  # before any work: a refused -o costs nothing
     if format == "pdf":
         from .pdf import write_pdf
-        write_pdf(output, explain(spec, "tex", lang, digits, decimal_comma, **schedule))
+        write_pdf(output, explain(spec, "tex", lang, digits, decimal_comma, **schedule,
+                                  **shown))
         return [output]
     if format != "md":
-        write_atomic(output, explain(spec, format, lang, digits, decimal_comma, **schedule))
+        write_atomic(output, explain(spec, format, lang, digits, decimal_comma, **schedule,
+                                     **shown))
         return [output]
     from .diagram import diagram_for
     network = as_spec(spec)
@@ -178,7 +202,7 @@ def write_explanation(spec, output, format: str = "md", lang: str = "en", digits
     scheduled = with_schedule(network, steps, epochs, batch_size)
     loss_svg = output.with_name(output.stem + ".loss.svg") if is_training(scheduled) else None
     text = explain(network, format, lang, digits, decimal_comma, figure=svg.name, **schedule,
-                   loss_figure=loss_svg.name if loss_svg else None)
+                   loss_figure=loss_svg.name if loss_svg else None, **shown)
     files = {svg: diagram_for(network, "svg", lang, decimal_comma)}
     if loss_svg:  # the fast path again (milliseconds): the SVG needs only the loss history
         from .document_training import loss_history_svg
@@ -202,21 +226,24 @@ def verify(spec, answers, rel: float | None = None, abs: float | None = None,
     return verify_answers(spec, answers, rel=rel, abs=abs, round_to=round_to)
 
 
-def keys(spec, lang: str = "en") -> str:
-    """Every key of the spec's worked solution, one per line: key, meaning, formula."""
+def keys(spec, lang: str | None = None) -> str:
+    """Every key of the spec's worked solution, one per line: key, meaning, formula (as
+    readable mathematics); ``lang`` default the spec's."""
     from .verify import keys_listing
-    return keys_listing(as_spec(spec), lang=choice("lang", lang, LANGUAGES))
+    return keys_listing(as_spec(spec), lang=_lang(lang, spec))
 
 
 def sheet(template, output, variants: int = 1, seed: int = 0, format: str = "md",
-          lang: str = "en", progress=None, moodle_style: str = "cloze") -> list[Path]:
+          lang: str | None = None, progress=None, moodle_style: str = "cloze") -> list[Path]:
     """Exercise sheets, worked solutions and answers for ``variants`` random variants of
     a sheet template, written in the directory ``output`` (created); the paths written.
-    ``moodle_style`` ("cloze" or "per-key"): the Moodle questions' shape."""
+    ``lang``: default the template's; ``moodle_style`` ("cloze" or "per-key"): the Moodle
+    questions' shape."""
     from .moodle import STYLES
     from .sheet import FORMATS as SHEET_FORMATS, write_sheets
     return write_sheets(template, output, variants, seed, choice("format", format, SHEET_FORMATS),
-                        choice("lang", lang, LANGUAGES), progress=progress,
+                        choice("lang", lang, LANGUAGES) if lang is not None else None,
+                        progress=progress,
                         moodle_style=choice("moodle_style", moodle_style, STYLES))
 
 

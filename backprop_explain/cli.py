@@ -107,9 +107,20 @@ def main():
               show_default=True,
               help="Markdown (with the network as NAME.network.svg when -o is given), LaTeX "
                    "document, PDF (needs -o and a LaTeX engine), or JSON numbers.")
-@click.option("--lang", type=click.Choice(["en", "fr"]), default="en", show_default=True)
+@click.option("--lang", type=click.Choice(["en", "fr"]),
+              help="Language (default: the spec's lang, else en).")
 @click.option("--digits", type=click.IntRange(1, 17), default=4, show_default=True,
-              help="Significant digits of displayed numbers (computation is never rounded).")
+              help="Significant digits of computed numbers, trailing zeros kept (given numbers "
+                   "are shown as given; computation is never rounded).")
+@click.option("--detail", type=click.Choice(["full", "compact"]),
+              help="full: every factor of every chain rule; compact: each layer's δ's, its "
+                   "gradients in one table, zero and frozen gradients on one line (default: "
+                   "full up to 20 parameters).")
+@click.option("--derivatives", type=click.Choice(["course", "textbook", "both"]),
+              default="both", show_default=True,
+              help="How a local derivative is written: as differentiated (the course's slides: "
+                   "e^{-y}/(1+e^{-y})^2), in its textbook form (σ(y)(1−σ(y)) = out(1−out)), or "
+                   "both, the course's first.")
 @click.option("--decimal-comma/--decimal-point", default=None,
               help="Decimal separator (default: comma in French, point in English).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to FILE, not stdout.")
@@ -121,7 +132,8 @@ def main():
 @click.option("--batch-size", type=click.IntRange(1),
               help="Examples per step, taken in order (default: training.batch_size, or all).")
 @user_errors
-def explain(spec, fmt, lang, digits, decimal_comma, output, steps, epochs, batch_size):
+def explain(spec, fmt, lang, digits, detail, derivatives, decimal_comma, output, steps, epochs,
+            batch_size):
     """Derive, evaluate and explain one SGD step on the network of SPEC (several with
     --steps/--epochs: the first in full, then the loss history as a table and a chart).
     SPEC may be - (standard input)."""
@@ -129,7 +141,8 @@ def explain(spec, fmt, lang, digits, decimal_comma, output, steps, epochs, batch
     if steps is not None and epochs is not None:
         raise UserError("give --steps or --epochs, not both")
     path, spec = spec, read_spec(spec)
-    schedule = dict(steps=steps, epochs=epochs, batch_size=batch_size)
+    schedule = dict(steps=steps, epochs=epochs, batch_size=batch_size, detail=detail,
+                    derivatives=derivatives)
     if output is not None:
         with _inputs(path):
             write_explanation(spec, output, fmt=fmt, lang=lang, digits=digits,
@@ -146,7 +159,8 @@ def explain(spec, fmt, lang, digits, decimal_comma, output, steps, epochs, batch
 @click.argument("answers", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["text", "md", "json"]), default="text",
               show_default=True, help="Terminal text, a Markdown document, or JSON.")
-@click.option("--lang", type=click.Choice(["en", "fr"]), default="en", show_default=True)
+@click.option("--lang", type=click.Choice(["en", "fr"]),
+              help="Language (default: the spec's lang, else en).")
 @click.option("--rel", type=float, help="Relative tolerance instead of the digits written.")
 @click.option("--abs", "abs_", type=float, help="Absolute tolerance instead of the digits written.")
 @click.option("--round", "round_to", type=click.IntRange(0, 15),
@@ -173,7 +187,8 @@ def verify(spec, answers, fmt, lang, rel, abs_, round_to, output):
 
 @main.command()
 @SPEC
-@click.option("--lang", type=click.Choice(["en", "fr"]), default="en", show_default=True)
+@click.option("--lang", type=click.Choice(["en", "fr"]),
+              help="Language (default: the spec's lang, else en).")
 @user_errors
 def keys(spec, lang):
     """List every quantity key of SPEC's worked solution: key, meaning, formula."""
@@ -190,7 +205,8 @@ def keys(spec, lang):
 @click.option("--format", "fmt", type=click.Choice(["md", "tex", "pdf", "moodle"]),
               default="md", show_default=True,
               help="Markdown (+ SVG diagrams), LaTeX, PDF (needs a LaTeX engine) or Moodle XML.")
-@click.option("--lang", type=click.Choice(["en", "fr"]), default="en", show_default=True)
+@click.option("--lang", type=click.Choice(["en", "fr"]),
+              help="Language (default: the template's lang, else en).")
 @click.option("--moodle-style", type=click.Choice(["cloze", "per-key"]), default="cloze",
               show_default=True,
               help="Moodle: one Cloze question per variant (the whole exercise, each blank's "

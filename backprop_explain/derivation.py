@@ -19,7 +19,7 @@ from .graph import build_graph
 from .keys import adjoint_key, local_key, updated_key  # noqa: F401 (also read from here)
 from .keys import example_name
 from .nodes import (ACTIVATION, EXAMPLE_LOSS, GIVEN_KINDS, INPUT, LEAF_KINDS, LOSS, LOSS_TERM,
-                    PRE_ACTIVATION, TARGET, Graph)
+                    PARAMETER, PRE_ACTIVATION, TARGET, Graph)
 from .numeric import PRECISION, NumericGraph
 from .optimizers import OPTIMIZERS
 from .spec import NetworkSpec
@@ -257,6 +257,20 @@ class _ChainWriter:
         step.terms = self.terms(node, through_activation=False)
         self.pending.append(step)
 
+    def own_deltas(self, layer: int) -> list[ChainStep]:
+        """∂E/∂q for the quantities q of ``layer`` computed straight from its input (the
+        pre-activations), not yet written, with what they need."""
+        for name, node in self.graph.nodes.items():
+            if node.layer != layer or node.kind in LEAF_KINDS:
+                continue
+            if any(self.graph.nodes[p].layer != layer
+                   and self.graph.nodes[p].kind not in (TARGET, PARAMETER)
+                   for p in node.parents):
+                if adjoint_key(self.loss, name) not in self.shown:
+                    self.explain(name)
+        written, self.pending = self.pending, []
+        return written
+
     def adjoint_steps(self, node: str) -> list[ChainStep]:
         """∂E/∂node derived now (with what it needs), unless already shown."""
         if adjoint_key(self.loss, node) not in self.shown:
@@ -285,7 +299,7 @@ def derive_example(spec, graph, numeric, leaves: dict[str, float]) -> ExampleDer
     for layer in spec.layers:
         inputs_of[layer.index], names = names, layer.outputs(names)
     sections = []
-    for layer in reversed(spec.layers):
+    for position, layer in reversed(list(enumerate(spec.layers))):
         names = layer.parameter_names()
         steps = []
         for name in names:
@@ -296,6 +310,10 @@ def derive_example(spec, graph, numeric, leaves: dict[str, float]) -> ExampleDer
             for name in inputs_of[layer.index]:
                 for node in graph.copies(name):
                     steps += writer.adjoint_steps(node)
+        elif names and any(earlier.parameter_names() for earlier in spec.layers[:position]):
+            # the layer's own δ's (∂E/∂ of what it computes from its input), which the
+            # layers before it need: derived here, in its section, not in theirs
+            steps += writer.own_deltas(layer.index)
         if names or steps:
             sections.append(LayerSection(layer.index, layer.kind, steps, []))
     gradients = {p.name: adjoints[p.name] for p in graph.parameters}

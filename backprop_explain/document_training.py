@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from .notation import NumberFormat, partial
+from .notation import Equation, NumberFormat, partial
 from .optimizers import OPTIMIZERS
 from .templating import fill, phrases, render_template
 
@@ -34,33 +34,33 @@ class TrainingView:
         m = len(examples)
         mean = solution.spec.reduction == "mean"
         loss = self.view.loss_name
-        k_loss = f"{loss}^{{(k)}}"
+        k, theta = self.view.symbols["example"], self.view.symbols["parameter"]
+        k_loss = f"{loss}^{{({k})}}"
         factor = rf"\frac{{1}}{{{m}}}" if mean else ""
-        formula = (partial(loss, r"\theta") + " = " + factor + rf"\sum_{{k=1}}^{{{m}}} "
-                   + partial(k_loss, r"\theta"))
-        loss_formula = f"{loss} = {factor}" + rf"\sum_{{k=1}}^{{{m}}} {k_loss}"
+        formula = Equation(partial(loss, theta), [factor + rf"\sum_{{{k}=1}}^{{{m}}} "
+                                                  + partial(k_loss, theta)])
+        loss_formula = Equation(loss, [factor + rf"\sum_{{{k}=1}}^{{{m}}} {k_loss}",
+                                       self.n.tex(solution.loss)])
         first = next(iter(solution.gradients))
         parts = _signed_terms([e.gradients[first] for e in examples], self.n)
-        sample = (partial(loss, first) + " = " + (factor + r"\left(" + parts + r"\right)"
-                                                  if mean else parts)
-                  + " = " + self.n.tex(solution.gradients[first]))
+        sample = Equation(partial(loss, first), [
+            factor + r"\left(" + parts + r"\right)" if mean else parts,
+            self.n.tex(solution.gradients[first])])
         header = [t["parameter"]] + [t["example"].replace("{k}", str(k + 1)) for k in range(m)]
         header.append(t["mean"] if mean else t["sum"])
         rows = [[name] + [self.n.tex(e.gradients[name]) for e in examples]
                 + [self.n.tex(g)] for name, g in solution.gradients.items()]
         return {
-            "intro": t["intro"].replace("{count}", str(m)),
+            "intro": fill(t["intro"], count=m),
             "rule": t["mean_rule" if mean else "sum_rule"],
             "formula": formula,
             "loss_formula": loss_formula,
             "losses_header": [t["example_column"], t["loss_column"].replace("{loss}", loss)],
             "losses": [[str(k + 1), self.n.tex(e.loss)] for k, e in enumerate(examples)],
-            "loss_total": self.n.tex(solution.loss),
             "sample": sample,
             "header": header,
             "rows": rows,
             "columns": tuple(range(0, m + 2)),
-            **self.view.updates(solution.updates),
         }
 
     def history(self, fmt: str, loss_figure: str | None) -> dict | None:
@@ -72,12 +72,10 @@ class TrainingView:
         every = math.ceil(len(run.steps) / MAX_ROWS)
         shown = [s for s in run.steps if (s.step - 1) % every == 0 or s is run.steps[-1]]
         optimizer = OPTIMIZERS[run.optimizer]
-        intro = " ".join([t["settings"], optimizer.history_rule(self.t, run.optimizer_settings,
-                                                                n), t["first_step"]])
-        for key, value in (("steps", len(run.steps)), ("batch", run.batch_size),
-                           ("examples", run.n_examples), ("optimizer", optimizer.title),
-                           ("rate", n.tex(self.solution.spec.learning_rate))):
-            intro = intro.replace("{" + key + "}", str(value))
+        intro = fill(" ".join([t["settings"], optimizer.history_rule(
+            self.t, run.optimizer_settings, n), t["first_step"]]),
+            steps=len(run.steps), batch=run.batch_size, examples=run.n_examples,
+            optimizer=optimizer.title, rate=n.given(self.solution.spec.learning_rate))
         if fmt == "tex":
             figure = pgfplots_chart(run, self.t, n)
         elif loss_figure:
@@ -90,9 +88,9 @@ class TrainingView:
             "header": [t["step"], t["epoch"], t["examples"], t["loss"]],
             "rows": [[str(s.step), str(s.epoch), ", ".join(map(str, s.examples)), n.tex(s.loss)]
                      for s in shown],
-            "every": t["every"].replace("{k}", str(every)) if every > 1 else "",
-            "final": (t["diverged"].replace("{step}", str(run.diverged_at)) if run.diverged_at
-                      else t["final"].replace("{steps}", str(len(run.steps)))),
+            "every": fill(t["every"], k=every) if every > 1 else "",
+            "final": (fill(t["diverged"], step=run.diverged_at) if run.diverged_at
+                      else fill(t["final"], steps=len(run.steps))),
             "final_loss": ("" if run.diverged_at else
                            self.view.loss_name + " = " + n.tex(run.loss_after)),
             "figure": figure,

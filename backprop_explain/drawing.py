@@ -236,7 +236,7 @@ def caption_label(words: str) -> Label:
 
 def number_label(value: float, numbers: NumberFormat, name: str | None = None) -> Label:
     """A given number, optionally as ``name = value`` (spaced as TeX spaces a relation)."""
-    number = numbers.tex(value)
+    number = numbers.given(value)
     if name is None:
         return Label(number, tex_pieces(number))
     return Label(f"{name} = {number}", tex_pieces(name) + (("", " = "),) + tex_pieces(number))

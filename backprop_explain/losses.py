@@ -4,8 +4,11 @@ An entry holds its terms E_k as SymPy expressions of the outputs and targets (th
 loss is Σ_k E_k; SymPy derives every partial), the same terms and ∂(Σ_k E_k)/∂out in
 NumPy (the fast path), the fused forms with an output activation that the fast path
 computes from the logits (log-softmax, log-sigmoid: no overflow, no ln 0), its formula as
-a worked solution writes it, the targets and output activation it accepts (spec.py), and
-the scale slips a student makes with it (verify.py), and how PyTorch computes it: the
+a worked solution writes it (in the spec's own names) with the textbook forms of its
+derivatives and the course's shortcuts through the output activation (softmax + cross-
+entropy: ∂E/∂y_k = out_k − t_k; each proved equal to SymPy's derivative in
+tests/test_textbook.py), the targets and output activation it accepts (spec.py), the
+scale slips a student makes with it (verify.py), and how PyTorch computes it: the
 torch.nn criteria equal to it and its terms as a torch expression (torch_import.py,
 torch_export.py). ``LOSSES`` maps the spec's name to the entry.
 
@@ -20,7 +23,12 @@ from dataclasses import dataclass
 import numpy as np
 import sympy as sp
 
-from .activations import log_sum_exp, sigmoid, softplus
+from .activations import SoftmaxOf, log_sum_exp, product, sigmoid, softplus
+
+
+def difference(a, b) -> sp.Expr:
+    """a − b kept in that order (out_k − t_k, not −t_k + out_k)."""
+    return sp.Add(a, -b, evaluate=False)
 
 LOSSES: dict[str, "Loss"] = {}
 
@@ -46,7 +54,9 @@ class TorchCriterion:
 
 class Loss:
     name: str
-    display: str  # LaTeX of the loss over the outputs ŷ_k and targets y_k (phrases' {formula})
+    # LaTeX of the loss, in the spec's names: {out} and {target} an output and its target
+    # written with the index {index}, {outs} every output, {n} how many (phrases' {formula})
+    display: str
     # Targets it accepts: (lowest, highest or None, as the error message says), or None
     target_bounds: tuple[float, float | None, str] | None = None
     torch_criteria: tuple[TorchCriterion, ...] = ()  # the first that fits is exported
@@ -93,11 +103,27 @@ class Loss:
         """Factors a student puts in or leaves out of this loss by mistake (verify.py)."""
         return []
 
+    # How a course writes it ------------------------------------------------------
+    def term_textbook(self, outputs, targets, j: int) -> sp.Expr | None:
+        """E_j as a course defines it, when SymPy's term is written otherwise."""
+        return None
+
+    def textbook(self, outputs, targets, j: int, k: int) -> list[sp.Expr]:
+        """∂E_j/∂outputs[k] as a course writes it, when SymPy's form is not that already."""
+        return []
+
+    def delta_textbook(self, activation: str, outputs, targets, k: int,
+                       targets_sum_to_one: bool) -> sp.Expr | None:
+        """∂(Σ_j E_j)/∂y_k for the pre-activations y of an output layer with this
+        ``activation``, when the two make a course's shortcut (out_k − t_k), in the
+        outputs and targets; None when there is none."""
+        return None
+
 
 @register
 class HalfSquaredError(Loss):
     name = "half_squared_error"
-    display = r"\frac{1}{2}\sum_k (\hat{y}_k - y_k)^2"
+    display = r"\frac{1}{2}\sum_{index} \left({out} - {target}\right)^2"
     torch_terms = "0.5 * ((out - t) ** 2).sum(dim=1)"
     torch_note = "nn.MSELoss has no factor 1/2"
 
@@ -117,7 +143,7 @@ class HalfSquaredError(Loss):
 @register
 class SquaredError(Loss):
     name = "squared_error"
-    display = r"\sum_k (\hat{y}_k - y_k)^2"
+    display = r"\sum_{index} \left({out} - {target}\right)^2"
     torch_criteria = (TorchCriterion("MSELoss", "sum", "sum"),)
     torch_terms = "((out - t) ** 2).sum(dim=1)"
     torch_note = "nn.MSELoss() also divides by the number of outputs"
@@ -131,6 +157,9 @@ class SquaredError(Loss):
     def gradient(self, out, t):
         return 2.0 * (out - t)
 
+    def textbook(self, outputs, targets, j, k):
+        return [product(2, outputs[k] - targets[k])] if j == k else []
+
     def slip_scales(self, outputs):
         return [2, sp.Rational(1, 2)]
 
@@ -138,7 +167,7 @@ class SquaredError(Loss):
 @register
 class MeanSquaredError(Loss):
     name = "mean_squared_error"
-    display = r"\frac{1}{n}\sum_k (\hat{y}_k - y_k)^2"
+    display = r"\frac{1}{{n}}\sum_{index} \left({out} - {target}\right)^2"
     torch_criteria = (TorchCriterion("MSELoss", "mean", "mean"),)
     torch_terms = "((out - t) ** 2).mean(dim=1)"
     torch_note = "nn.MSELoss(reduction=\"sum\") does not divide by the number of outputs"
@@ -153,6 +182,9 @@ class MeanSquaredError(Loss):
     def gradient(self, out, t):
         return 2.0 * (out - t) / out.shape[-1]
 
+    def textbook(self, outputs, targets, j, k):
+        return [product(sp.Rational(2, len(outputs)), outputs[k] - targets[k])] if j == k else []
+
     def slip_scales(self, outputs):
         return [2, sp.Rational(1, 2), outputs]
 
@@ -160,7 +192,7 @@ class MeanSquaredError(Loss):
 @register
 class CrossEntropy(Loss):
     name = "cross_entropy"
-    display = r"-\sum_k y_k \ln \hat{y}_k"
+    display = r"-\sum_{index} {target} \ln {out}"
     target_bounds = (0, None, ">= 0")
     fused = {"softmax": "after_softmax", "sigmoid": "after_sigmoid"}
     torch_terms = "-(t * out.log()).sum(dim=1)"
@@ -183,13 +215,23 @@ class CrossEntropy(Loss):
         # -t ln σ(z) = t·softplus(-z); ∂/∂z = -t·σ(-z)
         return t * softplus(-z), -t * sigmoid(-z)
 
+    def delta_textbook(self, activation, outputs, targets, k, targets_sum_to_one):
+        out, t = outputs[k], targets[k]
+        if activation == "softmax":  # Σ_j −t_j (δ_jk − out_k) = out_k Σ_j t_j − t_k
+            if targets_sum_to_one:
+                return difference(out, t)
+            return difference(product(out, sp.Add(*targets)), t)
+        if activation == "sigmoid":
+            return -product(t, 1 - out)
+        return None
+
 
 @register
 class SoftmaxCrossEntropy(Loss):
     """-t_k ln softmax_k(z), on the logits z of an identity output layer."""
 
     name = "softmax_cross_entropy"
-    display = r"-\sum_k y_k \ln \operatorname{softmax}_k(z)"
+    display = r"-\sum_{index} {target} \ln \operatorname{softmax}_{index}\left({outs}\right)"
     target_bounds = (0, None, ">= 0")
     fused = {"identity": "on_logits"}
     torch_criteria = tuple(
@@ -210,6 +252,24 @@ class SoftmaxCrossEntropy(Loss):
     def gradient(self, out, t):
         return self.on_logits(out, out, t)[1]
 
+    def term_textbook(self, outputs, targets, j):
+        return -product(targets[j], sp.log(SoftmaxOf(j + 1, *outputs)))
+
+    def textbook(self, outputs, targets, j, k):
+        """∂E_j/∂z_k = t_j (softmax_k(z) − δ_jk)."""
+        softmax = SoftmaxOf(k + 1, *outputs)
+        if j == k:
+            return [product(targets[j], sp.Add(softmax, -1, evaluate=False))]
+        return [product(targets[j], softmax)]
+
+    def delta_textbook(self, activation, outputs, targets, k, targets_sum_to_one):
+        if activation != "identity":
+            return None
+        softmax = SoftmaxOf(k + 1, *outputs)
+        if targets_sum_to_one:
+            return difference(softmax, targets[k])
+        return difference(product(softmax, sp.Add(*targets)), targets[k])
+
     def on_logits(self, z, out, t):
         log_softmax = z - log_sum_exp(z)[..., None]
         return -t * log_softmax, np.exp(log_softmax) * t.sum(axis=-1, keepdims=True) - t
@@ -229,7 +289,8 @@ class SoftmaxCrossEntropy(Loss):
 @register
 class BinaryCrossEntropy(Loss):
     name = "binary_cross_entropy"
-    display = r"-\sum_k \left(y_k \ln \hat{y}_k + (1 - y_k)\ln(1 - \hat{y}_k)\right)"
+    display = (r"-\sum_{index} \left({target} \ln {out} + \left(1 - {target}\right)"
+               r"\ln\left(1 - {out}\right)\right)")
     target_bounds = (0, 1, "between 0 and 1")
     fused = {"sigmoid": "after_sigmoid"}
     torch_criteria = (TorchCriterion("BCELoss", "sum", "sum", defaults=(("weight", None),)),
@@ -249,3 +310,10 @@ class BinaryCrossEntropy(Loss):
 
     def after_sigmoid(self, z, out, t):
         return t * softplus(-z) + (1.0 - t) * softplus(z), out - t
+
+    def textbook(self, outputs, targets, j, k):
+        out, t = outputs[k], targets[k]
+        return [difference(out, t) / product(out, 1 - out)] if j == k else []
+
+    def delta_textbook(self, activation, outputs, targets, k, targets_sum_to_one):
+        return difference(outputs[k], targets[k]) if activation == "sigmoid" else None

@@ -5,7 +5,8 @@ IPython's display methods and a one-line repr instead of a dump of every field.
 
 - ``WorkedSolution`` (a derivation.Solution): its worked solution as Markdown
   (``_repr_markdown_``) and as the LaTeX of the document's body (``_repr_latex_``);
-  ``markdown()``/``latex()`` take the language and the digits;
+  ``markdown()``/``latex()`` take the language (default: the spec's), the digits, the
+  detail and the forms of the derivatives;
 - ``LossHistory`` (a training.TrainingRun, ``solution.training``): its loss chart (SVG);
 - ``Network`` (a spec.NetworkSpec): the network drawn (SVG);
 - ``Markdown`` (a str): ``api.explain``'s Markdown, rendered.
@@ -105,16 +106,23 @@ class WorkedSolution(Shown, Solution):
         return (f"<Solution of {self.spec.title or self.spec.source!r}: "
                 f"{len(self.gradients)} gradients, {after}>")
 
-    def markdown(self, lang: str = "en", digits: int = 4) -> str:
+    def markdown(self, lang: str | None = None, digits: int = 4, detail: str | None = None,
+                 derivatives: str = "both") -> str:
+        """The Markdown worked solution (``lang``: default the spec's; ``detail`` and
+        ``derivatives`` as api.explain's)."""
         from .document import render_solution
-        return render_solution(self, "md", lang, digits)
+        return render_solution(self, "md", lang or self.spec.lang, digits, detail=detail,
+                               derivatives=derivatives)
 
-    def latex(self, lang: str = "en", digits: int = 4) -> str:
+    def latex(self, lang: str | None = None, digits: int = 4, detail: str | None = None,
+              derivatives: str = "both") -> str:
         """The LaTeX document (its network drawn in TikZ)."""
         from .diagram import document_figure
         from .document import render_solution
+        lang = lang or self.spec.lang
         return render_solution(self, "tex", lang, digits,
-                               diagram=document_figure(self.spec, "tex", lang))
+                               diagram=document_figure(self.spec, "tex", lang), detail=detail,
+                               derivatives=derivatives)
 
     def _repr_markdown_(self) -> str:
         return self.markdown()
@@ -123,5 +131,5 @@ class WorkedSolution(Shown, Solution):
         """The document's body, without its preamble or the TikZ figure (a notebook's
         LaTeX has neither)."""
         from .document import render_solution
-        text = render_solution(self, "tex")
+        text = render_solution(self, "tex", self.spec.lang)
         return text.split("\\begin{document}", 1)[-1].rsplit("\\end{document}", 1)[0].strip()

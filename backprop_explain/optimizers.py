@@ -211,24 +211,24 @@ class SGD(Optimizer):
         words = t["optimizers"]["sgd"]
         if settings.get("weight_decay"):
             lines.append(fill(words["weight_decay"],
-                              decay=numbers.tex(settings["weight_decay"])))
+                              decay=numbers.given(settings["weight_decay"])))
         if settings.get("momentum"):
             lines.append(fill(t["backward"]["update_momentum"],
-                              momentum=numbers.tex(settings["momentum"])))
+                              momentum=numbers.given(settings["momentum"])))
             if settings.get("dampening"):
                 lines.append(fill(words["dampening"],
-                                  dampening=numbers.tex(settings["dampening"])))
+                                  dampening=numbers.given(settings["dampening"])))
             if settings.get("nesterov"):
                 lines.append(words["nesterov"])
         return lines
 
     def history_rule(self, t, settings, numbers):
         words, more = t["history"], t["optimizers"]["sgd"]
-        lines = [fill(words["momentum"], momentum=numbers.tex(settings["momentum"]))
+        lines = [fill(words["momentum"], momentum=numbers.given(settings["momentum"]))
                  if settings.get("momentum") else words["plain"]]
         if settings.get("weight_decay"):
             lines.append(fill(more["history_decay"],
-                              decay=numbers.tex(settings["weight_decay"])))
+                              decay=numbers.given(settings["weight_decay"])))
         if settings.get("nesterov"):
             lines.append(more["history_nesterov"])
         return " ".join(lines)
@@ -238,40 +238,41 @@ class SGD(Optimizer):
         state = update.state or {}
         equations = []
         if "g" in state and settings.get("weight_decay"):
-            decay = numbers.tex(settings["weight_decay"])
+            decay = numbers.given(settings["weight_decay"])
             equations.append(Equation(state_key("g", name), [
                 partial(loss, name) + r" + \lambda \cdot " + name,
                 f"{_signed(numbers, update.gradient)} + {decay} \\cdot "
-                f"{_signed(numbers, update.old)}", numbers.tex(state["g"])]))
+                f"{_signed(numbers, update.old, True)}", numbers.tex(state["g"])]))
             gradient_symbol, gradient_value = state_key("g", name), state["g"]
         else:
             gradient_symbol, gradient_value = partial(loss, name), update.gradient
         if "v" not in state:
             equations.append(Equation(primed(name), [
                 name + r" - \eta \cdot " + gradient_symbol,
-                f"{numbers.tex(update.old)} - {rate} \\cdot {_signed(numbers, gradient_value)}",
+                f"{numbers.value(update.parameter, update.old)} - {rate} \\cdot {_signed(numbers, gradient_value)}",
                 numbers.tex_change(update.old, update.new)]))
             return equations
         velocity = state_key("v", name)
         if settings.get("nesterov"):
-            mu = numbers.tex(settings["momentum"])
+            mu = numbers.given(settings["momentum"])
             equations.append(Equation(primed(name), [
                 name + r" - \eta \cdot \left(" + gradient_symbol + r" + \mu \cdot " + velocity
                 + r"\right)",
-                f"{numbers.tex(update.old)} - {rate} \\cdot \\left("
+                f"{numbers.value(update.parameter, update.old)} - {rate} \\cdot \\left("
                 f"{_signed(numbers, gradient_value)} + {mu} \\cdot "
                 f"{_signed(numbers, state['v'])}\\right)",
                 numbers.tex_change(update.old, update.new)]))
             return equations
         equations.append(Equation(primed(name), [
             name + r" - \eta \cdot " + velocity,
-            f"{numbers.tex(update.old)} - {rate} \\cdot {_signed(numbers, state['v'])}",
+            f"{numbers.value(update.parameter, update.old)} - {rate} \\cdot {_signed(numbers, state['v'])}",
             numbers.tex_change(update.old, update.new)]))
         return equations
 
 
-def _signed(numbers, value) -> str:
-    return tex(numbers.placeholder(value))  # a negative number in parentheses
+def _signed(numbers, value, given: bool = False) -> str:
+    """A number in parentheses when negative (``given``: as the spec gives it)."""
+    return tex(numbers.placeholder(value, given))
 
 
 @register
@@ -358,27 +359,27 @@ class Adam(Optimizer):
         words = t["optimizers"][self.name]
         beta1, beta2 = settings["betas"]
         lines = [fill(t["optimizers"]["moments"], optimizer=self.title, rate=rate,
-                      beta1=numbers.tex(beta1), beta2=numbers.tex(beta2),
-                      eps=numbers.tex(settings["eps"]))]
+                      beta1=numbers.given(beta1), beta2=numbers.given(beta2),
+                      eps=numbers.given(settings["eps"]))]
         if settings["weight_decay"]:
             lines.append(fill(words["weight_decay"],
-                              decay=numbers.tex(settings["weight_decay"])))
+                              decay=numbers.given(settings["weight_decay"])))
         return lines
 
     def history_rule(self, t, settings, numbers):
         words = t["optimizers"][self.name]
         beta1, beta2 = settings["betas"]
         line = fill(t["optimizers"]["moments_history"], optimizer=self.title,
-                    beta1=numbers.tex(beta1), beta2=numbers.tex(beta2),
-                    eps=numbers.tex(settings["eps"]))
+                    beta1=numbers.given(beta1), beta2=numbers.given(beta2),
+                    eps=numbers.given(settings["eps"]))
         if settings["weight_decay"]:
             line += " " + fill(words["history_decay"],
-                               decay=numbers.tex(settings["weight_decay"]))
+                               decay=numbers.given(settings["weight_decay"]))
         return line
 
     def equations(self, update, numbers, loss, rate, settings):
         name, s, n = update.parameter, update.state, numbers
-        beta1, beta2 = (n.tex(b) for b in settings["betas"])
+        beta1, beta2 = (n.given(b) for b in settings["betas"])
         decay = settings["weight_decay"]
         keys = {"g": state_key("g", name), "m": state_key("m", name),
                 "v": state_key("v", name), "m_hat": state_key(r"\hat{m}", name),
@@ -388,7 +389,7 @@ class Adam(Optimizer):
         if decay and not self.decoupled:
             equations.append(Equation(keys["g"], [
                 gradient + r" + \lambda \cdot " + name,
-                f"{_signed(n, update.gradient)} + {n.tex(decay)} \\cdot {_signed(n, update.old)}",
+                f"{_signed(n, update.gradient)} + {n.given(decay)} \\cdot {_signed(n, update.old, True)}",
                 n.tex(s["g"])]))
             gradient = keys["g"]
         t = s["step"]
@@ -407,15 +408,15 @@ class Adam(Optimizer):
             Equation(keys["v_hat"], [
                 rf"\frac{{{keys['v']}}}{{1 - \beta_2^{{{t}}}}}",
                 rf"\frac{{{n.tex(s['v'])}}}{{1 - {beta2}^{{{t}}}}}", n.tex(s["v_hat"])])]
-        eps = n.tex(settings["eps"])
+        eps = n.given(settings["eps"])
         step = rf"\eta \cdot \frac{{{keys['m_hat']}}}{{\sqrt{{{keys['v_hat']}}} + \varepsilon}}"
         numbers_step = (rf"{rate} \cdot \frac{{{_signed(n, s['m_hat'])}}}"
                         rf"{{\sqrt{{{n.tex(s['v_hat'])}}} + {eps}}}")
         if decay and self.decoupled:
             start = rf"{name} \cdot (1 - \eta \cdot \lambda)"
-            start_numbers = rf"{_signed(n, update.old)} \cdot (1 - {rate} \cdot {n.tex(decay)})"
+            start_numbers = rf"{_signed(n, update.old, True)} \cdot (1 - {rate} \cdot {n.given(decay)})"
         else:
-            start, start_numbers = name, n.tex(update.old)
+            start, start_numbers = name, n.value(name, update.old)
         equations.append(Equation(primed(name), [f"{start} - {step}",
                                                f"{start_numbers} - {numbers_step}",
                                                n.tex_change(update.old, update.new)]))
@@ -429,7 +430,7 @@ class Adam(Optimizer):
         for u in updates:
             if u.frozen:
                 rows.append([u.parameter, numbers.tex(u.gradient), "", "", "", "",
-                             f"{numbers.tex(u.old)}"])
+                             f"{numbers.value(u.parameter, u.old)}"])
                 continue
             s = u.state
             rows.append([u.parameter, numbers.tex(u.gradient)]

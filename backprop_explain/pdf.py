@@ -93,6 +93,11 @@ def _environment() -> dict:
 
 def compile_pdf(tex_source: str, engine: str | None = None) -> bytes:
     """The PDF of a complete LaTeX document, as bytes. Raises PdfError."""
+    return compile_with_log(tex_source, engine)[0]
+
+
+def compile_with_log(tex_source: str, engine: str | None = None) -> tuple[bytes, str]:
+    """The PDF bytes and the LaTeX log of the last run (overfull boxes, warnings)."""
     engine = require_engine(engine)
     with tempfile.TemporaryDirectory(prefix="backprop-explain-") as work:
         work_dir = Path(work)
@@ -106,7 +111,7 @@ def compile_pdf(tex_source: str, engine: str | None = None) -> bytes:
         pdf = work_dir / f"{_JOB}.pdf"
         if not pdf.exists():
             raise PdfError(f"{engine} produced no PDF: " + log_excerpt(_read_log(work_dir)))
-        return pdf.read_bytes()
+        return pdf.read_bytes(), _read_log(work_dir)
 
 
 def _run(command, work_dir: Path, engine: str) -> None:

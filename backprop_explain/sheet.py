@@ -175,7 +175,7 @@ def render_variant(variant: Variant, solution: Solution, questions: list[Questio
     question, ``blanks`` standing in its answer cells; its solution without the figure)."""
     from .diagram import document_figure
     from .document import FORMATS as TEMPLATES, solution_context
-    from .templating import extra_phrases, render_template
+    from .templating import extra_phrases, render_template, tidy_tex
     words = extra_phrases(lang)
     sheet = words["sheet"]
     context = solution_context(solution, fmt, lang, digits,
@@ -188,6 +188,8 @@ def render_variant(variant: Variant, solution: Solution, questions: list[Questio
     worked = render_template(TEMPLATES[fmt], dict(
         context, title=_title(base, sheet["solution_title"], variant.number, sheet),
         diagram=None if fmt == "html" else context["diagram"]))
+    if fmt == "tex":
+        exercise, worked = tidy_tex(exercise), tidy_tex(worked)
     return exercise, worked
 
 
@@ -196,9 +198,10 @@ def conventions(solution: Solution, lang: str) -> list[str]:
     loss written out with its logarithm, the optimizer's rule (phrases with $…$ math)."""
     from .nodes import LOSS_TERM
     from .notation import NumberFormat, tex
-    from .templating import extra_phrases, fill, phrases
+    from .templating import extra_phrases, fill
     spec, graph = solution.spec, solution.graph
-    t, words = phrases(lang), extra_phrases(lang)["sheet"]
+    from .document import document_phrases
+    t, words = document_phrases(solution, lang), extra_phrases(lang)["sheet"]
     lines, names = [], list(spec.input_names)
     for layer in spec.layers:
         line = layer.index_convention(names, t)
@@ -228,8 +231,9 @@ def combine_documents(documents: list[str], fmt: str) -> str:
 
 
 def write_sheets(template, out_dir, variants: int = 1, seed: int = 0, fmt: str = "md",
-                 lang: str = "en", progress=None, moodle_style: str = "cloze") -> list[Path]:
+                 lang: str | None = None, progress=None, moodle_style: str = "cloze") -> list[Path]:
     """Draw, solve and write every variant (see the module docstring); returns the paths.
+    ``lang``: the documents' language (default: the template's ``lang``, else English).
 
     Every file is written into a temporary directory beside ``out_dir`` and moved into it
     at the end: ``out_dir`` gets all the files or none (a failure, Ctrl-C or SIGTERM leaves
@@ -273,6 +277,7 @@ def _write_sheets(template, work: Path, variants, seed, fmt, lang, progress, wri
                   moodle_style):
     from .progress import task
     drawn = draw_variants(template, variants, seed)
+    lang = lang or drawn[0].spec.lang
     questions = template.questions(drawn[0].spec)
     width = len(str(variants))
     written: list[str] = []

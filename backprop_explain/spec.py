@@ -72,6 +72,8 @@ class NetworkSpec:
     epochs: int | None = None
     optimizer: str = DEFAULT_OPTIMIZER  # how the parameters move (optimizers.py)
     optimizer_settings: dict = field(default_factory=dict)  # its settings (read by its entry)
+    # the language of its documents (the command line overrides it): not the network
+    lang: str = field(default="en", compare=False)
     extra: dict = field(default_factory=dict)
     # the document it was read from (a copy): spec_toml.py writes it back as a spec file
     document: dict = field(default_factory=dict, repr=False, compare=False)
@@ -184,17 +186,21 @@ def _parse_limit(err: Exception) -> str:
 # The spec proper
 
 
+LANGUAGES = ("en", "fr")  # a language of the documents: templates/lang/<lang>.toml
+
+
 def spec_from_dict(data: dict, source: str = "<spec>") -> NetworkSpec:
     """Validate a spec given as a dict (the parsed TOML/JSON, or built in Python)."""
     top = Place(source)
     top.table(data)
-    known = {"title", "inputs", "layers", "loss", "training", "examples"}
+    known = {"title", "lang", "inputs", "layers", "loss", "training", "examples"}
     for key in data:
         if key not in known:
             (top / key).fail(f"one of the sections {', '.join(sorted(known))}")
     title = data.get("title", "")
     if not isinstance(title, str):
         (top / "title").fail(f"a text, got {describe(title)}")
+    lang = (top / "lang").choice(data.get("lang", "en"), LANGUAGES)
 
     inputs_place = top / "inputs"
     inputs = inputs_place.table(data.get("inputs", {}))
@@ -231,8 +237,8 @@ def spec_from_dict(data: dict, source: str = "<spec>") -> NetworkSpec:
                                 + _needs_examples(layers, smallest))
     return NetworkSpec(
         source=source, title=title, input_names=input_names, input_shape=input_shape,
-        layers=layers, loss=loss, parameters=params.values, examples=examples, **settings,
-        document=copy.deepcopy(data))
+        layers=layers, loss=loss, parameters=params.values, examples=examples, lang=lang,
+        **settings, document=copy.deepcopy(data))
 
 
 def _read_input_shape(inputs: dict, place: Place):

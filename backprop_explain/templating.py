@@ -32,7 +32,7 @@ def phrases(lang: str) -> dict:
     layer kind; English fills any phrase a translation lacks."""
     table = _read(templates_dir() / "lang" / "en.toml")
     if lang != "en":
-        _deep_update(table, _read(templates_dir() / "lang" / f"{lang}.toml"))
+        _deep_update(table, _read(templates_dir() / "lang" / f"{lang}.toml", lang))
     _deep_update(table, layer_phrases(lang))
     return table
 
@@ -43,13 +43,28 @@ def layer_phrases(lang: str) -> dict:
     table: dict = {}
     for code in dict.fromkeys(("en", lang)):
         for path in sorted((templates_dir() / "layers").glob(f"*.{code}.toml")):
-            _deep_update(table, _read(path))
+            _deep_update(table, _read(path, code))
     return table
 
 
-def _read(path: Path) -> dict:
+# {count|singular|plural}: the noun agreeing with a number; French puts 0 and 1 in the
+# singular, English 1 only (the rule is marked in each phrase as its file is read).
+_PLURAL = re.compile(r"\{(\w+)\|([^|{}]*)\|([^|{}]*)\}")
+_SINGULAR_BELOW_TWO = {"fr"}
+
+
+def _read(path: Path, lang: str = "en") -> dict:
     with open(path, "rb") as handle:
-        return tomllib.load(handle)
+        table = tomllib.load(handle)
+    rule = "|<2}" if lang in _SINGULAR_BELOW_TWO else "|=1}"
+
+    def mark(value):
+        if isinstance(value, dict):
+            return {k: mark(v) for k, v in value.items()}
+        if isinstance(value, str):
+            return _PLURAL.sub(lambda m: m.group(0)[:-1] + rule, value)
+        return value
+    return mark(table)
 
 
 def _deep_update(base: dict, extra: dict) -> None:
@@ -73,7 +88,10 @@ def environment():
         lstrip_blocks=True,
         autoescape=False,
     )
+    from .notation import as_equation, equation_rows
     env.filters["fill"] = fill
+    env.filters["rows"] = equation_rows
+    env.filters["as_equation"] = as_equation
     env.filters["tex_escape"] = tex_escape
     env.filters["md_escape"] = md_escape
     env.filters["md_code"] = md_code
@@ -85,8 +103,23 @@ def environment():
     return env
 
 
+_CHOICE = re.compile(r"\{(\w+)\|([^|{}]*)\|([^|{}]*)(?:\|(<2|=1))?\}")
+
+
 def fill(phrase: str, **values) -> str:
-    """Put values into a phrase's {placeholders}; other braces (LaTeX) are left alone."""
+    """Put values into a phrase's {placeholders}; other braces (LaTeX) are left alone.
+    ``{count|neurone|neurones}`` gives the noun that agrees with ``count``."""
+    def choose(match):
+        name, singular, plural, rule = match.groups()
+        if name not in values:
+            return match.group(0)
+        try:
+            number = abs(float(values[name]))
+        except ValueError:  # 2×3: several
+            return plural
+        return singular if (number < 2 if rule == "<2" else number == 1) else plural
+    if "|" in phrase:
+        phrase = _CHOICE.sub(choose, phrase)
     for key, value in values.items():
         phrase = phrase.replace("{" + key + "}", str(value))
     return phrase
@@ -104,3 +137,16 @@ def extra_phrases(lang: str) -> dict:
     table = _read(templates_dir() / "lang" / f"sheet.{lang}.toml")
     _deep_update(table, layer_phrases(lang))
     return table
+
+
+_DISPLAY = re.compile(r"\n\n+(?=\\begin\{align\*\}|\\begingroup\\allowdisplaybreaks|\\\[)")
+_HEADING = re.compile(r"\\(section|subsection|subsubsection)\*?\{[^\n]*\}$")
+
+
+def tidy_tex(text: str) -> str:
+    """A display continues the paragraph before it (a blank line before it would leave an
+    empty paragraph above it), except after a heading, where it is told so."""
+    def join(match):
+        before = text[:match.start()].rstrip("\n").rsplit("\n", 1)[-1]
+        return "\n\\noindent\\vspace{-\\baselineskip}\n" if _HEADING.search(before) else "\n"
+    return _DISPLAY.sub(join, text)

@@ -215,6 +215,25 @@ class Catalog:
         self._inverses = self._activation_inverses()
         self._index()
 
+    def textbook(self, quantity: Quantity) -> sp.Expr | None:
+        """A local derivative of an activation in the textbook's last form, in the keys
+        of the outputs (out_{o1}·(1 − out_{o1})); None for any other quantity."""
+        if quantity.kind != "local":
+            return None
+        child, parent = quantity.pair
+        node = self.graph.nodes[child]
+        if node.kind != ACTIVATION:
+            return None
+        entry = ACTIVATIONS[node.activation]
+        ys = [self.graph.symbol(p) for p in node.parents]
+        siblings = [n for n in self.graph.of_kind(ACTIVATION) if n.layer == node.layer]
+        outs = [node.symbol] if entry.elementwise else [n.symbol for n in siblings]
+        j = 0 if entry.elementwise else siblings.index(node)
+        k = 0 if entry.elementwise else node.parents.index(parent)
+        slope = getattr(self.spec.layers[node.layer - 1], "negative_slope", 0.01)
+        forms = entry.textbook(ys, outs, j, k, slope)
+        return forms[-1] if forms else None
+
     # Several examples in the step ---------------------------------------------
     def _combine_examples(self):
         """One graph holds example 1's numbers: its loss and gradients are renamed L^{(1)}
@@ -744,8 +763,9 @@ class Check:
     place: str | None
     status: str  # correct | wrong | consistent | unknown_key
     expected: float | None = None
-    formula: str = ""
+    formula: str = ""  # SymPy's code (JSON); reports print ``formula_expr`` as mathematics
     from_your_values: float | None = None  # the formula on the student's own values
+    formula_expr: sp.Expr | None = None
     diagnosis: Diagnosis | None = None
     first_wrong: bool = False
     restated: bool = False  # a key already answered earlier in the file
@@ -781,12 +801,13 @@ class Verification:
     def as_data(self, lang: str = "en") -> list[dict]:
         return [c.as_data(lang) for c in self.checks]
 
-    def report(self, format: str = "md", lang: str = "en") -> str:
-        """The report as the command prints it: text, md or json."""
+    def report(self, format: str = "md", lang: str | None = None) -> str:
+        """The report as the command prints it: text, md or json (``lang``: default the
+        spec's)."""
         from .templating import LANGUAGES
         from .validate import allowed
         return render_verification(self, allowed("format", format, REPORT_FORMATS),
-                                   allowed("lang", lang, LANGUAGES))
+                                   allowed("lang", lang or self.spec.lang, LANGUAGES))
 
     def __repr__(self) -> str:  # one line, not every check
         counts = ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in self.counts.items())
@@ -839,7 +860,7 @@ class _Judge:
         restated = self.first_answer[key] is not answer
         check = Check(key, answer.key, answer.text, answer.number, answer.place, "wrong",
                       expected=quantity.value, formula=formula_text(quantity.formula),
-                      restated=restated)
+                      restated=restated, formula_expr=quantity.formula)
         check.from_your_values = self.catalog.recompute(key, self.shown_basis)
         if self.agrees(answer, quantity.value):
             check.status = "correct"
@@ -1064,60 +1085,78 @@ REPORT_FORMATS = ("text", "md", "json")
 _TEMPLATES = {"text": "verify.txt.j2", "md": "verify.md.j2"}
 
 
-def render_verification(result: Verification, fmt: str = "text", lang: str = "en") -> str:
-    """The report: terminal text, a Markdown document, or JSON (a list of
-    {key, given, expected, status, diagnosis} objects)."""
+def render_verification(result: Verification, fmt: str = "text", lang: str | None = None) -> str:
+    """The report: terminal text (formulas in readable Unicode: −v₁·ln(out_{o1})), a
+    Markdown document (formulas in LaTeX math), or JSON (a list of {key, given, expected,
+    status, diagnosis} objects)."""
+    lang = lang or result.spec.lang
     if fmt == "json":
         import json
         from .jsonout import finite_or_null
         return json.dumps(finite_or_null(result.as_data(lang)), indent=2,
                           ensure_ascii=False) + "\n"
     from .escaping import visible
+    from .notation import NumberFormat, key_tex, text_math
     from .templating import environment, phrases
-    from .notation import NumberFormat
-    t = phrases(lang)["verify"]
-    numbers = NumberFormat(7, phrases(lang)["meta"]["decimal_comma"])
+    table = phrases(lang)
+    t = table["verify"]
+    numbers = NumberFormat(7, table["meta"]["decimal_comma"])
 
     comma = numbers.decimal_comma
 
     def show(c, value):  # two decimals more than written: where they differ shows
         return "" if value is None else beside(c.given, value, comma)
 
+    def formula(check):
+        if check.formula_expr is None:
+            return ""
+        return (text_math(check.formula_expr) if fmt == "text"
+                else "$" + key_tex(sp.Eq(sp.Symbol(check.key), check.formula_expr,
+                                         evaluate=False)) + "$")
+
     rows = [{"key": visible(c.key), "place": visible(c.place or ""), "given": c.given,
-             "expected": show(c, c.expected), "formula": c.formula,
+             "expected": show(c, c.expected), "formula": formula(c),
              "from_your_values": show(c, c.from_your_values) if c.status != "correct" else "",
              "diagnosis": visible(c.diagnosis.text(lang)) if c.diagnosis else "",
              "status": c.status, "status_text": t["status"][c.status],
              "first_wrong": c.first_wrong} for c in result.checks]
     by = {s: [r for r in rows if r["status"] == s] for s in STATUSES}
     text = environment().get_template(_TEMPLATES[fmt]).render(
-        t=t, rows=rows, counts=result.counts, title=visible(result.spec.title or result.spec.source),
+        t=t, colon=table["meta"]["colon"], rows=rows, counts=result.counts,
+        title=visible(result.spec.title or result.spec.source),
         first=next((r for r in rows if r["first_wrong"]), None), wrong=by["wrong"],
         consistent=by["consistent"], unknown=by["unknown_key"], round_to=result.round_to)
     return re.sub(r"\n{3,}", "\n\n", text).lstrip("\n")
 
 
-def verify_report(spec, answers, fmt: str = "text", lang: str = "en", rel: float | None = None,
+def verify_report(spec, answers, fmt: str = "text", lang: str | None = None,
+                  rel: float | None = None,
                   abs: float | None = None, round_to: int | None = None) -> tuple[str, bool]:
     """(the report, whether every value is correct or consistent): what the CLI prints."""
     result = verify_answers(spec, answers, rel=rel, abs=abs, round_to=round_to)
     return render_verification(result, fmt, lang), result.ok
 
 
-def keys_listing(spec, lang: str = "en") -> str:
-    """Every key of SPEC's worked solution, one per line: key, meaning, formula (no values)."""
+def keys_listing(spec, lang: str | None = None) -> str:
+    """Every key of SPEC's worked solution, one per line: key, meaning, formula (no values),
+    the formula as readable mathematics (−v₁·ln(out_{o1}), ∂E/∂y·out_{h1}); a local
+    derivative of an activation also in its textbook form (out_{o1}·(1 − out_{o1}))."""
+    from .notation import text_math
     from .spec import as_spec
     from .templating import fill, phrases
     network = as_spec(spec)
     check_worked_solution(network)
     catalog = Catalog(network)
-    meanings = phrases(lang)["verify"]["meaning"]
+    meanings = phrases(lang or network.lang)["verify"]["meaning"]
     lines = []
     for key in catalog.order():
         quantity = catalog.quantities[key]
         phrase, values = quantity.meaning
         line = f"{key}\t{fill(meanings[phrase], **values)}"
         if quantity.formula is not None:
-            line += f"\t{key} = {formula_text(quantity.formula)}"
+            line += f"\t{key} = {text_math(quantity.formula)}"
+            textbook = catalog.textbook(quantity)
+            if textbook is not None:
+                line += f" = {text_math(textbook)}"
         lines.append(line)
     return "\n".join(lines) + "\n"

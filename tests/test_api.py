@@ -61,7 +61,10 @@ def test_a_verification_shows_its_report():
     assert repr(check) == ("<Verification of 141 answers: 123 correct, 12 wrong, "
                            "6 consistent, 0 unknown key>")
     markdown = check._repr_markdown_()
-    assert markdown.startswith("# Check of 141 answer(s)") and "**First wrong step**" in markdown
+    # in the spec's language (lang = "fr"), the nouns agreeing with their numbers
+    assert markdown.startswith("# Vérification de 141 réponses")
+    assert "**Première étape fausse**" in markdown
+    assert check.report("md", "en").startswith("# Check of 141 answers")
     assert json.loads(check.report("json"))[0]["key"] == "wo_{1,1}"
 
 

@@ -83,7 +83,7 @@ def test_the_document_writes_the_batch_once_with_example_superscripts(three_exam
     assert r"E &= \frac{E^{[1]} + E^{[2]} + E^{[3]}}{3}" in text
     assert "## 2. Loss" in text and "Combining the examples" not in text
     # the chain rule of w_{1,1} sums over the three examples' z_1
-    chain = text.split(r"\frac{\partial E}{\partial w_{1,1}} = ", 1)[1].split("\n")[0]
+    chain = text.split(r"\frac{\partial E}{\partial w_{1,1}} &= ", 1)[1].split("\n")[0]
     assert chain.count(r"\frac{\partial z_1^{[") == 3
     # ∂E/∂E^{[k]} = 1/3 appears as a factor, ∂E^{[k]}/∂E_j^{[k]} = 1 is left out
     assert r"\frac{\partial E}{\partial E^{[1]}} \cdot \frac{\partial E_1^{[1]}}" in text

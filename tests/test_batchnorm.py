@@ -311,7 +311,7 @@ def test_the_example_is_the_course_network_in_french():
     kinds = [layer.kind for layer in spec.layers]
     assert kinds == ["dense", "batchnorm", "dense"] and len(spec.examples) == 3
     assert solution.graph.spans_batch and spec.steps == 1
-    text = explain(spec, lang="fr")
+    text = explain(spec, lang="fr", detail="full")  # every factor, each with its heading
     # the forward pass: μ_B and σ²_B with their numbers, then each example's ẑ and y
     z = [solution.example.values[example_name("z_1", k)] for k in (1, 2, 3)]
     mean = solution.example.values["\\mu_1"]
@@ -324,7 +324,7 @@ def test_the_example_is_the_course_network_in_french():
     order = [backward.index(f"rapport à ${name}$") for name in
              (r"\hat{z}_1^{[1]}", r"\sigma^2_1", r"\mu_1", "z_1^{[1]}")]
     assert order == sorted(order)
-    assert (r"\frac{\partial E}{\partial z_1^{[1]}} = \frac{\partial E}{\partial \mu_1} \cdot "
+    assert (r"\frac{\partial E}{\partial z_1^{[1]}} &= \frac{\partial E}{\partial \mu_1} \cdot "
             r"\frac{\partial \mu_1}{\partial z_1^{[1]}} + \frac{\partial E}{\partial \sigma^2_1}"
             in backward)
     assert "La formule et la règle de dérivation en chaîne donnent les mêmes valeurs." in text
@@ -339,7 +339,9 @@ def test_eval_mode_does_not_couple_the_examples():
     assert solution.buffers_after == {}
     text = explain(spec)
     assert "eval mode (model.eval())" in text
-    assert r"\frac{\gamma}{\sqrt{\sigma^2_{\mathrm{run}} + \varepsilon}}" in text
+    # the formula in the layer's own names, its feature written with the document's index
+    assert (r"\frac{\gamma^{(2)}_{k}}{\sqrt{(\sigma^{(2)}_{\mathrm{run},k})^2 + \varepsilon}}"
+            in text)
     assert "Combining the examples" in text
 
 

@@ -197,7 +197,7 @@ def test_answers_that_need_a_look(course):
 def test_markdown_report_and_chart(course):
     md, root = course["markdown"], course["root"]
     assert md.startswith("# Class report: Rétropropagation sur le réseau 3-2-2")
-    assert "61 student(s): 60 checked, 1 whose answers could not be read." in md
+    assert "61 students: 60 checked, 1 whose answers could not be read." in md
     assert "![Share of correct, consistent and wrong answers per quantity](report.chart.svg)" in md
     svg = ET.parse(root / "report.chart.svg").getroot()
     labels = [t.text for t in svg.iter("{http://www.w3.org/2000/svg}text")]
@@ -272,7 +272,7 @@ def test_a_directory_of_files_a_filled_sheet_and_a_class_csv(small):
     assert (rows["alice"]["variant"], rows["alice"]["wrong"], rows["alice"]["first_wrong"]) \
         == (2, 1, "out_{o1}")
     assert (rows["bruno"]["variant"], rows["bruno"]["wrong"]) == (3, 0)
-    assert rows["bruno"]["correct"] > len(index["questions"])  # with the data tables
+    assert rows["bruno"]["correct"] >= len(index["questions"])  # every blank filled right
     assert (rows["dora"]["wrong"], rows["emil"]["first_wrong"], rows["gus"]["wrong"]) \
         == (0, "y_{h1}", 0)
     assert "valid JSON" in rows["chloe"]["error"]

@@ -28,27 +28,27 @@ def test_version_and_help():
 
 
 def test_markdown_in_english_reads_like_the_course():
-    out = run("explain", EXAMPLE).output
+    out = run("explain", EXAMPLE, "--lang", "en").output  # the spec says lang = "fr"
     assert "## 1. Forward pass" in out
-    assert r"\frac{1}{1 + e^{- 0.465}}" in out  # numbers substituted in the formula
+    assert r"\frac{1}{1 + e^{- 0.4650}}" in out  # numbers substituted in the formula
     assert "0.8738" in out and "0.2177" in out
     # Chain rule for wo_{1,1}: three factors, then the product with numbers.
-    assert (r"\frac{\partial E_{tot}}{\partial wo_{1,1}} = \frac{\partial E_{tot}}"
+    assert (r"\frac{\partial E_{tot}}{\partial wo_{1,1}} &= \frac{\partial E_{tot}}"
             r"{\partial out_{o1}} \cdot \frac{\partial out_{o1}}{\partial y_{o1}} \cdot "
             r"\frac{\partial y_{o1}}{\partial wo_{1,1}}") in out
-    assert r"\left(-1.144\right) \cdot 0.1103 \cdot 0.6142 = -0.0775" in out
+    assert r"\left(-1.144\right) \cdot 0.1103 \cdot 0.6142 = -0.07750" in out
     assert "(already computed)" in out
     # The hidden unit feeds both outputs: two paths summed.
     assert (r"\frac{\partial E_{tot}}{\partial y_{o1}} \cdot \frac{\partial y_{o1}}"
             r"{\partial out_{h1}} + \frac{\partial E_{tot}}{\partial y_{o2}}") in out
     assert "wo_{1,1}' &= wo_{1,1} - \\eta" in out
-    assert "0.1000775" in out  # enough digits to see the update
+    assert r"0.100\,077\,50" in out  # enough digits to see the update, grouped by three
     assert "The loss decreased" in out
 
 
 def test_french_uses_the_course_vocabulary_and_decimal_comma():
     out = run("explain", EXAMPLE, "--lang", "fr").output
-    for words in ("Passe avant", "couche cachée", "Dérivée partielle", "déjà calculé",
+    for words in ("Passe avant", "couche cachée", "dérivées partielles", "déjà calculé",
                   "taux d'apprentissage", "Vérité terrain"):
         assert words in out
     assert "0{,}8738" in out and "0.8738" not in out
@@ -57,7 +57,7 @@ def test_french_uses_the_course_vocabulary_and_decimal_comma():
 
 
 def test_digits_round_the_display_only():
-    out6 = run("explain", EXAMPLE, "--digits", "6").output
+    out6 = run("explain", EXAMPLE, "--digits", "6", "--lang", "en").output
     assert "0.873823" in out6
     data = json.loads(run("explain", EXAMPLE, "--format", "json", "--digits", "2").output)
     assert data["forward"]["out_{o1}"] == pytest.approx(0.8738232094895043, rel=1e-15)

@@ -81,8 +81,9 @@ def test_the_question_says_what_every_name_means(bank):
     for phrase in (r"\(wh_{j,i}\) connects input \(i\) to unit \(j\): \(wh_{1,2}\) carries "
                    r"\(x_2\) into \(y_{h1}\)",
                    r"\(E_{tot} = E_{o1} + E_{o2}\)", r"\(\ln\) is the natural logarithm",
-                   r"\(\theta' = \theta - \eta \cdot \frac{\partial E}{\partial \theta}\)",
-                   r"\sigma(y) = \frac{1}{1 + e^{-y}}", r"\(\eta = "):
+                   # the document's letters, none a spec name's (y is: y_{h1}; E_{tot} is the loss)
+                   r"\(\theta' = \theta - \eta \cdot \partial E_{tot}/\partial \theta\)",
+                   r"\sigma(s) = \frac{1}{1 + e^{-s}}", r"\(\eta = "):
         assert phrase in text, phrase
     assert "$" not in text  # every formula for MathJax as \( … \)
 

@@ -61,7 +61,7 @@ def test_names_become_svg_subscripts():
 
 def test_markdown_explanation_links_an_svg_beside_it(tmp_path):
     out = tmp_path / "course.md"
-    result = CliRunner().invoke(main, ["explain", COURSE, "-o", str(out)])
+    result = CliRunner().invoke(main, ["explain", COURSE, "--lang", "en", "-o", str(out)])
     assert result.exit_code == 0, result.output
     svg = tmp_path / "course.network.svg"
     assert "](course.network.svg)" in out.read_text()

@@ -24,7 +24,7 @@ VARIANTS, SEED = 3, 4
 @pytest.fixture(scope="module")
 def quiz(tmp_path_factory):
     out = tmp_path_factory.mktemp("moodle")
-    write_sheets(TEMPLATE, out, variants=VARIANTS, seed=SEED, fmt="moodle",
+    write_sheets(TEMPLATE, out, variants=VARIANTS, seed=SEED, fmt="moodle", lang="en",
                  moodle_style="per-key")
     return out / "questions.xml"
 

@@ -53,7 +53,7 @@ def test_the_notebook_runs_and_shows_the_worked_solution(monkeypatch):
     for name, torch_value, worked in pairs:
         assert float(worked) == pytest.approx(course["gradients"][name], abs=1e-7)
         assert float(torch_value) == pytest.approx(float(worked), abs=1e-6)
-    assert check["text/markdown"].startswith("# Check of 141 answer(s)")
+    assert check["text/markdown"].startswith("# Check of 141 answers")
     assert "123 correct, 6 consistent with earlier answers, 12 wrong" in check["text/markdown"]
     assert chart["image/svg+xml"].startswith("<svg") and "20 steps" in text
     assert 'title = "Le réseau 3-2-2 du cours, lu depuis PyTorch"' in text

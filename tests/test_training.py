@@ -153,7 +153,7 @@ def test_first_step_derived_on_the_first_batch_agrees_with_the_run():
 
 def test_documents_end_with_the_history(tmp_path):
     md = explain(EXAMPLE, "md", steps=3, batch_size=4)
-    assert "## 5. Training: the loss step by step" in md
+    assert "## 6. Training: the loss step by step" in md
     assert "| 3 | 3 | 1, 2, 3, 4 |" in md
     assert "Combining the examples" in md and "| parameter | example 1 |" in md
     tex = explain(EXAMPLE, "tex", lang="fr")

@@ -399,8 +399,12 @@ def test_keys_listing_has_every_key_meaning_and_formula():
     text = keys_listing(SPEC)
     lines = {line.split("\t")[0]: line.split("\t") for line in text.splitlines()}
     assert len(lines) == len(Catalog(as_spec(SPEC)).quantities)
-    assert lines["wo_{1,1}'"][2] == "wo_{1,1}' = wo_{1,1} - (dE_{tot}/dwo_{1,1})*η"
-    assert lines["E_{o1}"][2] == "E_{o1} = -v_1*log(out_{o1})"
+    # mathematics, not code: ln, ·, −, fractions, ∂; the textbook form of σ′ too
+    assert lines["wo_{1,1}'"][2] == "wo_{1,1}' = wo_{1,1} − η·(∂E_{tot}/∂wo_{1,1})"
+    assert lines["E_{o1}"][2] == "E_{o1} = −v₁·ln(out_{o1})"
+    assert lines["dout_{o1}/dy_{o1}"][2] == ("dout_{o1}/dy_{o1} = e^(−y_{o1})/(1 + e^(−y_{o1}))² "
+                                            "= out_{o1}·(1 − out_{o1})")
+    assert "log" not in text and "*" not in text and "exp(" not in text
     assert "gradient" in lines["dE_{tot}/dwh_{1,1}"][1]
     assert "0.874" not in text  # the listing gives no answers away
 
@@ -479,9 +483,12 @@ def test_cli_exit_statuses_and_formats(tmp_path):
         ["key", "given", "expected", "status", "diagnosis", "diagnosis_code", "place",
          "written_key", "given_text", "formula", "from_your_values"]))}
     assert {d["status"] for d in data} == {"correct", "wrong", "consistent"}
-    text = run("verify", SPEC, COURSE).output
+    text = run("verify", SPEC, COURSE, "--lang", "en").output  # the spec says lang = "fr"
     assert "First wrong step: [slide 1] E_{tot} = 0.05858" in text
     assert "log base 10 instead of the natural log" in text
+    assert "formula: out_{h1}·wo_{1,1} + out_{h2}·wo_{1,2} + bo₁" in text  # mathematics
+    french = run("verify", SPEC, COURSE).output  # the spec's language
+    assert "Première étape fausse : [slide 1] E_{tot} = 0.05858" in french
     md = tmp_path / "report.md"
     assert run("verify", SPEC, COURSE, "--format", "md", "--lang", "fr",
                "-o", str(md)).exit_code == 1

@@ -16,9 +16,9 @@ methods and never ask which kind a layer is.
   as convolutions; pool: the routing), or None.
 - document: ``fragment`` the Jinja2 template of its parts (templates/layers/), its words
   in ``templates/layers/<module>.<lang>.toml`` (merged into the phrase table);
-  ``summary``, ``network_part``, ``forward_part``, ``section``, ``after_part`` give
-  the parts, ``routed_gradient``/``gradient_source`` how the gradient reaching the
-  layer before is explained, ``short_summary`` one plain line (Moodle),
+  ``summary``, ``network_part``, ``forward_part``, ``section``, ``update_part``,
+  ``after_part`` give the parts, ``routed_gradient``/``gradient_source`` how the gradient
+  reaching the layer before is explained, ``short_summary`` one plain line (Moodle),
   ``index_convention`` what its weights' indices mean (exercise sheets, Moodle).
 - diagram: ``draw`` its part of the network figure (drawing.Sketch).
 - PyTorch (torch_import.py, torch_export.py): ``torch_classes`` the torch.nn modules it is
@@ -205,9 +205,14 @@ class Layer:
                     equations=[doc.forward_equation(step, values) for step in steps])
 
     def section(self, doc, section, example) -> dict:
-        """Its backward section: chain-rule steps, parts, updates (node by node)."""
-        return {"steps": [doc.chain(s, example.values) for s in section.steps], "parts": [],
-                **doc.section_updates(section)}
+        """Its backward section: the chain-rule steps as items (document.Item: a
+        derivation each, or compactly δ's and a table), then parts of its own."""
+        return {"items": doc.backward_items(section.steps, example.values), "parts": []}
+
+    def update_part(self, doc, updates: list) -> Part | None:
+        """How its parameters' updates are shown (after every gradient), when not one
+        by one; None: an equation per parameter (a table in compact detail)."""
+        return None
 
     def after_part(self, doc, before: dict, after: dict) -> Part | None:
         """What "After the update" shows of it beyond the table of values."""

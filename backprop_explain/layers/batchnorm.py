@@ -30,7 +30,7 @@ import sympy as sp
 
 from ..activations import ACTIVATIONS
 from ..nodes import CONSTANT, PARAMETER
-from ..notation import Equation, primed, tex
+from ..notation import Equation, generic_name, primed, tex
 from ..templating import fill
 from ..validate import expand_names, flatten_names, only, only_defaults
 from . import grid
@@ -291,38 +291,51 @@ class BatchNormLayer(ActivatedLayer):
     def short_summary(self, network_words):
         return f"{self.kind} ×{self.features} ({self.mode})"
 
+    def letters(self, doc) -> dict[str, str]:
+        """Its statistics and parameters in its formulas: the spec's own names, the feature
+        written with the document's index (μ_k, σ²_k, γ_k, β_k), so that no letter of
+        the formulas is another spec name's; the values use the document's letters."""
+        k = doc.symbols["index"]
+
+        def generic(names):
+            return generic_name(names, k) or names[0]
+        return {"mu": generic(self.mean_names), "var": generic(self.variance_names),
+                "murun": generic(self.running_mean_names),
+                "varrun": generic(self.running_var_names), "gamma": generic(self.gamma_names),
+                "beta": generic(self.beta_names), "eps": self.eps_name}
+
     def network_part(self, doc):
         n = doc.n
-        running = [[name, n.tex(value)] for name, value in self.running.items()]
+        running = [[name, n.given(value)] for name, value in self.running.items()]
         return Part(self.fragment, "network", label=doc.layer_label(self.index),
-                    mode=self.mode, eps=f"{self.eps_name} = {n.tex(self.eps)}",
-                    momentum=n.tex(self.momentum), running=running,
-                    several=doc.graph.spans_batch)
+                    mode=self.mode, eps=f"{self.eps_name} = {n.given(self.eps)}",
+                    momentum=n.given(self.momentum), running=running,
+                    several=doc.graph.spans_batch, letters=self.letters(doc))
 
     def forward_part(self, doc, steps, values):
         equations = super().forward_part(doc, steps, values).equations
         updates = []
         if self.mode == "train":  # PyTorch updates the running statistics in this pass
             n, count = doc.n, doc.graph.examples * self.cells
-            m = n.tex(self.momentum)
+            m = n.given(self.momentum)
             before, after = doc.solution.buffers, doc.solution.buffers_after
             for f in range(self.features):
                 mean, var = self.running_mean_names[f], self.running_var_names[f]
                 mu, sigma = self.mean_names[f], self.variance_names[f]
                 updates.append(Equation(primed(mean), [
                     rf"(1 - {m}) \cdot {mean} + {m} \cdot {mu}",
-                    rf"(1 - {m}) \cdot {n.tex(before[mean])} + {m} \cdot "
+                    rf"(1 - {m}) \cdot {n.value(mean, before[mean])} + {m} \cdot "
                     rf"{_signed(n, values[mu])}", n.tex(after[mean])]))
                 updates.append(Equation(primed(var), [
                     rf"(1 - {m}) \cdot {var} + {m} \cdot \frac{{{count}}}{{{count - 1}}} "
                     rf"\cdot {sigma}",
-                    rf"(1 - {m}) \cdot {n.tex(before[var])} + {m} \cdot "
+                    rf"(1 - {m}) \cdot {n.value(var, before[var])} + {m} \cdot "
                     rf"\frac{{{count}}}{{{count - 1}}} \cdot {n.tex(values[sigma])}",
                     n.tex(after[var])]))
         return Part(self.fragment, "forward", mode=self.mode, equations=equations,
                     count=doc.graph.examples * self.cells, cells=self.cells,
                     examples=doc.graph.examples, image=self.image, updates=updates,
-                    momentum=doc.n.tex(self.momentum),
+                    momentum=doc.n.given(self.momentum), letters=self.letters(doc),
                     activation=doc.t["network"]["activations"][self.activation])
 
     def section(self, doc, section, example):
@@ -340,21 +353,33 @@ class BatchNormLayer(ActivatedLayer):
         rows = [[x, n.tex(g), n.tex(xh), n.tex(c), n.tex(ch)] for x, g, xh, c, ch in zip(
             first.inputs, first.output_gradient, first.normalized, first.condensed,
             first.chain)]
-        g = rf"\frac{{\partial {loss}}}{{\partial y_j}}"
-        sums = [Equation(rf"\sum_j {g}", [
+        sym = doc.symbols
+        x, y, i, j, count = (sym["value"], sym["output"], sym["value_index"], sym["other_index"],
+                             sym["count"])
+        g = rf"\frac{{\partial {loss}}}{{\partial {y}_{j}}}"
+        sums = [Equation(rf"\sum_{j} {g}", [
             " + ".join(_signed(n, v) for v in first.output_gradient), n.tex(first.sum_g)]),
-            Equation(rf"\sum_j {g} \cdot \hat{{x}}_j", [
+            Equation(rf"\sum_{j} {g} \cdot \hat{{{x}}}_{j}", [
                 " + ".join(f"{_signed(n, a)} \\cdot {_signed(n, b)}"
                            for a, b in zip(first.output_gradient, first.normalized)),
                 n.tex(first.sum_gx)])] if forms.train else []
         factor = (rf"\frac{{{first.gamma_name}}}{{{m} \cdot \sqrt{{{first.variance_name} + "
                   rf"{first.eps_name}}}}} = \frac{{{n.tex(first.gamma)}}}{{{m} \cdot "
-                  rf"\sqrt{{{n.tex(first.variance)} + {n.tex(first.eps)}}}}} = "
+                  rf"\sqrt{{{n.tex(first.variance)} + {n.given(first.eps)}}}}} = "
                   rf"{n.tex(first.factor)}") if forms.train else (
             rf"\frac{{{first.gamma_name}}}{{\sqrt{{{first.variance_name} + {first.eps_name}}}}}"
             rf" = \frac{{{n.tex(first.gamma)}}}{{\sqrt{{{n.tex(first.variance)} + "
-            rf"{n.tex(first.eps)}}}}} = {n.tex(first.factor)}")
+            rf"{n.given(first.eps)}}}}} = {n.tex(first.factor)}")
+        letters = self.letters(doc)
+        gamma, var, eps = letters["gamma"], letters["var"], letters["eps"]
+        gx, gy = (rf"\frac{{\partial {loss}}}{{\partial {x}_{i}}}",
+                  rf"\frac{{\partial {loss}}}{{\partial {y}_{i}}}")
+        formula = (rf"{gx} = \frac{{{gamma}}}{{{count} \sqrt{{{var} + {eps}}}}} \left({count} "
+                   rf"\cdot {gy} - \sum_{j} {g} - \hat{{{x}}}_{i} \sum_{j} {g} \hat{{{x}}}_{j}"
+                   rf"\right)") if forms.train else (
+            rf"{gx} = \frac{{{gamma}}}{{\sqrt{{{letters['varrun']} + {eps}}}}} \cdot {gy}")
         return Part(self.fragment, "backward", train=forms.train, count=m, sums=sums,
+                    formula=formula, letters=letters,
                     factor=factor, rows=rows, mean=first.mean_name,
                     variance=first.variance_name,
                     more=len(forms.features) > 1, agree=forms.agrees,

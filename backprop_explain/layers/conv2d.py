@@ -23,7 +23,7 @@ import sympy as sp
 
 from ..activations import ACTIVATIONS
 from ..nodes import PARAMETER, PRE_ACTIVATION
-from ..notation import Equation, broken_sum, primed
+from ..notation import Equation, broken_sum, generic_name, partial_inline, primed
 from ..templating import fill
 from ..validate import expand_names, flatten_names, infer_shape, is_draw, only, only_defaults
 from . import grid
@@ -204,13 +204,14 @@ class Conv2dLayer(ActivatedLayer):
         if self.index not in doc.forms:  # node by node: in the table of parameters
             return None
         forms = doc.forms[self.index]
-        biases = r",\quad ".join(f"{n} = {doc.n.tex(float(b))}"
+        biases = r",\quad ".join(f"{n} = {doc.n.given(float(b))}"
                                  for n, b in zip(self.bias_names, forms.biases))
         return Part(self.fragment, "network", label=doc.layer_label(self.index),
-                    filters=self._filter_grids(doc, forms.filters), biases=biases)
+                    filters=self._filter_grids(doc, forms.filters), biases=biases,
+                    parameters=self.parameter_names())
 
     def _filter_grids(self, doc, filters) -> list[str]:
-        return [f"{self._filter_name(doc, o, c)} = {doc.grids.matrix(filters[o, c])}"
+        return [f"{self._filter_name(doc, o, c)} = {doc.grids.matrix(filters[o, c], True)}"
                 for o in range(self.out_channels) for c in range(self.in_channels)]
 
     def _filter_name(self, doc, o: int, c: int) -> str:
@@ -221,24 +222,32 @@ class Conv2dLayer(ActivatedLayer):
             return super().forward_part(doc, steps, values)
         forms, g = doc.forms[self.index], doc.grids
         c_in, o_ch = self.in_channels, self.out_channels
+        given = self.index == 1  # its input is the network's
         if any(self.padding):
             inputs = [f"{g.name('X', self.index, (c, c_in), pad=True)} = "
-                      f"{g.matrix(forms.padded_input[c])}" for c in range(c_in)]
+                      f"{g.matrix(forms.padded_input[c], given)}" for c in range(c_in)]
         elif self.index > 1:  # the first layer's input is already shown with the network
             inputs = [f"{g.name('X', self.index, (c, c_in))} = {g.matrix(forms.input[c])}"
                       for c in range(c_in)]
         else:
             inputs = []
+        channel = doc.symbols["channel"]
         maps = []
         for o in range(o_ch):
             z = g.name("Z", self.index, (o, o_ch))
-            sum_over = (r"\sum_{c} " + g.name("X", self.index) + r"_{c} \star "
-                        + g.name("F", self.index) + f"_{{{o + 1},c}}") if c_in > 1 else \
-                (g.name("X", self.index) + r" \star " + g.name("F", self.index, (o, o_ch)))
+            if c_in > 1:  # Σ_c X_c ⋆ F_{o,c}, the generic names agreeing with the grids
+                xs = [g.name("X", self.index, (c, c_in)) for c in range(c_in)]
+                fs = [self._filter_name(doc, o, c) for c in range(c_in)]
+                sum_over = (rf"\sum_{{{channel}}} {generic_name(xs, channel) or xs[0]} \star "
+                            f"{generic_name(fs, channel) or fs[0]}")
+            else:
+                sum_over = (g.name("X", self.index) + r" \star "
+                            + self._filter_name(doc, o, 0))
             bias = f" + {self.bias_names[o]}" if self.bias_names else ""
             maps.append(f"{z} = {sum_over}{bias} = {g.matrix(forms.pre_activation[o])}")
+        function = doc.symbols["function"]
         activated = [] if self.activation == "identity" else [
-            f"{g.name('A', self.index, (o, o_ch))} = f\\left("
+            f"{g.name('A', self.index, (o, o_ch))} = {function}\\left("
             f"{g.name('Z', self.index, (o, o_ch))}\\right) = "
             f"{g.matrix(forms.activation_values[o])}" for o in range(o_ch)]
         return Part(self.fragment, "forward", stride=grid.size(self.stride),
@@ -251,10 +260,12 @@ class Conv2dLayer(ActivatedLayer):
         """z of the first cell: each input of its window times the filter weight over it."""
         g = doc.grids
         symbols = [f"{x} \\cdot {f}" for x, _, f, _ in forms.first_cell]
-        numbers = [f"{g.signed(xv)} \\cdot {g.signed(fv)}" for _, xv, _, fv in forms.first_cell]
+        given = self.index == 1  # its input is the network's
+        numbers = [f"{g.signed(xv, given)} \\cdot {g.signed(fv, True)}"
+                   for _, xv, _, fv in forms.first_cell]
         if self.bias_names:
             symbols.append(self.bias_names[0])
-            numbers.append(g.signed(float(forms.biases[0])))
+            numbers.append(g.signed(float(forms.biases[0]), True))
         name = self.pre_activation_names[0]
         return Equation(name, [broken_sum(symbols), broken_sum(numbers), doc.n.tex(values[name])])
 
@@ -266,22 +277,20 @@ class Conv2dLayer(ActivatedLayer):
 
     def section(self, doc, section, example):
         """The gradient arriving at the feature maps, then the filters' gradients as a
-        chain-rule sum and as one convolution, the bias, the input, the update."""
+        chain-rule sum and as one convolution, the bias, the input."""
         if self.index not in doc.forms:
             return super().section(doc, section, example)
-        return {"steps": [doc.chain(s, example.values) for s in grid.node_steps(doc, section)],
-                "parts": grid.arrival(doc, self, section, example) + [self._backward(doc)],
-                # the filters' update as grids when it is θ − η·∂E/∂θ, else as any layer's
-                **({"updates": [], "update_table": None, "update_rule": []} if doc.plain_update
-                   else doc.section_updates(section))}
+        return {"items": doc.backward_items(grid.node_steps(doc, section), example.values),
+                "parts": grid.arrival(doc, self, section, example) + [self._backward(doc)]}
 
     def _backward(self, doc) -> Part:
         forms, g = doc.forms[self.index], doc.grids
         o_ch, c_in = self.out_channels, self.in_channels
+        function = doc.symbols["function"]
         through = [] if self.activation == "identity" else [
             f"{g.grad(g.name('Z', self.index, (o, o_ch)))} = "
             f"{g.grad(g.name('A', self.index, (o, o_ch)))} \\odot "
-            f"f'\\left({g.name('Z', self.index, (o, o_ch))}\\right) = "
+            f"{function}'\\left({g.name('Z', self.index, (o, o_ch))}\\right) = "
             f"{g.matrix(forms.output_gradient[o])}" for o in range(o_ch)]
         convolutions = []
         for o in range(o_ch):
@@ -290,49 +299,51 @@ class Conv2dLayer(ActivatedLayer):
                 x = g.name("X", self.index, (c, c_in), pad=any(self.padding))
                 convolutions.append(Equation(g.grad(f), [
                     f"{x} \\star {g.grad(g.name('Z', self.index, (o, o_ch)))}",
-                    f"{g.matrix(forms.padded_input[c])} \\star "
+                    f"{g.matrix(forms.padded_input[c], self.index == 1)} \\star "
                     f"{g.matrix(forms.dilated_output_gradient[o])}",
                     g.matrix(forms.filter_gradient[o, c])]))
-        bias = [f"{g.grad(name)} = \\sum_{{r,s}} \\left("
-                f"{g.grad(g.name('Z', self.index, (o, o_ch)))}\\right)_{{r,s}} = "
+        row, column = doc.symbols["row"], doc.symbols["column"]
+        bias = [f"{g.grad(name)} = \\sum_{{{row},{column}}} \\left("
+                f"{g.grad(g.name('Z', self.index, (o, o_ch)))}\\right)_{{{row},{column}}} = "
                 f"{doc.n.tex(float(forms.bias_gradient[o]))}"
                 for o, name in enumerate(self.bias_names)]
         filter_chain, more_filters = self._filter_chain(doc, forms)
-        # several examples: after their combination; not θ − η·∂E/∂θ: as any layer's
-        one_example = len(doc.solution.examples) == 1 and doc.plain_update
+        z, a = g.name("Z", self.index, (0, o_ch)), g.name("A", self.index, (0, o_ch))
+        first_term = next(iter(forms.filter_terms.values()), [])[:1]
+        local = (partial_inline(first_term[0].output, flatten_names(self.filter_names)[0])
+                 + f" = {first_term[0].input}") if first_term else ""
+        gap = (f"{self.stride[0] - 1}" if self.stride[0] == self.stride[1]
+               else f"{self.stride[0] - 1}\\times{self.stride[1] - 1}")
         return Part(self.fragment, "backward", through=through, filter_chain=filter_chain,
                     more_filters=more_filters, dilated=self.stride != (1, 1),
-                    stride=grid.size(self.stride), convolutions=convolutions,
+                    stride=grid.size(self.stride), gap=gap, convolutions=convolutions,
                     agree=forms.agrees, difference=doc.n.tex(forms.max_difference), bias=bias,
+                    identity=f"{g.grad_inline(z)} = {g.grad_inline(a)}", local=local,
+                    formula=(f"{g.grad_inline(self._filter_name(doc, 0, 0))} = "
+                             f"{g.name('X', self.index, (0, c_in))} \\star {g.grad_inline(z)}"),
+                    input_formula=g.grad_inline(z),
                     input_gradient=(self._input_gradient(doc, forms)
                                     if forms.input_gradient_needed else []),
-                    cropped=any(self.padding), padding=grid.size(self.padding),
-                    rate=doc.n.tex(doc.spec.learning_rate) if one_example else "",
-                    updates=self._updates(doc, forms) if one_example else [],
-                    bias_updates=[eq for name in self.bias_names
-                                  for eq in doc.update(self._update_of(doc, name))]
-                    if one_example else [])
-
-    @staticmethod
-    def _update_of(doc, name: str):
-        return next(u for u in doc.solution.updates if u.parameter == name)
+                    cropped=any(self.padding), padding=grid.size(self.padding))
 
     def _filter_chain(self, doc, forms):
         """∂E/∂f = Σ ∂E/∂z · x over the feature-map cells each weight touches; the first
-        filter only when there are many weights."""
+        filter only when there are many weights, the first weight only in compact detail."""
         g = doc.grids
         count = self.out_channels * self.in_channels * self.kernel[0] * self.kernel[1]
         names = np.array(self.filter_names, dtype=object)
         shown = (names.ravel() if count <= TERM_BY_TERM_LIMIT else names[0, 0].ravel()).tolist()
+        if doc.detail == "compact":
+            shown = shown[:1]
         equations = []
         for name in dict.fromkeys(shown):
             terms = forms.filter_terms.get(name, [])
             symbols = broken_sum([f"{g.grad(t.output)} \\cdot {t.input}" for t in terms])
             numbers = broken_sum([f"{g.signed(t.output_gradient)} \\cdot "
-                                  f"{g.signed(t.input_value)}" for t in terms])
+                                  f"{g.signed(t.input_value, self.index == 1)}" for t in terms])
             value = doc.n.tex(doc.solution.example.gradients[name])
             equations.append(Equation(g.grad(name), [symbols, numbers, value]))
-        return equations, count > TERM_BY_TERM_LIMIT
+        return equations, len(shown) < count
 
     def _input_gradient(self, doc, forms) -> list[tuple[str, Equation]]:
         """(the rotated filters, ∂E/∂X as full convolutions) per input channel."""
@@ -346,32 +357,41 @@ class Conv2dLayer(ActivatedLayer):
                      f"\\right)\\right)" for o in range(o_ch)]
             rotated = r",\quad ".join(
                 f"\\operatorname{{rot}}_{{180}}\\left({self._filter_name(doc, o, c)}\\right) = "
-                f"{g.matrix(forms.rotated_filters[o, c])}" for o in range(o_ch))
+                f"{g.matrix(forms.rotated_filters[o, c], True)}" for o in range(o_ch))
             out.append((rotated, Equation(g.grad(x), [broken_sum(parts, 2),
                                                       g.matrix(forms.input_gradient[c])])))
         return out
 
-    def _updates(self, doc, forms) -> list[dict]:
-        """F' = F − η·∂E/∂F, filter by filter, all weights at once (frozen: kept)."""
-        g = doc.grids
+    def update_part(self, doc, updates):
+        """F' = F − η·∂E/∂F, filter by filter, all weights at once; the biases one by one;
+        the frozen ones on a line (another optimizer, or no grids: as any layer's)."""
+        if self.index not in doc.forms or not doc.plain_update:
+            return None
+        forms, g = doc.forms[self.index], doc.grids
         after = doc.solution.parameters_after
-        rate = doc.n.tex(doc.spec.learning_rate)
+        rate = doc.n.given(doc.spec.learning_rate)
+        eta = doc.symbols["rate"]
         names = np.array(self.filter_names, dtype=object).ravel()
         new = np.array([after[n] for n in names]).reshape(forms.filters.shape)
         # the gradient of the step: combined over the examples, as the updates of every layer
         gradient = np.array([doc.solution.gradients[n] for n in names]).reshape(new.shape)
-        updates = []
+        equations, frozen = [], []
         for o in range(self.out_channels):
             for c in range(self.in_channels):
                 f = self._filter_name(doc, o, c)
                 if all(n in doc.spec.frozen for n in flatten_names(self.filter_names[o][c])):
-                    updates.append({"frozen": True, "display": f"{primed(f)} = {f}"})
+                    frozen.append(f)
                     continue
-                updates.append({"frozen": False, "equation": Equation(primed(f), [
-                    f"{f} - \\eta \\cdot {g.grad(f)}",
-                    f"{g.matrix(forms.filters[o, c])} - {rate} \\cdot "
-                    f"{g.matrix(gradient[o, c])}", g.matrix(new[o, c])])})
-        return updates
+                equations.append(Equation(primed(f), [
+                    f"{f} - {eta} \\cdot {g.grad(f)}",
+                    f"{g.matrix(forms.filters[o, c], True)} - {rate} \\cdot "
+                    f"{g.matrix(gradient[o, c])}", g.matrix(new[o, c])]))
+        by_name = {u.parameter: u for u in updates}
+        biases = [by_name[n] for n in self.bias_names if n in by_name]
+        frozen += [u.parameter for u in biases if u.frozen]
+        return Part(self.fragment, "updates", updates=equations,
+                    bias_updates=[eq for u in biases if not u.frozen for eq in doc.update(u)],
+                    frozen=doc.name_list(frozen) if frozen else "")
 
     def after_part(self, doc, before, after):
         if self.index not in doc.forms:  # node by node: in the table of values

@@ -19,7 +19,9 @@ from ..activations import ACTIVATIONS
 from ..nodes import PARAMETER, PRE_ACTIVATION
 from ..templating import fill
 from ..validate import expand_names, flatten_names, is_draw, only
-from .base import ActivatedLayer, register, units_then_bias
+from .base import ActivatedLayer, Part, register, units_then_bias
+
+WEIGHTS_PER_ROW = 4  # the network's table: a unit with more weights takes several rows
 
 # Default names (documented in the README): #l layer, #j unit, #i input of the unit.
 DEFAULT_NAMES = {
@@ -142,6 +144,28 @@ class DenseLayer(ActivatedLayer):
     def short_summary(self, network_words):
         return (f"{self.kind} ×{self.units}, "
                 f"{network_words['activations'][self.activation].split(' $')[0]}")
+
+    def network_part(self, doc):
+        """The parameters, a row per unit: its weights, its bias (a long row of weights
+        continues on the next row)."""
+        words = self.words(doc)
+        given = doc.n.given
+        rows = []
+        for j in range(self.units):
+            weights = [f"{n} = {given(doc.spec.parameters[n])}" for n in self.weight_names[j]]
+            bias = ([f"{self.bias_names[j]} = {given(doc.spec.parameters[self.bias_names[j]])}"]
+                    if j < len(self.bias_names) else [])
+            for k in range(0, max(len(weights), 1), WEIGHTS_PER_ROW):
+                first = k == 0
+                rows.append([self.activation_names[j] if first else "",
+                             r",\; ".join(weights[k:k + WEIGHTS_PER_ROW])] +
+                            ([bias[0] if first else ""] if bias else []))
+        header = [words["unit"], words["weights"]] + ([words["bias"]] if self.bias_names else [])
+        names = [n for n in self.parameter_names()]
+        frozen = [n for n in names if n in doc.spec.frozen]
+        return Part(self.fragment, "parameters", label=doc.layer_label(self.index),
+                    header=header, rows=rows, parameters=names,
+                    frozen=doc.name_list(frozen) if frozen else "")
 
     def index_convention(self, inputs, t):
         """wh_{j,i} connects input i to unit j: wh_{1,2} carries x_2 into y_{h1}."""

@@ -163,9 +163,9 @@ class DropoutLayer(Layer):
 
     def summary(self, doc):
         w = self.words(doc)
-        mode = fill(w[self.mode + "_mode"], scale=doc.n.tex(1 / (1 - self.p)))
-        return fill(w["summary"], label=doc.layer_label(self.index), p=doc.n.tex(self.p),
-                    mode=mode)
+        mode = fill(w[self.mode + "_mode"], scale=doc.n.tex(1 / (1 - self.p)), pname=self.p_name)
+        return fill(w["summary"], label=doc.layer_label(self.index), p=doc.n.given(self.p),
+                    mode=mode, pname=self.p_name)
 
     def short_summary(self, network_words):
         return f"{self.kind} p = {self.p:g} ({self.mode})"
@@ -173,14 +173,15 @@ class DropoutLayer(Layer):
     def network_part(self, doc):
         if not self.train:
             return Part(self.fragment, "network", train=False, label=doc.layer_label(self.index),
-                        p=doc.n.tex(self.p), seed="", masks=[])
+                        p=doc.n.given(self.p), seed="", masks=[], pname=self.p_name)
         inputs = doc.inputs_of(self)
         masks = [[str(k + 1), r"\left(" + ", ".join(map(str, mask)) + r"\right)",
                   ", ".join(f"${x}$" for x in self.dropped(k, inputs)) or "—"]
                  for k, mask in enumerate(self.masks)]
         return Part(self.fragment, "network", train=True, label=doc.layer_label(self.index),
-                    p=doc.n.tex(self.p), seed=self.seed if self.seed is not None else "",
-                    masks=masks, names=r"\left(" + ", ".join(self.mask_names) + r"\right)")
+                    p=doc.n.given(self.p), seed=self.seed if self.seed is not None else "",
+                    masks=masks, names=r"\left(" + ", ".join(self.mask_names) + r"\right)",
+                    pname=self.p_name)
 
     def forward_part(self, doc, steps, values):
         part = super().forward_part(doc, steps, values)
@@ -188,7 +189,8 @@ class DropoutLayer(Layer):
             return None
         part.fragment, part.macro = self.fragment, "forward"
         part.scale = doc.n.tex(1 / (1 - self.p))
-        part.p = f"{self.p_name} = {doc.n.tex(self.p)}"
+        part.p = f"{self.p_name} = {doc.n.given(self.p)}"
+        part.pname = self.p_name
         return part
 
     def section(self, doc, section, example):
@@ -196,7 +198,7 @@ class DropoutLayer(Layer):
         dropped = self.dropped(0, doc.inputs_of(self))
         out["parts"] = [Part(self.fragment, "backward",
                              dropped=", ".join(f"${x}$" for x in dropped),
-                             several=len(doc.spec.examples) > 1)]
+                             several=len(doc.spec.examples) > 1, pname=self.p_name)]
         return out
 
     # PyTorch -----------------------------------------------------------------

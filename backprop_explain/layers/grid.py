@@ -24,7 +24,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..keys import local_key
-from ..notation import Equation, partial, primed, tex
+from ..notation import Equation, grid_name, name_base, partial, partial_inline, primed, tex
 from ..templating import fill
 from ..validate import Place, expand_names, infer_shape
 from .base import Part
@@ -241,19 +241,27 @@ def size(pair) -> str:
 
 
 class GridNotation:
-    """How one document writes grids: matrices, names of whole grids, their gradients."""
+    """How one document writes grids: matrices, names of whole grids, their gradients.
+
+    A grid is named after its cells (x_{r,s} → X, x^{(2)}_{r,s} → X^{(2)}, f_{1,2,r,s} →
+    F_{1,2}, z^{(3)}_{r,s} → Z^{(3)}); cells whose names share no such pattern give the
+    grid the letter of its role, indexed by layer and channel."""
 
     def __init__(self, doc):
+        self.doc = doc
         self.n = doc.n
         self.several = len(doc.forms) > 1  # several grid layers: Z^{(l)}
         self.loss = doc.loss_name
+        self.taken = doc.symbols.taken
 
-    def matrix(self, cells) -> str:
+    def matrix(self, cells, given: bool = False) -> str:
+        """A grid of numbers; ``given``: the spec's numbers, shown as given."""
         cells = np.asarray(cells, dtype=float)
         # rounding noise of a sum that is 0 in exact arithmetic (1e-18 beside 0.1) shows as 0
         scale = float(np.max(np.abs(cells))) if cells.size else 0.0
         cells = np.where(np.abs(cells) <= 1e-12 * scale, 0.0, cells)
-        rows = [" & ".join(self.n.tex(float(v)) for v in row) for row in cells]
+        number = self.n.given if given else self.n.tex
+        rows = [" & ".join(number(float(v)) for v in row) for row in cells]
         return r"\begin{bmatrix} " + r" \\ ".join(rows) + r" \end{bmatrix}"
 
     def matrix_pair(self, old: list[float], new: list[float], columns: int):
@@ -266,25 +274,57 @@ class GridNotation:
             grids.append(r"\begin{bmatrix} " + r" \\ ".join(rows) + r" \end{bmatrix}")
         return grids
 
+    def cells(self, letter: str, layer: int, indices) -> list[str]:
+        """The names of the cells of grid ``letter`` of a layer (X its input, F a filter,
+        Z its pre-activations, A and P its outputs), channel(s) ``indices``."""
+        kind = self.doc.spec.layers[layer - 1]
+        channel = [i for i, _ in indices]
+        if letter == "X":
+            names, shape = self.doc.inputs_of(kind), getattr(kind, "in_shape", None)
+        elif letter == "F":
+            if len(channel) < 2:
+                return []
+            return flat(kind.filter_names[channel[0]][channel[1]])
+        elif letter == "Z":
+            names, shape = getattr(kind, "pre_activation_names", None), kind.out_shape
+        else:  # A, P: what the layer outputs
+            names, shape = kind.outputs(self.doc.inputs_of(kind)), kind.out_shape
+        if not names or not shape or len(shape) != 3:
+            return []
+        size = shape[1] * shape[2]
+        c = channel[0] if channel else 0
+        return list(names[c * size:(c + 1) * size])
+
     def name(self, letter: str, layer: int, *indices, pad: bool = False) -> str:
-        """X, F_{1,2}, Z^{(3)}_{2}: a layer superscript when several grid layers, channel
-        indices only when a layer has several channels (indices of size-1 axes are left
-        out); X_{pad} for the zero-padded input."""
-        sup = f"^{{({layer})}}" if self.several else ""
-        shown = [str(i + 1) for i, count in indices if count > 1]
-        shown += [r"\mathrm{pad}"] if pad else []
-        return letter + sup + (f"_{{{','.join(shown)}}}" if shown else "")
+        """X, F_{1,2}, Z^{(3)}: named after the grid's cells when they agree; else the
+        letter with a layer superscript when several grid layers, channel indices only
+        when a layer has several channels; X_{pad} for the zero-padded input."""
+        derived = grid_name(self.cells(letter, layer, indices))
+        if derived and derived not in self.taken and name_base(derived) not in self.taken:
+            base = derived
+        else:
+            sup = f"^{{({layer})}}" if self.several else ""
+            shown = [str(i + 1) for i, count in indices if count > 1]
+            base = letter + sup + (f"_{{{','.join(shown)}}}" if shown else "")
+        if not pad:
+            return base
+        if base.endswith("}") and "_{" in base:
+            return base[:-1] + r",\mathrm{pad}}"
+        return base + r"_{\mathrm{pad}}"
 
     def grad(self, what: str) -> str:
         return partial(self.loss, what)
 
-    def signed(self, value: float) -> str:
-        return tex(self.n.placeholder(value))  # negative numbers in parentheses
+    def signed(self, value: float, given: bool = False) -> str:
+        return tex(self.n.placeholder(value, given))  # negative numbers in parentheses
 
-    def grids(self, letter: str, layer: int, cells) -> list[str]:
+    def grad_inline(self, what: str) -> str:
+        return partial_inline(self.loss, what)
+
+    def grids(self, letter: str, layer: int, cells, given: bool = False) -> list[str]:
         """name = matrix, channel by channel (cells: channels × rows × columns)."""
         channels = len(cells)
-        return [f"{self.name(letter, layer, (c, channels))} = {self.matrix(cells[c])}"
+        return [f"{self.name(letter, layer, (c, channels))} = {self.matrix(cells[c], given)}"
                 for c in range(channels)]
 
     def gradient_grids(self, letter: str, layer: int, cells) -> list[str]:
@@ -308,7 +348,7 @@ def input_part(doc) -> Part:
     values = doc.solution.example.values
     x = np.array([values[n] for n in doc.spec.input_names]).reshape(doc.spec.input_shape)
     return Part(FRAGMENT, "input_image", shape="×".join(map(str, doc.spec.input_shape)),
-                grids=doc.grids.grids("X", 1, x))
+                grids=doc.grids.grids("X", 1, x, given=True))
 
 
 def node_steps(doc, section) -> list:
@@ -353,15 +393,16 @@ def arrival(doc, layer, section, example) -> list[Part]:
 
 
 def after_part(doc, layer, blocks, before: dict, after: dict) -> Part:
-    """The layer's maps before → after the step (blocks: (letter, names) of each map)."""
+    """The layer's maps before and after the step (blocks: (letter, names) of each map),
+    Z = … above Z' = …, the digits showing how each cell changed."""
     channels, rows, columns = layer.out_shape
     notation = doc.grids
-    grids = []
+    equations = []
     for letter, names in blocks:
         for c in range(channels):
             cells = names[c * rows * columns:(c + 1) * rows * columns]
             old, new = notation.matrix_pair([before[n] for n in cells],
                                             [after[n] for n in cells], columns)
             name = notation.name(letter, layer.index, (c, channels))
-            grids.append(f"{name} = {old} \\quad\\longrightarrow\\quad {primed(name)} = {new}")
-    return Part(FRAGMENT, "after", label=doc.layer_label(layer.index), grids=grids)
+            equations += [Equation(name, [old]), Equation(primed(name), [new])]
+    return Part(FRAGMENT, "after", label=doc.layer_label(layer.index), equations=equations)
