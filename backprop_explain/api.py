@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from .derivation import Solution
     from .notebook import Network
 
-FORMATS = ("md", "tex", "pdf", "json")
+FORMATS = ("md", "tex", "pdf", "json", "html", "beamer", "slides-pdf")
 DETAILS = ("full", "compact")  # document.DETAILS: every factor, or each layer in a table
 DERIVATIVES = ("course", "textbook", "both")  # document.DERIVATIVE_FORMS
 _FAST_PATH = ("FastNetwork", "FastResult", "compile_network", "evaluate")  # numbers only, batched
@@ -131,9 +131,11 @@ def explain(spec, format: str = "md", lang: str | None = None, digits: int = 4,
             batch_size: int | None = None, loss_figure: str | None = None,
             output=None, fmt: str | None = None, detail: str | None = None,
             derivatives: str = "both"):
-    """The worked solution as Markdown (``md``), LaTeX (``tex``) or JSON (``json``) text,
-    or PDF (``pdf``) bytes; with ``output``, written to that file (see
-    write_explanation) and the paths written returned.
+    """The worked solution as Markdown (``md``), LaTeX (``tex``), JSON (``json``), an
+    interactive page (``html``: one HTML file that works offline, page.py) or beamer slides
+    (``beamer``, slides.py) as text, or PDF (``pdf``, the slides' ``slides-pdf``) bytes;
+    with ``output``, written to that file (see write_explanation) and the paths written
+    returned.
 
     LaTeX includes the network drawn in TikZ; Markdown links to the SVG file ``figure``
     (a path relative to the Markdown file) when one is given (see write_explanation), and
@@ -150,11 +152,17 @@ def explain(spec, format: str = "md", lang: str | None = None, digits: int = 4,
     if output is not None:
         return write_explanation(spec, output, format, lang, digits, decimal_comma,
                                  **schedule, **shown)
-    if format == "pdf":
+    if format in ("pdf", "slides-pdf"):
         from .pdf import compile_pdf
-        return compile_pdf(explain(spec, "tex", lang, digits, decimal_comma, **schedule,
-                                   **shown))
+        return compile_pdf(explain(spec, "tex" if format == "pdf" else "beamer", lang,
+                                   digits, decimal_comma, **schedule, **shown))
     solution = solve(spec, **schedule)
+    if format == "beamer":
+        from .slides import render_slides
+        return render_slides(solution, lang, digits, decimal_comma, **shown)
+    if format == "html":
+        from .page import render_page
+        return render_page(solution, lang, digits, decimal_comma, **shown)
     if format == "json":
         from .jsonout import solution_to_data
         return json.dumps(solution_to_data(solution), indent=2, ensure_ascii=False) + "\n"
@@ -186,10 +194,10 @@ def write_explanation(spec, output, format: str = "md", lang: str | None = None,
     shown = _detail(detail, derivatives)
     from .output import check_target, write_atomic, write_files
     output = check_target(output)  # before any work: a refused -o costs nothing
-    if format == "pdf":
+    if format in ("pdf", "slides-pdf"):
         from .pdf import write_pdf
-        write_pdf(output, explain(spec, "tex", lang, digits, decimal_comma, **schedule,
-                                  **shown))
+        write_pdf(output, explain(spec, "tex" if format == "pdf" else "beamer", lang, digits,
+                                  decimal_comma, **schedule, **shown))
         return [output]
     if format != "md":
         write_atomic(output, explain(spec, format, lang, digits, decimal_comma, **schedule,

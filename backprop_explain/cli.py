@@ -103,10 +103,13 @@ def main():
 
 @main.command()
 @SPEC
-@click.option("--format", "fmt", type=click.Choice(["md", "tex", "pdf", "json"]), default="md",
-              show_default=True,
+@click.option("--format", "fmt",
+              type=click.Choice(["md", "tex", "pdf", "json", "html", "beamer", "slides-pdf"]),
+              default="md", show_default=True,
               help="Markdown (with the network as NAME.network.svg when -o is given), LaTeX "
-                   "document, PDF (needs -o and a LaTeX engine), or JSON numbers.")
+                   "document, PDF (needs -o and a LaTeX engine), JSON numbers, an interactive "
+                   "page (one HTML file that works offline), slides (beamer LaTeX), or the "
+                   "slides' PDF (needs -o and a LaTeX engine).")
 @click.option("--lang", type=click.Choice(["en", "fr"]),
               help="Language (default: the spec's lang, else en).")
 @click.option("--digits", type=click.IntRange(1, 17), default=4, show_default=True,
@@ -148,8 +151,8 @@ def explain(spec, fmt, lang, digits, detail, derivatives, decimal_comma, output,
             write_explanation(spec, output, fmt=fmt, lang=lang, digits=digits,
                               decimal_comma=decimal_comma, **schedule)
         return
-    if fmt == "pdf":
-        raise UserError("--format pdf writes a file: give -o FILE.pdf")
+    if fmt in ("pdf", "slides-pdf"):
+        raise UserError(f"--format {fmt} writes a file: give -o FILE.pdf")
     emit(explain_api(spec, fmt=fmt, lang=lang, digits=digits, decimal_comma=decimal_comma,
                      **schedule), output)
 

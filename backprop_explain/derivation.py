@@ -77,6 +77,15 @@ class ChainStep:
     terms: list[Term]
     value: float
     frozen: bool = False
+    graph: Graph | None = field(default=None, repr=False, compare=False)
+
+    @cached_property
+    def paths(self) -> list[tuple[str, ...]]:
+        """The paths of the graph its products follow, ``target`` first, the loss last:
+        each term goes from ``target`` to a child (its last factor, ∂child/∂target), then
+        along every path on from that child (∂E/∂child sums them)."""
+        return [(self.target,) + path for term in self.terms
+                for path in self.graph.paths_to_loss(term.factors[-1].numerator)]
 
 
 @dataclass
@@ -253,7 +262,7 @@ class _ChainWriter:
     def explain(self, node: str) -> None:
         key = adjoint_key(self.loss, node)
         self.shown.add(key)
-        step = ChainStep(node, key, "adjoint", [], self.adjoints[node])
+        step = ChainStep(node, key, "adjoint", [], self.adjoints[node], graph=self.graph)
         step.terms = self.terms(node, through_activation=False)
         self.pending.append(step)
 
@@ -282,7 +291,8 @@ class _ChainWriter:
         key = adjoint_key(self.loss, parameter)
         terms = self.terms(parameter, through_activation=True)
         self.shown.add(key)
-        step = ChainStep(parameter, key, "gradient", terms, self.adjoints[parameter], frozen)
+        step = ChainStep(parameter, key, "gradient", terms, self.adjoints[parameter], frozen,
+                         self.graph)
         written, self.pending = self.pending + [step], []
         return written
 

@@ -47,11 +47,15 @@ def network_diagram(spec: NetworkSpec, numbers: NumberFormat | None = None,
 # Rendering
 
 
-def render_diagram(diagram: Diagram, fmt: str) -> str:
-    """TikZ code (``tex``) or a standalone SVG document (``svg``)."""
+def render_diagram(diagram: Diagram, fmt: str, **options) -> str:
+    """TikZ code (``tex``) or a standalone SVG document (``svg``). ``options``: the SVG
+    for a page (``interactive``, with its ``alt`` text); a TikZ picture for a slide
+    (``lit``: the elements lit, drawing.Lit; ``height``: scaled to it, unframed)."""
     template = {"tex": "diagram.tikz.j2", "svg": "diagram.svg.j2"}[fmt]
     width, height = diagram.svg_size()
-    return environment().get_template(template).render(d=diagram, width=width, height=height)
+    defaults = {"interactive": False, "alt": "", "lit": None, "fit": None, "only": False}
+    return environment().get_template(template).render(
+        d=diagram, width=width, height=height, **(defaults | options))
 
 
 def figure_for(spec: NetworkSpec, lang: str = "en", decimal_comma: bool | None = None,

@@ -57,6 +57,7 @@ class FactorView:
     already_computed: bool
     value: str
     steps: Equation | None = None  # its derivation, when shown for the first time
+    key: str = ""  # derivation.Factor.key
 
 
 @dataclass
@@ -87,6 +88,7 @@ class Item:
     columns: tuple = (0,)
     wrap: tuple = ()  # table columns too wide for a line: their cells wrap (LaTeX p{})
     names: list[str] = field(default_factory=list)  # the steps an item of zeros stands for
+    steps: list[ChainStep] = field(default_factory=list)  # the chain-rule steps it shows
 
 
 def _sum(products: list[str], wrap: bool = True) -> str:
@@ -101,8 +103,13 @@ class SolutionView:
     """Formulas and numbers of a Solution, formatted for one language and rounding."""
 
     def __init__(self, solution: Solution, lang: str, numbers: NumberFormat,
-                 detail: str | None = None, derivatives: str = "both"):
+                 detail: str | None = None, derivatives: str = "both", marks: bool = False):
         self.solution = solution
+        # ``marks``: a factor recalled as already computed is written \known{k}{…}, k its
+        # place in ``known`` (a page links it to where it was computed: derived_in)
+        self.marks = marks
+        self.known: list[str] = []
+        self.derived_in: dict[str, str] = {}  # a factor's key → the target of its derivation
         self.spec = solution.spec
         self.graph = solution.graph
         self.lang = lang
@@ -254,7 +261,8 @@ class SolutionView:
 
     def factor(self, factor: Factor, values) -> FactorView:
         symbol = partial(factor.numerator, factor.denominator)
-        view = FactorView(symbol, factor.already_computed, self.factor_value(factor))
+        view = FactorView(symbol, factor.already_computed, self.factor_value(factor),
+                          key=factor.key)
         if factor.kind == "local" and not factor.already_computed:
             view.steps = Equation(symbol, self.derivative_parts(factor, values))
         return view
@@ -313,6 +321,10 @@ class SolutionView:
         chain has one factor."""
         t = self.t["backward"]
         view = self.chain(step, values)
+        self.derived_in.setdefault(step.key, step.target)
+        for f in view.factors:
+            if f.steps:
+                self.derived_in.setdefault(f.key, step.target)
         title = fill(t["gradient_of" if step.kind == "gradient" else "adjoint_of"],
                      name=step.target)
         words = fill(t["adjoint_intro"], name=step.target) if view.paths > 1 else ""
@@ -329,7 +341,7 @@ class SolutionView:
         shortcut = self.shortcut(step.target, values)
         if shortcut is not None:
             equations.append(shortcut)
-        return Item("derivation", title=title, words=words, equations=equations)
+        return Item("derivation", title=title, words=words, equations=equations, steps=[step])
 
     def known_rows(self, factors: list[FactorView]) -> list[Equation]:
         """Factors computed before, recalled in display size, several to a row."""
@@ -343,9 +355,18 @@ class SolutionView:
                 rows.append([f])
                 width = size
         note = self.t["backward"]["already_computed"]
+        if self.marks:
+            return [Equation(self.marked(first, first.symbol), [first.value + "".join(
+                        rf",\quad {self.marked(f, f.symbol + ' = ' + f.value)}" for f in rest)],
+                             note=note) for first, *rest in rows]
         return [Equation(first.symbol, [first.value + "".join(
                     rf",\quad {f.symbol} = {f.value}" for f in rest)], note=note)
                 for first, *rest in rows]
+
+    def marked(self, factor: FactorView, shown: str) -> str:
+        """``shown`` marked as the factor ``factor`` computed before (\\known{k}{…})."""
+        self.known.append(factor.key)
+        return rf"\known{{{len(self.known) - 1}}}{{{shown}}}"
 
     # Compact: δ's, then one table per layer
     def compact_step(self, step: ChainStep, values, shown: set[str]) -> list[Equation]:
@@ -452,6 +473,7 @@ class SolutionView:
                     zeros[key] = self.zero_item(reason, values)
                     items.append(zeros[key])
                 zeros[key].names.append(partial(self.loss_name, step.target))
+                zeros[key].steps.append(step)
                 shown.add(step.key)
                 continue
             if not compact:
@@ -459,7 +481,8 @@ class SolutionView:
             elif step.kind == "adjoint":
                 if f"delta:{step.target}" not in shown:
                     items.append(Item("equations", equations=self.compact_step(step, values,
-                                                                              shown)))
+                                                                              shown),
+                                      steps=[step]))
                 shown.add(step.key)
             else:
                 table_steps.append(step)
@@ -467,12 +490,14 @@ class SolutionView:
             deltas, table = self.gradient_table(table_steps, values, shown)
             if deltas:
                 items.append(Item("equations", equations=deltas))
+            table.steps = table_steps
             items.append(table)
         for item in zeros.values():  # ∂E/∂a = ∂E/∂b = … = 0
             item.equations = [Equation(item.names[0], item.names[1:] + ["0"])]
         if frozen:
             items.append(Item("words", words=fill(self.t["backward"]["frozen_compact"],
-                                                  names=self.name_list(frozen))))
+                                                  names=self.name_list(frozen)),
+                              steps=[s for s in steps if s.target in frozen]))
         return items
 
     def name_list(self, names: list[str]) -> str:
@@ -574,7 +599,10 @@ class SolutionView:
             label = self.layer_label(section.layer)
             shown = self.spec.layers[section.layer - 1].section(self, section, example)
             old = fill(self.t["backward"]["old_weights"], label=label) if k else ""
-            out.append(dict(label=label, old_weights=old, **shown))
+            claimed = {id(s) for it in shown["items"] for s in it.steps}
+            # what the kind's own parts derive (grids): the steps no item shows
+            unclaimed = [s for s in section.steps if id(s) not in claimed]
+            out.append(dict(label=label, old_weights=old, unclaimed=unclaimed, **shown))
         return out
 
     # Words ----------------------------------------------------------------
@@ -696,6 +724,11 @@ def _with_symbols(table: dict, symbols: dict[str, str]) -> dict:
     return put(copy.deepcopy(table))
 
 
+def _nothing(*args) -> str:
+    """A document's step marks (steps.py marks the steps of slides and of the page)."""
+    return ""
+
+
 def _unit_index(node, graph) -> int:
     siblings = [n for n in graph.nodes.values()  # of its own example in a batch graph
                 if n.kind == ACTIVATION and n.layer == node.layer and n.example == node.example]
@@ -731,16 +764,19 @@ def render_solution(solution: Solution, fmt: str = "md", lang: str = "en", digit
 def solution_context(solution: Solution, fmt: str = "md", lang: str = "en", digits: int = 4,
                      decimal_comma: bool | None = None, diagram: str | None = None,
                      loss_figure: str | None = None, detail: str | None = None,
-                     derivatives: str = "both") -> dict:
+                     derivatives: str = "both", syntax: str | None = None,
+                     marks: bool = False) -> dict:
     """What the templates of a solution walk; computed once, it can render several
-    templates (an exercise sheet and its solution, sheet.py)."""
+    templates (an exercise sheet and its solution, sheet.py). ``syntax``: the macros'
+    file when not the format's (slides: macros.beamer.j2 for LaTeX); ``marks``: the
+    factors computed before are marked (SolutionView; the page links them)."""
     if decimal_comma is None:
         decimal_comma = phrases(lang)["meta"]["decimal_comma"]
     view = SolutionView(solution, lang, NumberFormat(digits, decimal_comma), detail,
-                        derivatives)
+                        derivatives, marks)
     context = view.context()
-    context.update(lang=lang, fmt=fmt, digits=digits, macros=f"macros.{fmt}.j2",
-                   diagram=diagram)
+    context.update(lang=lang, fmt=fmt, digits=digits, macros=f"macros.{syntax or fmt}.j2",
+                   diagram=diagram, step=_nothing, shows=_nothing, view=view)
     from .document_training import TrainingView  # mini-batches and loss history
     training = TrainingView(view)
     context.update(batch=training.batch(), history=training.history(fmt, loss_figure))

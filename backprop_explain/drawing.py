@@ -100,6 +100,7 @@ class Label:
     tex: str
     pieces: tuple[tuple[str, str], ...]
     math: bool = True
+    ref: str = field(default="", compare=False)  # the spec name it shows the value of
 
     @property
     def text(self) -> str:
@@ -239,7 +240,8 @@ def number_label(value: float, numbers: NumberFormat, name: str | None = None) -
     number = numbers.given(value)
     if name is None:
         return Label(number, tex_pieces(number))
-    return Label(f"{name} = {number}", tex_pieces(name) + (("", " = "),) + tex_pieces(number))
+    return Label(f"{name} = {number}", tex_pieces(name) + (("", " = "),) + tex_pieces(number),
+                 ref=name)
 
 
 def phrase_label(words: str, value: Label) -> Label:
@@ -319,6 +321,7 @@ class Circle:
     label: Label | None
     kind: str  # input | unit | output | dot (of an ellipsis)
     pt: float = NAME_PT
+    name: str = ""  # the quantity it stands for (what a page's reader clicks)
 
     @property
     def text(self) -> Text | None:
@@ -334,6 +337,8 @@ class Line:
     x2: float
     y2: float
     arrow: bool = True
+    source: str = ""  # the quantities an arrow joins: the unit it leaves, the unit it feeds
+    target: str = ""
 
     def _unit(self) -> tuple[float, float]:
         dx, dy = self.x2 - self.x1, self.y2 - self.y1
@@ -373,6 +378,7 @@ class Cell:
     label: Label
     given: bool  # a given number (shaded) or the name of a computed quantity
     pt: float = LABEL_PT
+    name: str = ""  # the quantity of the cell
 
     @property
     def text(self) -> Text:
@@ -721,7 +727,8 @@ class Sketch:
         return layer.index == len(self.spec.layers)
 
     def number(self, name: str, named: bool = False) -> Label:
-        return number_label(self.values[name], self.numbers, name if named else None)
+        label = number_label(self.values[name], self.numbers, name if named else None)
+        return label if named else Label(label.tex, label.pieces, label.math, ref=name)
 
     # -- grids ---------------------------------------------------------------
 
@@ -750,12 +757,12 @@ class Sketch:
         if caption_words:
             self._panels.texts.append(Text(self._x + width / 2, top + 0.35, caption_words))
         y = top
-        for grid, height, grid_width in zip(labels, heights, widths):
+        for grid, names, height, grid_width in zip(labels, grids, heights, widths):
             left = self._x + (width - grid_width) / 2
             for r, row in enumerate(grid):
                 for s, label in enumerate(row):
                     self._panels.cells.append(Cell(left + s * size, y - (r + 1) * size, size,
-                                                   label, given, pt))
+                                                   label, given, pt, names[r][s]))
             y -= height + GRID_GAP
         self._x += width
 
@@ -868,6 +875,7 @@ class Sketch:
                      if i in sources and j in targets]
             same = _same_label(column.edges)
             for (i, j, label), line in zip(shown, _arrows(shown, sources, targets)):
+                line.source, line.target = self._columns[k - 1].names[i], column.names[j]
                 diagram.lines.append(line)
                 free.add_line(line, owner=len(edges))
                 edges.append((k, line, None if same else label))
@@ -911,7 +919,8 @@ class Sketch:
                     diagram.circles.append(dot)
                     free.add_circle(dot)
                 continue
-            circle = Circle(x, y, radius, name_label(column.names[slot]), column.kind, pt)
+            circle = Circle(x, y, radius, name_label(column.names[slot]), column.kind, pt,
+                            column.names[slot])
             circles[slot] = circle
             diagram.circles.append(circle)
             free.add_circle(circle)
@@ -919,7 +928,8 @@ class Sketch:
                 _fixed(diagram, free, Text(x - radius - 0.15, y, column.values[slot], "east",
                                            VALUE_PT))
             if slot < len(column.targets):
-                line = Line(x + radius, y, x + radius + 0.9, y)
+                line = Line(x + radius, y, x + radius + 0.9, y, source=column.names[slot],
+                            target=column.targets[slot].ref)
                 diagram.lines.append(line)
                 free.add_line(line)
                 _fixed(diagram, free, Text(x + radius + 1.0, y, column.targets[slot], "west",

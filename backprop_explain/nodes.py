@@ -52,6 +52,7 @@ class Graph:
         self.nodes: dict[str, Node] = {}
         self.children: dict[str, list[str]] = {}
         self._position: dict[str, int] = {}  # insertion order, to sort a node's parents
+        self._paths: dict[str, list[tuple[str, ...]]] = {}  # paths_to_loss, once each
 
     def symbol(self, name: str) -> sp.Symbol:
         return self.nodes[name].symbol
@@ -98,6 +99,15 @@ class Graph:
             return [name]
         return [example_name(name, k) for k in range(1, self.examples + 1)
                 if example_name(name, k) in self.nodes]
+
+    def paths_to_loss(self, name: str) -> list[tuple[str, ...]]:
+        """Every path from ``name`` to the loss, following each node to its children: the
+        chain rule sums one product per path (``name`` first, the loss last)."""
+        if name not in self._paths:
+            kids = self.children[name]
+            self._paths[name] = [(name,)] if not kids else [
+                (name,) + path for kid in kids for path in self.paths_to_loss(kid)]
+        return self._paths[name]
 
     def local_partial(self, child: str, parent: str) -> sp.Expr:
         """∂child/∂parent: ``sympy.diff`` of the child's expression, done once per shape

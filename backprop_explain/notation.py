@@ -540,18 +540,35 @@ def wrapped_sum(terms: list[str], width: float) -> str:
 
 def _lines(latex: str) -> list[str]:
     """A part cut at its own line breaks (``\\\\`` outside any environment)."""
-    lines, depth, start, k = [], 0, 0, 0
+    return split_outside(latex, "\\\\")
+
+
+def split_outside(latex: str, separator: str) -> list[str]:
+    """``latex`` cut at each ``separator`` outside braces and environments."""
+    pieces, depth, start, k = [], 0, 0, 0
     while k < len(latex):
-        if latex.startswith(r"\begin", k):
+        if latex.startswith(r"\begin{", k):
             depth += 1
-        elif latex.startswith(r"\end", k):
+        elif latex.startswith(r"\end{", k):
             depth -= 1
-        elif latex.startswith(r"\\", k) and depth == 0:
-            lines.append(latex[start:k])
-            start = k + 2
-            k += 1
+        elif latex[k] == "\\" and latex.startswith(separator, k) and depth == 0:
+            pieces.append(latex[start:k])
+            k += len(separator)
+            start = k
+            continue
+        elif latex[k] == "\\":
+            k += 2  # an escaped character (\{, \\ inside a group) is one token
+            continue
+        elif latex[k] == "{":
+            depth += 1
+        elif latex[k] == "}":
+            depth -= 1
+        elif latex[k] == separator and depth == 0:
+            pieces.append(latex[start:k])
+            start = k + 1
         k += 1
-    return lines + [latex[start:]]
+    pieces.append(latex[start:])
+    return pieces
 
 
 DISPLAY_WIDTH = 42.0  # ems of a display line (A4, 2 cm margins, 11 pt), with room to spare

@@ -75,8 +75,10 @@ def test_explain_markdown_renders_in_a_notebook():
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: api.explain(COURSE, format="html"), "format: one of md, tex, pdf, json, got 'html'"),
-    (lambda: api.explain(COURSE, fmt="docx"), "format: one of md, tex, pdf, json, got 'docx'"),
+    (lambda: api.explain(COURSE, format="docx"),
+     "format: one of md, tex, pdf, json, html, beamer, slides-pdf, got 'docx'"),
+    (lambda: api.explain(COURSE, fmt="odt"),
+     "format: one of md, tex, pdf, json, html, beamer, slides-pdf, got 'odt'"),
     (lambda: api.explain(COURSE, lang="de"), "lang: one of en, fr, got 'de'"),
     (lambda: api.explain(COURSE, digits=0), "digits: a whole number from 1 to 17, got 0"),
     (lambda: api.explain(COURSE, digits="4"), "digits: a whole number from 1 to 17, got '4'"),

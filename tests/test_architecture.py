@@ -34,11 +34,11 @@ PACKAGE = Path(__file__).resolve().parent.parent / "backprop_explain"
 STAGE_MODULES = {
     "__init__", "api", "answers", "classreport", "cli", "derivation", "diagram", "document",
     "document_training", "fastpath", "graph", "jsonout", "moodle", "notebook", "numeric",
-    "output", "pdf", "sheet", "sheet_spec", "spec", "spec_toml", "torch_export", "torch_import",
-    "training", "verify",
+    "output", "page", "pdf", "sheet", "sheet_spec", "slides", "spec", "spec_toml", "steps",
+    "torch_export", "torch_import", "training", "verify",
 }
-LOW_MODULES = {"drawing", "errors", "escaping", "intervals", "keys", "limits", "nodes",
-               "notation", "partials", "progress", "templating", "validate"}
+LOW_MODULES = {"drawing", "errors", "escaping", "intervals", "keys", "limits", "mathml",
+               "nodes", "notation", "partials", "progress", "templating", "validate"}
 REGISTRIES = {"activations", "losses", "optimizers"}  # one entry per name: names allowed
 
 
