@@ -143,6 +143,15 @@ def check_name(name: str, place: Place) -> None:
             break
     if depth != 0:
         place.fail(f"a name with balanced braces, got {name!r}")
+    scripts, depth = [], 0
+    for char in name:
+        depth += {"{": 1, "}": -1}.get(char, 0)
+        if depth == 0 and char in "_^":
+            scripts.append(char)
+    if scripts.count("_") > 1 or scripts.count("^") > 1:
+        # TeX and MathML both refuse x_1_2: "Double subscript"
+        place.fail(f"a name with at most one subscript and one superscript outside braces "
+                   f"(x_{{1,2}}, not x_1_2), got {name!r}")
 
 
 def expand_names(given, place: Place, shape: tuple[int, ...], letters: str,
