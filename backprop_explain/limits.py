@@ -26,9 +26,9 @@ MAX_DEPTH = 32
 MAX_BLOCK = 1_000_000
 # Named values in a spec (inputs, parameters, quantities): the fast path's honest size.
 MAX_VALUES = 1_000_000
-# Local partials of a worked solution: about 10 s and 15 MB of Markdown (an MLP 3-64-64-2
-# has 4,546: 3 s, 7 MB; 3-100-100-2 has 10,702). It was 1,500 before the symbolic engine
-# compiled each expression shape once (numeric.py).
+# Local partials of a worked solution: an MLP 3-64-64-2 has 9,098 (Markdown about 5 s, the
+# interactive page about 12 s and 17 MB); 3-100-100-2's 10,702 parameters alone are beyond.
+# It was 1,500 before the symbolic engine compiled each expression shape once (numeric.py).
 MAX_LOCAL_PARTIALS = 10_000
 # Examples derived in full (the first step's batch) × local partials: each example is one
 # more forward and backward pass written out (1,500 examples of a 3-2-2 MLP: about 5 s).
@@ -51,6 +51,9 @@ MAX_SHEET_WORK = 300_000
 MAX_PDF_VARIANTS = 200
 # Variants × named values of a per-key Moodle quiz (numbers only, the fast path).
 MAX_QUIZ_WORK = 50_000_000
+# Lines (rows of a table or of equations) of one step on one slide: a step is one TeX box,
+# and no box is taller than 16,384 pt (about 650 lines; a layer of 27×27 weights has 760).
+MAX_FRAME_LINES = 600
 # Answers in one file: a hand calculation has tens, a whole course a few hundred.
 MAX_ANSWERS = 10_000
 
@@ -165,6 +168,14 @@ def check_sheet(source, spec, variants: int, partials: int, pdf: bool) -> None:
     if pdf and variants > MAX_PDF_VARIANTS:
         refuse(source, "", f"at most {MAX_PDF_VARIANTS:,} variants as PDF", variants,
                "fewer variants, or --format tex")
+
+
+def check_frame(spec, title: str, lines: int) -> None:
+    """A step of the slides (``title``, ``lines`` rows) that fits in one TeX box."""
+    if lines > MAX_FRAME_LINES:
+        refuse(spec.source, "layers", f"slides whose steps have at most {MAX_FRAME_LINES} "
+               f"lines each ({title})", lines, "fewer units, or the document "
+               "(--format pdf or tex), whose steps run over several pages")
 
 
 def check_verify(spec) -> None:

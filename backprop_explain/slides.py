@@ -16,6 +16,7 @@ from __future__ import annotations
 from .derivation import Solution
 from .diagram import figure_for, render_diagram
 from .document import solution_context
+from .limits import check_frame
 from .steps import Lighting, Steps
 from .templating import render_template
 
@@ -40,6 +41,7 @@ def render_slides(solution: Solution, lang: str = "en", digits: int = 4,
     height = f"{(y1 - y0) * scale:.2f}cm"
     frames = []
     for step in cut[1:]:
+        check_frame(solution.spec, step.title, step.text.count("\\\\") + 1)
         lit = lighting.chain(step.chain) if step.chain else []
         # the copy with nothing lit is set once (\networkbox), the lit elements over it
         figure = (r"\resizebox{!}{" + height + r"}{\rlap{\usebox{\networkbox}}"
