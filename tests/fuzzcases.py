@@ -282,12 +282,13 @@ def spec_case(rng) -> Case:
         files["answers.toml"] = (EXAMPLES / ANSWERS).read_text(encoding="utf-8")
         return Case(["verify", name, "answers.toml", "--format", rng.choice(["text", "md", "json"])],
                     files)
-    out_fmt = rng.choice(["md", "json", "tex", "md", "json"] + (["pdf"] if rng.random() < 0.1 else []))
+    out_fmt = rng.choice(["md", "json", "tex", "md", "json", "html", "beamer"]
+                         + (["pdf", "slides-pdf"] if rng.random() < 0.1 else []))
     args = ["explain", name, "--format", out_fmt]
     if rng.random() < 0.15:
         args += ["--steps", str(rng.choice([2, 50, 1000000]))]
     output = None
-    if out_fmt == "pdf" or rng.random() < 0.3:
+    if out_fmt in ("pdf", "slides-pdf") or rng.random() < 0.3:
         output = rng.choice(["out." + out_fmt] * 4 + OUTPUTS)
         args += ["-o", output]
     return Case(args, files, output)

@@ -29,8 +29,9 @@ def check(case, tmp_path_factory):
 @given(st.randoms(use_true_random=False))
 def test_specs_through_explain_keys_and_verify(tmp_path_factory, rng):
     case = spec_case(rng)
-    if "pdf" in case.args:  # LaTeX runs are slow: the hostile-corpus tests compile some
-        case.args[case.args.index("pdf")] = "tex"
+    for compiled, source in (("pdf", "tex"), ("slides-pdf", "beamer")):
+        if compiled in case.args:  # LaTeX runs are slow: the hostile-corpus tests compile some
+            case.args[case.args.index(compiled)] = source
     check(case, tmp_path_factory)
 
 

@@ -5,6 +5,7 @@ whole-or-nothing files even when a real SIGTERM or SIGINT arrives mid-run."""
 
 from __future__ import annotations
 
+import collections
 import json
 import math
 import os
@@ -15,6 +16,7 @@ import sys
 import time
 import tomllib
 import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -22,7 +24,7 @@ from click.testing import CliRunner
 
 from backprop_explain import limits
 from backprop_explain.cli import main
-from backprop_explain.escaping import md_code, xml_chars
+from backprop_explain.escaping import md_code, visible, xml_chars
 from fuzzcases import CONTROL, HTML_HOSTILE, TEX_HOSTILE, dump, Raw
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -418,6 +420,142 @@ def test_limits_given_on_the_command_line_are_one_line():
             "about 31 digits", "fewer steps or epochs")
     refused(run("sheet", SHEET, "--variants", str(10 ** 6), "-o", "unused"),
             "10,000 variants", "several sheets")
+
+
+# ---------------------------------------------------------------------------
+# The classroom formats: the interactive page (HTML, inline SVG, MathML, a JSON block) and
+# the slides (beamer LaTeX, compiled as the document is: test_security.py)
+
+SMALL = str(ROOT / "examples/mlp_1_1_1_squared_error.toml")
+
+
+class _Structure(HTMLParser):
+    """What a browser builds of a page: its elements and their attributes' names, the text
+    of its title, script and style elements read as a browser reads them (raw text)."""
+
+    def __init__(self, html):
+        super().__init__(convert_charrefs=True)
+        self.elements, self.texts, self._inside = [], {}, collections.Counter()
+        self.feed(html)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        self.elements.append((tag, tuple(sorted(name for name, _ in attrs))))
+        self._inside[tag] += 1
+
+    def handle_endtag(self, tag):
+        self._inside[tag] -= 1
+
+    def handle_data(self, data):
+        for tag in ("title", "h3", "script"):
+            if self._inside[tag] > 0:
+                self.texts.setdefault(tag, []).append(data)
+
+
+def _page(tmp_path, data, name):
+    out = tmp_path / f"{name}.html"
+    result = run("explain", write(tmp_path, data, f"{name}.json"), "--format", "html", "-o", out)
+    assert result.exit_code == 0, result.output
+    return out.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("title", HOSTILE)
+def test_a_hostile_title_adds_no_element_or_attribute_to_the_page(tmp_path, title):
+    data = example(SMALL)
+    data["title"] = "A plain title"
+    plain = _Structure(_page(tmp_path, data, "plain"))
+    data["title"] = title
+    html = _page(tmp_path, data, "hostile")
+    page = _Structure(html)
+    # The same elements with the same attributes, in the same order: nothing was injected.
+    assert page.elements == plain.elements
+    assert not re.search("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]", html)
+    shown = visible(title)
+    assert "".join(page.texts["title"]) == shown
+    assert "".join(page.texts["h3"]) == shown  # the heading, literal: no markup, no math
+    assert "\\(" not in "".join(page.texts["h3"]).replace(shown, "")
+    json.loads(page.texts["script"][0])  # the data block still holds JSON alone
+    ET.fromstring(re.search(r"<svg.*?</svg>", html, re.S).group(0))
+
+
+def test_names_on_the_page_are_math_and_well_formed(tmp_path):
+    # The oddest names the grammar allows, through MathML, the SVG and the page's data.
+    data = example(SMALL)
+    data["inputs"]["names"] = ["\\hat{x}'_{(1)}"]
+    data["layers"][0]["names"] = {"weights": "w^{|a|+b}_{#j,#i}", "biases": "\\mathcal{B}.#j"}
+    data["loss"]["names"] = {"targets": "t^{(1)}", "terms": "E_{o#j}", "total": "E-{tot}"}
+    html = _page(tmp_path, data, "names")
+    page = _Structure(html)
+    assert [tag for tag, _ in page.elements].count("script") == 2
+    for math_element in re.findall(r"<math .*?</math>", html, re.S):
+        ET.fromstring(math_element.replace("&nbsp;", " "))
+    svg = ET.fromstring(re.search(r"<svg.*?</svg>", html, re.S).group(0))
+    refs = {element.get("data-ref") for element in svg.iter() if element.get("data-ref")}
+    assert {"\\mathcal{B}.1", "w^{|a|+b}_{1,1}"} <= refs  # attribute values, intact
+
+
+@pytest.mark.parametrize("name", ["x_1_2", "x^{a}^b", "x_{1}^{2}_{3}"])
+def test_a_name_with_two_subscripts_is_bad_input_for_every_format(tmp_path, name):
+    # TeX stops on "Double subscript" and the MathML converter raised a traceback.
+    data = example(SMALL)
+    data["inputs"]["names"] = [name]
+    for fmt in ("md", "html"):
+        refused(run("explain", write(tmp_path, data), "--format", fmt), "inputs.names[0]",
+                "at most one subscript")
+
+
+def test_a_formula_the_converter_refuses_is_one_line():
+    from backprop_explain.mathml import MathError, to_mathml
+    with pytest.raises(MathError, match="x_1_2") as err:
+        to_mathml("x_1_2")
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("title", TEX_HOSTILE + CONTROL)
+def test_a_hostile_title_in_the_slides_is_text(tmp_path, title):
+    data = example(SMALL)
+    data["title"] = title
+    result = run("explain", write(tmp_path, data), "--format", "beamer")
+    assert result.exit_code == 0, result.output
+    tex = result.stdout
+    assert "^^" not in tex and not re.search("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe]", tex)
+    line = next(line for line in tex.splitlines() if line.startswith("\\centering{\\LARGE"))
+    # In the title, a backslash only starts one of tex_escape's inert commands.
+    shown = re.fullmatch(r"\\centering\{\\LARGE\\bfseries (.*)\\par\}\\bigskip", line).group(1)
+    for command in re.findall(r"\\([A-Za-z]+|.)", shown):
+        assert command in ("textbackslash", "textasciicircum", "textasciitilde",
+                           "textasciigrave", "{", "}", "$", "&", "#", "_", "%"), (command, line)
+
+
+@pytest.mark.parametrize("fmt", ["html", "beamer", "slides-pdf"])
+def test_the_classroom_formats_never_write_over_an_input_or_a_fifo(tmp_path, fmt):
+    spec = tmp_path / "spec.toml"
+    spec.write_text(Path(SMALL).read_text())
+    before = spec.read_text()
+    refused(run("explain", spec, "--format", fmt, "-o", spec), "input of this command")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    refused(run("explain", spec, "--format", fmt, "-o", fifo), "not a regular file")
+    assert spec.read_text() == before and fifo.is_fifo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo", "spec.toml"]
+
+
+def test_slides_whose_step_cannot_fit_one_box_are_refused_and_write_nothing(tmp_path):
+    # A hidden layer of 150 units: its forward step has about 750 lines; TeX's largest box
+    # holds about 650 (it stopped with "Dimension too large" after the whole build).
+    units = 150
+    data = {"inputs": {"values": [0.5]},
+            "layers": [{"type": "dense", "units": units, "activation": "sigmoid",
+                        "weights": [[0.1]] * units, "biases": [0.0] * units},
+                       {"type": "dense", "units": 1, "weights": [[0.1] * units], "biases": [0.0]}],
+            "loss": {"type": "half_squared_error", "targets": [1.0]},
+            "training": {"learning_rate": 0.1}}
+    spec = write(tmp_path, data)
+    out = tmp_path / "slides.pdf"
+    for fmt in ("beamer", "slides-pdf"):
+        refused(run("explain", spec, "--format", fmt, "-o", out),
+                f"at most {limits.MAX_FRAME_LINES} lines", "--format pdf")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.json"]
 
 
 # ---------------------------------------------------------------------------

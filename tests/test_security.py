@@ -122,3 +122,27 @@ def test_every_engine_runs_paranoid():
     assert env["openin_any"] == "p" and env["openout_any"] == "p"
     assert env["shell_escape"] == "f"
     assert "TEXINPUTS" not in env and "TEXMFOUTPUT" not in env
+
+
+@needs_engine
+def test_slides_compile_as_paranoid_as_the_document(tmp_path, planted, monkeypatch):
+    # As if a future name or template slipped an escape into a frame: the slides are
+    # compiled by pdf.py too, so the frame shows that nothing could be read.
+    from backprop_explain import slides
+    render = slides.render_slides
+    reading = _reads_and_writes(planted, tmp_path / "x").split(r"\begin{document}")[1]
+    reading = reading.split(r"\newwrite")[0]
+
+    def slipped(*args, **kwargs):
+        return render(*args, **kwargs).replace(
+            r"\end{document}", "\\begin{frame}\n" + reading + "\\end{frame}\n\\end{document}")
+
+    monkeypatch.setattr(slides, "render_slides", slipped)
+    out = tmp_path / "slides.pdf"
+    result = CliRunner().invoke(main, ["explain", EXAMPLE, "--format", "slides-pdf", "-o",
+                                       str(out)])
+    assert result.exit_code == 0, result.output
+    text = subprocess.run(["pdftotext", str(out), "-"], capture_output=True, text=True,
+                          check=True).stdout
+    assert "no-A" in text and "no-C" in text  # the frame ran, and read nothing
+    assert SECRET not in text
