@@ -143,15 +143,44 @@ def check_name(name: str, place: Place) -> None:
             break
     if depth != 0:
         place.fail(f"a name with balanced braces, got {name!r}")
-    scripts, depth = [], 0
-    for char in name:
-        depth += {"{": 1, "}": -1}.get(char, 0)
-        if depth == 0 and char in "_^":
-            scripts.append(char)
-    if scripts.count("_") > 1 or scripts.count("^") > 1:
-        # TeX and MathML both refuse x_1_2: "Double subscript"
-        place.fail(f"a name with at most one subscript and one superscript outside braces "
+    if _double_script(name):  # TeX and MathML both refuse x_1_2: "Double subscript"
+        place.fail(f"a name with at most one subscript and one superscript on each symbol "
                    f"(x_{{1,2}}, not x_1_2), got {name!r}")
+
+
+def _double_script(name: str) -> bool:
+    """Whether two subscripts (or two superscripts) of ``name`` attach to one symbol; its
+    braces are balanced. A script's argument is a braced group, a command or a character."""
+    def skip_group(k):  # the index after the group opening at name[k]
+        depth = 0
+        for end in range(k, len(name)):
+            depth += {"{": 1, "}": -1}.get(name[end], 0)
+            if depth == 0:
+                return end + 1
+        return len(name)
+
+    scripts, k = set(), 0
+    while k < len(name):
+        char = name[k]
+        if char in "_^":
+            if char in scripts:
+                return True
+            scripts.add(char)
+            k += 1
+            while k < len(name) and name[k] == " ":
+                k += 1
+            if k < len(name) and name[k] == "{":
+                k = skip_group(k)
+            elif k < len(name) and name[k] == "\\":
+                k = (_COMMAND.match(name, k).end() if _COMMAND.match(name, k) else k + 2)
+            else:
+                k += 1
+            continue
+        if char != " ":
+            scripts = set()  # a new symbol
+        k = skip_group(k) if char == "{" else (
+            _COMMAND.match(name, k).end() if char == "\\" and _COMMAND.match(name, k) else k + 1)
+    return False
 
 
 def expand_names(given, place: Place, shape: tuple[int, ...], letters: str,

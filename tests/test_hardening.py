@@ -494,7 +494,14 @@ def test_names_on_the_page_are_math_and_well_formed(tmp_path):
     assert {"\\mathcal{B}.1", "w^{|a|+b}_{1,1}"} <= refs  # attribute values, intact
 
 
-@pytest.mark.parametrize("name", ["x_1_2", "x^{a}^b", "x_{1}^{2}_{3}"])
+def test_a_script_on_a_closing_parenthesis_is_another_symbol(tmp_path):
+    data = example(SMALL)
+    data["inputs"]["names"] = ["(\\sigma^{(1)}_{1})^2"]  # as the batch-norm example's variance
+    for fmt in ("md", "html"):
+        assert run("explain", write(tmp_path, data), "--format", fmt).exit_code == 0
+
+
+@pytest.mark.parametrize("name", ["x_1_2", "x^{a}^b", "x_{1}^{2}_{3}", "\\hat{x}_1 _2"])
 def test_a_name_with_two_subscripts_is_bad_input_for_every_format(tmp_path, name):
     # TeX stops on "Double subscript" and the MathML converter raised a traceback.
     data = example(SMALL)
