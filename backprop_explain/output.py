@@ -81,6 +81,8 @@ def write_files(files: dict) -> None:
     """Write several files whole or not at all: every target is checked, every content
     written beside its target, and only then is each renamed into place."""
     targets = [check_target(path) for path in files]
+    made = list(dict.fromkeys(parent for target in targets
+                              for parent in reversed(target.parents) if not parent.exists()))
     temporary = []
     current = None
     try:
@@ -88,8 +90,14 @@ def write_files(files: dict) -> None:
             temporary.append((_write_beside(current, content), current))
         for tmp, current in temporary:
             os.replace(tmp, current)
-    except OSError as err:
-        raise OutputError(current, f"a path that can be written ({_reason(err)})") from None
+    except BaseException as err:
+        for tmp, _ in temporary:
+            if os.path.lexists(tmp):
+                os.unlink(tmp)  # before the directories made for them
+        _remove_empty(made)
+        if isinstance(err, OSError):
+            raise OutputError(current, f"a path that can be written ({_reason(err)})") from None
+        raise
     finally:
         for tmp, _ in temporary:
             if os.path.lexists(tmp):
@@ -124,17 +132,32 @@ def directory_beside(out_dir):
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(out_dir, "a directory (or a new name) for the files, but it is a "
                                    "file (give another -o)")
+    made = [parent for parent in reversed(out_dir.parents) if not parent.exists()]
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.",
                                      suffix=".part"))
     except OSError as err:
+        _remove_empty(made)
         raise OutputError(out_dir, f"a directory that can be written ({_reason(err)})") from None
     try:
         yield work
         _move_into(work, out_dir)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        _remove_empty(made)  # the parents made for it too: a refusal leaves nothing
+        raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _remove_empty(directories) -> None:
+    """Remove the directories made (parents first in ``directories``), deepest first."""
+    for directory in reversed(directories):
+        try:
+            directory.rmdir()
+        except OSError:
+            break  # not empty (another process wrote there) or gone: leave the rest
 
 
 def _move_into(work: Path, out_dir: Path) -> None:

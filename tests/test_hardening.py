@@ -645,3 +645,13 @@ def test_a_class_report_keeps_hostile_names_and_keys_as_text(tmp_path):
     ET.parse(tmp_path / "report.chart.svg")  # well-formed whatever the keys hold
     refused(run("class", EXAMPLE, answers / "s0.csv", "-o", answers / "s0.csv"),
             "input of this command")
+
+
+def test_a_refused_sheet_leaves_no_directory_made_for_it(tmp_path):
+    # -o a/b/out: "a" and "a/b" were made before the draws turned out degenerate.
+    template = example(SHEET)
+    template["layers"][0]["weights"] = {"uniform": [1000, 1001]}  # every unit saturated
+    spec = write(tmp_path, template, "t.json")
+    refused(run("sheet", spec, "--variants", "2", "-o", tmp_path / "a" / "b" / "out"),
+            "not degenerate")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.json"]
