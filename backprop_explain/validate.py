@@ -143,14 +143,18 @@ def check_name(name: str, place: Place) -> None:
             break
     if depth != 0:
         place.fail(f"a name with balanced braces, got {name!r}")
-    if _double_script(name):  # TeX and MathML both refuse x_1_2: "Double subscript"
-        place.fail(f"a name with at most one subscript and one superscript on each symbol "
-                   f"(x_{{1,2}}, not x_1_2), got {name!r}")
+    problem = _cannot_set(name)
+    if problem:  # TeX stops on it ("Double subscript", "Missing { inserted"), MathML too
+        place.fail(f"a name TeX can set ({problem}), got {name!r}")
 
 
-def _double_script(name: str) -> bool:
-    """Whether two subscripts (or two superscripts) of ``name`` attach to one symbol; its
-    braces are balanced. A script's argument is a braced group, a command or a character."""
+_ACCENTS = {"hat", "bar", "tilde", "vec", "dot", "check", "mathrm", "mathcal", "mathbf"}
+
+
+def _cannot_set(name: str) -> str | None:
+    """Why TeX could not set ``name`` (its braces balanced, its commands safe), or None:
+    two subscripts or superscripts on one symbol, a script or an accent without its
+    argument, an accent as a script's argument (x^\\hat{a} needs braces)."""
     def skip_group(k):  # the index after the group opening at name[k]
         depth = 0
         for end in range(k, len(name)):
@@ -159,28 +163,57 @@ def _double_script(name: str) -> bool:
                 return end + 1
         return len(name)
 
+    def argument(k):  # the argument starting at or after name[k]: (its start, its end)
+        while k < len(name) and name[k] == " ":
+            k += 1
+        if k == len(name) or name[k] in "_^}'":
+            return k, None
+        if name[k] == "{":
+            return k, skip_group(k)
+        command = _COMMAND.match(name, k)
+        return k, command.end() if command else k + 1
+
+    def within(start, end):  # what a braced group cannot set, or None
+        return _cannot_set(name[start + 1:end - 1]) if name[start] == "{" else None
+
     scripts, k = set(), 0
     while k < len(name):
         char = name[k]
-        if char in "_^":
-            if char in scripts:
-                return True
+        command = _COMMAND.match(name, k)
+        if char in "_^'":
+            # x_1_2, x^1^2 and x^2' (a prime is a superscript) are double; x'^2 and x'' not
+            if (char if char != "'" else "^") in scripts:
+                return "x_{1,2}, not x_1_2: one subscript and one superscript per symbol"
             scripts.add(char)
-            k += 1
-            while k < len(name) and name[k] == " ":
+            if char == "'":
                 k += 1
-            if k < len(name) and name[k] == "{":
-                k = skip_group(k)
-            elif k < len(name) and name[k] == "\\":
-                k = (_COMMAND.match(name, k).end() if _COMMAND.match(name, k) else k + 2)
-            else:
-                k += 1
+                continue
+            start, k = argument(k + 1)
+            if k is None:
+                return "a _ or ^ followed by what it sets"
+            accent = _COMMAND.match(name, start)
+            if accent and accent.group(1) in _ACCENTS:
+                return "an accent in a script inside braces: x^{\\hat{a}}"
+            if within(start, k):
+                return within(start, k)
             continue
         if char != " ":
             scripts = set()  # a new symbol
-        k = skip_group(k) if char == "{" else (
-            _COMMAND.match(name, k).end() if char == "\\" and _COMMAND.match(name, k) else k + 1)
-    return False
+        if command and command.group(1) in _ACCENTS:
+            start, k = argument(command.end())
+            if k is None:
+                return f"\\{command.group(1)} followed by what it sets"
+            if within(start, k):
+                return within(start, k)
+        elif command:
+            k = command.end()
+        elif char == "{":
+            start, k = k, skip_group(k)
+            if within(start, k):
+                return within(start, k)
+        else:
+            k += 1
+    return None
 
 
 def expand_names(given, place: Place, shape: tuple[int, ...], letters: str,

@@ -494,21 +494,39 @@ def test_names_on_the_page_are_math_and_well_formed(tmp_path):
     assert {"\\mathcal{B}.1", "w^{|a|+b}_{1,1}"} <= refs  # attribute values, intact
 
 
-def test_a_script_on_a_closing_parenthesis_is_another_symbol(tmp_path):
-    data = example(SMALL)
-    data["inputs"]["names"] = ["(\\sigma^{(1)}_{1})^2"]  # as the batch-norm example's variance
-    for fmt in ("md", "html"):
-        assert run("explain", write(tmp_path, data), "--format", fmt).exit_code == 0
-
-
-@pytest.mark.parametrize("name", ["x_1_2", "x^{a}^b", "x_{1}^{2}_{3}", "\\hat{x}_1 _2"])
-def test_a_name_with_two_subscripts_is_bad_input_for_every_format(tmp_path, name):
-    # TeX stops on "Double subscript" and the MathML converter raised a traceback.
+@pytest.mark.parametrize("name, words", [
+    ("x_1_2", "one subscript"), ("x^{a}^b", "one superscript"), ("x^2'", "one superscript"),
+    ("x_{1}^{2}_{3}", "one subscript"), ("\\hat{x}_1 _2", "one subscript"),
+    ("w_{a_b_c}", "one subscript"), ("\\hat", "\\hat followed by"),
+    ("\\bar_1", "\\bar followed by"), ("x^'", "followed by what it sets"),
+    ("x^\\hat{a}", "x^{\\hat{a}}")])
+def test_a_name_tex_cannot_set_is_bad_input_for_every_format(tmp_path, name, words):
+    # TeX stopped on these after the whole build ("Double subscript", "Missing { inserted")
+    # and the MathML converter raised a DoubleSubscriptsError traceback.
     data = example(SMALL)
     data["inputs"]["names"] = [name]
     for fmt in ("md", "html"):
         refused(run("explain", write(tmp_path, data), "--format", fmt), "inputs.names[0]",
-                "at most one subscript")
+                "a name TeX can set", words)
+
+
+@pytest.mark.parametrize("name", ["x'^2", "x''", "x_1'", "(\\sigma^{(1)}_{1})^2",
+                                  "x^{\\hat{a}}", "\\hat x_1", "\\vec{\\vec{x}}_1"])
+def test_names_tex_sets_are_read(tmp_path, name):
+    data = example(SMALL)
+    data["inputs"]["names"] = [name]
+    for fmt in ("md", "html"):
+        assert run("explain", write(tmp_path, data), "--format", fmt).exit_code == 0
+
+
+def test_names_tex_sets_compile(tmp_path):
+    from backprop_explain import pdf
+    if pdf.find_engine() is None:
+        pytest.skip("no LaTeX engine; CI installs one")
+    data = example()
+    data["inputs"]["names"] = ["x'^2", "x^{\\hat{a}}_1", "\\vec{\\vec{x}}_1"]
+    result = run("explain", write(tmp_path, data), "--format", "pdf", "-o", tmp_path / "o.pdf")
+    assert result.exit_code == 0, result.output
 
 
 def test_a_formula_the_converter_refuses_is_one_line():
