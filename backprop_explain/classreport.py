@@ -49,6 +49,11 @@ class Exercise:
     right: dict = field(default_factory=dict)  # variant → key → right value
     digits: int = 4
 
+    @property
+    def lang(self) -> str:
+        """The language the exercise was written in (its spec's, its first variant's)."""
+        return self.specs[min(self.specs, key=lambda v: v or 0)].lang
+
 
 @dataclass
 class StudentResult:
@@ -293,8 +298,13 @@ class ClassReport:
             values.setdefault(name, "…")
         return Diagnosis(slip.code, values).text(lang)
 
-    def as_data(self, lang: str = "en") -> dict:
+    def language(self, lang: str | None) -> str:
+        """The language asked for, else the exercise's own."""
+        return lang or self.exercise.lang
+
+    def as_data(self, lang: str | None = None) -> dict:
         """The report for machines (--format json)."""
+        lang = self.language(lang)
         def student(result):
             data = {"student": result.student, "source": result.source,
                     "variant": result.variant}
@@ -328,9 +338,10 @@ class ClassReport:
             "per_student": [student(r) for r in self.results],
         }
 
-    def report(self, format: str = "md", lang: str = "en", chart: str | None = None):
+    def report(self, format: str = "md", lang: str | None = None, chart: str | None = None):
         """The report: Markdown text (``chart``: the SVG file it links to), LaTeX-compiled
-        PDF bytes, or JSON text."""
+        PDF bytes, or JSON text; in ``lang``, else the exercise's language."""
+        lang = self.language(lang)
         if format == "json":
             return json.dumps(self.as_data(lang), indent=2, ensure_ascii=False) + "\n"
         if format == "pdf":
@@ -338,8 +349,9 @@ class ClassReport:
             return compile_pdf(self.render("tex", lang))
         return self.render("md", lang, chart)
 
-    def render(self, fmt: str, lang: str, chart: str | None = None) -> str:
+    def render(self, fmt: str, lang: str | None = None, chart: str | None = None) -> str:
         from .templating import phrases, render_template
+        lang = self.language(lang)
         t = phrases(lang)
         percent = t["class"]["percent"]
         rows = [{"key": s.key, "tex": key_tex(s.key, True), "answered": s.answered,
@@ -370,11 +382,11 @@ class ClassReport:
         }
         return render_template(f"class_report.{fmt}.j2", context)
 
-    def chart(self, fmt: str, lang: str) -> str:
+    def chart(self, fmt: str, lang: str | None = None) -> str:
         """The shares of correct, consistent and wrong answers per key as stacked bars:
         SVG (beside a Markdown report) or a pgfplots picture (LaTeX)."""
         from .templating import phrases, render_template
-        c = phrases(lang)["class"]
+        c = phrases(self.language(lang))["class"]
         bars = [(s.key, key_tex(s.key, True), [round(100 * s.counts[st] / len(self.checked), 1)
                                          if self.checked else 0 for st in STATUSES])
                 for s in self.keys]
@@ -397,7 +409,7 @@ class ClassReport:
 
 
 def write_class_report(report: ClassReport, output, format: str = "md",
-                       lang: str = "en") -> list[Path]:
+                       lang: str | None = None) -> list[Path]:
     """Write the report (Markdown with NAME.chart.svg beside it, PDF or JSON), each file
     whole or not at all; the paths written."""
     from .output import check_target, write_atomic, write_files

@@ -245,7 +245,8 @@ def files_summary(paths) -> str:
               show_default=True,
               help="Markdown (with NAME.chart.svg beside it when -o is given), PDF (needs -o "
                    "and a LaTeX engine) or JSON.")
-@click.option("--lang", type=click.Choice(["en", "fr"]), default="en", show_default=True)
+@click.option("--lang", type=click.Choice(["en", "fr"]),
+              help="Language (default: the spec's or the sheet's lang, else en).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to FILE, not stdout.")
 @user_errors
 def class_(target, answers, fmt, lang, output):

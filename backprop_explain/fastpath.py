@@ -34,6 +34,8 @@ Example (run from the repository's root; also ``from backprop_explain.api import
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,6 +52,29 @@ __all__ = ["FastNetwork", "FastResult", "compile_network", "evaluate"]
 # Results
 
 
+class LayerArrays(Mapping):
+    """One layer's arrays by role (``pre_activation``, ``activation``, …), (…, B, *shape).
+
+    A layer's activation is computed from its pre-activations when first read: a pass over
+    a large batch keeps only the pre-activations (a CNN's feature maps twice over would be
+    most of its memory); computing them again gives the very same numbers."""
+
+    def __init__(self, arrays: dict, lazy: dict | None = None):
+        self._arrays = arrays
+        self._lazy = lazy or {}  # role → function of this mapping's arrays
+
+    def __getitem__(self, role):
+        if role not in self._arrays and role in self._lazy:
+            self._arrays[role] = self._lazy[role](self._arrays)
+        return self._arrays[role]
+
+    def __iter__(self):
+        return iter(list(self._arrays) + [r for r in self._lazy if r not in self._arrays])
+
+    def __len__(self):
+        return len(set(self._arrays) | set(self._lazy))
+
+
 @dataclass
 class FastResult:
     """Numbers of one batch: loss, forward values and gradients as NumPy arrays.
@@ -57,18 +82,18 @@ class FastResult:
     With a variant axis, every array starts with it (V, ...); without one it is dropped.
     ``loss`` is the batch loss (mean or sum of the examples' losses, as ``reduction``),
     ``example_losses`` (…, B) each example's Σ_k E_k, ``terms`` (…, B, outputs) the E_k.
-    ``layers[k]`` holds layer k+1's arrays: ``pre_activation`` and ``activation``
-    (…, B, *shape); ``layer_gradients[k]`` its parameters' gradients by role (``weights``
-    and ``biases``, …). ``values`` and ``gradients`` give the same numbers under the spec's
-    names; ``buffers`` what layers keep from step to step (running statistics) as this
-    forward pass leaves them, by name (…,).
+    ``layers[k]`` holds layer k+1's arrays (a LayerArrays): ``pre_activation`` and
+    ``activation`` (…, B, *shape); ``layer_gradients[k]`` its parameters' gradients by
+    role (``weights`` and ``biases``, …). ``values`` and ``gradients`` give the same numbers
+    under the spec's names; ``buffers`` what layers keep from step to step (running
+    statistics) as this forward pass leaves them, by name (…,).
     """
 
     network: "FastNetwork"
     loss: np.ndarray
     example_losses: np.ndarray
     terms: np.ndarray
-    layers: list[dict[str, np.ndarray]]
+    layers: list[LayerArrays]
     layer_gradients: list[dict[str, np.ndarray]] | None
     input_gradient: np.ndarray | None = None
     has_variants: bool = True
@@ -97,6 +122,14 @@ class FastResult:
 # ---------------------------------------------------------------------------
 # The compiled network
 
+# A batch whose arrays would take more than BATCH_BYTES goes through the network in chunks
+# of examples, each chunk's arrays about CHUNK_BYTES (they stay in the processor's caches):
+# the batch's memory is then its pre-activations and little more (a CNN's feature maps of
+# 1024 examples: 58 MB instead of 234 MB, and faster). A smaller batch goes whole
+# (BLAS is fastest on large products).
+BATCH_BYTES = 64 * 2 ** 20
+CHUNK_BYTES = 4 * 2 ** 20
+
 
 class FastNetwork:
     """A spec's architecture, compiled once into NumPy kernels.
@@ -120,27 +153,62 @@ class FastNetwork:
         self.output_size = shape[0]
         self.loss = LOSSES[spec.loss.kind]
         self.parameter_names = list(spec.parameters)
-        position = {name: k for k, name in enumerate(self.parameter_names)}
+        self._position_of: dict[str, int] | None = None  # see _position
         # per layer and role: the index of each entry's parameter in parameter_names
-        self._index = [{role: np.vectorize(position.__getitem__, otypes=[np.intp])(names)
-                        for role, names in k.names.items()} for k in self.kernels]
-        self._unique = [{role: len(np.unique(ix)) == ix.size for role, ix in layers.items()}
-                        for layers in self._index]
+        self._index = [{role: self._positions(names) for role, names in k.names.items()}
+                       for k in self.kernels]
+        self._unique = [{role: _distinct(ix, len(self.parameter_names))
+                         for role, ix in layers.items()} for layers in self._index]
+        self._couples = any(layer.couples_examples for layer in spec.layers)
+        self._buffers = any(getattr(k, "buffer_names", None) for k in self.kernels)
+        self._per_example = any(getattr(k, "example_arrays", None) for k in self.kernels)
+        self._defaults: np.ndarray | None = None  # the spec's values, by position
+        # float64 numbers one example puts through a pass (each layer's input and output,
+        # forward and backward), for cutting large batches into chunks
+        self._example_numbers = 2 * sum(math.prod(getattr(k, "in_shape", k.out_shape))
+                                        + math.prod(k.out_shape) for k in self.kernels)
 
     # -- parameters -------------------------------------------------------
+
+    @property
+    def _position(self) -> dict[str, int]:
+        """Each parameter name's index in parameter_names (made when first needed)."""
+        if self._position_of is None:
+            names = self.parameter_names
+            self._position_of = dict(zip(names, range(len(names))))
+        return self._position_of
+
+    def _positions(self, names: np.ndarray) -> np.ndarray:
+        """The index in parameter_names of each name of an object array, same shape: a
+        block whose names are parameter_names' own, in their order (no name shared with
+        an earlier block), is a range of them."""
+        flat = names.ravel().tolist()
+        if flat and flat[0] in self.spec.parameters:
+            start = self.parameter_names.index(flat[0])
+            if self.parameter_names[start:start + len(flat)] == flat:
+                return np.arange(start, start + len(flat)).reshape(names.shape)
+        return np.fromiter(map(self._position.__getitem__, flat), dtype=np.intp,
+                           count=len(flat)).reshape(names.shape)
 
     def default_parameters(self) -> list[dict[str, np.ndarray]]:
         return self.layer_parameters({})
 
     def layer_parameters(self, by_name) -> list[dict[str, np.ndarray]]:
         """Per-layer arrays (V, ...) from values by name (scalars or (V,) arrays)."""
-        values = [by_name.get(n, self.spec.parameters[n]) for n in self.parameter_names]
-        unknown = set(by_name) - set(self.spec.parameters)
+        unknown = [name for name in by_name if name not in self._position]
         if unknown:
             raise KeyError(f"not parameters of this network: {sorted(unknown)}")
-        arrays = [np.asarray(v, dtype=np.float64) for v in values]
-        variants = max((a.shape[0] for a in arrays if a.ndim), default=None)
-        theta = np.stack([np.broadcast_to(a, (variants or 1,)) for a in arrays], axis=-1)
+        if self._defaults is None:
+            self._defaults = np.fromiter(self.spec.parameters.values(), dtype=np.float64,
+                                         count=len(self.parameter_names))
+        given = {name: np.asarray(v, dtype=np.float64) for name, v in by_name.items()}
+        variants = max((a.shape[0] for a in given.values() if a.ndim), default=1)
+        theta = np.empty((variants, len(self.parameter_names)))
+        theta[:] = self._defaults
+        if given:
+            columns = [self._position[name] for name in given]
+            theta[:, columns] = np.stack([np.broadcast_to(a, (variants,))
+                                          for a in given.values()], axis=-1)
         return [{role: theta[:, ix] for role, ix in layer.items()} for layer in self._index]
 
     def gradients_by_name(self, layer_gradients, has_variants=True) -> dict[str, np.ndarray]:
@@ -158,28 +226,29 @@ class FastNetwork:
         return {name: total[..., k] for k, name in enumerate(self.parameter_names)}
 
     def _as_layer_arrays(self, parameters):
+        """(per-layer arrays (V, ...), whether they have a variant axis, V)."""
         if parameters is None:
-            return self.default_parameters(), False
-        if isinstance(parameters, dict):
+            arrays, has_v = self.default_parameters(), False
+        elif isinstance(parameters, dict):
             arrays = self.layer_parameters(parameters)
             has_v = any(np.ndim(v) for v in parameters.values())
-            return arrays, has_v
-        arrays, has_v = [], False
-        for kernel, given in zip(self.kernels, parameters):
-            layer = {}
-            for role in kernel.names:
-                a = np.asarray(given[role], dtype=np.float64)
-                expected = kernel.names[role].shape
-                if a.shape == expected:
-                    a = a[None]
-                elif a.shape[1:] == expected:
-                    has_v = True
-                else:
-                    raise ValueError(f"layer {kernel.layer.index} {role}: shape "
-                                     f"{expected} or (V, *{expected}), got {a.shape}")
-                layer[role] = a
-            arrays.append(layer)
-        return arrays, has_v
+        else:
+            arrays, has_v = [], False
+            for kernel, given in zip(self.kernels, parameters):
+                layer = {}
+                for role, names in kernel.names.items():
+                    a = np.asarray(given[role], dtype=np.float64)
+                    if a.shape == names.shape:
+                        a = a[None]
+                    elif a.shape[1:] == names.shape:
+                        has_v = True
+                    else:
+                        raise ValueError(f"layer {kernel.layer.index} {role}: shape "
+                                         f"{names.shape} or (V, *{names.shape}), got {a.shape}")
+                    layer[role] = a
+                arrays.append(layer)
+        variants = max((a.shape[0] for layer in arrays for a in layer.values()), default=1)
+        return arrays, has_v, variants
 
     def _buffer_arrays(self, buffers, variants: int) -> list[dict[str, np.ndarray]]:
         """Per layer, its buffers (running statistics) by role, (V, …), from values by
@@ -236,20 +305,52 @@ class FastNetwork:
             raise ValueError(f"reduction: 'mean' or 'sum', got {reduction!r}")
         x, vx = self._batch(inputs, self.input_shape, "inputs")
         t, vt = self._batch(targets, (self.output_size,), "targets")
-        params, vp = self._as_layer_arrays(parameters)
+        params, vp, v = self._as_layer_arrays(parameters)
         has_variants = vx or vt or vp
         # broadcast the variant axis of inputs/targets where only the parameters have one
-        v = max([x.shape[0], t.shape[0]] + [a.shape[0] for layer in params
-                                              for a in layer.values()])
+        v = max(x.shape[0], t.shape[0], v)
         if x.shape[0] != v:
             x = np.broadcast_to(x, (v,) + x.shape[1:])
         if t.shape[0] != v:
             t = np.broadcast_to(t, (v,) + t.shape[1:])
         batch = x.shape[1]
-        # what the kernels read besides their parameters: buffers and per-example data
-        params = [dict(p, **b, **e) for p, b, e in zip(
-            params, self._buffer_arrays(buffers, v), self._example_arrays(examples, batch))]
+        scale = 1.0 / batch if reduction == "mean" else 1.0
+        # what the kernels read besides their parameters: buffers, per-example data (V or
+        # 1, B, …)
+        if self._buffers:
+            params = [dict(p, **b) for p, b in zip(params, self._buffer_arrays(buffers, v))]
+        per_example = self._example_arrays(examples, batch) if self._per_example else None
 
+        size = self._chunk_size(v, batch)
+        if size >= batch:
+            passed = self._pass(x, t, params, per_example, scale, gradients, input_gradient)
+            layers, lazy = passed.layers, [None] * len(passed.layers)
+            terms, layer_gradients, gx = passed.terms, passed.gradients, passed.input_gradient
+            updated = passed.buffers
+        else:
+            layers, terms, layer_gradients, gx = self._in_chunks(
+                x, t, params, per_example, scale, gradients, input_gradient, size)
+            lazy = [self._lazy(k, arrays) for k, arrays in enumerate(layers)]
+            updated = {}
+        example_losses = terms.sum(axis=-1)
+        loss = example_losses.sum(axis=-1) * scale
+
+        if not has_variants:
+            loss, example_losses, terms = loss[0], example_losses[0], terms[0]
+            gx = gx[0] if gx is not None else None
+            layers = [{role: a[0] for role, a in arrays.items()} for arrays in layers]
+            if layer_gradients is not None:
+                layer_gradients = [{k: a[0] for k, a in g.items()} for g in layer_gradients]
+            updated = {n: a[0] for n, a in updated.items()}
+        layers = [LayerArrays(arrays, how) for arrays, how in zip(layers, lazy)]
+        return FastResult(self, loss, example_losses, terms, layers, layer_gradients, gx,
+                          has_variants, buffers=updated)
+
+    def _pass(self, x, t, params, per_example, scale, gradients, input_gradient) -> "_Pass":
+        """Forward (and backward) through every kernel for the examples of x and t
+        (``per_example``: each layer's data of these examples, or None)."""
+        if per_example is not None:
+            params = [dict(p, **e) if e else p for p, e in zip(params, per_example)]
         layers, caches, a = [], [], x
         for kernel, p in zip(self.kernels, params):
             z, a, cache = kernel.forward(a, p)
@@ -257,6 +358,29 @@ class FastNetwork:
             more = kernel.more_values(cache) if hasattr(kernel, "more_values") else {}
             layers.append({"pre_activation": z, "activation": a, **more})
             caches.append(cache)
+        updated = self._updated_buffers(params, caches) if self._buffers else {}
+        last = self.kernels[-1]
+        terms, d, fused = self.loss.terms_and_delta(last.activation,
+                                                    layers[-1]["pre_activation"], a, t)
+        if not gradients:
+            return _Pass(layers, terms, buffers=updated)
+        delta = d * scale if scale != 1.0 else d
+        layer_gradients = [None] * len(self.kernels)
+        for k in range(len(self.kernels) - 1, -1, -1):
+            kernel = self.kernels[k]
+            if not (k == len(self.kernels) - 1 and fused):
+                delta = ACTIVATIONS[kernel.activation].backward(
+                    layers[k]["pre_activation"], layers[k]["activation"], delta,
+                    getattr(kernel, "slope", 0.01))
+            below = layers[k - 1]["activation"] if k else x
+            need = k > 0 or input_gradient
+            layer_gradients[k], delta = kernel.backward(below, params[k], delta, need,
+                                                        caches[k])
+        return _Pass(layers, terms, layer_gradients, delta if input_gradient else None,
+                     updated)
+
+    def _updated_buffers(self, params, caches) -> dict[str, np.ndarray]:
+        """The layers' buffers after this forward pass, by name (V,)."""
         updated = {}
         for kernel, p, cache in zip(self.kernels, params, caches):
             if getattr(kernel, "buffer_names", None):
@@ -264,38 +388,80 @@ class FastNetwork:
                     names = kernel.buffer_names[role].ravel()
                     flat = array.reshape(array.shape[0], -1)
                     updated.update({n: flat[:, k] for k, n in enumerate(names)})
-        last = self.kernels[-1]
-        terms, d, fused = self.loss.terms_and_delta(last.activation,
-                                                    layers[-1]["pre_activation"], a, t)
-        example_losses = terms.sum(axis=-1)
-        scale = 1.0 / batch if reduction == "mean" else 1.0
-        loss = example_losses.sum(axis=-1) * scale
+        return updated
 
-        layer_gradients = gx = None
-        if gradients:
-            delta = d * scale
-            layer_gradients = [None] * len(self.kernels)
-            inputs_of = [x] + [layer["activation"] for layer in layers[:-1]]
-            for k in range(len(self.kernels) - 1, -1, -1):
-                kernel = self.kernels[k]
-                if not (k == len(self.kernels) - 1 and fused):
-                    delta = ACTIVATIONS[kernel.activation].backward(
-                        layers[k]["pre_activation"], layers[k]["activation"], delta,
-                        getattr(kernel, "slope", 0.01))
-                need = k > 0 or input_gradient
-                grads, delta = kernel.backward(inputs_of[k], params[k], delta, need, caches[k])
-                layer_gradients[k] = grads
-            gx = delta if input_gradient else None
+    def _chunk_size(self, variants: int, batch: int) -> int:
+        """Examples per chunk: the whole batch when its arrays are small, or when a layer
+        mixes the examples (batch statistics) or keeps numbers from step to step."""
+        per_example = 8 * variants * self._example_numbers
+        if per_example * batch <= BATCH_BYTES or self._couples or self._buffers:
+            return batch
+        return max(1, CHUNK_BYTES // per_example)
 
-        if not has_variants:
-            squeeze = lambda a: a[0] if a is not None else None  # noqa: E731
-            loss, example_losses, terms, gx = map(squeeze, (loss, example_losses, terms, gx))
-            layers = [{k: a[0] for k, a in layer.items()} for layer in layers]
-            if layer_gradients is not None:
-                layer_gradients = [{k: a[0] for k, a in g.items()} for g in layer_gradients]
-            updated = {n: a[0] for n, a in updated.items()}
-        return FastResult(self, loss, example_losses, terms, layers, layer_gradients, gx,
-                          has_variants, buffers=updated)
+    def _in_chunks(self, x, t, params, per_example, scale, gradients, input_gradient, size):
+        """The pass chunk by chunk of examples (they do not depend on one another): the
+        pre-activations written into whole-batch arrays, the gradients summed."""
+        batch = x.shape[1]
+        kept: list[dict] = []  # per layer: role → whole-batch array
+        filled: list[tuple[int, str]] = []  # (layer, role) of the arrays written chunk by chunk
+        terms = gx = layer_gradients = None
+        for start in range(0, batch, size):
+            part = slice(start, start + size)
+            examples = None if per_example is None else [
+                {role: a[:, part] for role, a in e.items()} for e in per_example]
+            passed = self._pass(x[:, part], t[:, part], params, examples, scale, gradients,
+                                input_gradient)
+            if start == 0:
+                for k, arrays in enumerate(passed.layers):
+                    below = passed.layers[k - 1]["activation"] if k else None
+                    kept.append(self._batch_arrays(arrays, batch, below,
+                                                   kept[-1] if k else {}, filled, k))
+                terms = np.empty(t.shape[:2] + passed.terms.shape[2:])
+                gx = np.empty(x.shape) if passed.input_gradient is not None else None
+                layer_gradients = passed.gradients
+            elif gradients:
+                for total, grads in zip(layer_gradients, passed.gradients):
+                    for role, g in grads.items():
+                        total[role] += g
+            for k, role in filled:
+                kept[k][role][:, part] = passed.layers[k][role]
+            terms[:, part] = passed.terms
+            if gx is not None:
+                gx[:, part] = passed.input_gradient
+        return kept, terms, layer_gradients, gx
+
+    @staticmethod
+    def _batch_arrays(arrays: dict, batch: int, below, kept_below: dict, filled: list,
+                      k: int) -> dict:
+        """Whole-batch arrays for what layer k keeps of a chunk (``arrays``; ``below`` the
+        chunk's input): its pre-activations, and its activations when they are the
+        pre-activations themselves (pooling, identity); its input reshaped (flatten) is a
+        view of the layer below's whole-batch array."""
+        z = arrays["pre_activation"]
+        shape = z.shape[:1] + (batch,) + z.shape[2:]
+        if "activation" in kept_below and np.may_share_memory(z, below):
+            out = {"pre_activation": kept_below["activation"].reshape(shape)}
+        else:
+            out = {"pre_activation": np.empty(shape)}
+            filled.append((k, "pre_activation"))
+        if arrays["activation"] is z:
+            out["activation"] = out["pre_activation"]
+        # any other activation is computed from the pre-activations when read
+        for role, a in arrays.items():
+            if role not in ("pre_activation", "activation"):
+                out[role] = np.empty(a.shape[:1] + (batch,) + a.shape[2:])
+                filled.append((k, role))
+        return out
+
+    def _lazy(self, k: int, arrays: dict) -> dict | None:
+        """How layer k's activations are computed from its pre-activations, if not kept
+        (from the arrays as they are handed over: with or without their variant axis)."""
+        if "activation" in arrays:
+            return None
+        kernel = self.kernels[k]
+        activation = ACTIVATIONS[kernel.activation]
+        slope = getattr(kernel, "slope", 0.01)
+        return {"activation": lambda kept: activation.forward(kept["pre_activation"], slope)}
 
     def name_values(self, result: FastResult) -> dict[str, np.ndarray]:
         """The forward arrays under the spec's names: each (…, B)."""
@@ -313,6 +479,22 @@ class FastNetwork:
             out[name] = result.terms[..., k]
         out[self.spec.loss.total_name] = result.example_losses
         return out
+
+
+@dataclass
+class _Pass:
+    """What one pass over some examples computed, axes (V, B, …)."""
+
+    layers: list[dict[str, np.ndarray]]
+    terms: np.ndarray
+    gradients: list[dict[str, np.ndarray]] | None = None
+    input_gradient: np.ndarray | None = None
+    buffers: dict[str, np.ndarray] = field(default_factory=dict)  # updated, by name
+
+
+def _distinct(index: np.ndarray, count: int) -> bool:
+    """Whether no index repeats (no parameter name used twice in one block)."""
+    return index.size == 0 or int(np.bincount(index.ravel(), minlength=count).max()) <= 1
 
 
 def compile_network(spec) -> FastNetwork:

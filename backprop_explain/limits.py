@@ -51,9 +51,11 @@ MAX_SHEET_WORK = 300_000
 MAX_PDF_VARIANTS = 200
 # Variants × named values of a per-key Moodle quiz (numbers only, the fast path).
 MAX_QUIZ_WORK = 50_000_000
-# Lines (rows of a table or of equations) of one step on one slide: a step is one TeX box,
-# and no box is taller than 16,384 pt (about 650 lines; a layer of 27×27 weights has 760).
-MAX_FRAME_LINES = 600
+# Height of one slide's text set 17 cm wide, before it is scaled to the frame (slides.py's
+# estimate, within about a third): a frame is one TeX box, at most 16,384 pt (575 cm) tall.
+# Steps are cut between paragraphs, equations and table rows; what cannot be cut (one
+# equation of a unit with 1,600 inputs: about 830 lines) is refused beyond this.
+MAX_FRAME_CM = 400
 # Answers in one file: a hand calculation has tens, a whole course a few hundred.
 MAX_ANSWERS = 10_000
 
@@ -170,12 +172,14 @@ def check_sheet(source, spec, variants: int, partials: int, pdf: bool) -> None:
                "fewer variants, or --format tex")
 
 
-def check_frame(spec, title: str, lines: int) -> None:
-    """A step of the slides (``title``, ``lines`` rows) that fits in one TeX box."""
-    if lines > MAX_FRAME_LINES:
-        refuse(spec.source, "layers", f"slides whose steps have at most {MAX_FRAME_LINES} "
-               f"lines each ({title})", lines, "fewer units, or the document "
-               "(--format pdf or tex), whose steps run over several pages")
+def check_frame(spec, title: str, centimetres: float) -> None:
+    """A frame of the slides (of the step ``title``) that TeX can hold in one box."""
+    if centimetres > MAX_FRAME_CM:
+        raise SpecError(spec.source, "layers", f"slides whose frames each hold at most "
+                        f"{MAX_FRAME_CM} cm of text set 17 cm wide (TeX's largest box: 575 cm), "
+                        f"got {centimetres:,.0f} cm in one frame of \"{title}\" (the limit: "
+                        f"fewer units, or the document, --format pdf or tex, whose steps run "
+                        f"over pages)")
 
 
 def check_verify(spec) -> None:

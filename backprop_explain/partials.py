@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import sympy as sp
+from sympy.core.sorting import ordered
 
-# Classes whose constructor takes evaluate=False; the others (And, Or, the pairs of a
-# Piecewise) rebuild from their arguments as given, And/Or sorting them by name as before.
+# Classes whose constructor takes evaluate=False; And/Or (lattices) skip their constructor
+# (below); the others (the pairs of a Piecewise) rebuild from their arguments as given.
+_LATTICES = sp.core.operations.LatticeOp
 _EVALUATING = (sp.core.operations.AssocOp, sp.Pow, sp.Function, sp.core.relational.Relational,
                sp.Piecewise)
 
@@ -33,6 +35,13 @@ def rename(expr: sp.Basic, names: dict) -> sp.Basic:
     if not expr.args:
         return expr
     args = [rename(a, names) for a in expr.args]
+    if isinstance(expr, _LATTICES):
+        # And/Or: sorted by name as SymPy sorts them; the conditions' filtering (each put in
+        # canonical form to find duplicates and contradictions, the slow part) finds
+        # nothing new under a one-to-one renaming of conditions it has already filtered
+        lattice = sp.Basic.__new__(expr.func, *ordered(args))
+        lattice._argset = frozenset(args)
+        return lattice
     if isinstance(expr, _EVALUATING):
         return expr.func(*args, evaluate=False)
     return expr.func(*args)

@@ -71,11 +71,13 @@ def course(tmp_path_factory):
         out.writerow(["Broken", "Bob", "bob@example.org", "Finished", "", "", "", "",
                       "part 1: 0.5; part 2: zero point five", ""])
     runner = CliRunner()
-    result = runner.invoke(main, ["class", str(sheet), str(responses), "--format", "json"])
+    result = runner.invoke(main, ["class", str(sheet), str(responses), "--format", "json",
+                                  "--lang", "en"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     md = root / "report.md"
-    assert runner.invoke(main, ["class", str(sheet), str(responses), "-o", str(md)]).exit_code == 0
+    assert runner.invoke(main, ["class", str(sheet), str(responses), "-o", str(md),
+                                "--lang", "en"]).exit_code == 0
     return {"students": students, "report": report, "blanks": blanks, "root": root,
             "markdown": md.read_text(encoding="utf-8"), "cli": result}
 
@@ -209,8 +211,21 @@ def test_markdown_report_and_chart(course):
 def test_same_input_same_report(course):
     root = course["root"]
     first = CliRunner().invoke(main, ["class", str(root / "sheet"), str(root / "responses.csv"),
-                                      "--format", "json"]).stdout
+                                      "--format", "json", "--lang", "en"]).stdout
     assert first == json.dumps(course["report"], indent=2, ensure_ascii=False) + "\n"
+
+
+def test_report_speaks_the_sheets_language_unless_told(course):
+    """The sheet's template says lang = "fr": the report is French unless --lang says."""
+    root = course["root"]
+    args = ["class", str(root / "sheet"), str(root / "responses.csv")]
+    french = CliRunner().invoke(main, args).stdout
+    assert french.startswith("# Bilan de la classe : Rétropropagation sur le réseau 3-2-2")
+    assert "## Erreurs diagnostiquées" in french and "signe opposé" in french
+    data = json.loads(CliRunner().invoke(main, [*args, "--format", "json"]).stdout)
+    assert "signe opposé" in [s["text"] for s in data["slips"]]
+    english = CliRunner().invoke(main, [*args, "--lang", "en"]).stdout
+    assert english.startswith("# Class report: ") and "opposite sign" in english
 
 
 # ---------------------------------------------------------------------------

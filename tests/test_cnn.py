@@ -197,6 +197,31 @@ def test_max_pool_sends_the_gradient_to_the_first_maximum_on_ties():
     assert routing.output[0].tolist() == [[1, 2], [5, 0]]
 
 
+def test_max_pool_expressions_are_those_sympy_builds():
+    """max_pool reuses the expression of a window whose names come in the same order: the
+    very expression (structure, argument order, printing) SymPy builds for each window."""
+    import itertools
+
+    import sympy as sp
+
+    from backprop_explain.layers.pool2d import built_max_pool, max_pool
+
+    names = ["a_{1,1}", "a_{1,2}", "a_{2,1}", "a_{2,2}", "x", "p^{(2)}_{10,3}", "b_{9}"]
+    windows = [list(order) for size in (2, 3, 4) for order in
+               itertools.permutations(names[:size])]  # every order of 2, 3, 4 names
+    rng = np.random.default_rng(0)
+    windows += [list(rng.permutation(names)[:4]) for _ in range(12)]  # names apart
+    for k, window in enumerate(windows):
+        cells = [sp.Symbol(n) for n in window]
+        expected = built_max_pool(cells)
+        reused = max_pool(cells)
+        assert sp.srepr(reused) == sp.srepr(expected), window
+        assert reused == expected and str(reused) == str(expected)
+        assert sp.latex(reused) == sp.latex(expected)
+        for cell in cells if k % 4 == 0 else []:  # and their derivatives
+            assert sp.diff(reused, cell) == sp.diff(expected, cell)
+
+
 def test_avg_pool_spreads_the_gradient_evenly():
     image = [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12], [13, 14, 15, 16]]
     routing = solve(_pool_spec("avgpool2d", image)).convolutions[0]

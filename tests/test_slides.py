@@ -69,6 +69,12 @@ def test_slides_compile_fit_and_count_their_steps(path, lang, detail):
     tex = render_slides(solution, lang, detail=detail)
     pdf, log = compile_with_log(tex)
     assert "Overfull" not in log
+    # a step taller than its frame was cut into frames: what is still scaled down (a
+    # picture, a row of wide matrices) keeps at least 0.35 of the text's size, the
+    # course's own network 0.8
+    scales = [float(a) / (float(b) * 14.8 / 17) for a, b in re.findall(
+        r"step scaled to height: ([\d.]+)pt of ([\d.]+)pt", log)]
+    assert min(scales, default=1) >= (0.8 if path.stem == "mlp_3_2_2_cross_entropy" else 0.35)
     pages, outside = words_outside(pdf)
     assert outside == []
     count = len(frames(tex))
@@ -105,6 +111,37 @@ def test_full_detail_has_a_frame_per_derivation_and_compact_one_per_layer():
     assert len(compact) < len(full)
     # compact: each layer's gradients in one frame (its table)
     assert sum("tabular" in f and "wo_{1,1}" in f and "wo_{1,2}" in f for f in compact) >= 1
+
+
+def test_a_long_step_is_cut_between_blocks_rows_and_equations():
+    """frame_pieces: a table's rows over several frames, each with the header; a display
+    cut between its equations, never inside one (its `&=` lines); a sentence ending with
+    a colon kept with what it announces; every line of the step kept, in its order."""
+    from backprop_explain.slides import frame_pieces
+    rows = "\n".join(f"$w_{{{k}}}$ & ${k}$ \\\\" for k in range(1, 41))
+    table = ("\\par\\smallskip\n\\begin{tabular}{ll}\n\\hline\nname & value \\\\\n\\hline\n"
+             + rows + "\n\\hline\n\\end{tabular}\\par\\smallskip")
+    equations = " \\\\\n".join(f"a_{{{k}}} &= \\frac{{1}}{{{k}}} \\\\\n &= {1 / k:.4f}"
+                                 for k in range(1, 13))
+    display = "\\begin{align*}\n" + equations + "\n\\end{align*}"
+    step = "The values:\\par\n\n" + table + "\n\nThen:\\par\n\n" + display
+    pieces = frame_pieces(step, figure=False)
+    assert len(pieces) > 3
+    tables = [p for p in pieces if "tabular" in p]
+    assert len(tables) > 1 and all("name & value" in p for p in tables)
+    assert pieces[0].startswith("The values:")  # the lead-in with the table's first rows
+
+    def lines(text):
+        return [line.strip().removesuffix("\\\\").strip() for line in text.split("\n")
+                if line.lstrip().startswith(("$w_", "a_", "&="))]
+    assert [line for p in pieces for line in lines(p)] == lines(step)
+    for p in pieces:
+        if "align*" in p:
+            body = p.split("\\begin{align*}\n")[1]
+            assert body.startswith("a_") and p.rstrip().endswith("\\end{align*}")
+            assert not p.rstrip().removesuffix("\\end{align*}").rstrip().endswith("\\\\")
+    assert "Then:" in next(p for p in pieces if "align*" in p)
+    assert frame_pieces("Short.\\par", figure=True) == ["Short.\\par"]
 
 
 def lit_edges(frame: str) -> int:

@@ -497,15 +497,14 @@ class Conv2dKernel:
         if not need_input_grad:
             return grads, None
         c, h, wd = self.in_shape
-        kh, kw = self.kernel
+        (kh, kw), (ph, pw) = self.kernel, self.padding
         # col2im: each column's gradient Fᵀ·δ_b, added back under its window
         grad_cols = np.matmul(np.swapaxes(w.reshape(w.shape[0], 1, o, -1), -1, -2),
-                              delta).reshape(v, batch, c, kh, kw, ho, wo)
-        padded = (v, batch, c, h + 2 * self.padding[0], wd + 2 * self.padding[1])
-        g = grid.scatter_windows(lambda i, j: grad_cols[:, :, :, i, j],
-                                 padded, self.kernel, self.stride, self.out_shape[1:])
-        return grads, g[..., self.padding[0]:self.padding[0] + h,
-                        self.padding[1]:self.padding[1] + wd]
+                              delta).reshape(v, batch, c, kh * kw, ho, wo)
+        g = np.zeros((v, batch, c, h + 2 * ph, wd + 2 * pw))
+        for k, cell in enumerate(grid.offset_views(g, self.kernel, self.stride, (ho, wo))):
+            cell += grad_cols[:, :, :, k]
+        return grads, g[..., ph:ph + h, pw:pw + wd]
 
 
 # ---------------------------------------------------------------------------

@@ -21,7 +21,7 @@ superscript ^{(#l)} for every layer but the first (f^{(2)}_{#r,#s}, …).
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided
 
 from ..keys import local_key
 from ..notation import Equation, grid_name, name_base, partial, partial_inline, primed, tex
@@ -139,8 +139,20 @@ def window_names(layer, inputs: list[str], c: int, r: int, s: int) -> list[str]:
 
 def windows_view(x, kernel, stride):
     """Strided view (V, B, C, Ho, Wo, kh, kw) of every window of a padded image batch."""
-    view = sliding_window_view(x, kernel, axis=(-2, -1))
-    return view[..., ::stride[0], ::stride[1], :, :]
+    (kh, kw), (sh, sw) = kernel, stride
+    ho, wo = (x.shape[-2] - kh) // sh + 1, (x.shape[-1] - kw) // sw + 1
+    rows, columns = x.strides[-2:]
+    return as_strided(x, x.shape[:-2] + (ho, wo, kh, kw),
+                      x.strides[:-2] + (rows * sh, columns * sw, rows, columns),
+                      writeable=False)
+
+
+def offset_views(x, kernel, stride, out_hw) -> list:
+    """For each kernel offset (i, j), row-major: the view (…, Ho, Wo) of the cell at that
+    offset in every window of a padded image batch (writable when x is)."""
+    (kh, kw), (sh, sw), (ho, wo) = kernel, stride, out_hw
+    return [x[..., i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
+            for i in range(kh) for j in range(kw)]
 
 
 def pad_images(x, padding, value=0.0):
@@ -148,17 +160,6 @@ def pad_images(x, padding, value=0.0):
         return x
     ph, pw = padding
     return np.pad(x, [(0, 0)] * (x.ndim - 2) + [(ph, ph), (pw, pw)], constant_values=value)
-
-
-def scatter_windows(grad_windows_at, shape, kernel, stride, out_hw):
-    """Sum per-window gradients back onto the (padded) image: one slice per kernel offset."""
-    g = np.zeros(shape)
-    ho, wo = out_hw
-    for i in range(kernel[0]):
-        for j in range(kernel[1]):
-            g[..., i:i + stride[0] * (ho - 1) + 1:stride[0],
-              j:j + stride[1] * (wo - 1) + 1:stride[1]] += grad_windows_at(i, j)
-    return g
 
 
 # ---------------------------------------------------------------------------

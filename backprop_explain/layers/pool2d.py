@@ -20,6 +20,7 @@ import numpy as np
 import sympy as sp
 
 from ..keys import local_key
+from ..partials import rename
 from ..templating import fill
 from ..validate import flatten_names, only, only_defaults
 from . import grid
@@ -192,9 +193,29 @@ def max_pool(cells: list[sp.Symbol]) -> sp.Expr:
 
     Exactly one indicator is 1, so the value is the maximum; each indicator is piecewise
     constant, so ∂max/∂x_k is the indicator of k: the gradient goes to the first maximum.
+
+    SymPy writes each condition and orders the conditions by comparing the cells' names
+    (most of the graph's time went there), so windows whose names come in the same order
+    have one expression up to the names: SymPy builds it for the first such window, the
+    others take it with their names put in, nothing re-evaluated (partials.rename), the
+    very expression SymPy would build (tests/test_cnn.py compares them).
     """
     if len(cells) == 1:
         return cells[0]
+    order = tuple(sorted(range(len(cells)), key=lambda k: cells[k].name))
+    if order not in _WINDOW_FORMS:
+        if len(_WINDOW_FORMS) > 1024:  # bounded: a 3×3 window has 9! orders
+            _WINDOW_FORMS.clear()
+        _WINDOW_FORMS[order] = (tuple(cells), built_max_pool(cells))
+    symbols, expr = _WINDOW_FORMS[order]
+    return rename(expr, dict(zip(symbols, cells)))
+
+
+_WINDOW_FORMS: dict[tuple[int, ...], tuple[tuple[sp.Symbol, ...], sp.Expr]] = {}
+
+
+def built_max_pool(cells: list[sp.Symbol]) -> sp.Expr:
+    """max_pool's expression as SymPy builds it, condition by condition."""
     return sp.Add(*[sp.Mul(x, first_maximum_indicator(cells, k), evaluate=False)
                     for k, x in enumerate(cells)], evaluate=False)
 
@@ -225,48 +246,44 @@ class Pool2dKernel:
         self.value_names = {"activation": layer.output_names}
         self.window_size = float(self.kernel[0] * self.kernel[1])  # padded zeros count
 
-    def _offsets(self, padded):
-        """The window cell at each kernel offset (i, j), for every output cell at once."""
-        ho, wo = self.out_shape[1:]
-        (sh, sw), (kh, kw) = self.stride, self.kernel
-        for i in range(kh):
-            for j in range(kw):
-                yield i * kw + j, padded[..., i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
+    def _cells(self, padded) -> list:
+        """The window cell at each kernel offset (i, j), row-major, for every output cell at
+        once: views of the (padded) input."""
+        return grid.offset_views(padded, self.kernel, self.stride, self.out_shape[1:])
 
     def forward(self, x, p):
         if self.layer.takes_maximum:
             # padded cells are −∞: they never win
-            cells = list(self._offsets(grid.pad_images(x, self.padding, -np.inf)))
-            out = cells[0][1].copy()
-            for _, cell in cells[1:]:
-                np.maximum(out, cell, out=out)
-            # the winner is the first maximum in row-major order, as in PyTorch: walk the
-            # offsets backwards, each equal cell overwriting the later ones (integer
-            # arithmetic: much faster than boolean-masked assignment)
+            cells = self._cells(grid.pad_images(x, self.padding, -np.inf))
+            out = cells[0].copy()  # the maximum so far
+            # the winner is the first maximum in row-major order, as in PyTorch: the last
+            # cell above every cell before it (integer arithmetic: much faster than masks)
             dtype = np.int8 if len(cells) <= 127 else np.int32
-            winner = np.full(out.shape, len(cells) - 1, dtype=dtype)
-            for k, cell in reversed(cells[:-1]):
-                winner -= (winner - dtype(k)) * (cell == out).view(np.int8)
+            winner = np.zeros(out.shape, dtype=dtype)
+            for k in range(1, len(cells)):
+                above = np.greater(cells[k], out).view(np.int8)
+                np.maximum(out, cells[k], out=out)
+                np.maximum(winner, np.multiply(above, dtype(k), dtype=dtype), out=winner)
             return out, out, winner
-        total = None
-        for _, cell in self._offsets(grid.pad_images(x, self.padding)):
-            total = cell.copy() if total is None else total + cell
-        out = total / self.window_size
-        return out, out, None
+        cells = self._cells(grid.pad_images(x, self.padding))
+        total = cells[0].copy()
+        for cell in cells[1:]:
+            total += cell
+        total /= self.window_size
+        return total, total, None
 
     def backward(self, x, p, delta, need_input_grad, winner=None):
         if not need_input_grad:
             return {}, None
         c, h, w = self.in_shape
-        padded = x.shape[:2] + (c, h + 2 * self.padding[0], w + 2 * self.padding[1])
-        kw = self.kernel[1]
-        if self.layer.takes_maximum:
-            at = lambda i, j: delta * (winner == i * kw + j)  # noqa: E731
-        else:
-            share = delta / self.window_size
-            at = lambda i, j: share  # noqa: E731
-        g = grid.scatter_windows(at, padded, self.kernel, self.stride, self.out_shape[1:])
-        return {}, g[..., self.padding[0]:self.padding[0] + h, self.padding[1]:self.padding[1] + w]
+        ph, pw = self.padding
+        g = np.zeros(x.shape[:2] + (c, h + 2 * ph, w + 2 * pw))
+        share = None if self.layer.takes_maximum else delta / self.window_size
+        for k, cell in enumerate(self._cells(g)):  # each window's gradient, added in place
+            cell += share if share is not None else delta * (winner == k)
+        if ph or pw:
+            g = g[..., ph:ph + h, pw:pw + w]
+        return {}, g
 
 
 # ---------------------------------------------------------------------------

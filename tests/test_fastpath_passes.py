@@ -1,0 +1,185 @@
+"""How the fast path saves time and memory without changing a digit: a large batch goes
+chunk by chunk of examples, with the numbers of one pass over the whole batch (itself
+checked against SymPy, PyTorch and finite differences in test_fastpath.py) in far less
+memory, activations computed from the pre-activations when read; the element-wise forms
+written in fewer passes give the very bits of the plain formulas."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from backprop_explain import fastpath
+from backprop_explain.activations import ACTIVATIONS
+from backprop_explain.fastpath import FastNetwork, compile_network
+from backprop_explain.spec import spec_from_dict
+
+
+def cnn(seed, side=6, channels=2, filters=3, activation="relu", pool="maxpool2d"):
+    rng = np.random.default_rng(seed)
+    pooled = (side - 2) // 2
+    return spec_from_dict({
+        "inputs": {"values": rng.uniform(0, 1, (channels, side, side)).tolist()},
+        "layers": [
+            {"type": "conv2d", "activation": activation,
+             "filters": rng.uniform(-1, 1, (filters, channels, 3, 3)).tolist(),
+             "biases": rng.uniform(-1, 1, filters).tolist()},
+            {"type": pool, "kernel": 2}, {"type": "flatten"},
+            {"type": "dense", "units": 4, "activation": "softmax",
+             "weights": rng.uniform(-1, 1, (4, filters * pooled * pooled)).tolist(),
+             "biases": rng.uniform(-1, 1, 4).tolist()}],
+        "loss": {"type": "cross_entropy", "targets": [1, 0, 0, 0]},
+        "training": {"learning_rate": 0.1}})
+
+
+def mlp(seed):
+    rng = np.random.default_rng(seed)
+    return spec_from_dict({
+        "inputs": {"values": [0.1, 0.2, 0.3, 0.4, 0.5]},
+        "layers": [
+            {"type": "dense", "units": 4, "activation": "sigmoid",
+             "weights": rng.uniform(-2, 2, (4, 5)).tolist(), "biases": [0.1] * 4},
+            {"type": "dense", "units": 3, "activation": "tanh",
+             "weights": rng.uniform(-2, 2, (3, 4)).tolist(), "biases": [0.2] * 3},
+            {"type": "dense", "units": 2, "activation": "identity",
+             "weights": rng.uniform(-2, 2, (2, 3)).tolist(), "biases": [0.0, 0.3]}],
+        "loss": {"type": "half_squared_error", "targets": [0.5, -0.5]},
+        "training": {"learning_rate": 0.1, "reduction": "sum"}})
+
+
+def with_dropout(seed, examples=13):
+    """A CNN with a dropout layer, one mask per example of the spec (drawn from a seed)."""
+    rng = np.random.default_rng(seed)
+    return spec_from_dict({
+        "inputs": {"shape": [1, 5, 5]},
+        "layers": [
+            {"type": "conv2d", "activation": "relu", "biases": [0.1, -0.1],
+             "filters": rng.uniform(-1, 1, (2, 1, 2, 2)).tolist()},
+            {"type": "dropout", "p": 0.3, "seed": 4}, {"type": "maxpool2d", "kernel": 2},
+            {"type": "flatten"},
+            {"type": "dense", "units": 3, "activation": "softmax",
+             "weights": rng.uniform(-1, 1, (3, 8)).tolist()}],
+        "loss": {"type": "cross_entropy"},
+        "examples": [{"inputs": rng.uniform(0, 1, (1, 5, 5)).tolist(),
+                      "targets": [1, 0, 0]} for _ in range(examples)],
+        "training": {"learning_rate": 0.1}})
+
+
+def batch(network, size, seed, variants=None):
+    rng = np.random.default_rng(seed)
+    lead = (variants,) if variants else ()
+    x = rng.uniform(-1, 1, lead + (size,) + network.input_shape)
+    t = rng.dirichlet(np.ones(network.output_size), lead + (size,))
+    return x, t
+
+
+def assert_same(chunked, whole):
+    np.testing.assert_allclose(chunked.loss, whole.loss, rtol=1e-13)
+    # a term −t·ln softmax(z) near 0 is a difference of numbers near |z|: its last digits
+    # follow the rounding of z (BLAS sums a chunk's products in its own order)
+    np.testing.assert_allclose(chunked.terms, whole.terms, rtol=1e-13, atol=1e-13)
+    assert [set(a) for a in chunked.layers] == [set(a) for a in whole.layers]
+    for mine, theirs in zip(chunked.layers, whole.layers):
+        for role in theirs:
+            np.testing.assert_allclose(mine[role], theirs[role], rtol=1e-13, atol=1e-15)
+    assert chunked.values.keys() == whole.values.keys()
+    if whole.layer_gradients is not None:
+        for name, g in whole.gradients.items():
+            np.testing.assert_allclose(chunked.gradients[name], g, rtol=1e-12, atol=1e-15)
+    if whole.input_gradient is not None:
+        np.testing.assert_allclose(chunked.input_gradient, whole.input_gradient, rtol=1e-13,
+                                   atol=1e-16)
+
+
+@pytest.mark.parametrize("size", [1, 4, 5])
+@pytest.mark.parametrize("spec", [cnn(1), cnn(2, pool="avgpool2d", activation="tanh"),
+                                  mlp(3), with_dropout(4)],
+                         ids=["maxpool", "avgpool", "mlp", "dropout"])
+def test_chunks_give_the_numbers_of_one_pass(monkeypatch, spec, size):
+    network = compile_network(spec)
+    x, t = batch(network, 13, 4)
+    rng = np.random.default_rng(5)
+    variants = {name: rng.uniform(-1, 1, 3) for name in network.parameter_names[:7]}
+    runs = [dict(), dict(input_gradient=True), dict(parameters=variants),
+            dict(gradients=False)]
+    whole = [network.run(x, t, **options) for options in runs]
+    monkeypatch.setattr(FastNetwork, "_chunk_size", lambda self, v, b: size)
+    for options, expected in zip(runs, whole):
+        assert_same(network.run(x, t, **options), expected)
+
+
+def test_activations_are_computed_from_pre_activations_when_read(monkeypatch):
+    network = compile_network(cnn(6))
+    x, t = batch(network, 9, 7, variants=2)
+    monkeypatch.setattr(FastNetwork, "_chunk_size", lambda self, v, b: 2)
+    result = network.run(x, t)
+    conv, pool, flatten, dense = result.layers
+    assert set(conv) == {"pre_activation", "activation"} and len(conv) == 2
+    np.testing.assert_array_equal(conv["activation"], np.maximum(conv["pre_activation"], 0))
+    assert pool["activation"] is pool["pre_activation"]  # pooling has no activation
+    # flatten's arrays are the pooled maps themselves, reshaped
+    assert np.shares_memory(flatten["pre_activation"], pool["activation"])
+    np.testing.assert_array_equal(flatten["activation"],
+                                  pool["activation"].reshape(2, 9, -1))
+    np.testing.assert_array_equal(dense["activation"],
+                                  ACTIVATIONS["softmax"].forward(dense["pre_activation"]))
+    assert result.values["a_{1,1,1}"].shape == (2, 9)
+
+
+def test_a_large_batch_of_a_cnn_takes_a_fraction_of_the_memory(monkeypatch):
+    network = compile_network(cnn(8, side=28, channels=1, filters=8))
+    x, t = batch(network, 256, 9)  # each layer's arrays: 256 × 8 × 26 × 26 numbers, 11 MB
+
+    def peak(**options):
+        network.run(x, t, **options)
+        tracemalloc.start()
+        result = network.run(x, t, **options)
+        used = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return used, result
+
+    chunked, in_chunks = peak()
+    monkeypatch.setattr(fastpath, "BATCH_BYTES", 2 ** 40)
+    whole, at_once = peak()
+    assert chunked < 0.4 * whole
+    assert_same(in_chunks, at_once)
+
+
+def test_fewer_passes_give_the_bits_of_the_plain_formulas():
+    rng = np.random.default_rng(10)
+    z = np.concatenate([rng.normal(0, 3, 5000), rng.uniform(-800, 800, 500),
+                        [0.0, -0.0, np.inf, -np.inf, 1e-320, -1e-320, 709.8, -745.2]])
+    g = rng.normal(size=z.shape)
+    e = np.exp(-np.abs(z))
+    plain = {"sigmoid": (np.where(z >= 0, 1.0, e) / (1.0 + e), g * (e / (1.0 + e) ** 2)),
+             "tanh": (np.tanh(z), g * (1.0 - np.tanh(z) ** 2))}
+    for name, (forward, backward) in plain.items():
+        a = ACTIVATIONS[name].forward(z)
+        assert np.array_equal(a, forward) and np.array_equal(np.signbit(a), np.signbit(forward))
+        np.testing.assert_array_equal(ACTIVATIONS[name].backward(z, a, g), backward)
+    y = rng.normal(0, 30, (4, 7, 10))
+    shifted = np.exp(y - y.max(axis=-1, keepdims=True))
+    np.testing.assert_array_equal(ACTIVATIONS["softmax"].forward(y),
+                                  shifted / shifted.sum(axis=-1, keepdims=True))
+
+
+def test_parameters_by_name_replace_the_specs_values_and_keep_the_rest():
+    spec = mlp(12)
+    network = compile_network(spec)
+    names = network.parameter_names
+    rng = np.random.default_rng(13)
+    given = {names[0]: rng.uniform(-1, 1, 4), names[5]: 0.25, names[-1]: rng.uniform(-1, 1, 4)}
+    layers = network.layer_parameters(given)
+    for v in range(4):
+        values = dict(spec.parameters, **{n: (a[v] if np.ndim(a) else a)
+                                          for n, a in given.items()})
+        expected = [{"weights": np.array([[values[n] for n in row] for row in layer.weight_names]),
+                     "biases": np.array([values[n] for n in layer.bias_names])}
+                    for layer in spec.layers]
+        for mine, theirs in zip(layers, expected):
+            for role in theirs:
+                np.testing.assert_array_equal(mine[role][v], theirs[role])
+    with pytest.raises(KeyError, match="not parameters"):
+        network.layer_parameters({"nope": 1.0})
