@@ -13,6 +13,12 @@ ordering the terms) is shared by every node of its kind; each shape is different
 value, one returning all its partials (their common subexpressions computed once). A
 node is evaluated by calling them with its parents' values in the shape's order.
 
+Comparisons (ReLU's y > 0, a max pool's "first maximum of its window") are decided on the
+values at the evaluation's precision (40 digits or more), except that two values agreeing
+to TIE_DIGITS significant digits are equal: cells equal in exact arithmetic, such as two average-pooled cells whose terms come
+in different orders, differ in the last of the 40 digits, and the max pool's tie rule
+(first maximum in row-major order, as the fast path and PyTorch) must still apply.
+
 The renaming is one-to-one and the shape is the node's function, so the values are those
 of the node's own expression; only the order of some roundings may differ from compiling
 that expression itself, in the last of the 40 digits (tests/test_numeric.py compares with
@@ -29,6 +35,7 @@ from typing import Callable
 
 import mpmath
 import sympy as sp
+from sympy.printing.pycode import MpmathPrinter
 
 from .errors import DomainError
 from .nodes import GIVEN_KINDS, Graph, Node
@@ -36,6 +43,7 @@ from .partials import dummy, shape_partial
 
 PRECISION = 40  # decimal digits of the first evaluation; results are returned as float64
 MAX_PRECISION = 2560  # doubled from PRECISION while two successive precisions disagree
+TIE_DIGITS = 24  # values agreeing to this many digits compare equal (float64 keeps ~16)
 
 
 @lru_cache(maxsize=8192)
@@ -90,12 +98,44 @@ class CompiledShape:
     wanted: tuple[int, ...]
 
 
+def _difference(a, b):
+    """a − b, or 0 when a and b agree to TIE_DIGITS significant digits."""
+    d = a - b
+    return 0 if abs(d) <= mpmath.mpf(10) ** -TIE_DIGITS * max(abs(a), abs(b)) else d
+
+
+_COMPARISONS = {  # a comparison in a compiled shape → its function
+    ">": ("_greater", lambda a, b: _difference(a, b) > 0),
+    ">=": ("_greater_equal", lambda a, b: _difference(a, b) >= 0),
+    "<": ("_less", lambda a, b: _difference(a, b) < 0),
+    "<=": ("_less_equal", lambda a, b: _difference(a, b) <= 0),
+}
+_NAMESPACE = {name: function for name, function in _COMPARISONS.values()}
+
+
+class _ComparingPrinter(MpmathPrinter):
+    """mpmath code whose comparisons go through _difference."""
+
+    def _print_Relational(self, expr):
+        if expr.rel_op not in _COMPARISONS:
+            return super()._print_Relational(expr)
+        name = _COMPARISONS[expr.rel_op][0]
+        return f"{name}({self._print(expr.lhs)}, {self._print(expr.rhs)})"
+
+
+def _lambdify(symbols, expr, **options):
+    printer = _ComparingPrinter({"fully_qualified_modules": False, "inline": True,
+                                 "allow_unknown_functions": True})  # as lambdify's own
+    return sp.lambdify(symbols, expr, modules=[_NAMESPACE, "mpmath"], printer=printer,
+                       **options)
+
+
 @lru_cache(maxsize=4096)
 def compiled_shape(shape: sp.Expr, arguments: int, wanted: tuple[int, ...]) -> CompiledShape:
     symbols = [dummy(k) for k in range(arguments)]
     partials = tuple(shape_partial(shape, k) for k in wanted)
-    return CompiledShape(sp.lambdify(symbols, shape, modules="mpmath"),
-                         sp.lambdify(symbols, partials, modules="mpmath", cse=True), wanted)
+    return CompiledShape(_lambdify(symbols, shape),
+                         _lambdify(symbols, partials, cse=True), wanted)
 
 
 @dataclass

@@ -217,13 +217,19 @@ def _swapped(name: str) -> str:
     return f"{head}_{{{b},{a}}}"
 
 
-def random_spec(seed: int, activation: str = "sigmoid", loss: str = "cross_entropy",
-                sizes=(3, 2, 2), lr: float | None = None, weights: float = 1.0,
-                hot: int | None = None):
-    """A random dense network (default names), numbers with two decimals as a sheet draws
-    them: weights in ±``weights``, the cross-entropy's one-hot target at ``hot`` (drawn
-    when None), the learning rate ``lr`` (drawn among 0.1, 0.5, 1 when None)."""
+def random_spec(*args, **kwargs):
+    """random_data's network as a NetworkSpec."""
     from backprop_explain.api import as_spec
+    return as_spec(random_data(*args, **kwargs))
+
+
+def random_data(seed: int, activation: str = "sigmoid", loss: str = "cross_entropy",
+                sizes=(3, 2, 2), lr: float | None = None, weights: float = 1.0,
+                hot: int | None = None) -> dict:
+    """A random dense network (default names) as a spec dict, numbers with two decimals as
+    a sheet draws them: weights in ±``weights``, the cross-entropy's one-hot target at
+    ``hot`` (drawn when None), the learning rate ``lr`` (drawn among 0.1, 0.5, 1 when
+    None)."""
     rng = random.Random(seed)
     layers, n_in = [], sizes[0]
     for units in sizes[1:]:
@@ -240,7 +246,7 @@ def random_spec(seed: int, activation: str = "sigmoid", loss: str = "cross_entro
     data = {"inputs": {"values": [round(rng.uniform(-1, 1), 2) for _ in range(sizes[0])]},
             "layers": layers, "loss": {"type": loss, "targets": targets},
             "training": {"learning_rate": lr or rng.choice([0.1, 0.5, 1.0])}}
-    return as_spec(data)
+    return data
 
 
 def sheet_keys(spec) -> list[str]:
@@ -283,5 +289,6 @@ def answers_text(written: dict[str, str]) -> str:
     return "\n".join(f'"{k}" = "{v}"' for k, v in written.items()) + "\n"
 
 
-__all__ = ["SLIPS", "Student", "answers_text", "plant_sites", "random_spec", "sheet_keys",
+__all__ = ["SLIPS", "Student", "answers_text", "plant_sites", "random_data", "random_spec",
+           "sheet_keys",
            "significant"]

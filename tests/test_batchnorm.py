@@ -1,11 +1,11 @@
 """Batch normalization (type = "batchnorm"), train and eval, after dense and conv layers.
 
-Checked against: central finite differences of the plain-NumPy mini-batch forward pass
-(tests/reference_kinds.py) on random networks combining it with dense, conv, pooling and
-flatten layers; nn.BatchNorm1d/2d in PyTorch, running statistics included, over several
-steps and then in eval mode; the fast path against the symbolic engine; the condensed
-formula of ∂E/∂x against the chain rule; the course-style example, verify's keys, sheets,
-bad input.
+Checked against: the plain-NumPy reference (tests/reference.py: its forward pass, its
+running statistics, central finite differences of its loss) on random networks combining
+it with dense, conv, pooling and flatten layers; nn.BatchNorm1d/2d in PyTorch, running
+statistics included, over several steps and then in eval mode; the fast path against the
+symbolic engine; the condensed formula of ∂E/∂x against the chain rule; the course-style
+example, verify's keys, sheets, bad input.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from backprop_explain.spec import load_spec, spec_from_dict
 from backprop_explain.training import train
 from backprop_explain.verify import Catalog, verify_answers
 
-from reference_kinds import batchnorm, finite_differences, network_loss, running_statistics
+import reference
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -120,17 +120,25 @@ def solved(name, examples):
     return spec, solve(spec)
 
 
+@functools.lru_cache(maxsize=None)
+def referenced(name, examples) -> reference.Network:
+    return reference.Network(document(name, examples=examples))
+
+
 @pytest.mark.parametrize("name, examples", NETWORKS)
 def test_gradients_match_finite_differences(name, examples):
     spec, solution = solved(name, examples)
+    net = referenced(name, examples)
     assert solution.graph.spans_batch == (spec.couples_examples and examples > 1)
-    assert solution.loss == pytest.approx(network_loss(spec, spec.parameters), rel=1e-12)
-    expected = finite_differences(spec)
+    assert solution.loss == pytest.approx(net.batch_loss(net.parameters), rel=1e-12)
+    expected = net.numeric_gradients(net.parameters)
+    assert expected.keys() == spec.parameters.keys()
     for parameter, value in expected.items():
         assert solution.gradients[parameter] == pytest.approx(value, rel=1e-5, abs=1e-8), \
             parameter
+    after = net.updated_buffers(net.forward(net.parameters), net.buffers)
     assert solution.loss_after == pytest.approx(
-        network_loss(spec, solution.parameters_after), rel=1e-12)
+        net.batch_loss(solution.parameters_after, buffers=after), rel=1e-12)
 
 
 @pytest.mark.parametrize("name, examples", NETWORKS)
@@ -175,18 +183,14 @@ def test_condensed_formula_equals_the_chain_rule(name, examples):
 
 def test_running_statistics_follow_pytorch_after_a_step():
     spec, solution = solved("dense_bn_dense", 3)
+    net = referenced("dense_bn_dense", 3)
+    expected = net.updated_buffers(net.forward(net.parameters), net.buffers)
     layer = spec.layers[1]
-    x = np.array([solution.example.values[example_name(n, k)]
-                  for k in (1, 2, 3) for n in ["z^{(1)}_{1}", "z^{(1)}_{2}", "z^{(1)}_{3}"]])
-    x = x.reshape(3, 3)
-    _, mean, var = batchnorm(x, np.ones(3), np.zeros(3), layer.eps, True, None, None)
-    expected = running_statistics(mean, var, 3, layer.momentum,
-                                  [layer.running[n] for n in layer.running_mean_names],
-                                  [layer.running[n] for n in layer.running_var_names])
-    np.testing.assert_allclose([solution.buffers_after[n] for n in layer.running_mean_names],
-                               expected[0], rtol=1e-13)
-    np.testing.assert_allclose([solution.buffers_after[n] for n in layer.running_var_names],
-                               expected[1], rtol=1e-13)
+    names = layer.running_mean_names + layer.running_var_names
+    assert set(names) == expected.keys() == solution.buffers_after.keys()
+    assert [expected[n] for n in names] != [net.buffers[n] for n in names]  # they moved
+    for name in names:
+        assert solution.buffers_after[name] == pytest.approx(expected[name], rel=1e-13), name
 
 
 # ---------------------------------------------------------------------------

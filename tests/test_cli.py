@@ -56,6 +56,20 @@ def test_french_uses_the_course_vocabulary_and_decimal_comma():
     assert "0.8738" in point
 
 
+def test_decimal_comma_in_english_and_decimal_point_in_french():
+    """--decimal-comma / --decimal-point override the language's separator, in every
+    format that shows numbers (JSON keeps numbers as numbers)."""
+    comma = run("explain", EXAMPLE, "--lang", "en", "--decimal-comma").output
+    assert "The loss decreased" in comma  # still English
+    assert "0{,}8738" in comma and "0.8738" not in comma
+    tex = run("explain", EXAMPLE, "--lang", "en", "--format", "tex", "--decimal-comma").output
+    assert "0{,}8738" in tex and "0.8738" not in tex
+    point = run("explain", EXAMPLE, "--lang", "fr", "--decimal-point", "--format", "tex").output
+    assert "0.8738" in point and "0{,}8738" not in point
+    data = json.loads(run("explain", EXAMPLE, "--format", "json", "--decimal-comma").output)
+    assert data["forward"]["out_{o1}"] == pytest.approx(0.8738232094895043, rel=1e-15)
+
+
 def test_digits_round_the_display_only():
     out6 = run("explain", EXAMPLE, "--digits", "6", "--lang", "en").output
     assert "0.873823" in out6
@@ -192,6 +206,26 @@ targets = [1]
 learning_rate = 0.1
 """),
     "bad toml": ("valid TOML", "[inputs\nvalues = 1"),
+    "shared parameter given two values": ("layers[1].biases[0]: the value 0.5 given for the "
+                                          "shared parameter b at layers[0].biases[0], got 0.25", """
+[inputs]
+values = [1]
+[[layers]]
+type = "dense"
+weights = [[1]]
+biases = [0.5]
+names = { biases = "b" }
+[[layers]]
+type = "dense"
+weights = [[1]]
+biases = [0.25]
+names = { biases = "b" }
+[loss]
+type = "half_squared_error"
+targets = [1]
+[training]
+learning_rate = 0.1
+"""),
 }
 
 

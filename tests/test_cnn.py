@@ -1,8 +1,10 @@
 """Small CNNs: conv2d, max/avg pooling, flatten.
 
-Checked against independent references: central finite differences of the
-forward pass, the course's published feature map, PyTorch when installed, and
-the element-wise chain rule for the convolution forms of the gradients.
+Checked against independent references: the plain-NumPy reference network
+(tests/reference.py: its hand-written reverse pass, and central finite
+differences of its forward pass, which shares nothing with the package), the
+course's published feature map, PyTorch when installed, and the element-wise
+chain rule for the convolution forms of the gradients.
 """
 
 import functools
@@ -16,9 +18,10 @@ from click.testing import CliRunner
 
 from backprop_explain.api import as_spec, solve
 from backprop_explain.cli import main
-from backprop_explain.derivation import NumericGraph, leaf_values
 from backprop_explain.errors import SpecError
-from backprop_explain.graph import build_graph
+
+import reference
+from reference import Network
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -105,49 +108,57 @@ NETWORKS = {
 }
 
 
-def finite_differences(spec, names, h=1e-6):
-    """Central differences of the loss (mpmath forward pass) w.r.t. parameters or inputs."""
-    graph = build_graph(spec)
-    numeric = NumericGraph(graph)
-    base = leaf_values(spec, spec.parameters, spec.examples[0])
-    out = {}
-    for name in names:
-        plus, minus = dict(base), dict(base)
-        plus[name] += h
-        minus[name] -= h
-        out[name] = (numeric.forward(plus)[graph.loss.name]
-                     - numeric.forward(minus)[graph.loss.name]) / (2 * h)
-    return out
+def finite_differences(spec, h=1e-6):
+    """Central differences of the loss of the reference's forward pass (tests/reference.py,
+    which shares no code with the package), for every parameter."""
+    net = Network(spec)
+    return net.numeric_gradients(net.parameters, h=h)
 
 
 @functools.lru_cache(maxsize=None)
 def solved_network(key: str):
-    spec = as_spec(random_cnn(**NETWORKS[key]))
-    return spec, solve(spec)
+    data = random_cnn(**NETWORKS[key])
+    return data, as_spec(data), solve(data)
 
 
 @pytest.fixture(params=sorted(NETWORKS))
 def network(request):
+    """(spec dict, NetworkSpec, Solution) of a random CNN, derived once."""
     return solved_network(request.param)
 
 
 def test_gradients_match_finite_differences(network):
-    spec, solution = network
-    numeric = finite_differences(spec, list(spec.parameters))
+    data, _, solution = network
+    numeric = finite_differences(data)
     for name, value in numeric.items():
         assert solution.gradients[name] == pytest.approx(value, rel=1e-5, abs=1e-7), name
 
 
+def test_forward_values_and_every_gradient_match_the_reference(network):
+    """Every forward value, ∂E/∂quantity and ∂E/∂θ against the reference's forward and
+    hand-written reverse pass, to 1e-9: a wrong conv window, padding or stride changes them."""
+    data, _, solution = network
+    net = Network(data)
+    values, adjoints = net.values(net.parameters)[0], net.adjoints(net.parameters)[0]
+    for name, value in values.items():
+        assert solution.example.values[name] == pytest.approx(value, rel=1e-9, abs=1e-12), name
+    for name, value in adjoints.items():
+        assert solution.example.adjoints[name] == pytest.approx(value, rel=1e-9, abs=1e-12), \
+            name
+    for name, g in net.gradients(net.parameters).items():
+        assert solution.gradients[name] == pytest.approx(g, rel=1e-9, abs=1e-12), name
+
+
 def test_input_gradient_matches_finite_differences(network):
-    spec, solution = network
+    data, _, solution = network
+    net = Network(data)
     first = solution.convolutions[0]
-    numeric = finite_differences(spec, spec.input_names)
-    expected = np.array([numeric[n] for n in spec.input_names]).reshape(first.input.shape)
-    np.testing.assert_allclose(first.input_gradient, expected, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(first.input_gradient, net.numeric_input_gradient(net.parameters)[0],
+                               rtol=1e-5, atol=1e-7)
 
 
 def test_convolution_forms_equal_the_chain_rule(network):
-    spec, solution = network
+    _, _, solution = network
     convs = [f for f in solution.convolutions if f.kind == "conv2d"]
     assert convs
     for forms in convs:
@@ -165,7 +176,7 @@ def test_convolution_forms_equal_the_chain_rule(network):
 
 
 def test_second_conv_layer_needs_the_input_gradient():
-    convs = [f for f in solved_network("conv-conv-avgpool")[1].convolutions
+    convs = [f for f in solved_network("conv-conv-avgpool")[2].convolutions
              if f.kind == "conv2d"]
     assert [f.input_gradient_needed for f in convs] == [False, True]
 
@@ -230,6 +241,21 @@ def test_avg_pool_spreads_the_gradient_evenly():
     assert routing.output[0].tolist() == [[3.5, 5.5], [11.5, 13.5]]
 
 
+def test_max_pool_ties_like_the_reference():
+    """The twin of the PyTorch check below: the reference's max pool (first maximum in
+    row-major order) routes the same gradient."""
+    image = [[1, 1, 0, 2], [1, 0, 2, 2], [5, 3, 0, 0], [4, 5, 0, 0]]
+    solution = solve(_pool_spec("maxpool2d", image))
+    x = np.array([image], dtype=float)
+    y = reference.maxpool_forward(x, (2, 2), (2, 2), (0, 0))
+    out = y.ravel() @ np.array([1.0, 2.0, 3.0, 4.0])
+    expected = reference.maxpool_backward(x, out * np.array([[[1.0, 2.0], [3.0, 4.0]]]),
+                                          (2, 2), (2, 2), (0, 0))
+    np.testing.assert_allclose(solution.convolutions[0].input_gradient, expected)
+    assert expected[0, 0, 0] != 0 and expected[0, 0, 1] == expected[0, 1, 0] == 0  # first of 3
+    assert expected[0, 2, 0] != 0 and expected[0, 3, 1] == 0  # 5 and 5: the first
+
+
 def test_max_pool_ties_like_pytorch():
     torch = pytest.importorskip("torch")
     image = [[1, 1, 0, 2], [1, 0, 2, 2], [5, 3, 0, 0], [4, 5, 0, 0]]
@@ -261,10 +287,9 @@ def test_course_feature_map_6x6_filter_3x3():
 
 
 def test_course_example_gradients_finite_differences():
-    spec = as_spec(EXAMPLES / "conv_6x6_filter_3x3.toml")
     solution = solved("conv_6x6_filter_3x3.toml")
-    filters = [n for n in spec.parameters if n.startswith("f_")]
-    numeric = finite_differences(spec, filters, h=1e-4)
+    numeric = finite_differences(EXAMPLES / "conv_6x6_filter_3x3.toml", h=1e-4)
+    filters = [n for n in numeric if n.startswith("f_")]
     for name in filters:
         assert solution.gradients[name] == pytest.approx(numeric[name], rel=1e-6)
     # the frozen averaging readout keeps its weights
@@ -343,6 +368,16 @@ def _torch_loss_and_gradients(spec):
     return loss.item(), {name: leaf.grad.item() for name, leaf in leaves.items()}
 
 
+def test_the_reference_agrees_on_the_two_channel_example():
+    net = Network(EXAMPLES / "cnn_2ch_stride2_maxpool.toml")
+    solution = solved("cnn_2ch_stride2_maxpool.toml")
+    assert solution.loss == pytest.approx(net.batch_loss(net.parameters), rel=1e-12)
+    expected = net.gradients(net.parameters)
+    assert set(expected) == set(solution.gradients)
+    for name, g in expected.items():
+        assert solution.gradients[name] == pytest.approx(g, rel=1e-9, abs=1e-12), name
+
+
 def test_pytorch_agrees_on_the_two_channel_example():
     spec = as_spec(EXAMPLES / "cnn_2ch_stride2_maxpool.toml")
     loss, grads = _torch_loss_and_gradients(spec)
@@ -354,7 +389,7 @@ def test_pytorch_agrees_on_the_two_channel_example():
 
 
 def test_pytorch_agrees_on_random_networks(network):
-    spec, solution = network
+    _, spec, solution = network
     loss, grads = _torch_loss_and_gradients(spec)
     assert solution.loss == pytest.approx(loss, rel=1e-10)
     assert set(grads) == set(solution.gradients)
@@ -532,7 +567,7 @@ def test_worked_solution_shows_the_course_feature_map():
 
 def test_worked_solution_of_a_conv_after_a_conv_has_the_input_gradient():
     from backprop_explain.document import render_solution
-    text = render_solution(solved_network("conv-conv-avgpool")[1])
+    text = render_solution(solved_network("conv-conv-avgpool")[2])
     assert r"\operatorname{rot}_{180}" in text and r"\operatorname{full}" in text
 
 
@@ -581,7 +616,7 @@ def test_several_examples_and_a_frozen_conv_layer():
 
 
 def test_conv_pool_conv_gradients_and_worked_solution():
-    spec = as_spec({
+    data = {
         "inputs": {"shape": [1, 4, 4]},
         "layers": [{"type": "conv2d", "padding": 1, "activation": "relu",
                     "filters": [[[[0.2, -0.5, 0.1], [0.4, 0.3, -0.2], [-0.1, 0.6, 0.2]]],
@@ -595,9 +630,10 @@ def test_conv_pool_conv_gradients_and_worked_solution():
         "loss": {"type": "binary_cross_entropy"},
         "examples": [{"inputs": [[0.9, 0.1, 0.4, 0.7], [0.2, 0.8, 0.3, 0.5],
                                  [0.6, 0.0, 0.9, 0.2], [0.3, 0.7, 0.1, 0.8]], "targets": [1]}],
-        "training": {"learning_rate": 0.1}})
+        "training": {"learning_rate": 0.1}}
+    spec = as_spec(data)
     solution = solve(spec)
-    numeric = finite_differences(spec, list(spec.parameters))
+    numeric = finite_differences(data)
     for name, value in numeric.items():
         assert solution.gradients[name] == pytest.approx(value, rel=1e-5, abs=1e-7), name
     convs = [f for f in solution.convolutions if f.kind == "conv2d"]
@@ -611,7 +647,7 @@ def test_conv_pool_conv_gradients_and_worked_solution():
 
 def test_shared_filter_weights_and_biases():
     """One name in several places is one parameter, inside a filter and across layers."""
-    spec = as_spec({
+    data = {
         "inputs": {"shape": [1, 4, 4]},
         "layers": [{"type": "conv2d", "filters": [[0.3, 0.3], [0.3, 0.3]], "activation": "tanh",
                     "names": {"filters": "w"}},
@@ -622,10 +658,11 @@ def test_shared_filter_weights_and_biases():
         "loss": {"type": "half_squared_error"},
         "examples": [{"inputs": [[0.1, 0.5, 0.2, 0.9], [0.4, 0.3, 0.8, 0.1],
                                  [0.7, 0.2, 0.6, 0.3], [0.5, 0.9, 0.1, 0.4]], "targets": [1]}],
-        "training": {"learning_rate": 0.1}})
+        "training": {"learning_rate": 0.1}}
+    spec = as_spec(data)
     assert list(spec.parameters)[:3] == ["w", "b", "u"]  # b: layer 1's default, shared
     solution = solve(spec)
-    numeric = finite_differences(spec, list(spec.parameters))
+    numeric = finite_differences(data)
     for name, value in numeric.items():
         assert solution.gradients[name] == pytest.approx(value, rel=1e-6, abs=1e-9), name
     assert all(f.agrees for f in solution.convolutions)

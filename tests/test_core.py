@@ -1,4 +1,6 @@
-"""The symbolic engine against independent references: finite differences, the course, PyTorch."""
+"""The symbolic engine against independent references: the plain-NumPy reference
+(tests/reference.py) and finite differences of its forward pass, the course's figures, and
+PyTorch when installed."""
 
 from __future__ import annotations
 
@@ -10,10 +12,8 @@ import numpy as np
 import pytest
 
 from backprop_explain import api
-from backprop_explain.derivation import derive
-from backprop_explain.spec import load_spec, spec_from_dict
 
-from reference import batch_loss, finite_difference_gradients, mlp_loss
+from reference import Network
 
 EXAMPLE = "examples/mlp_3_2_2_cross_entropy.toml"
 
@@ -30,7 +30,7 @@ HIDDEN = ["identity", "sigmoid", "tanh", "relu", "leaky_relu", "softmax"]
 
 
 def random_spec(seed: int, hidden: str, loss: str, output: str, shared=False, frozen=False,
-                examples: int = 1):
+                examples: int = 1) -> dict:
     rng = random.Random(seed)
     n_in, n_hidden, n_out = rng.randint(1, 3), rng.randint(1, 3), rng.randint(2, 3)
 
@@ -64,7 +64,7 @@ def random_spec(seed: int, hidden: str, loss: str, output: str, shared=False, fr
         data["inputs"] = {"size": n_in}
         data["examples"] = [{"inputs": [round(rng.uniform(-2, 2), 3) for _ in range(n_in)],
                              "targets": targets()} for _ in range(examples)]
-    return spec_from_dict(data, source=f"random-{seed}")
+    return data
 
 
 COMBINATIONS = [(h, loss, out) for loss, outs in OUTPUTS_FOR_LOSS.items()
@@ -72,27 +72,35 @@ COMBINATIONS = [(h, loss, out) for loss, outs in OUTPUTS_FOR_LOSS.items()
 
 
 @pytest.mark.parametrize("hidden,loss,output", COMBINATIONS)
-def test_gradients_match_central_finite_differences(hidden, loss, output):
+def test_gradients_match_the_reference_and_finite_differences(hidden, loss, output):
+    """The reference's hand-written reverse pass (tests/reference.py) to 1e-9, and central
+    differences of its forward pass: for every combination, with or without PyTorch."""
     seed = COMBINATIONS.index((hidden, loss, output))
     spec = random_spec(seed, hidden, loss, output)
-    solution = derive(spec)
-    assert solution.loss == pytest.approx(batch_loss(spec, spec.parameters), rel=1e-12)
-    numeric = finite_difference_gradients(spec)
+    solution = api.solve(spec)
+    net = Network(spec)
+    assert solution.loss == pytest.approx(net.batch_loss(net.parameters), rel=1e-12)
+    expected = net.gradients(net.parameters)
+    assert set(expected) == set(solution.gradients)
+    for name, g in expected.items():
+        assert solution.gradients[name] == pytest.approx(g, rel=1e-9, abs=1e-12), name
+    numeric = net.numeric_gradients(net.parameters)
     for name, value in numeric.items():
         assert solution.gradients[name] == pytest.approx(value, rel=1e-5, abs=1e-8), name
 
 
 @pytest.mark.parametrize("seed", range(4))
 def test_shared_and_frozen_parameters(seed):
-    spec = random_spec(100 + seed, "tanh", "half_squared_error", "sigmoid",
+    data = random_spec(100 + seed, "tanh", "half_squared_error", "sigmoid",
                        shared=True, frozen=True)
-    solution = derive(spec)
-    numeric = finite_difference_gradients(spec)
+    spec, net = api.as_spec(data), Network(data)
+    solution = api.solve(spec)
+    numeric = net.numeric_gradients(net.parameters)
     assert "b_h" in solution.gradients
     for name, value in numeric.items():
         assert solution.gradients[name] == pytest.approx(value, rel=1e-5, abs=1e-8), name
     # The shared bias's gradient is the sum over the units that use it.
-    units = [f"z^{{(1)}}_{{{j + 1}}}" for j in range(spec.layers[0].units)]
+    units = list(net.layers[0].value_names["pre_activation"])
     adjoints = solution.example.adjoints
     assert solution.gradients["b_h"] == pytest.approx(sum(adjoints[u] for u in units))
     # Frozen: gradient shown, parameter unchanged; the others move by −η·g.
@@ -102,17 +110,19 @@ def test_shared_and_frozen_parameters(seed):
             assert after[name] == old
         else:
             assert after[name] == pytest.approx(old - 0.3 * numeric[name], abs=1e-8)
-    assert spec.frozen == set(n for row in spec.layers[1].weight_names for n in row) | set(
-        spec.layers[1].bias_names)
-    assert solution.loss_after == pytest.approx(batch_loss(spec, after), rel=1e-12)
+    output_layer = net.layers[1].names
+    assert spec.frozen == net.frozen == set(output_layer["weights"].ravel()) | set(
+        output_layer["biases"].ravel())
+    assert solution.loss_after == pytest.approx(net.batch_loss(after), rel=1e-12)
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 def test_several_examples_combine_by_mean_or_sum(reduction):
     spec = random_spec(7, "sigmoid", "cross_entropy", "softmax", examples=3)
-    spec.reduction = reduction
-    solution = derive(spec)
-    numeric = finite_difference_gradients(spec)
+    spec["training"]["reduction"] = reduction
+    solution = api.solve(spec)
+    net = Network(spec)
+    numeric = net.numeric_gradients(net.parameters)
     for name, value in numeric.items():
         assert solution.gradients[name] == pytest.approx(value, rel=1e-5, abs=1e-8)
 
@@ -162,8 +172,8 @@ def test_one_one_one_network_matches_the_lecture_formulas():
 def test_against_pytorch():
     torch = pytest.importorskip("torch")
     for seed, (hidden, loss, output) in enumerate(COMBINATIONS[::5]):
-        spec = random_spec(500 + seed, hidden, loss, output)
-        solution = derive(spec)
+        spec = api.as_spec(random_spec(500 + seed, hidden, loss, output))
+        solution = api.solve(spec)
         params = {n: torch.tensor(v, dtype=torch.float64, requires_grad=True)
                   for n, v in spec.parameters.items()}
         x = torch.tensor(spec.examples[0].inputs, dtype=torch.float64)
@@ -193,16 +203,15 @@ def test_against_pytorch():
 
 
 def test_reference_forward_agrees_with_the_example():
-    spec = load_spec(EXAMPLE)
-    assert api.solve(spec).loss == pytest.approx(mlp_loss(spec, spec.parameters,
-                                                          spec.examples[0]), rel=1e-13)
+    net = Network(EXAMPLE)
+    assert api.solve(EXAMPLE).loss == pytest.approx(net.batch_loss(net.parameters), rel=1e-13)
 
 
 def test_json_output_has_every_key_in_full_precision():
     data = json.loads(api.explain(EXAMPLE, fmt="json"))
     for key in ("forward", "loss", "gradients", "updated", "loss_after"):
         assert key in data
-    assert set(data["gradients"]) == set(load_spec(EXAMPLE).parameters)
+    assert set(data["gradients"]) == set(Network(EXAMPLE).parameters)
     assert set(data["updated"]) == set(data["gradients"])
     assert data["forward"]["out_{o1}"] == pytest.approx(0.8738232094895043, rel=1e-15)
     assert data["updated"]["wo_{1,1}"] == pytest.approx(0.1 + 0.001 * 0.07749773965828156)

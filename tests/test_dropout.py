@@ -1,11 +1,11 @@
 """Dropout (type = "dropout"): a fixed mask per example, given or drawn from a seed,
 inverted scaling 1/(1 − p), the identity in eval mode.
 
-Checked against: central finite differences of the plain-NumPy forward pass
-(tests/reference_kinds.py, x · mask / (1 − p)) on random networks with dense, conv,
-pooling and batch-normalization layers; PyTorch training with the same masks applied as
-x * mask / (1 - p) (and nn.Dropout in eval mode); the fast path against the symbolic
-engine; the worked solution, verify's keys, bad input.
+Checked against: the plain-NumPy reference (tests/reference.py, x · mask / (1 − p), the
+seeded masks drawn as the README says), its loss and central finite differences of it, on
+random networks with dense, conv, pooling and batch-normalization layers; PyTorch
+training with the same masks applied as x * mask / (1 - p) (and nn.Dropout in eval mode);
+the fast path against the symbolic engine; the worked solution, verify's keys, bad input.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from backprop_explain.sheet_spec import template_from_dict
 from backprop_explain.spec import load_spec, spec_from_dict
 from backprop_explain.training import train
 
-from reference_kinds import finite_differences, network_loss
+import reference
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -89,8 +89,11 @@ def solved(name, examples):
 @pytest.mark.parametrize("name, examples", NETWORKS)
 def test_gradients_match_finite_differences(name, examples):
     spec, solution = solved(name, examples)
-    assert solution.loss == pytest.approx(network_loss(spec, spec.parameters), rel=1e-12)
-    for parameter, value in finite_differences(spec).items():
+    net = reference.Network(document(name, examples=examples))
+    assert solution.loss == pytest.approx(net.batch_loss(net.parameters), rel=1e-12)
+    expected = net.numeric_gradients(net.parameters)
+    assert expected.keys() == spec.parameters.keys()
+    for parameter, value in expected.items():
         assert solution.gradients[parameter] == pytest.approx(value, rel=1e-5, abs=1e-8), \
             parameter
 

@@ -1,5 +1,6 @@
 """The NumPy fast path against independent references: the symbolic engine (mpmath, 40
-digits), central finite differences, PyTorch (float64) and the course's published figures."""
+digits), the plain-NumPy reference (tests/reference.py), central finite differences,
+PyTorch (float64) when installed and the course's published figures."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from backprop_explain.fastpath import compile_network, evaluate
 from backprop_explain.graph import build_graph
 from backprop_explain.spec import ACTIVATIONS, LOSSES, spec_from_dict
 
+from reference import Network
+
 RTOL = 1e-10
 
 
@@ -26,8 +29,12 @@ def _targets(rng, loss, n_out, n_examples):
     return rng.uniform(-1, 1, (n_examples, n_out))
 
 
-def random_dense_spec(seed, hidden_act, out_act, loss, reduction="mean", n_examples=3,
-                      sizes=(3, 4, 3), scale=1.0, shared=False):
+def random_dense_spec(*args, **kwargs):
+    return spec_from_dict(random_dense_data(*args, **kwargs))
+
+
+def random_dense_data(seed, hidden_act, out_act, loss, reduction="mean", n_examples=3,
+                      sizes=(3, 4, 3), scale=1.0, shared=False) -> dict:
     rng = np.random.default_rng(seed)
     layers = []
     for k, (n_in, units) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -44,11 +51,24 @@ def random_dense_spec(seed, hidden_act, out_act, loss, reduction="mean", n_examp
         layers.append(layer)
     x = rng.uniform(-2, 2, (n_examples, sizes[0])) * scale
     t = _targets(rng, loss, sizes[-1], n_examples)
-    return spec_from_dict({
+    return {
         "inputs": {"size": sizes[0]}, "layers": layers,
         "loss": {"type": loss},
         "examples": [{"inputs": xi.tolist(), "targets": ti.tolist()} for xi, ti in zip(x, t)],
-        "training": {"learning_rate": 0.1, "reduction": reduction}})
+        "training": {"learning_rate": 0.1, "reduction": reduction}}
+
+
+def assert_matches_reference(data, result, rtol=1e-10):
+    """The fast path's loss, layer gradients and ∂E/∂inputs against the reference's
+    hand-written reverse pass (tests/reference.py) on every example of the spec."""
+    net = Network(data)
+    np.testing.assert_allclose(result.loss, net.batch_loss(net.parameters), rtol=1e-12)
+    expected = net.backward(net.parameters)["layers"]  # the batch's mean or sum
+    for fast, ref in zip(result.layer_gradients, expected):
+        ref = {"weights" if role == "filters" else role: g for role, g in ref.items()}
+        assert set(fast) == set(ref)
+        for role in ref:
+            np.testing.assert_allclose(fast[role], ref[role], rtol=rtol, atol=1e-13)
 
 
 def symbolic(spec):
@@ -182,15 +202,26 @@ def test_variants_in_one_call_equal_separate_calls():
 
 
 def test_per_layer_arrays_with_variant_inputs():
-    spec = random_dense_spec(8, "relu", "identity", "half_squared_error", n_examples=2)
-    net = compile_network(spec)
-    layers = net.default_parameters()
-    x = np.array([e.inputs for e in spec.examples])
-    t = np.array([e.targets for e in spec.examples])
-    plain = [{role: a[0] for role, a in layer.items()} for layer in layers]
-    by_layers = net.run(np.stack([x, 2 * x]), t, plain)  # variants along the inputs
+    """Parameters given per layer, inputs with a variant axis: each variant is the
+    reference's network on those inputs."""
+    data = random_dense_data(8, "relu", "identity", "half_squared_error", n_examples=2)
+    net = compile_network(data)
+    reference = Network(data)
+    arrays = reference.layer_arrays(reference.parameters)  # the spec's numbers, per layer
+    x = np.array([x for x, _ in reference.examples])
+    t = np.array([t for _, t in reference.examples])
+    by_layers = net.run(np.stack([x, 2 * x]), t, arrays)  # variants along the inputs
     assert by_layers.loss.shape == (2,)
-    np.testing.assert_allclose(by_layers.loss[0], evaluate(spec).loss, rtol=1e-13)
+    for v, scale in enumerate((1, 2)):
+        doubled = dict(data, examples=[{"inputs": (scale * xi).tolist(), "targets": ti.tolist()}
+                                       for xi, ti in zip(x, t)])
+        expected = Network(doubled)
+        np.testing.assert_allclose(by_layers.loss[v], expected.batch_loss(expected.parameters),
+                                   rtol=1e-13)
+        gradients = expected.gradients(expected.parameters)
+        for name, g in gradients.items():
+            np.testing.assert_allclose(by_layers.gradients[name][v], g, rtol=1e-12,
+                                       atol=1e-15, err_msg=name)
     with pytest.raises(ValueError, match="inputs"):
         net.run(x[:, :2], t)
 
@@ -248,12 +279,23 @@ def torch_loss_and_grads(spec, torch):
     return loss.item(), [{r: v.grad.numpy() for r, v in p.items()} for p in params]
 
 
+def pytorch_case(out_act, loss):
+    k = PAIRS.index((out_act, loss))
+    return random_dense_data(50 + k, ACTIVATIONS[k % len(ACTIVATIONS)], out_act, loss,
+                             reduction=("mean", "sum")[k % 2], n_examples=5)
+
+
+@pytest.mark.parametrize("out_act,loss", PAIRS)
+def test_against_the_reference(out_act, loss):
+    """The PyTorch check's networks, against tests/reference.py: runs without PyTorch."""
+    data = pytorch_case(out_act, loss)
+    assert_matches_reference(data, evaluate(data))
+
+
 @pytest.mark.parametrize("out_act,loss", PAIRS)
 def test_against_pytorch(out_act, loss):
     torch = pytest.importorskip("torch")
-    k = PAIRS.index((out_act, loss))
-    spec = random_dense_spec(50 + k, ACTIVATIONS[k % len(ACTIVATIONS)], out_act, loss,
-                             reduction=("mean", "sum")[k % 2], n_examples=5)
+    spec = spec_from_dict(pytorch_case(out_act, loss))
     expected_loss, expected = torch_loss_and_grads(spec, torch)
     result = evaluate(spec)
     np.testing.assert_allclose(result.loss, expected_loss, rtol=1e-12)
@@ -266,7 +308,11 @@ def test_against_pytorch(out_act, loss):
 # Small CNNs: conv2d, max/avg pooling, flatten
 
 
-def random_cnn_spec(seed, conv_act="relu", pool="maxpool2d", in_shape=(2, 5, 5), out_ch=3,
+def random_cnn_spec(*args, **kwargs):
+    return spec_from_dict(random_cnn_data(*args, **kwargs))
+
+
+def random_cnn_data(seed, conv_act="relu", pool="maxpool2d", in_shape=(2, 5, 5), out_ch=3,
                     kernel=3, stride=2, padding=1, pool_kernel=2, pool_stride=1,
                     pool_padding=0, bias=True, loss="cross_entropy", out_act="softmax",
                     n_examples=2, reduction="mean", ties=False):
@@ -287,10 +333,10 @@ def random_cnn_spec(seed, conv_act="relu", pool="maxpool2d", in_shape=(2, 5, 5),
     layers = [conv, {"type": pool, "kernel": pool_kernel, "stride": pool_stride,
                      "padding": pool_padding}, {"type": "flatten"}, dense]
     t = _targets(rng, loss, 3, n_examples)
-    return spec_from_dict({
+    return {
         "inputs": {"shape": list(in_shape)}, "layers": layers, "loss": {"type": loss},
         "examples": [{"inputs": xi.tolist(), "targets": ti.tolist()} for xi, ti in zip(x, t)],
-        "training": {"learning_rate": 0.1, "reduction": reduction}})
+        "training": {"learning_rate": 0.1, "reduction": reduction}}
 
 
 CNN_CASES = {
@@ -351,13 +397,24 @@ def torch_cnn_loss_and_grads(spec, torch):
     return loss.item(), [{r: v.grad.numpy() for r, v in p.items()} for p in params]
 
 
+def large_cnn_case(case):
+    channels = CNN_CASES[case].get("in_shape", (2,))[0]
+    side = 7 if case == "leaky-padded-maxpool" else 9  # larger images than the symbolic tests
+    return random_cnn_data(4, **dict(CNN_CASES[case], n_examples=6,
+                                     in_shape=(channels, side, side)))
+
+
+@pytest.mark.parametrize("case", CNN_CASES)
+def test_cnn_against_the_reference(case):
+    """The PyTorch check's CNNs, against tests/reference.py: runs without PyTorch."""
+    data = large_cnn_case(case)
+    assert_matches_reference(data, evaluate(data))
+
+
 @pytest.mark.parametrize("case", CNN_CASES)
 def test_cnn_against_pytorch(case):
     torch = pytest.importorskip("torch")
-    channels = CNN_CASES[case].get("in_shape", (2,))[0]
-    side = 7 if case == "leaky-padded-maxpool" else 9  # larger images than the symbolic tests
-    spec = random_cnn_spec(4, **dict(CNN_CASES[case], n_examples=6,
-                                     in_shape=(channels, side, side)))
+    spec = spec_from_dict(large_cnn_case(case))
     expected_loss, expected = torch_cnn_loss_and_grads(spec, torch)
     result = evaluate(spec)
     np.testing.assert_allclose(result.loss, expected_loss, rtol=1e-12)

@@ -1,5 +1,5 @@
 """The optimizers (training.optimizer = sgd | adam | adamw): trajectories against
-torch.optim over 20 steps and against the plain-NumPy reference (tests/reference_kinds.py),
+torch.optim over 20 steps and against the plain-NumPy reference (tests/reference.py),
 PyTorch's defaults, the worked solution's state and update, verify's keys, bad input."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from backprop_explain.fastpath import compile_network
 from backprop_explain.spec import load_spec, spec_from_dict
 from backprop_explain.training import batches, train
 
-from reference_kinds import adam_step, sgd_step
+import reference
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -37,13 +37,18 @@ SETTINGS = [
 
 def network(optimizer="sgd", settings=None, steps=20, batch_size=2, lr=0.05, seed=0,
             frozen=()):
+    return spec_from_dict(document(optimizer, settings, steps, batch_size, lr, seed, frozen))
+
+
+def document(optimizer="sgd", settings=None, steps=20, batch_size=2, lr=0.05, seed=0,
+             frozen=()) -> dict:
     """A 3-4-2 tanh/softmax network on 5 examples, mini-batches of two (the last of one)."""
     rng = np.random.default_rng(seed)
     x = rng.uniform(-1, 1, (5, 3))
     t = np.eye(2)[rng.integers(0, 2, 5)]
     training = {"optimizer": optimizer, "learning_rate": lr, "steps": steps,
                 "batch_size": batch_size, "frozen": list(frozen), **(settings or {})}
-    return spec_from_dict({
+    return {
         "inputs": {"size": 3},
         "layers": [
             {"type": "dense", "units": 4, "activation": "tanh",
@@ -53,7 +58,7 @@ def network(optimizer="sgd", settings=None, steps=20, batch_size=2, lr=0.05, see
              "weights": rng.uniform(-1, 1, (2, 4)).tolist(), "biases": [0.0, 0.1]}],
         "loss": {"type": "cross_entropy"},
         "examples": [{"inputs": a.tolist(), "targets": b.tolist()} for a, b in zip(x, t)],
-        "training": training})
+        "training": training}
 
 
 def torch_optimizer(torch, spec, params):
@@ -102,32 +107,24 @@ def test_twenty_steps_match_torch_optim(optimizer, settings):
                                        atol=1e-13)
 
 
-def reference_step(spec, theta, grad, state):
-    s = dict(spec.optimizer_settings)
-    if spec.optimizer == "sgd":
-        return sgd_step(theta, grad, state, spec.learning_rate, **s)
-    return adam_step(theta, grad, state, spec.learning_rate, betas=s["betas"], eps=s["eps"],
-                     weight_decay=s["weight_decay"], decoupled=spec.optimizer == "adamw")
-
-
 @pytest.mark.parametrize("optimizer, settings", SETTINGS)
 def test_twenty_steps_match_the_numpy_reference(optimizer, settings):
-    """The same schedule with the reference rule on the whole parameter vector (the
-    gradients from the fast path, checked elsewhere); frozen parameters stay put."""
-    spec = network(optimizer, settings, frozen=["b^{(2)}_{1}"])
+    """The reference's schedule and rule (tests/reference.py), each step on the fast path's
+    gradients at the reference's parameters (Adam divides a gradient's last-digit rounding
+    by √v̂ + ε: the gradients themselves are checked elsewhere); frozen parameters stay put."""
+    data = document(optimizer, settings, frozen=["b^{(2)}_{1}"])
+    spec = spec_from_dict(data)
     net = compile_network(spec)
-    names = net.parameter_names
-    moving = np.array([n not in spec.frozen for n in names])
-    theta = np.array([spec.parameters[n] for n in names])
     x = np.array([e.inputs for e in spec.examples])
     t = np.array([e.targets for e in spec.examples])
-    state: dict = {}
-    for _, indices in batches(spec):
-        result = net.run(x[indices], t[indices], dict(zip(names, theta)))
-        grad = np.array([result.gradients[n] for n in names])
-        theta = np.where(moving, reference_step(spec, theta, grad, state), theta)
+    expected = reference.Network(data).train(
+        gradients=lambda params, indices, _: net.run(x[indices], t[indices], params).gradients)
     run = train(spec)
-    np.testing.assert_allclose([run.parameters[n] for n in names], theta, rtol=1e-12,
+    assert [batch for _, batch in batches(spec)] == [
+        [k - 1 for k in batch] for _, batch in expected["batches"]]
+    names = net.parameter_names
+    np.testing.assert_allclose([run.parameters[n] for n in names],
+                               [expected["parameters"][-1][n] for n in names], rtol=1e-12,
                                atol=1e-15)
     assert run.parameters["b^{(2)}_{1}"] == spec.parameters["b^{(2)}_{1}"]
 
@@ -176,12 +173,12 @@ def test_adam_worked_solution_writes_one_update_in_full_then_a_table():
     first = solution.updates[0]
     name, g, old = first.parameter, first.gradient, first.old
     # the state written out: from the reference rule, on one parameter
-    state: dict = {}
-    new = adam_step(np.array([old]), np.array([g]), state, spec.learning_rate,
-                    weight_decay=0.1)
-    assert first.new == pytest.approx(new[0], rel=1e-14)
-    assert first.state["m"] == pytest.approx(state["m"][0], rel=1e-14)
-    assert first.state["v_hat"] == pytest.approx(state["v"][0] / (1 - 0.999), rel=1e-12)
+    optimizer = reference.Optimizer({"optimizer": "adam", "learning_rate": spec.learning_rate,
+                                     "weight_decay": 0.1})
+    new, state = optimizer.adam(old, g, {}, name)
+    assert first.new == pytest.approx(new, rel=1e-14)
+    assert first.state["m"] == pytest.approx(state["m"], rel=1e-14)
+    assert first.state["v_hat"] == pytest.approx(state["v"] / (1 - 0.999), rel=1e-12)
     text = explain(spec)
     # one parameter in full, once (the first of the backward pass: the output layer's)
     assert len(re.findall(r"\\hat\{m\}_\{.*\} &=", text)) == 1
@@ -205,16 +202,14 @@ def test_adamw_writes_the_decoupled_decay():
     ({"momentum": 0.9, "nesterov": True}, r"\eta \cdot \left(\frac{\partial E}"),
 ])
 def test_sgd_variants_write_their_rule(settings, written):
-    spec = network("sgd", settings, steps=1, batch_size=None)
+    data = document("sgd", settings, steps=1, batch_size=None)
+    spec = spec_from_dict(data)
     solution = solve(spec)
-    state: dict = {}
     names = list(spec.parameters)
-    theta = np.array([spec.parameters[n] for n in names])
-    grad = np.array([solution.gradients[n] for n in names])
-    expected = sgd_step(theta, grad, state, spec.learning_rate,
-                        **spec.optimizer_settings)
-    np.testing.assert_allclose([solution.parameters_after[n] for n in names], expected,
-                               rtol=1e-14)
+    expected, _ = reference.Optimizer(data["training"]).step(
+        dict(spec.parameters), solution.gradients, {}, frozen=set())
+    np.testing.assert_allclose([solution.parameters_after[n] for n in names],
+                               [expected[n] for n in names], rtol=1e-14)
     assert written in explain(spec)
 
 

@@ -24,6 +24,8 @@ from backprop_explain.sheet import (degenerate_reasons, draw_variants, evaluate_
                                     write_sheets)
 from backprop_explain.sheet_spec import load_template, template_from_dict
 
+from reference import Network
+
 TEMPLATE = "examples/sheet_mlp_3_2_2.toml"
 COURSE = "examples/mlp_3_2_2_cross_entropy.toml"
 
@@ -146,7 +148,18 @@ def test_answers_are_the_course_figures():
     assert a["E_{tot}"] == pytest.approx(0.134877, abs=5e-7)
     assert a["out_{o1}'"] == pytest.approx(0.8738467, abs=5e-8)
     assert a["out_{o2}'"] == pytest.approx(0.2177176, abs=5e-8)
-    assert a["wo_{1,1}'"] == pytest.approx(0.1 - 0.001 * a["dE_{tot}/dwo_{1,1}"], abs=1e-15)
+    # The course's updates where it prints them right (slides 6-7): wo_{1,2}' = 1,000060;
+    # the second output's gradients are 0, so its parameters keep their values.
+    assert a["wo_{1,2}'"] == pytest.approx(1.000060, abs=5e-7)
+    assert a["dE_{tot}/dwo_{2,1}"] == a["dE_{tot}/dbo_2"] == 0
+    assert (a["wo_{2,1}'"], a["wo_{2,2}'"], a["bo_2'"]) == (-0.3, -0.2, -1)
+    # Every update and the loss after it, against the reference's SGD step (reference.py).
+    net = Network(COURSE)
+    run = net.train()
+    for name, value in run["parameters"][0].items():
+        if f"{name}'" in a:
+            assert a[f"{name}'"] == pytest.approx(value, rel=1e-13), name
+    assert a["E_{tot}'"] == pytest.approx(run["loss_after"], rel=1e-12)
     assert a["E_{tot}'"] < a["E_{tot}"]
 
 

@@ -1,5 +1,6 @@
-"""Several SGD steps and mini-batches: against PyTorch's SGD (with momentum), central finite
-differences of the mean loss, and the documents they produce."""
+"""Several SGD steps and mini-batches: against the reference's SGD with momentum
+(tests/reference.py, written from torch.optim.SGD's definition), PyTorch's SGD itself when
+installed, central finite differences of the mean loss, and the documents they produce."""
 
 from __future__ import annotations
 
@@ -17,10 +18,16 @@ from backprop_explain.fastpath import compile_network
 from backprop_explain.spec import load_spec, spec_from_dict
 from backprop_explain.training import batches, train, with_schedule
 
+from reference import Network
+
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "mlp_minibatch.toml"
 
 
-def small_spec(reduction="mean", momentum=0.0, batch_size=None, steps=1, epochs=None,
+def small_spec(*args, **kwargs):
+    return spec_from_dict(small_data(*args, **kwargs))
+
+
+def small_data(reduction="mean", momentum=0.0, batch_size=None, steps=1, epochs=None,
                n_examples=5, frozen=(), loss="cross_entropy", out_act="softmax", seed=0):
     rng = np.random.default_rng(seed)
     x = rng.uniform(-1, 1, (n_examples, 3))
@@ -31,7 +38,7 @@ def small_spec(reduction="mean", momentum=0.0, batch_size=None, steps=1, epochs=
         training["batch_size"] = batch_size
     if epochs:
         training["epochs"] = epochs
-    return spec_from_dict({
+    return {
         "inputs": {"size": 3},
         "layers": [
             {"type": "dense", "units": 4, "activation": "tanh",
@@ -40,7 +47,7 @@ def small_spec(reduction="mean", momentum=0.0, batch_size=None, steps=1, epochs=
              "weights": rng.uniform(-1, 1, (2, 4)).tolist(), "biases": [0.0, 0.1]}],
         "loss": {"type": loss},
         "examples": [{"inputs": a.tolist(), "targets": b.tolist()} for a, b in zip(x, t)],
-        "training": training})
+        "training": training}
 
 
 def torch_training(spec, torch):
@@ -71,12 +78,33 @@ def torch_training(spec, torch):
     return history, [{r: v.detach().numpy() for r, v in p.items()} for p in params]
 
 
-@pytest.mark.parametrize("settings", [
+SCHEDULES = [
     dict(momentum=0.9, batch_size=2, epochs=3),  # 5 examples: batches of 2, 2 and 1
     dict(momentum=0.5, steps=6, reduction="sum", loss="half_squared_error",
          out_act="sigmoid"),
     dict(momentum=0.0, batch_size=3, steps=7),
-])
+    dict(momentum=0.9, steps=4, frozen=["w^{(1)}_{2,3}", "b^{(2)}_{1}"]),
+]
+
+
+@pytest.mark.parametrize("settings", SCHEDULES)
+def test_every_step_matches_the_reference_sgd(settings):
+    """Loss history, batches, and the parameters after every step, against the reference's
+    SGD (v ← μ·v + g, v = g at the first step; θ ← θ − η·v; frozen kept): runs without
+    PyTorch."""
+    data = small_data(**settings)
+    run = train(spec_from_dict(data))
+    expected = Network(data).train()
+    assert len(run.steps) == len(expected["history"]) > 1
+    assert [(s.epoch, s.examples) for s in run.steps] == expected["batches"]
+    np.testing.assert_allclose(run.history, expected["history"], rtol=1e-12)
+    for step, parameters in zip(run.steps, expected["parameters"]):
+        for name, value in parameters.items():
+            assert step.parameters[name] == pytest.approx(value, rel=1e-12, abs=1e-14), name
+    assert run.loss_after == pytest.approx(expected["loss_after"], rel=1e-12)
+
+
+@pytest.mark.parametrize("settings", SCHEDULES[:3])
 def test_history_and_final_parameters_match_torch_sgd(settings):
     torch = pytest.importorskip("torch")
     spec = small_spec(**settings)
@@ -137,17 +165,25 @@ def test_combined_gradients_match_finite_differences_of_the_batch_loss(reduction
         spec.parameters[name] - spec.learning_rate * solution.gradients[name], rel=1e-14)
 
 
-def test_first_step_derived_on_the_first_batch_agrees_with_the_run():
-    spec = load_spec(EXAMPLE)
-    solution = solve(spec)
+def test_first_step_derived_on_the_first_batch_agrees_with_the_reference():
+    """The example's first step (symbolic, on its first mini-batch) and its whole run
+    (fast path, momentum), each against the reference's SGD on the same schedule."""
+    solution = solve(EXAMPLE)
+    expected = Network(EXAMPLE).train()
     run = solution.training
-    assert [len(s.examples) for s in run.steps[:2]] == [2, 2]
-    assert len(solution.examples) == 2  # the first mini-batch, derived in full
-    assert solution.loss == pytest.approx(run.steps[0].loss, rel=1e-12)
-    first = {u.parameter: u.new for u in solution.updates}
-    for name, value in run.steps[0].parameters.items():
-        assert first[name] == pytest.approx(value, rel=1e-12, abs=1e-15)
-    assert solution.history == run.history
+    assert [(s.epoch, s.examples) for s in run.steps] == expected["batches"]
+    assert expected["batches"][:3] == [(1, [1, 2]), (1, [3, 4]), (2, [1, 2])]
+    assert [list(e.inputs.values()) for e in solution.examples] == [[0.5, -1.0], [-0.3, 0.8]]
+    assert solution.loss == pytest.approx(expected["history"][0], rel=1e-12)
+    first = {u.parameter: u for u in solution.updates}
+    for name, value in expected["parameters"][0].items():
+        assert first[name].new == pytest.approx(value, rel=1e-12, abs=1e-15)
+        assert first[name].state["v"] == pytest.approx(first[name].gradient, rel=1e-15)  # v₀ = g
+    np.testing.assert_allclose(solution.history, expected["history"], rtol=1e-12)
+    np.testing.assert_allclose(run.history, expected["history"], rtol=1e-12)
+    for name, value in expected["parameters"][-1].items():
+        assert run.parameters[name] == pytest.approx(value, rel=1e-12, abs=1e-15)
+    assert run.loss_after == pytest.approx(expected["loss_after"], rel=1e-12)
     assert run.loss_after < run.steps[0].loss
 
 
@@ -182,3 +218,23 @@ def test_cli_options_write_the_loss_chart_beside_the_markdown(tmp_path):
     again = tmp_path / "again.md"
     runner.invoke(main, ["explain", str(EXAMPLE), "-o", str(again), "--steps", "4"])
     assert (tmp_path / "again.loss.svg").read_bytes() == (tmp_path / "run.loss.svg").read_bytes()
+
+
+@pytest.mark.parametrize("steps,every", [(40, 1), (50, 2), (81, 3)])
+def test_long_runs_list_every_kth_step_and_chart_them_all(tmp_path, steps, every):
+    """More than 40 steps: the table lists every k-th step (k = ⌈steps/40⌉) and the last;
+    the chart still has a point per step (README, "Several steps")."""
+    course = EXAMPLE.parent / "mlp_3_2_2_cross_entropy.toml"
+    out = tmp_path / "run.md"
+    result = CliRunner().invoke(main, ["explain", str(course), "-o", str(out), "--lang", "en",
+                                       "--steps", str(steps)])  # the spec says lang = "fr"
+    assert result.exit_code == 0, result.output
+    table = out.read_text().split("| step | epoch | examples |", 1)[1].split("\n\n", 1)[0]
+    rows = [int(line.split("|")[1]) for line in table.splitlines()[2:]]
+    expected = sorted(set(range(1, steps + 1, every)) | {steps})
+    assert rows == expected
+    phrase = f"(one step in {every} shown in the table; the chart shows them all)"
+    assert (phrase in out.read_text()) == (every > 1)
+    svg = (tmp_path / "run.loss.svg").read_text()
+    points = svg.split('<polyline points="', 1)[1].split('"', 1)[0].split()
+    assert len(points) == steps  # (markers on the points up to 60 steps)

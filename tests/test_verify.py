@@ -8,8 +8,10 @@ number is computed here by plain arithmetic on those values.
 
 from __future__ import annotations
 
+import decimal
 import json
 import math
+import tomllib
 from functools import cached_property
 
 import numpy as np
@@ -22,8 +24,8 @@ from backprop_explain.cli import main
 from backprop_explain.errors import SpecError
 from backprop_explain.verify import Catalog, Tolerance, keys_listing, verify_answers
 
-from reference import mlp_loss
-from students import random_spec
+from reference import Network
+from students import random_data
 
 SPEC = "examples/mlp_3_2_2_cross_entropy.toml"
 COURSE = "examples/course_3_2_2_answers.toml"
@@ -81,14 +83,112 @@ def test_course_answers_give_exactly_the_known_slips(course):
     assert (first.place, first.key) == ("slide 1", "E_{tot}")
 
 
-def test_course_slips_are_what_the_diagnosis_says():
-    # Independent arithmetic on the course's own printed figures.
-    assert f"{-math.log10(0.8738232):.4g}" == "0.05858"
-    assert f"{-math.log(0.8738232):.4g}" == "0.1349"
-    assert f"{-math.log10(0.873846655):.4g}" == "0.05856"
-    assert f"{-(-0.000448) * 0.001:.3g}" == "4.48e-07"  # only -η·g, without the old 0.1
-    assert round(1.4 - 0.0001 * -0.1262, 6) == 1.400013  # η·g shifted one decimal place
-    assert round(0.001 * -0.007864, 8) == -0.00000786
+def course_truth() -> dict:
+    """The course network's true values, from the reference (tests/reference.py): every
+    forward value, ∂E/∂quantity and ∂E/∂θ, the update and the loss after it."""
+    net = Network(SPEC)
+    p = net.parameters
+    truth = dict(net.values(p)[0])
+    truth.update({f"dE_{{tot}}/d{n}": g for n, g in net.adjoints(p)[0].items()})
+    truth.update({f"dE_{{tot}}/d{n}": g for n, g in net.gradients(p).items()})
+    after = net.train()["parameters"][0]
+    truth.update({f"{n}'": v for n, v in after.items()})
+    truth.update({f"{n}'": v for n, v in net.values(after)[0].items() if n not in p})
+    truth.update(p)
+    for layer, record in zip(net.layers, net.forward(p)["layers"]):  # ∂z_j/∂w_{j,i} = x_i
+        z, w = layer.value_names["pre_activation"], layer.names["weights"]
+        for j, i in np.ndindex(*w.shape):
+            truth[f"d{z[j]}/d{w[j, i]}"] = record["input"][0][i]
+    return truth
+
+
+def half_up(value: float, significant: int) -> float:
+    """value rounded to significant digits as a person does (a 5 rounds away from 0)."""
+    exact = decimal.Decimal(repr(float(value)))
+    exponent = exact.adjusted() - significant + 1
+    return float(exact.quantize(decimal.Decimal(f"1e{exponent}"),
+                                                       rounding=decimal.ROUND_HALF_UP))
+
+
+def at_written_digits(value: float, written: str) -> bool:
+    """value rounds to the number as written (its decimals decide the precision)."""
+    text = written.replace(",", ".")
+    decimals = len(text.split(".")[1]) if "." in text else 0
+    return abs(value - float(text)) <= 0.5 * 10 ** -decimals * (1 + 1e-9)
+
+
+def course_numbers_before(place: str) -> dict:
+    """The numbers the course wrote before ``place`` (its answers file, read here with
+    tomllib): a slip may be made on the course's own earlier, already wrong, number."""
+    with open(COURSE, "rb") as handle:
+        slides = tomllib.load(handle)
+    seen = {}
+    for name, table in slides.items():
+        if name == place:
+            break
+        seen.update({k: float(str(v).replace(",", ".")) for k, v in table.items()})
+    return seen
+
+
+def test_course_slips_are_what_the_diagnosis_says(course):
+    """Each diagnosis the project states is reproduced here by plain arithmetic: the slip
+    it names, applied to the reference's true values (or to the course's own earlier number
+    for that quantity), gives the course's number at the digits it is written with."""
+    truth = course_truth()
+    eta, targets = 0.001, (1, 0)  # the course's η and target
+
+    def log10_loss(values, key):  # E_{tot} or E_{tot}' with log10 in place of ln
+        after = "'" if key.endswith("'") else ""
+        return -sum(t * math.log10(values[f"out_{{o{k + 1}}}{after}"]) if t else 0
+                    for k, t in enumerate(targets))
+
+    slip = {  # what each named slip makes of the values
+        "log10": log10_loss,
+        "opposite_sign": lambda v, key: -v[key],
+        "update_no_old": lambda v, key: -eta * v[f"dE_{{tot}}/d{key[:-1]}"],
+        "update_decimal": lambda v, key: v[key[:-1]] - eta / 10 * v[f"dE_{{tot}}/d{key[:-1]}"],
+        "step_for_gradient": lambda v, key: eta * v[key],
+        "truncated": lambda v, key: math.floor(v[key] * 100) / 100,
+    }
+    checked = set()
+    for check in course.checks:
+        if check.status == "consistent" and check.diagnosis.code == "rounded_inputs":
+            # not the true value at its digits, but what the course's own rounded numbers
+            # give: the slide's -0.078 for ∂E/∂wo_{1,1} (rounded twice, -0.0775 → -0.078)
+            assert not at_written_digits(truth[check.key], check.given), check.key
+            assert at_written_digits(half_up(half_up(truth[check.key], 3), 2), check.given)
+            checked.add("rounded_inputs")
+        if check.status != "wrong" or check.diagnosis is None:
+            continue
+        code = check.diagnosis.code
+        assert check.expected == pytest.approx(truth[check.key], rel=1e-12), check.key
+        if code == "neighbour":
+            other = check.diagnosis.values["other"]
+            assert at_written_digits(truth[other], check.given), (check.key, other)
+        elif code in slip:
+            earlier = {**truth, **course_numbers_before(check.place)}
+            assert any(at_written_digits(slip[code](values, check.key), check.given)
+                       for values in (truth, earlier)), (check.place, check.key, code)
+        else:
+            assert code == "no_diagnosis"
+            assert not at_written_digits(truth[check.key], check.given)
+        checked.add(code)
+    assert checked == {"log10", "opposite_sign", "update_no_old", "update_decimal",
+                       "step_for_gradient", "truncated", "rounded_inputs", "neighbour",
+                       "no_diagnosis"}
+
+
+def test_course_true_values_match_the_reference():
+    """The twin of the PyTorch check below: the catalogue's values against the reference."""
+    truth = course_truth()
+    catalog = Catalog(as_spec(SPEC))
+    q = {k: v.value for k, v in catalog.quantities.items()}
+    for key in ("E_{tot}", "dE_{tot}/dout_{h1}", "dE_{tot}/dwh_{2,3}", "wo_{1,1}'",
+                "out_{o2}'", "E_{tot}'", "dE_{tot}/dy_{o1}", "bh_2'"):
+        assert q[key] == pytest.approx(truth[key], rel=1e-12), key
+    key = catalog.resolve("∂E_{o1}/∂out_{h1}")
+    assert catalog.quantities[key].value == pytest.approx(truth["dE_{tot}/dout_{h1}"],
+                                                          rel=1e-12)  # E_{o2} has t = 0
 
 
 def test_course_true_values_match_pytorch():
@@ -140,52 +240,21 @@ DACT = {"sigmoid": lambda z: ACT["sigmoid"](z) * (1 - ACT["sigmoid"](z)),
 
 
 def random_network(seed: int, activation: str, loss: str, sizes=(3, 2, 2), lr=0.1):
-    return random_spec(seed, activation, loss, sizes, lr, weights=1.5, hot=0)
-
-
-def forward(spec, params):
-    """Every named forward value of a dense spec, by NumPy."""
-    values = dict(zip(spec.input_names, spec.examples[0].inputs))
-    x = np.array(spec.examples[0].inputs)
-    for layer in spec.layers:
-        w = np.array([[params[n] for n in row] for row in layer.weight_names])
-        b = np.array([params[n] for n in layer.bias_names])
-        z = w @ x + b
-        x = ACT[layer.activation](z)
-        values.update(zip(layer.pre_activation_names, z))
-        values.update(zip(layer.activation_names, x))
-    t = np.array(spec.examples[0].targets)
-    if spec.loss.kind == "cross_entropy":
-        terms = -t * np.log(x)
-    else:
-        terms = 0.5 * (x - t) ** 2
-    values.update(zip(spec.loss.term_names, terms))
-    values[spec.loss.total_name] = float(np.sum(terms))
-    return values
-
-
-def gradients(spec, params, h=1e-6):
-    out = {}
-    for name in params:
-        up, down = dict(params), dict(params)
-        up[name] += h
-        down[name] -= h
-        out[name] = (mlp_loss(spec, up, spec.examples[0])
-                     - mlp_loss(spec, down, spec.examples[0])) / (2 * h)
-    return out
+    return random_data(seed, activation, loss, sizes, lr, weights=1.5, hot=0)
 
 
 class Student:
     """A student's full, correct answers (7 decimals), from the independent computation."""
 
-    def __init__(self, spec):
-        self.spec = spec
-        params = dict(spec.parameters)
-        self.values = forward(spec, params)
-        self.grad = gradients(spec, params)
+    def __init__(self, data):
+        self.spec = spec = as_spec(data)
+        net = Network(data)  # tests/reference.py: NumPy, no code of the package
+        params = dict(net.parameters)
+        self.values = net.values(params)[0]
+        self.grad = net.numeric_gradients(params)
         self.lr = spec.learning_rate
         self.new = {n: params[n] - self.lr * g for n, g in self.grad.items()}
-        self.after = forward(spec, self.new)
+        self.after = net.values(self.new)[0]
         self.E = spec.loss.total_name
         out_layer = spec.layers[-1]
         self.answers = {}
@@ -521,20 +590,19 @@ def test_several_examples_keys_are_the_step_and_each_example():
     """E and dE/dθ are the step's (the mean over the first mini-batch, as the worked
     solution and --format json), E^{(k)} and dE^{(k)}/dθ each example's; checked against
     finite differences of an independent NumPy loss."""
-    import dataclasses
-    from reference import batch_loss, finite_difference_gradients, mlp_loss
     spec = as_spec(MINIBATCH)
-    first = dataclasses.replace(spec, examples=spec.examples[:2])  # batch_size = 2
+    net = Network(MINIBATCH)
+    first = [0, 1]  # batch_size = 2
     catalog = Catalog(spec)
     q = {k: v.value for k, v in catalog.quantities.items()}
     params = dict(spec.parameters)
-    assert q["E"] == pytest.approx(batch_loss(first, params), rel=1e-12)
-    for k, example in enumerate(first.examples, start=1):
-        assert q[f"E^{{({k})}}"] == pytest.approx(mlp_loss(spec, params, example), rel=1e-12)
-        alone = dataclasses.replace(spec, examples=[example])
-        for name, g in finite_difference_gradients(alone).items():
-            assert q[f"dE^{{({k})}}/d{name}"] == pytest.approx(g, rel=1e-6, abs=1e-9)
-    for name, g in finite_difference_gradients(first).items():
+    assert q["E"] == pytest.approx(net.batch_loss(params, first), rel=1e-12)
+    for k in first:
+        alone = [k]
+        assert q[f"E^{{({k + 1})}}"] == pytest.approx(net.batch_loss(params, alone), rel=1e-12)
+        for name, g in net.numeric_gradients(params, alone).items():
+            assert q[f"dE^{{({k + 1})}}/d{name}"] == pytest.approx(g, rel=1e-6, abs=1e-9)
+    for name, g in net.numeric_gradients(params, first).items():
         assert q[f"dE/d{name}"] == pytest.approx(g, rel=1e-6, abs=1e-9)
         assert q[f"{name}'"] == pytest.approx(params[name] - 0.5 * g, rel=1e-6, abs=1e-9)
     assert "E^{(3)}" not in q  # the first step uses the first mini-batch only

@@ -2,7 +2,8 @@
 
 Max pooling routes the gradient to the maximum; on a tie, to the FIRST maximum in
 row-major order of the window (as PyTorch): cell k wins when it is > every earlier
-cell and >= every later one, and SymPy's derivative is 1 for the winner, 0 elsewhere.
+cell and >= every later one, and SymPy's derivative is 1 for the winner, 0 elsewhere
+(cells equal but for the rounding of their 40 digits tie: numeric.TIE_DIGITS).
 Padded cells never win (PyTorch pads with −∞). Average pooling divides by the window
 size, padded zeros included (PyTorch's count_include_pad=True), so the gradient is
 spread evenly, 1/(kh·kw) to each cell. The stride defaults to the window (PyTorch).
