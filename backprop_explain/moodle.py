@@ -43,7 +43,7 @@ from __future__ import annotations
 import base64
 import math
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
 
@@ -53,10 +53,22 @@ from .notation import NumberFormat
 
 def tolerance(value: float, digits: int) -> Decimal:
     """One unit in the ``digits``-th significant digit of ``value`` (see the module doc)."""
-    if value == 0:
-        return Decimal(10) ** -digits
-    exponent = math.floor(math.log10(abs(value)))
-    return Decimal(10) ** (exponent - digits + 1)
+    return _unit(_tolerance_exponent(value, digits))
+
+
+def _tolerance_exponent(value: float, digits: int) -> int:
+    return -digits if value == 0 else math.floor(math.log10(abs(value))) - digits + 1
+
+
+@lru_cache(maxsize=1024)
+def _unit(exponent: int) -> Decimal:
+    return Decimal(10) ** exponent
+
+
+@lru_cache(maxsize=1024)
+def _unit_text(exponent: int) -> tuple[float, str]:
+    """A tolerance 10^exponent as compared (float) and as written in a blank."""
+    return float(_unit(exponent)), format(_unit(exponent), "f")
 
 
 def category_path(*names: str) -> str:
@@ -156,29 +168,35 @@ class ClozeVariant:
 
     number: int
     name: str  # the question's name in the bank
-    text: str  # the exercise as HTML, BLANK.format(k) in the k-th answer cell
+    text: str  # the exercise as HTML, its blanks written (cloze_text)
     feedback: str  # the worked solution as HTML
     figure: str  # the diagram's file name
     svg: str
-    answers: dict[str, float]  # key → right value
-    slips: dict[str, list] = field(default_factory=dict)  # key → [(Diagnosis, value)]
 
 
-def cloze_quiz(variants: list[ClozeVariant], keys: list[str], digits: int, lang: str,
-               title: str) -> bytes:
-    """The Moodle XML document (UTF-8 bytes): one category, one Cloze question per variant,
-    its blanks for ``keys`` in that order."""
+def cloze_text(exercise: str, keys: list[str], answers: dict[str, float], slips: dict,
+               digits: int, lang: str) -> str:
+    """The exercise (HTML, BLANK.format(k) in the k-th answer cell) with each cell's
+    blank for ``keys`` in that order: its right value (``answers``: key → value) and its
+    slips (key → (Diagnosis, value) pairs, a list or verify.each_usual_slip's iterators).
+    Written as each variant is made, so that its slips are dropped at once rather than
+    kept until the whole quiz is written."""
+    for k, key in enumerate(keys):
+        exercise = exercise.replace(BLANK.format(k), numerical_blank(
+            answers[key], digits, slips.get(key, []), lang))
+    return exercise
+
+
+def cloze_quiz(variants: list[ClozeVariant], title: str) -> bytes:
+    """The Moodle XML document (UTF-8 bytes): one category, one Cloze question per
+    variant."""
     quiz = ET.Element("quiz")
     category = ET.SubElement(quiz, "question", {"type": "category"})
     _text(category, "category", category_path(title))
     for variant in variants:
         item = ET.SubElement(quiz, "question", {"type": "cloze"})
         _text(item, "name", variant.name)
-        text = variant.text
-        for k, key in enumerate(keys):
-            text = text.replace(BLANK.format(k), numerical_blank(
-                variant.answers[key], digits, variant.slips.get(key, []), lang))
-        question = _text(item, "questiontext", text, format="html")
+        question = _text(item, "questiontext", variant.text, format="html")
         embedded = ET.SubElement(question, "file", {"name": variant.figure, "path": "/",
                                                     "encoding": "base64"})
         embedded.text = base64.b64encode(variant.svg.encode("utf-8")).decode("ascii")
@@ -193,15 +211,22 @@ def numerical_blank(value: float, digits: int, slips: list, lang: str) -> str:
     """``{1:NUMERICAL:=value:tolerance~%0%slip:tolerance#feedback~…}``: the right answer
     with the tolerance of the digits asked, then each slip's value (0 %) naming the slip,
     unless it falls within the tolerance of an answer before it."""
-    right = tolerance(value, digits)
+    right, written = _unit_text(_tolerance_exponent(value, digits))
     kept = [(value, right)]
-    parts = [f"={_number(value, digits)}:{right:f}"]
+    seen = {value}  # a value met before is within tolerance of a kept one: skipped at once
+    parts = [f"={_number(value, digits)}:{written}"]
     for diagnosis, slip in slips:
-        if any(abs(slip - other) <= float(tol) for other, tol in kept):
+        if slip in seen:
             continue
-        tol = tolerance(slip, digits)
-        kept.append((slip, tol))
-        parts.append(f"%0%{_number(slip, digits)}:{tol:f}#{cloze_feedback(diagnosis, lang)}")
+        seen.add(slip)
+        for other, tol in kept:
+            if abs(slip - other) <= tol:
+                break
+        else:
+            tol, written = _unit_text(_tolerance_exponent(slip, digits))
+            kept.append((slip, tol))
+            parts.append(f"%0%{_number(slip, digits)}:{written}#"
+                         f"{cloze_feedback(diagnosis, lang)}")
     return "{1:NUMERICAL:" + "~".join(parts) + "}"
 
 
@@ -213,7 +238,18 @@ def _number(value: float, digits: int) -> str:
 
 def cloze_feedback(diagnosis, lang: str) -> str:
     """The slip named in the sheet's language, its quantities as math, as HTML written
-    inside a Cloze blank (see the module doc: { } # ~ \\ as character references)."""
+    inside a Cloze blank (see the module doc: { } # ~ \\ as character references).
+    Written once per slip and language: a sheet's variants share most of them."""
+    cached = (diagnosis.code, repr(diagnosis.values), lang)
+    if cached not in _FEEDBACKS:
+        _FEEDBACKS[cached] = _cloze_feedback(diagnosis, lang)
+    return _FEEDBACKS[cached]
+
+
+_FEEDBACKS: dict[tuple, str] = {}
+
+
+def _cloze_feedback(diagnosis, lang: str) -> str:
     from .escaping import html_text
     shown = {name: (_math_keys(value) if name in _KEY_VALUES else value)
              for name, value in diagnosis.values.items()}

@@ -53,6 +53,7 @@ class Graph:
         self.children: dict[str, list[str]] = {}
         self._position: dict[str, int] = {}  # insertion order, to sort a node's parents
         self._paths: dict[str, list[tuple[str, ...]]] = {}  # paths_to_loss, once each
+        self._partials: dict[tuple[str, str], sp.Expr] = {}  # local_partial, once each
 
     def symbol(self, name: str) -> sp.Symbol:
         return self.nodes[name].symbol
@@ -112,4 +113,7 @@ class Graph:
     def local_partial(self, child: str, parent: str) -> sp.Expr:
         """∂child/∂parent: ``sympy.diff`` of the child's expression, done once per shape
         of expression (partials.py)."""
-        return local_partial(self.nodes[child].expr, self.nodes[parent].symbol)
+        if (child, parent) not in self._partials:
+            self._partials[child, parent] = local_partial(self.nodes[child].expr,
+                                                          self.nodes[parent].symbol)
+        return self._partials[child, parent]

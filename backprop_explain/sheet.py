@@ -378,12 +378,12 @@ def cloze_questions(drawn: list[Variant], blanks: list[Question], template: Shee
     """One Moodle Cloze question per variant (moodle.py): the exercise in HTML with the
     network drawn, its worked solution as feedback, each blank's slips from verify."""
     from .diagram import diagram_for
-    from .moodle import BLANK, ClozeVariant, cloze_quiz
+    from .moodle import BLANK, ClozeVariant, cloze_quiz, cloze_text
     from .templating import extra_phrases
-    from .verify import Catalog, usual_slips
+    from .verify import Catalog, each_usual_slip
     words = extra_phrases(lang)["sheet"]
     title = drawn[0].spec.title or words["exercises_title"]
-    variants = []
+    variants, keys = [], [q.key for q in blanks]
     for variant in drawn:
         tag = f"{variant.number:0{width}d}"
         solution = derive(variant.spec, numeric)
@@ -391,15 +391,15 @@ def cloze_questions(drawn: list[Variant], blanks: list[Question], template: Shee
         exercise, worked = render_variant(
             variant, solution, blanks, "html", lang, template.digits,
             f"@@PLUGINFILE@@/{figure}", blanks=[BLANK.format(k) for k in range(len(blanks))])
-        catalog = Catalog(variant.spec, solution)
+        slips = each_usual_slip(Catalog(variant.spec, solution), keys)
         variants.append(ClozeVariant(
             variant.number, _title(variant.spec.title, words["exercise_title"],
                                    variant.number, words),
-            exercise, worked, figure, diagram_for(variant.spec, "svg", lang),
-            variant.answers, usual_slips(catalog, [q.key for q in blanks])))
+            cloze_text(exercise, keys, variant.answers, slips, template.digits, lang), worked,
+            figure, diagram_for(variant.spec, "svg", lang)))
         if progress:
             progress(1)
-    return cloze_quiz(variants, [q.key for q in blanks], template.digits, lang, title)
+    return cloze_quiz(variants, title)
 
 
 __all__ = ["Variant", "draw_variants", "evaluate_batch", "degenerate_reasons", "answers_of",

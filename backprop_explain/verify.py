@@ -15,9 +15,10 @@ from __future__ import annotations
 import difflib
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Context, Decimal, InvalidOperation
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import sympy as sp
 from sympy.printing.str import StrPrinter
@@ -92,6 +93,7 @@ def _frac_to_slash(text: str) -> str:
     return text[:match.start()] + f"{groups[0]}/{groups[1]}" + _frac_to_slash(text[i:])
 
 
+@lru_cache(maxsize=1 << 16)  # every catalogue indexes its keys: a sheet's variants share them
 def normalize_key(text: str) -> str:
     """What survives of a key once the obvious variations are forgiven."""
     t = _frac_to_slash(str(text).strip()).replace("\\partial", "d").replace("∂", "d")
@@ -122,6 +124,68 @@ def _bounded_function(expr: sp.Expr, deps: list[str]):
         return None
 
 
+@lru_cache(maxsize=1 << 16)  # a sheet's variants share their formulas (one graph)
+def _free_names(expr: sp.Expr) -> tuple[str, ...]:
+    return tuple(sorted((s.name for s in expr.free_symbols), key=str))
+
+
+class _Structure:
+    """What depends only on a catalogue's keys and formulas, in order: compiled formulas,
+    each key's upstream keys and siblings, each slip's plan. The catalogues of one graph
+    with the same keys and formulas (a sheet's variants) share one."""
+
+    def __init__(self, signature: tuple | None):
+        self.signature = signature  # ((key, formula), …) in order; None: not shared
+        self.plans: dict[tuple, tuple] = {}  # (key, altered formula or None) → (function, keys)
+        self.upstream: dict[str, frozenset[str]] = {}
+        self.siblings: dict[str, list[str]] = {}
+        self.altered: dict[int, tuple] = {}  # id(formulas) → (formulas, plan)
+        self.touches: dict[tuple, tuple] = {}  # (key, id(formulas)) → (formulas, bool)
+        self.reads: dict[str, tuple[str, ...]] = {}  # key → what its evaluation looks up
+        self.in_order: bool | None = None
+
+    @staticmethod
+    def of(graph, signature: tuple) -> "_Structure":
+        """The last graph's structure when this signature is its, else a new one."""
+        last = _STRUCTURES.get("last")
+        if last is not None and last[0] is graph and last[1].signature == signature:
+            return last[1]
+        structure = _Structure(signature)
+        _STRUCTURES["last"] = (graph, structure)
+        return structure
+
+
+@lru_cache(maxsize=1 << 14)  # one object per formula: a sheet's catalogues compare them fast
+def _chain_sum(factors: tuple[tuple[str, str], ...]) -> sp.Expr:
+    """Σ upper·local over (upper key, local key) pairs: the chain rule at one node."""
+    terms = [sp.Symbol(upper) * sp.Symbol(local) for upper, local in factors]
+    return sp.Add(*terms, evaluate=False) if len(terms) > 1 else (terms[0] if terms
+                                                                   else sp.Integer(0))
+
+
+@lru_cache(maxsize=1 << 14)
+def _primed(expr: sp.Expr, renamed: tuple[tuple[sp.Symbol, str], ...]) -> sp.Expr:
+    """A node's formula after the update: its parents' symbols by their primed ones
+    ((symbol, primed key) pairs)."""
+    return expr.xreplace({symbol: sp.Symbol(primed) for symbol, primed in renamed})
+
+
+_STRUCTURES: dict[str, tuple] = {}  # the last graph's structure (one sheet's graph)
+_SLIPS_OF_GRAPH: dict[str, tuple] = {}  # the last graph's slip formulas (one sheet's graph)
+
+
+def _float_result(function, args: list[float]) -> float | None:
+    """A compiled formula's value, None outside its domain or when not a finite real."""
+    try:
+        result = function(*args)
+    except (ValueError, ZeroDivisionError, OverflowError, TypeError):
+        return None
+    if isinstance(result, complex):
+        return None
+    result = float(result)
+    return result if math.isfinite(result) else None
+
+
 class Catalog:
     """Every quantity of the worked solution of one SGD step, by key, in dependency order."""
 
@@ -137,6 +201,9 @@ class Catalog:
         self._interval_functions = {}
         self._inverses = {}
         self._descendants = {}
+        self._formula_deps: dict[sp.Expr, list[str]] = {}
+        self._shared = _Structure(None)  # this catalogue's own until it is complete
+        self._complete = False
         self._renamed: dict[str, str] = {}  # several examples: example 1's keys, renamed
         self._combined: list[str] = []  # … and the step's, combining the examples'
         example = self.solution.example
@@ -214,6 +281,8 @@ class Catalog:
             self._combine_losses_after()
         self._inverses = self._activation_inverses()
         self._index()
+        self._shared = _Structure.of(self.graph, tuple(
+            (key, quantity.formula) for key, quantity in self.quantities.items()))
 
     def textbook(self, quantity: Quantity) -> sp.Expr | None:
         """A local derivative of an activation in the textbook's last form, in the keys
@@ -285,6 +354,7 @@ class Catalog:
 
     def _rename(self, names: dict[str, str]) -> None:
         """Quantities given new keys, in place (no formula refers to them yet)."""
+        self._shared = _Structure(None)  # what was known by the old keys
         self._renamed.update({old: new for old, new in names.items()})
         quantities = {}
         for key, quantity in self.quantities.items():
@@ -300,7 +370,7 @@ class Catalog:
 
     @staticmethod
     def _deps(expr) -> list[str]:
-        return sorted((s.name for s in expr.free_symbols), key=str) if expr is not None else []
+        return list(_free_names(expr)) if expr is not None else []
 
     def _edges(self):
         for node in self.graph.nodes.values():
@@ -334,9 +404,9 @@ class Catalog:
         return inverses
 
     def _after_formula(self, node, expr: sp.Expr | None = None) -> sp.Expr:
-        renamed = {self.graph.symbol(p): sp.Symbol(updated_key(p)) for p in node.parents
-                   if self.graph.nodes[p].kind not in (INPUT,) + GIVEN_KINDS}
-        return (node.expr if expr is None else expr).xreplace(renamed)
+        renamed = tuple((self.graph.symbol(p), updated_key(p)) for p in node.parents
+                        if self.graph.nodes[p].kind not in (INPUT,) + GIVEN_KINDS)
+        return _primed(node.expr if expr is None else expr, renamed)
 
     def descendants(self, name: str) -> set[str]:
         if name not in self._descendants:
@@ -355,14 +425,12 @@ class Catalog:
         key = local_key(top, bottom)
         if key in self.quantities:
             return self.quantities[key]
-        terms = []
+        factors = []
         for child in graph.children[bottom]:
             if child != top and top not in self.descendants(child):
                 continue
-            upper = self.derivative(top, child)
-            terms.append(sp.Symbol(upper.key) * sp.Symbol(local_key(child, bottom)))
-        expr = sp.Add(*terms, evaluate=False) if len(terms) > 1 else (terms[0] if terms
-                                                                       else sp.Integer(0))
+            factors.append((self.derivative(top, child).key, local_key(child, bottom)))
+        expr = _chain_sum(tuple(factors))
         kind = "adjoint" if top == self.loss else "path"
         meaning = (kind if graph.nodes[bottom].kind != PARAMETER or kind == "path"
                    else "gradient", {"top": top, "bottom": bottom})
@@ -373,12 +441,25 @@ class Catalog:
         else:  # every factor is already in the catalogue with its true value
             quantity.value = self._evaluate_one(
                 quantity, {d: self.quantities[d].value for d in quantity.deps})
-        if hasattr(self, "_by_normal"):
-            self._index_one(quantity.key)
+        if self._complete:  # a key added later (resolve): no longer like the others
+            if self._by_normal is not None:
+                self._index_one(quantity.key)
+            self._shared = _Structure(None)
         return quantity
 
     def _index(self):
-        self._by_normal: dict[str, str | None] = {}
+        """The keys by shape (siblings); the tables of spellings wait for the first lookup."""
+        self._complete = True
+        self._by_normal: dict[str, str | None] | None = None
+        self._shapes: dict[str, list[str]] = {}
+        for key in self.quantities:
+            self._shapes.setdefault(_shape(key), []).append(key)
+
+    def _spellings(self):
+        """The keys by their normalized spellings, and the graph's nodes."""
+        if self._by_normal is not None:
+            return
+        self._by_normal = {}
         self._by_loose: dict[str, str | None] = {}
         for key in self.quantities:
             self._index_one(key)
@@ -391,9 +472,6 @@ class Catalog:
             self._nodes_by_normal.setdefault(loose, name)
         self._nodes_by_normal.setdefault("E", self.loss)
         self._nodes_by_normal.setdefault("Etot", self.loss)
-        self._shapes: dict[str, list[str]] = {}
-        for key in self.quantities:
-            self._shapes.setdefault(_shape(key), []).append(key)
 
     def _index_one(self, key: str):
         for table, text in ((self._by_normal, normalize_key(key)),
@@ -408,6 +486,7 @@ class Catalog:
         """The catalogue key a student's spelling means, or None."""
         if text in self.quantities:
             return text
+        self._spellings()
         normal = normalize_key(text)
         if normal.lower() in _LEARNING_RATE_ALIASES:
             return LEARNING_RATE
@@ -426,6 +505,7 @@ class Catalog:
         return None
 
     def suggest(self, text: str) -> str | None:
+        self._spellings()
         normal = normalize_key(text)
         close = difflib.get_close_matches(normal, [k for k in self._by_normal if k], n=1,
                                           cutoff=0.75)
@@ -433,6 +513,12 @@ class Catalog:
 
     def siblings(self, key: str) -> list[str]:
         """Keys of the same shape differing in one index, or with two indices swapped."""
+        siblings = self._shared.siblings
+        if key not in siblings:
+            siblings[key] = self._find_siblings(key)
+        return siblings[key]
+
+    def _find_siblings(self, key: str) -> list[str]:
         mine = _indices(key)
         found = []
         for other in self._shapes.get(_shape(key), []):
@@ -500,13 +586,15 @@ class Catalog:
                       formula=None) -> float | Interval | None:
         """The formula on ``values``: a float, or an Interval when a value is one (a
         number known only to the digits written)."""
-        expr = quantity.formula if formula is None else formula
-        deps = quantity.deps if formula is None else self._deps(formula)
+        function, deps = self._float_plan(quantity, formula)
         override = (self._derivative_input(quantity.key, values)
                     if quantity.key in self._inverses else None)
-        return self._evaluate_expr(expr, deps, values, override)
+        return self._evaluate_expr(quantity.formula if formula is None else formula, deps,
+                                   values, override, function)
 
-    def _evaluate_expr(self, expr: sp.Expr, deps: list[str], values: dict, override=None):
+    def _evaluate_expr(self, expr: sp.Expr, deps: list[str], values: dict, override=None,
+                       function=None):
+        """``function``: the formula already compiled for floats (else looked up)."""
         args = [values.get(d) for d in deps]
         if override:
             args = [override.get(d, a) for d, a in zip(deps, args)]
@@ -518,14 +606,14 @@ class Catalog:
                 result = function(*args)
                 return None if result is None or math.isnan(result.lo + result.hi) else result
             args = [a.mid if isinstance(a, Interval) else a for a in args]  # cannot bound it
-        try:
-            result = self._function(expr, deps)(*args)
-        except (ValueError, ZeroDivisionError, OverflowError, TypeError):
-            return None
-        if isinstance(result, complex):
-            return None
-        result = float(result)
-        return result if math.isfinite(result) else None
+        return _float_result(function or self._function(expr, deps), args)
+
+    def _altered_deps(self, formula: sp.Expr) -> list[str]:
+        """An altered formula's keys (the slips' formulas are the same objects every time)."""
+        deps = self._formula_deps.get(formula)
+        if deps is None:
+            deps = self._formula_deps[formula] = self._deps(formula)
+        return deps
 
     def evaluate(self, given: dict[str, float], round_to: int | None = None,
                  formulas: dict[str, sp.Expr] | None = None) -> dict[str, float | None]:
@@ -550,6 +638,66 @@ class Catalog:
                     value = round_half_up(value, round_to)
                 values[key] = value
         return values
+
+    def evaluate_altered(self, plain: dict, formulas: dict[str, sp.Expr]) -> dict:
+        """``evaluate({}, formulas=formulas)`` from ``plain`` = ``evaluate({})``: only the
+        quantities an altered formula reaches are computed again; every other one would
+        come out the same (same function, same arguments), so it is taken from ``plain``."""
+        if not self.in_order:
+            return self.evaluate({}, formulas=formulas)
+        cached = self._shared.altered.get(id(formulas))
+        if cached is None or cached[0] is not formulas:
+            cached = self._shared.altered[id(formulas)] = (formulas, self._altered_plan(formulas))
+        values = dict(plain)
+        for key, function, deps in cached[1]:
+            # _evaluate_one without its intervals: every value here is a float
+            args = [values.get(d) for d in deps]
+            values[key] = None if None in args else _float_result(function, args)
+        return values
+
+    def _altered_plan(self, formulas: dict[str, sp.Expr]) -> list[tuple]:
+        """(key, compiled function, its keys) of every quantity the altered formulas reach,
+        in order."""
+        plan, altered = [], set()
+        for key, quantity in self.quantities.items():
+            if quantity.formula is not None and (key in formulas
+                                                 or not altered.isdisjoint(quantity.deps)):
+                plan.append((key, *self._float_plan(quantity, formulas.get(key))))
+                altered.add(key)
+        return plan
+
+    def _float_plan(self, quantity: Quantity, formula: sp.Expr | None):
+        """(compiled function, its keys) of a quantity's formula or of an altered one."""
+        plans = self._shared.plans
+        plan = plans.get((quantity.key, formula))
+        if plan is None:
+            deps = quantity.deps if formula is None else self._altered_deps(formula)
+            plan = plans[quantity.key, formula] = (
+                self._function(quantity.formula if formula is None else formula, deps), deps)
+        return plan
+
+    @property
+    def in_order(self) -> bool:
+        """Does every formula come after the quantities it reads (so that a quantity's
+        value in an evaluation is its formula on that evaluation's values)?"""
+        if self._shared.in_order is None:
+            position = {key: k for k, key in enumerate(self.quantities)}
+            self._shared.in_order = all(position.get(dep, k) < k for k, quantity in enumerate(
+                self.quantities.values()) for dep in quantity.deps)
+        return self._shared.in_order
+
+    def upstream(self, key: str) -> frozenset[str]:
+        """Every key that ``key``'s formula reaches through its dependencies."""
+        upstream = self._shared.upstream
+        if key not in upstream:
+            seen, stack = set(), list(self.quantities[key].deps)
+            while stack:
+                dep = stack.pop()
+                if dep not in seen:
+                    seen.add(dep)
+                    stack += self.quantities[dep].deps
+            upstream[key] = frozenset(seen)
+        return upstream[key]
 
     def _derivative_input(self, key: str, values: dict) -> dict | None:
         """For f'(y) in a student's world: their y may also be the one their (rounded)
@@ -581,10 +729,29 @@ class Catalog:
             return None
         return self._evaluate_one(quantity, values, formula)
 
+    def recompute_with(self, key: str, values: dict, changed: dict) -> float | None:
+        """``recompute(key, values)`` with the values of ``changed`` in place of theirs."""
+        reads = self._shared.reads.get(key)
+        if reads is None:  # what evaluating the formula looks up
+            inverse = self._inverses.get(key)
+            reads = self._shared.reads[key] = tuple(dict.fromkeys(
+                list(self.quantities[key].deps) + (list(inverse[:2]) if inverse else [])))
+        view = {d: values[d] for d in reads if d in values}
+        view.update(changed)
+        return self.recompute(key, view)
+
     # Slips replayed as altered formulas -------------------------------------
     @cached_property
     def variants(self) -> list[tuple[tuple[str, dict], dict[str, sp.Expr]]]:
-        """(diagnosis, altered formulas) for the slips that change a whole solution."""
+        """(diagnosis, altered formulas) for the slips that change a whole solution: made
+        from the graph alone, so the catalogues of one graph (a sheet's variants) share them."""
+        graph, out = _SLIPS_OF_GRAPH.get("last", (None, None))
+        if graph is not self.graph:
+            out = self._slip_formulas()
+            _SLIPS_OF_GRAPH["last"] = (self.graph, out)
+        return out
+
+    def _slip_formulas(self) -> list[tuple[tuple[str, dict], dict[str, sp.Expr]]]:
         out = []
         terms = [n for n in self.graph.nodes.values() if n.kind == LOSS_TERM]
         if any(t.expr.has(sp.log) for t in terms):
@@ -839,11 +1006,17 @@ class _Judge:
         # intervals their digits stand for (what is judged), and from the numbers as
         # written (what the report shows).
         self.basis = catalog.evaluate(self.written)
-        self.shown_basis = catalog.evaluate(self.student)
+        # nothing written: both worlds are the plain evaluation
+        self.shown_basis = catalog.evaluate(self.student) if self.student else self.basis
         if round_to is not None:
             self.rounded = catalog.evaluate({}, round_to=round_to)
             self.rounded_basis = catalog.evaluate(self.student, round_to=round_to)
         self._variant_values = {}
+
+    @cached_property
+    def plain(self) -> dict:
+        """Every quantity evaluated from the leaves alone (what each slip is replayed on)."""
+        return self.basis if not self.written else self.catalog.evaluate({})
 
     def agrees(self, answer, value) -> bool:
         return self.tolerance.agrees(answer, value)
@@ -948,10 +1121,9 @@ class _Judge:
                 primed = updated_key(parent)
                 if primed in catalog.quantities:
                     for values in self.bases():
-                        mixed = dict(values)
-                        mixed[primed] = values.get(parent)
                         yield (Diagnosis("before_update_parent", {"parent": parent}),
-                               catalog.recompute(key, mixed))
+                               catalog.recompute_with(key, values,
+                                                      {primed: values.get(parent)}))
         if quantity.kind in ("forward", PARAMETER) and updated_key(key) in catalog.quantities:
             yield Diagnosis("after_update"), truth[updated_key(key)]
         for index, (diagnosis, formulas) in enumerate(catalog.variants):
@@ -959,8 +1131,13 @@ class _Judge:
                 continue
             truth_variant, student_variant = self._variant(index, formulas)
             yield Diagnosis(*diagnosis), truth_variant[key]
-            yield Diagnosis(*diagnosis), catalog.recompute(key, student_variant,
-                                                           formulas.get(key))
+            if (student_variant is truth_variant and catalog.in_order
+                    and quantity.formula is not None):  # nothing written: the same formula
+                # on the same values, as the truth's evaluation just computed
+                yield Diagnosis(*diagnosis), truth_variant[key]
+            else:
+                yield Diagnosis(*diagnosis), catalog.recompute(key, student_variant,
+                                                               formulas.get(key))
         yield Diagnosis("opposite_sign"), -truth[key]
         own = catalog.recompute(key, self.basis)  # from the student's own numbers
         if own is not None:
@@ -975,10 +1152,8 @@ class _Judge:
         for dep in quantity.deps:
             for other in catalog.siblings(dep):
                 for values in self.bases():
-                    swapped = dict(values)
-                    swapped[dep] = values.get(other)
                     yield (Diagnosis("neighbour_in_formula", {"other": other, "used": dep}),
-                           catalog.recompute(key, swapped))
+                           catalog.recompute_with(key, values, {dep: values.get(other)}))
         if answer is not None:
             yield from self.rounding(answer, key)
         for k in (-1, 1, -2, 2, -3, 3):
@@ -986,23 +1161,18 @@ class _Judge:
 
     def _touches(self, key: str, formulas: dict) -> bool:
         """Does an altered formula lie upstream of key (or is it key's own)?"""
-        if key in formulas:
-            return True
-        seen, stack = set(), list(self.catalog.quantities[key].deps)
-        while stack:
-            dep = stack.pop()
-            if dep in formulas:
-                return True
-            if dep not in seen:
-                seen.add(dep)
-                stack += self.catalog.quantities[dep].deps
-        return False
+        touches = self.catalog._shared.touches
+        cached = touches.get((key, id(formulas)))
+        if cached is None or cached[0] is not formulas:
+            cached = touches[key, id(formulas)] = (formulas, key in formulas or not (
+                self.catalog.upstream(key).isdisjoint(formulas)))
+        return cached[1]
 
     def _variant(self, index: int, formulas):
         """The truth and the student's world with the index-th slip replayed (several
         slips share a diagnosis: log10 in the loss, in its derivative, in both)."""
         if index not in self._variant_values:
-            truth = self.catalog.evaluate({}, formulas=formulas)
+            truth = self.catalog.evaluate_altered(self.plain, formulas)
             student = (self.catalog.evaluate(self.written, formulas=formulas) if self.written
                        else truth)  # nothing written: the student's world is the truth
             self._variant_values[index] = (truth, student)
@@ -1034,16 +1204,22 @@ def usual_slips(catalog: Catalog, keys: list[str]) -> dict[str, list[tuple[Diagn
     """What each usual slip gives for each key when every other value is right, most
     specific first: key → [(diagnosis, value)], the slips verify names (a Moodle question's
     wrong answers, moodle.py)."""
+    return {key: list(slips) for key, slips in each_usual_slip(catalog, keys).items()}
+
+
+def each_usual_slip(catalog: Catalog, keys: list[str]) -> dict[str, Iterator]:
+    """``usual_slips`` one at a time: key → an iterator of (diagnosis, value), each made as
+    it is read (a sheet's many variants keep none of them)."""
     judge = _Judge(catalog, [], Tolerance(), None)
-    slips = {}
-    for key in keys:
-        slips[key] = []
-        for diagnosis, value in judge.candidates(None, key):
-            if isinstance(value, Interval):  # nothing written: the student's world is true
-                value = value.mid
-            if value is not None and math.isfinite(value):
-                slips[key].append((diagnosis, float(value)))
-    return slips
+    return {key: _usual_slips_of(judge, key) for key in keys}
+
+
+def _usual_slips_of(judge: _Judge, key: str) -> Iterator[tuple[Diagnosis, float]]:
+    for diagnosis, value in judge.candidates(None, key):
+        if isinstance(value, Interval):  # nothing written: the student's world is true
+            value = value.mid
+        if value is not None and math.isfinite(value):
+            yield diagnosis, float(value)
 
 
 def verify_answers(spec, answers, rel: float | None = None, abs: float | None = None,

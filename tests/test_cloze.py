@@ -273,3 +273,38 @@ def test_cli_writes_cloze_by_default_and_per_key_on_request(tmp_path):
     assert result.exit_code == 2
     with pytest.raises(ValueError, match="moodle_style: one of cloze, per-key"):
         api.sheet(TEMPLATE, tmp_path / "y", format="moodle", moodle_style="both")
+
+
+@pytest.mark.parametrize("example", ["mlp_3_2_2_cross_entropy", "mlp_tanh_softmax",
+                                     "mlp_minibatch", "mlp_adam", "cnn_3x3_filter_2x2"])
+def test_each_slip_replayed_from_the_plain_evaluation_is_the_full_evaluation(example):
+    """A slip's world is computed again only where its altered formulas reach, the rest
+    taken from the plain evaluation: the same numbers as evaluating every quantity with
+    the altered formulas, on networks with each optimizer, loss and several examples."""
+    catalog = Catalog(api.load_spec(f"examples/{example}.toml"))
+    plain = catalog.evaluate({})
+    assert catalog.variants
+    for _, formulas in catalog.variants:
+        altered = catalog.evaluate_altered(plain, formulas)
+        assert altered == catalog.evaluate({}, formulas=formulas)
+        assert any(altered[k] != plain[k] for k in formulas)  # the slip changes something
+
+
+def test_variants_of_one_graph_give_the_slips_of_a_catalogue_made_alone():
+    """A sheet's catalogues share one graph and what depends only on its keys and
+    formulas; each variant's slips are those of its own catalogue built from scratch
+    (a graph of its own, nothing shared), and read one at a time or as lists alike."""
+    from backprop_explain.derivation import NumericGraph, derive
+    from backprop_explain.graph import build_graph
+    from backprop_explain.verify import each_usual_slip
+    template = load_template(TEMPLATE)
+    variants = draw_variants(template, 3, SEED)
+    keys = [q.key for q in template.questions(variants[0].spec)]
+    numeric = NumericGraph(build_graph(variants[0].spec))
+    shared = [Catalog(v.spec, derive(v.spec, numeric)) for v in variants]
+    slips = [{k: list(s) for k, s in each_usual_slip(c, keys).items()} for c in shared]
+    for variant, catalog, found in zip(variants, shared, slips):
+        alone = Catalog(variant.spec)
+        assert alone.graph is not catalog.graph is numeric.graph
+        assert found == usual_slips(alone, keys)
+        assert sum(map(len, found.values())) > 20 * len(keys)
