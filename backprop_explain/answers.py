@@ -14,12 +14,13 @@ import csv
 import io
 import json
 import re
-import tomllib
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from .errors import SpecError
+from .limits import MAX_DEPTH, check_answers, check_depth
+from .spec import read_document, read_text
 
 FORMATS = ("toml", "json", "csv", "md")
 SUFFIXES = {".toml": "toml", ".json": "json", ".csv": "csv", ".md": "md",
@@ -74,11 +75,7 @@ def parse_number(text: str) -> tuple[Decimal, bool] | None:
 def read_answers(path, fmt: str | None = None) -> list[Answer]:
     """Every answer of a file, in the order written. Bad input raises SpecError."""
     source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise SpecError(source, "", f"a readable UTF-8 answers file ({err.__class__.__name__}: "
-                                    f"{getattr(err, 'strerror', None) or err})") from None
+    text = read_text(path, "answers file")
     if fmt is None:
         fmt = SUFFIXES.get(Path(path).suffix.lower())
         if fmt is None:
@@ -93,6 +90,7 @@ def parse_answers(text: str, source: str = "<answers>", fmt: str = "toml") -> li
         text, source)
     if not answers:
         raise SpecError(source, "", "at least one answer (a quantity key and a number)")
+    check_answers(answers, source)
     return answers
 
 
@@ -102,6 +100,9 @@ def _answer(key, raw, source: str, place: str | None, where: str) -> Answer:
     parsed = parse_number(str(raw))
     if parsed is None:
         raise SpecError(source, where, f"a number for {key!r}, got {str(raw)!r}")
+    if parsed[0] and parsed[0].adjusted() > 307:  # beyond float's range: no such value
+        raise SpecError(source, where, f"a number for {key!r} below 1e308 in size, got "
+                                       f"{str(raw)[:40]!r}")
     key = str(key).strip()
     if not key:
         raise SpecError(source, where, "a quantity key before the number")
@@ -132,10 +133,7 @@ def _walk_tables(data: dict, source: str) -> list[Answer]:
 
 
 def _from_toml(text: str, source: str) -> list[Answer]:
-    try:
-        data = tomllib.loads(text, parse_float=str)  # keep "0.060" as written
-    except tomllib.TOMLDecodeError as err:
-        raise SpecError(source, "", f"valid TOML ({err})") from None
+    data = read_document(text, source, "toml", parse_float=str)  # keep "0.060" as written
     return _walk_tables(data, source)
 
 
@@ -144,6 +142,9 @@ def _from_json(text: str, source: str) -> list[Answer]:
         data = json.loads(text, parse_float=str, parse_int=str)
     except json.JSONDecodeError as err:
         raise SpecError(source, f"line {err.lineno}", f"valid JSON ({err.msg})") from None
+    except RecursionError:
+        raise SpecError(source, "", f"lists or tables nested at most {MAX_DEPTH} deep") from None
+    check_depth(data, source)
     if isinstance(data, list):  # [{"key": ..., "value": ...}, ...] (the report's own shape)
         answers = []
         for k, row in enumerate(data):
@@ -259,10 +260,9 @@ def read_class_file(path) -> list[StudentAnswers]:
     if Path(path).suffix.lower() != ".csv":
         return [_one_student(name, source, lambda: read_answers(path))]
     try:
-        text = Path(path).read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as err:
-        return [StudentAnswers(name, source, error=str(SpecError(
-            source, "", f"a readable UTF-8 file ({err.__class__.__name__})")))]
+        text = read_text(path, "class file").removeprefix("\ufeff")  # Excel's BOM
+    except SpecError as err:
+        return [StudentAnswers(name, source, error=str(err))]
     rows = list(csv.reader(io.StringIO(text), _dialect(text)))
     header = [c.strip() for c in rows[0]] if rows else []
     lowered = [c.lower() for c in header]

@@ -111,10 +111,12 @@ def solve(spec, steps: int | None = None, epochs: int | None = None,
     ``steps``/``epochs``/``batch_size`` override the spec's training settings; with more
     than one step the first is derived on the first mini-batch and the whole run, computed
     by the fast path, is in ``solution.training`` (training.py)."""
+    from .graph import check_worked_solution
     from .notebook import WorkedSolution
     from .training import derive_training, with_schedule
-    return WorkedSolution.of(derive_training(with_schedule(as_spec(spec), steps, epochs,
-                                                           batch_size)))
+    network = with_schedule(as_spec(spec), steps, epochs, batch_size)
+    check_worked_solution(network)  # before any work
+    return WorkedSolution.of(derive_training(network))
 
 
 def solution_data(spec) -> dict:
@@ -190,8 +192,8 @@ def write_explanation(spec, output, format: str = "md", lang: str | None = None,
     _digits(digits)
     schedule = dict(steps=steps, epochs=epochs, batch_size=batch_size)
     shown = _detail(detail, derivatives)
-    from .output import write_atomic
-    output = Path(output)
+    from .output import check_target, write_atomic, write_files
+    output = check_target(output)  # before any work: a refused -o costs nothing
     if format in ("pdf", "slides-pdf"):
         from .pdf import write_pdf
         write_pdf(output, explain(spec, "tex" if format == "pdf" else "beamer", lang, digits,
@@ -209,14 +211,13 @@ def write_explanation(spec, output, format: str = "md", lang: str | None = None,
     loss_svg = output.with_name(output.stem + ".loss.svg") if is_training(scheduled) else None
     text = explain(network, format, lang, digits, decimal_comma, figure=svg.name, **schedule,
                    loss_figure=loss_svg.name if loss_svg else None, **shown)
-    write_atomic(svg, diagram_for(network, "svg", lang, decimal_comma))
-    written = [output, svg]
+    files = {svg: diagram_for(network, "svg", lang, decimal_comma)}
     if loss_svg:  # the fast path again (milliseconds): the SVG needs only the loss history
         from .document_training import loss_history_svg
-        write_atomic(loss_svg, loss_history_svg(train(scheduled), lang, digits, decimal_comma))
-        written.append(loss_svg)
-    write_atomic(output, text)
-    return written
+        files[loss_svg] = loss_history_svg(train(scheduled), lang, digits, decimal_comma)
+    files[output] = text
+    write_files(files)
+    return [output, svg] + ([loss_svg] if loss_svg else [])
 
 
 # ---------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from pathlib import Path
 from .answers import SUFFIXES, StudentAnswers, read_class_file
 from .errors import SpecError
 from .keys import key_tex
-from .spec import as_spec
+from .spec import as_spec, read_text
 
 FORMATS = ("md", "pdf", "json")
 STATUSES = ("correct", "consistent", "wrong")
@@ -75,10 +75,12 @@ def load_exercise(target) -> Exercise:
         raise SpecError(str(path), "", "a spec, or a directory written by `sheet` "
                                        "(answers.json and spec_NN.json)")
     try:
-        data = json.loads(index.read_text(encoding="utf-8"))
+        data = json.loads(read_text(index, "answers.json file"))
         right = {int(v["variant"]): v["answers"] for v in data["variants"]}
         keys, digits = list(data["questions"]), int(data["digits"])
-    except (OSError, ValueError, KeyError, TypeError) as err:
+        if not right:
+            raise ValueError("no variant")
+    except (ValueError, KeyError, TypeError) as err:
         raise SpecError(str(index), "", f"the answers.json `sheet` writes ({err})") from None
     width = len(str(max(right)))
     specs = {}
@@ -410,15 +412,14 @@ def write_class_report(report: ClassReport, output, format: str = "md",
                        lang: str | None = None) -> list[Path]:
     """Write the report (Markdown with NAME.chart.svg beside it, PDF or JSON), each file
     whole or not at all; the paths written."""
-    from .output import write_atomic
-    output = Path(output)
+    from .output import check_target, write_atomic, write_files
+    output = check_target(output)
     if format != "md":
         write_atomic(output, report.report(format, lang))
         return [output]
     chart = output.with_name(output.stem + ".chart.svg")
     svg, text = report.chart("svg", lang), report.report("md", lang, chart=chart.name)
-    write_atomic(chart, svg)
-    write_atomic(output, text)
+    write_files({chart: svg, output: text})
     return [output, chart]
 
 

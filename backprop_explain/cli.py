@@ -6,14 +6,19 @@ with ``{``). Every command writing a file (``-o``) creates its directory when ne
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
+import signal
 import sys
+import threading
+import warnings
 
 import click
 
 from . import __version__
 from .errors import SpecError
+from .progress import showing
 
 
 class UserError(click.ClickException):
@@ -23,22 +28,56 @@ class UserError(click.ClickException):
 
 
 def user_errors(command):
-    """Turn bad-input exceptions into one-line errors with exit status 2."""
+    """Turn bad-input exceptions into one-line errors with exit status 2; a SIGTERM unwinds
+    like Ctrl-C, so temporary files and directories are removed on the way out."""
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        previous = _terminate_as_exit()
         try:
-            return command(*args, **kwargs)
+            with showing(_progress_bar), warnings.catch_warnings():
+                # NumPy's overflow warnings: a divergence is said in the document instead
+                warnings.simplefilter("ignore", RuntimeWarning)
+                return command(*args, **kwargs)
         except SpecError as err:
             raise UserError(str(err)) from None
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
     return wrapper
 
 
+def _terminate_as_exit():
+    """Make SIGTERM raise SystemExit(143) in the main thread; the previous handler, or None
+    when handlers cannot be set here (not the main thread)."""
+    def terminate(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends at once
+        raise SystemExit(128 + signum)
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, terminate)
+
+
+@contextlib.contextmanager
+def _progress_bar(label: str, total: int):
+    """Long work (progress.task) shown as a click progress bar on stderr."""
+    with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
+        yield bar.update
+
+
+def _inputs(*paths):
+    """The command's input files: no -o may overwrite them (output.reading)."""
+    from .output import reading
+    return reading(*[p for p in paths if p != "-"])
+
+
 def read_spec(spec: str):
-    """SPEC as given: a path, or the spec read from standard input for ``-``."""
+    """SPEC as given: a path, or the spec read from standard input for ``-`` (at most
+    limits.MAX_FILE_BYTES, as a file)."""
     if spec != "-":
         return spec
     from .api import spec_from_text
-    return spec_from_text(click.get_text_stream("stdin").read())
+    from .spec import read_stream
+    return spec_from_text(read_stream(click.get_binary_stream("stdin"), "<stdin>"))
 
 
 SPEC = click.argument("spec", type=click.Path(dir_okay=False, allow_dash=True))
@@ -88,10 +127,10 @@ def main():
 @click.option("--decimal-comma/--decimal-point", default=None,
               help="Decimal separator (default: comma in French, point in English).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to FILE, not stdout.")
-@click.option("--steps", type=click.IntRange(1, 1_000_000),
+@click.option("--steps", type=click.IntRange(1),
               help="SGD steps to run (default: training.steps of SPEC, 1); the first is "
                    "derived in full, the loss history ends the document.")
-@click.option("--epochs", type=click.IntRange(1, 100_000),
+@click.option("--epochs", type=click.IntRange(1),
               help="Passes over SPEC's examples instead of --steps (training.epochs).")
 @click.option("--batch-size", type=click.IntRange(1),
               help="Examples per step, taken in order (default: training.batch_size, or all).")
@@ -104,12 +143,13 @@ def explain(spec, fmt, lang, digits, detail, derivatives, decimal_comma, output,
     from .api import explain as explain_api, write_explanation
     if steps is not None and epochs is not None:
         raise UserError("give --steps or --epochs, not both")
-    spec = read_spec(spec)
+    path, spec = spec, read_spec(spec)
     schedule = dict(steps=steps, epochs=epochs, batch_size=batch_size, detail=detail,
                     derivatives=derivatives)
     if output is not None:
-        write_explanation(spec, output, fmt=fmt, lang=lang, digits=digits,
-                          decimal_comma=decimal_comma, **schedule)
+        with _inputs(path):
+            write_explanation(spec, output, fmt=fmt, lang=lang, digits=digits,
+                              decimal_comma=decimal_comma, **schedule)
         return
     if fmt in ("pdf", "slides-pdf"):
         raise UserError(f"--format {fmt} writes a file: give -o FILE.pdf")
@@ -138,9 +178,13 @@ def verify(spec, answers, fmt, lang, rel, abs_, round_to, output):
     if rel is not None and abs_ is not None:
         raise UserError("give --rel or --abs, not both")
     from .verify import verify_report
-    text, ok = verify_report(read_spec(spec), answers, fmt=fmt, lang=lang, rel=rel, abs=abs_,
-                             round_to=round_to)
-    emit(text, output)
+    with _inputs(spec, answers):
+        if output is not None:
+            from .output import check_target
+            check_target(output)  # before any work
+        text, ok = verify_report(read_spec(spec), answers, fmt=fmt, lang=lang, rel=rel,
+                                 abs=abs_, round_to=round_to)
+        emit(text, output)
     sys.exit(0 if ok else 1)
 
 
@@ -157,7 +201,7 @@ def keys(spec, lang):
 
 @main.command()
 @click.argument("template", type=click.Path(dir_okay=False))
-@click.option("--variants", type=click.IntRange(1, 100000), default=1, show_default=True,
+@click.option("--variants", type=click.IntRange(1), default=1, show_default=True,
               help="How many variants to draw.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the draws: the same template and seed give the same files.")
@@ -176,13 +220,9 @@ def keys(spec, lang):
 def sheet(template, variants, seed, fmt, lang, moodle_style, out_dir):
     """Exercise sheets and worked solutions for VARIANTS random variants of TEMPLATE."""
     from .sheet import write_sheets
-    options = dict(moodle_style=moodle_style)
-    if variants < 20:
-        written = write_sheets(template, out_dir, variants, seed, fmt, lang, **options)
-    else:
-        with click.progressbar(length=variants, label="variants", file=sys.stderr) as bar:
-            written = write_sheets(template, out_dir, variants, seed, fmt, lang,
-                                   progress=bar.update, **options)
+    with _inputs(template):  # progress: sheet.py announces its variants (progress.py)
+        written = write_sheets(template, out_dir, variants, seed, fmt, lang,
+                               moodle_style=moodle_style)
     click.echo(f"Wrote {len(written)} files for {variants} variant{'s' * (variants > 1)} in "
                f"{out_dir}: {files_summary(written)}", err=True)
 
@@ -215,9 +255,18 @@ def class_(target, answers, fmt, lang, output):
     need a look. ANSWERS: students' answers files or directories of them, a CSV with a
     student column, or Moodle's Responses report (CSV). SPEC_OR_SHEET_DIR: the spec they
     all worked, or the directory `sheet` wrote (each student answered one variant)."""
-    from .classreport import class_report, write_class_report
     if fmt == "pdf" and output is None:
         raise UserError("--format pdf writes a file: give -o FILE.pdf")
+    with _inputs(target, *answers):  # -o is none of them, and may be written (checked first)
+        if output is not None:
+            from .output import check_target
+            check_target(output)
+        _class_report(target, answers, fmt, lang, output)
+
+
+def _class_report(target, answers, fmt, lang, output):
+    """The class command's work, its inputs declared (class_)."""
+    from .classreport import class_report, write_class_report
     bar = None
 
     def progress(done, total):
@@ -290,7 +339,8 @@ def import_torch(factory, inputs, targets, loss, reduction, learning_rate, momen
                       optimizer=built.get("optimizer"), learning_rate=learning_rate,
                       momentum=momentum, reduction=reduction, names=names, title=title,
                       source=factory)
-    emit(to_toml(spec), output)
+    with _inputs(factory.rpartition(":")[0]):
+        emit(to_toml(spec), output)
 
 
 def json_option(name: str, text: str):
@@ -311,7 +361,8 @@ def export_torch(spec, output):
     with SPEC's weights, which runs the worked solution's step(s) and prints the loss, every
     gradient and every updated parameter under SPEC's names."""
     from .api import export_torch as export
-    emit(export(read_spec(spec)), output)
+    with _inputs(spec):
+        emit(export(read_spec(spec)), output)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -18,6 +18,7 @@ line, as the course's slides do, and every gradient comes before any update.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 
 import sympy as sp
@@ -699,6 +700,7 @@ class SolutionView:
             "loss_change": self.n.tex(abs(loss_change)),
             "loss_decreased": loss_change < 0,
             "loss_unchanged": loss_change == 0,
+            "loss_diverged": not math.isfinite(solution.loss_after),
         }
 
 

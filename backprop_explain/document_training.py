@@ -89,8 +89,10 @@ class TrainingView:
             "rows": [[str(s.step), str(s.epoch), ", ".join(map(str, s.examples)), n.tex(s.loss)]
                      for s in shown],
             "every": fill(t["every"], k=every) if every > 1 else "",
-            "final": fill(t["final"], steps=len(run.steps)),
-            "final_loss": self.view.loss_name + " = " + n.tex(run.loss_after),
+            "final": (fill(t["diverged"], step=run.diverged_at) if run.diverged_at
+                      else fill(t["final"], steps=len(run.steps))),
+            "final_loss": ("" if run.diverged_at else
+                           self.view.loss_name + " = " + n.tex(run.loss_after)),
             "figure": figure,
         }
 

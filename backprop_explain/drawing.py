@@ -31,7 +31,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 
 from .notation import NumberFormat
-from .templating import tex_escape
+from .escaping import tex_escape
 
 PX_PER_CM = 48  # SVG user units per centimetre
 PT = 2.54 / 72.27  # centimetres per TeX point

@@ -1,5 +1,7 @@
 """The one error type users see: a one-line message naming file, place and expectation."""
 
+from .escaping import visible
+
 
 class SpecError(Exception):
     """Bad input: the CLI prints ``message`` on one line and exits with status 2."""
@@ -9,7 +11,8 @@ class SpecError(Exception):
         self.place = place
         self.expected = expected
         where = f"{self.source}: {place}: " if place else f"{self.source}: "
-        super().__init__(where + expected)
+        # One line whatever the input held (a key with a newline, an ESC sequence…).
+        super().__init__(visible(where + expected))
 
 
 class DomainError(Exception):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import sympy as sp
 
 from .keys import example_name
+from .limits import MAX_LOCAL_PARTIALS, check_symbolic, quantity_count
 from .losses import LOSSES
 from .nodes import EXAMPLE_LOSS, INPUT, LOSS, LOSS_TERM, PER_EXAMPLE_LEAVES, TARGET, Graph, Node
 from .spec import NetworkSpec
@@ -44,6 +45,25 @@ def build_graph(spec: NetworkSpec, span_batch: bool | None = None) -> Graph:
     return graph
 
 
+def local_partials(spec: NetworkSpec) -> int:
+    """How many local partials (graph edges) a worked solution of ``spec`` writes, for the
+    limits checked before any work (limits.check_symbolic). Every parameter feeds a node
+    and every quantity has a parent, so when either count alone is beyond the limit it is
+    returned as it is, without building the graph. Counted on one example's graph (a
+    mini-batch graph is about as many copies as examples: limits.check_symbolic multiplies)."""
+    lower = max(len(spec.parameters), quantity_count(spec))
+    if lower > MAX_LOCAL_PARTIALS:
+        return lower
+    graph = build_graph(spec, span_batch=False)
+    return sum(len(node.parents) for node in graph.nodes.values())
+
+
+def check_worked_solution(spec: NetworkSpec) -> int:
+    """Refuse, with one line, a worked solution too large to finish (limits.py); its
+    local partials otherwise. Its examples: the first step's (the first mini-batch)."""
+    partials = local_partials(spec)
+    check_symbolic(spec, partials, spec.batch_size or len(spec.examples))
+    return partials
 def _loss(spec, graph, outputs: list[str]) -> None:
     """The loss terms of one example's outputs (``graph``: the graph or an example's view)."""
     symbols = [graph.symbol(n) for n in outputs]

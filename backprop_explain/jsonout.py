@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from .derivation import Solution
 
 
@@ -35,10 +37,25 @@ def solution_to_data(solution: Solution) -> dict:
         data["final"] = {"loss": run.loss_after, "parameters": dict(run.parameters)}
         if run.buffers:
             data["final"]["buffers"] = dict(run.buffers)
+    diverged_at = run.diverged_at if run else (
+        None if math.isfinite(solution.loss_after) else 1)
+    if diverged_at is not None:  # the loss overflowed: said here, numbers beyond are null
+        data["diverged_at"] = diverged_at
     if len(solution.examples) > 1:
         data["examples"] = [
             {"inputs": e.inputs, "targets": e.targets,
              "forward": {s.name: s.value for s in e.forward}, "loss": e.loss,
              "gradients": e.gradients}
             for e in solution.examples]
-    return data
+    return finite_or_null(data)
+
+
+def finite_or_null(value):
+    """The data with every infinite or NaN number as None: JSON has no Infinity."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_null(v) for v in value]
+    return value

@@ -29,7 +29,7 @@ _FUNCTION = re.compile(r"(?<!<msup>)(?<!<msub>)(?<!<msubsup>)"
 
 
 class MathError(SpecError):
-    """The converter is not installed."""
+    """The converter is not installed, or cannot convert a formula."""
 
     def __init__(self, message: str):
         super().__init__("html", "", message)
@@ -77,7 +77,11 @@ def _inner(latex: str) -> str:
 def _convert(latex: str) -> str:
     if not latex.strip():
         return ""
-    mathml = _MATH.match(_converter()(latex)).group(1)
+    try:
+        mathml = _MATH.match(_converter()(latex)).group(1)
+    except Exception as err:  # noqa: BLE001 - the converter's errors share no base class
+        raise MathError(f"a formula MathML can carry, got {latex[:80]!r} "
+                        f"({type(err).__name__}): check the spec's names") from None
     mathml = _FUNCTION.sub(r'\1<mspace width="0.1667em"></mspace>', mathml)
     mathml = _FENCE.sub(r'\1 lspace="0em" rspace="0em">', mathml)
     return _DECIMAL.sub(r"<mn>\1,\2</mn>", mathml)

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
 
+from .escaping import xml_chars
 from .notation import NumberFormat
 
 
@@ -77,7 +78,7 @@ def category_path(*names: str) -> str:
 
 def _text(parent: ET.Element, tag: str, text: str, **attrs) -> ET.Element:
     element = ET.SubElement(parent, tag, attrs)
-    ET.SubElement(element, "text").text = text
+    ET.SubElement(element, "text").text = xml_chars(text)  # else the file would not parse
     return element
 
 
@@ -249,7 +250,7 @@ _FEEDBACKS: dict[tuple, str] = {}
 
 
 def _cloze_feedback(diagnosis, lang: str) -> str:
-    from .templating import html_text
+    from .escaping import html_text
     shown = {name: (_math_keys(value) if name in _KEY_VALUES else value)
              for name, value in diagnosis.values.items()}
     text = html_text(type(diagnosis)(diagnosis.code, shown).text(lang))

@@ -55,6 +55,8 @@ class NumberFormat:
         digits = digits or self.digits
         if abs(value) < NOISE:
             return "0"
+        if not math.isfinite(value):
+            return "NaN" if math.isnan(value) else ("−∞" if value < 0 else "∞")
         text = f"{value:.{digits}g}"
         if "e" in text:
             mantissa, exponent = text.split("e")
@@ -66,6 +68,8 @@ class NumberFormat:
     def tex(self, value: float, digits: int | None = None) -> str:
         """A computed value in LaTeX math with exactly ``digits`` significant digits:
         ``1.500 \\cdot 10^{-5}``, ``0{,}8738``, ``0.100\\,077\\,5``."""
+        if not math.isfinite(value):  # said in words by the document; shown as such
+            return r"\text{NaN}" if math.isnan(value) else ("-" if value < 0 else "") + r"\infty"
         return self._tex(significant(value, digits or self.digits))
 
     def given(self, value: float) -> str:
@@ -150,8 +154,8 @@ def shortest(value: float) -> str:
 def digits_to_show_change(old: float, new: float, digits: int) -> int:
     """Significant digits of ``new`` needed to show ``digits`` digits of new − old."""
     change = abs(new - old)
-    if change == 0 or new == 0:
-        return digits
+    if change == 0 or new == 0 or not math.isfinite(change) or not math.isfinite(new):
+        return digits  # no change to show, or one too large to measure
     needed = math.floor(math.log10(abs(new))) - math.floor(math.log10(change)) + digits
     return max(digits, min(needed, 15))
 

@@ -1,4 +1,8 @@
-"""Numbers of a graph: every forward expression and local partial, at 40 digits (mpmath).
+"""Numbers of a graph: every forward expression and local partial, at 40 digits (mpmath)
+or more: every evaluation is repeated at twice the precision, doubled again while the
+two give different float64s (a difference of nearly equal terms, as a softmax's
+e^z₁/S − e^2z₁/S² at z = (100, 0), needs hundreds of digits), so every float64 returned
+is the true value rounded; a value beyond float64's range is a DomainError, not inf/nan.
 
 A network has many nodes but few kinds of node: every sigmoid, every unit of a dense
 layer with n inputs, every output of a softmax, every 2×2 max pool computes one function
@@ -10,8 +14,8 @@ value, one returning all its partials (their common subexpressions computed once
 node is evaluated by calling them with its parents' values in the shape's order.
 
 Comparisons (ReLU's y > 0, a max pool's "first maximum of its window") are decided on the
-40-digit values, except that two values agreeing to TIE_DIGITS significant digits are
-equal: cells equal in exact arithmetic, such as two average-pooled cells whose terms come
+values at the evaluation's precision (40 digits or more), except that two values agreeing
+to TIE_DIGITS significant digits are equal: cells equal in exact arithmetic, such as two average-pooled cells whose terms come
 in different orders, differ in the last of the 40 digits, and the max pool's tie rule
 (first maximum in row-major order, as the fast path and PyTorch) must still apply.
 
@@ -24,6 +28,7 @@ worked solution shows are the graph's own (Graph.local_partial), derived when sh
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable
@@ -36,7 +41,8 @@ from .errors import DomainError
 from .nodes import GIVEN_KINDS, Graph, Node
 from .partials import dummy, shape_partial
 
-PRECISION = 40  # decimal digits for evaluation; results are returned as float64
+PRECISION = 40  # decimal digits of the first evaluation; results are returned as float64
+MAX_PRECISION = 2560  # doubled from PRECISION while two successive precisions disagree
 TIE_DIGITS = 24  # values agreeing to this many digits compare equal (float64 keeps ~16)
 
 
@@ -144,7 +150,8 @@ class _Step:
 
 class NumericGraph:
     """Every forward expression and local partial of a graph, compiled once per shape and
-    evaluated in mpmath at 40 digits; results are returned as float64."""
+    evaluated in mpmath at 40 digits or more until two precisions agree (the module
+    docstring); results are returned as float64."""
 
     def __init__(self, graph: Graph):
         self.graph = graph
@@ -171,11 +178,14 @@ class NumericGraph:
         a constant), graph order."""
         return list(self._edges)
 
-    def forward(self, leaves: dict[str, float]) -> dict[str, float]:
-        exact = self.exact_forward(leaves)
-        values = dict(leaves)
-        values.update((step.node.name, float(exact[step.node.name])) for step in self._steps)
-        # partial_values() of these very values reuses the 40-digit ones: a sigmoid that
+    def forward(self, leaves: dict[str, float], finite: bool = True) -> dict[str, float]:
+        """Every node's value as float64 (settled, see the module docstring); ``finite=False``:
+        a value beyond float64's range is inf (the loss after too large a step: a divergence
+        the document says in words)."""
+        values, exact = settled(lambda digits: self.exact_forward(leaves, digits),
+                                lambda name: name, finite)
+        values.update(leaves)
+        # partial_values() of these very values reuses the exact ones: a sigmoid that
         # rounds to 1.0 in float64 still has 1 - σ > 0 there.
         self._last = (values, exact)
         return values
@@ -186,22 +196,27 @@ class NumericGraph:
         if last[0] is values:
             exact = last[1]
         else:
-            with mpmath.workdps(PRECISION):
-                exact = {k: mpmath.mpf(v) for k, v in values.items()}
-        return {edge: float(value) for edge, value in self.exact_partials(exact).items()}
+            exact = {k: mpmath.mpf(v) for k, v in values.items()}  # floats: exact in mpf
+        partials, exact_partials = settled(
+            lambda digits: self.exact_partials(exact, digits),
+            lambda edge: f"∂{edge[0]}/∂{edge[1]}")
+        self._last_partials = (partials, exact_partials)
+        return partials
 
-    def exact_forward(self, leaves: dict[str, float]) -> dict[str, mpmath.mpf]:
-        """Every node's value at 40 digits, the leaves' included."""
-        with mpmath.workdps(PRECISION):
+    def exact_forward(self, leaves: dict[str, float],
+                      digits: int = PRECISION) -> dict[str, mpmath.mpf]:
+        """Every node's value at ``digits`` digits, the leaves' included."""
+        with mpmath.workdps(digits):
             exact = {k: mpmath.mpf(v) for k, v in leaves.items()}
             for step in self._steps:
                 exact[step.node.name] = _checked(step, exact, step.compiled.value)[0]
         return exact
 
-    def exact_partials(self, exact: dict[str, mpmath.mpf]) -> dict[tuple[str, str], mpmath.mpf]:
-        """Every local partial at 40 digits, at the 40-digit values ``exact``."""
+    def exact_partials(self, exact: dict[str, mpmath.mpf],
+                       digits: int = PRECISION) -> dict[tuple[str, str], mpmath.mpf]:
+        """Every local partial at ``digits`` digits, at the values ``exact``."""
         found = {}
-        with mpmath.workdps(PRECISION):
+        with mpmath.workdps(digits):
             for step in self._steps:
                 found.update(zip(step.edges, _checked(step, exact, step.compiled.partials)))
         return {edge: found[edge] for edge in self._edges}
@@ -210,15 +225,63 @@ class NumericGraph:
         return self.graph.local_partial(child, parent)
 
     def backward(self, partials: dict[tuple[str, str], float]) -> dict[str, float]:
-        """∂E/∂node for every node: one reverse sweep, summing over every child."""
+        """∂E/∂node for every node: one reverse sweep, summing over every child (from the
+        exact partials when ``partials`` is what partial_values() returned: a product of a
+        huge and a tiny local partial stays exact)."""
         graph = self.graph
-        with mpmath.workdps(PRECISION):
-            exact = {name: mpmath.mpf(0) for name in graph.nodes}
-            exact[graph.loss.name] = mpmath.mpf(1)
-            for edge in self._sweep:
-                if edge in partials:
-                    exact[edge[1]] += exact[edge[0]] * partials[edge]
-            return {name: float(exact[name]) for name in graph.nodes}
+        last, exact_partials = getattr(self, "_last_partials", (None, None))
+        if last is not partials:
+            exact_partials = {edge: mpmath.mpf(v) for edge, v in partials.items()}
+
+        def sweep(digits):
+            with mpmath.workdps(digits):
+                exact = {name: mpmath.mpf(0) for name in graph.nodes}
+                exact[graph.loss.name] = mpmath.mpf(1)
+                for edge in self._sweep:
+                    if edge in exact_partials:
+                        exact[edge[1]] += exact[edge[0]] * exact_partials[edge]
+            return exact
+        adjoints, _ = settled(sweep, lambda name: f"∂{graph.loss.name}/∂{name}")
+        return adjoints
+
+
+def settled(compute, label, finite: bool = True):
+    """``compute(digits)`` (a dict of mpmath numbers) at doubling precisions until two
+    successive ones round to the same float64s: (those floats, the exact values). A value
+    outside its function's domain at every precision (σ(1000) is 1 to 40 digits: ln(1 − σ)
+    needs more), one that never settles, or (``finite``) one beyond float64's range, is a
+    DomainError (``label(key)`` names it)."""
+    digits, previous, failure, unsettled = PRECISION, None, None, []
+    while True:
+        try:
+            exact = compute(digits)
+        except DomainError as err:
+            exact, previous, failure = None, None, err
+        if exact is not None:
+            floats = {key: float(value) for key, value in exact.items()}
+            unsettled = [key for key, value in floats.items()
+                         if previous is not None and not _same_float(value, previous[key])]
+            if previous is not None and not unsettled:
+                break
+            previous = floats
+        if digits >= MAX_PRECISION:
+            if exact is None or not unsettled:
+                raise failure
+            raise DomainError(f"{label(unsettled[0])} cannot be computed to double precision "
+                              f"even with {digits} digits (terms too far apart: use smaller "
+                              f"weights or inputs)")
+        digits *= 2
+    for key, value in floats.items() if finite else ():
+        if math.isinf(value):  # finite in mpmath (DomainError otherwise), not in float64
+            raise DomainError(
+                f"{label(key)} = {mpmath.nstr(exact[key], 4)} is beyond double precision "
+                f"(about 1.8e308), so it cannot be written out: a saturated softmax or sigmoid "
+                f"(logits far apart) or an overflow; use smaller weights or inputs")
+    return floats, exact
+
+
+def _same_float(a: float, b: float) -> bool:
+    return a == b or abs(a - b) <= 1e-14 * max(abs(a), abs(b))
 
 
 def _checked(step: _Step, env: dict, function) -> tuple:
@@ -237,6 +300,7 @@ def _checked(step: _Step, env: dict, function) -> tuple:
             args = ", ".join(f"{p} = {float(mpmath.re(env[p])):.6g}" for p in node.parents
                              if p in env)
             raise DomainError(f"{node.name} = {sp.sstr(node.expr)} has no real finite value "
-                              f"at {args} (ln of a value <= 0, a division by 0, or an "
-                              f"overflow)")
+                              f"at {args} (ln of a value <= 0, a division by 0, an "
+                              f"overflow, or a value too close to such a point even to "
+                              f"{mpmath.mp.dps} digits)")
     return results

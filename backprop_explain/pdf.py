@@ -8,9 +8,12 @@ Engines are tried in this order (the first found on PATH is used):
 4. ``tectonic`` (fetches its own packages; run in its ``--untrusted`` mode).
 
 Safety: the document is compiled in a fresh temporary directory, non-interactively, with
-shell escape explicitly off (``-no-shell-escape``; tectonic ``--untrusted``), so neither
-``\\write18`` nor anything the text of a spec might contain can run a command. (Spec text
-is escaped by the document stage anyway; this is the second wall.)
+shell escape explicitly off (``-no-shell-escape``, ``shell_escape=f``; tectonic
+``--untrusted``), so neither ``\\write18`` nor anything the text of a spec might contain can
+run a command; and with TeX Live's ``openin_any=p`` and ``openout_any=p`` (paranoid), so
+``\\input``, ``\\openin`` and ``\\openout`` cannot read or write a file outside that
+directory, nor a dot file (the TeX tree's own files are still found). Spec text is escaped
+by the document stage anyway; this is the second wall.
 
 Reproducibility: ``SOURCE_DATE_EPOCH=0`` and ``FORCE_SOURCE_DATE=1`` fix the dates, and
 ``\\pdftrailerid{}`` (pdfTeX) drops the random trailer ID, so the same LaTeX gives the same
@@ -57,6 +60,15 @@ def find_engine(engines=ENGINES) -> str | None:
     return None
 
 
+def require_engine(engine: str | None = None) -> str:
+    """``engine``, or the first installed one; PdfError (with the install command) if none."""
+    engine = engine or find_engine()
+    if engine is None:
+        raise PdfError("no LaTeX engine found (looked for " + ", ".join(ENGINES) + "): "
+                       + INSTALL_HINT)
+    return engine
+
+
 def _commands(engine: str) -> list[list[str]]:
     """The command lines of one compile (a list: pdflatex/lualatex run twice if needed)."""
     tex_options = ["-interaction=nonstopmode", "-halt-on-error", "-no-shell-escape"]
@@ -72,7 +84,10 @@ def _environment() -> dict:
     env = dict(os.environ)
     env.update(SOURCE_DATE_EPOCH="0", FORCE_SOURCE_DATE="1", TZ="UTC",
                max_print_line="1000")  # long log lines: error messages are not cut
-    env.pop("TEXINPUTS", None)  # only the standard TeX tree, nothing from the caller's setup
+    # Paranoid file access: nothing outside the job's directory, no dot files; no shell.
+    env.update(openin_any="p", openout_any="p", shell_escape="f")
+    for variable in ("TEXINPUTS", "TEXMFOUTPUT"):  # only the standard TeX tree; no outside
+        env.pop(variable, None)  # directory that openin_any=p would let TeX read
     return env
 
 
@@ -83,10 +98,7 @@ def compile_pdf(tex_source: str, engine: str | None = None) -> bytes:
 
 def compile_with_log(tex_source: str, engine: str | None = None) -> tuple[bytes, str]:
     """The PDF bytes and the LaTeX log of the last run (overfull boxes, warnings)."""
-    engine = engine or find_engine()
-    if engine is None:
-        raise PdfError("no LaTeX engine found (looked for " + ", ".join(ENGINES) + "): "
-                       + INSTALL_HINT)
+    engine = require_engine(engine)
     with tempfile.TemporaryDirectory(prefix="backprop-explain-") as work:
         work_dir = Path(work)
         (work_dir / f"{_JOB}.tex").write_text(_REPRODUCIBLE + tex_source, encoding="utf-8")
@@ -141,8 +153,14 @@ def log_excerpt(log: str, limit: int = 4) -> str:
 
 def write_pdf(path, tex_source: str, engine: str | None = None) -> None:
     """Compile and write ``path`` whole, or leave nothing (and raise PdfError)."""
-    from .output import write_atomic
-    write_atomic(path, compile_pdf(tex_source, engine))
+    from .output import check_target, write_atomic
+    from .progress import task
+    check_target(path)
+    engine = require_engine(engine)  # before the progress bar: a refusal is one line
+    with task("PDF", 1) as advance:
+        pdf = compile_pdf(tex_source, engine)
+        advance(1)
+    write_atomic(path, pdf)
 
 
 def _asks_rerun(log: str) -> bool:

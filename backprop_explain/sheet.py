@@ -40,7 +40,8 @@ import sympy as sp
 from .activations import ACTIVATIONS
 from .derivation import NumericGraph, Solution, derive
 from .errors import SpecError
-from .graph import build_graph
+from .graph import build_graph, local_partials
+from .limits import check_quiz, check_sheet, check_symbolic, check_variants
 from .optimizers import OPTIMIZERS
 from .sheet_spec import Question, SheetTemplate, load_template
 from .spec import NetworkSpec, spec_from_dict
@@ -234,28 +235,56 @@ def write_sheets(template, out_dir, variants: int = 1, seed: int = 0, fmt: str =
     """Draw, solve and write every variant (see the module docstring); returns the paths.
     ``lang``: the documents' language (default: the template's ``lang``, else English).
 
+    Every file is written into a temporary directory beside ``out_dir`` and moved into it
+    at the end: ``out_dir`` gets all the files or none (a failure, Ctrl-C or SIGTERM leaves
+    nothing, see output.directory_beside).
+
     ``progress``: called with the number of variants done since the last call (a click
-    progress bar's ``update``). ``moodle_style``: "cloze" (one question per variant) or
-    "per-key" (one question per key per variant)."""
+    progress bar's ``update``; the command line shows its own bar, progress.py).
+    ``moodle_style``: "cloze" (one question per variant) or "per-key" (one question per key
+    per variant)."""
     from .moodle import STYLES
-    from .output import write_atomic
+    from .output import directory_beside, write_atomic
     if fmt not in FORMATS:
         raise ValueError(f"fmt: one of {', '.join(FORMATS)}, got {fmt!r}")
     if moodle_style not in STYLES:
         raise ValueError(f"moodle_style: one of {', '.join(STYLES)}, got {moodle_style!r}")
     if not isinstance(template, SheetTemplate):
         template = load_template(template)
-    out_dir = Path(out_dir)
+    check_sheet_size(template, variants, fmt, moodle_style)
+    with directory_beside(out_dir) as work:  # refuses "" (Path("") would be ".")
+        out_dir = Path(out_dir)
+        names = _write_sheets(template, work, variants, seed, fmt, lang, progress, write_atomic,
+                              moodle_style)
+    return [out_dir / name for name in names]
+
+
+def check_sheet_size(template: SheetTemplate, variants: int, fmt: str,
+                     moodle_style: str = "cloze") -> None:
+    """Refuse, with one line, a sheet that cannot finish (limits.py), judged on the
+    template's first draw, before drawing the rest."""
+    check_variants(template.source, variants)
+    first = template.draw_spec(random.Random(0))
+    partials = local_partials(first)
+    if fmt == "moodle" and moodle_style == "per-key":  # numbers only, one graph compiled
+        check_symbolic(first, partials, 1)
+        check_quiz(template.source, first, variants)
+    else:  # a worked solution per variant (Moodle's Cloze: its feedback)
+        check_sheet(template.source, first, variants, partials, fmt == "pdf")
+
+
+def _write_sheets(template, work: Path, variants, seed, fmt, lang, progress, write_atomic,
+                  moodle_style):
+    from .progress import task
     drawn = draw_variants(template, variants, seed)
     lang = lang or drawn[0].spec.lang
     questions = template.questions(drawn[0].spec)
     width = len(str(variants))
-    written: list[Path] = []
+    written: list[str] = []
 
     def write(name: str, content) -> None:
-        path = out_dir / name
-        write_atomic(path, content)
-        written.append(path)
+        write_atomic(work / name, content)
+        written.append(name)
 
     answers = {"digits": template.digits, "questions": [q.key for q in questions],
                "variants": [{"variant": v.number, "answers": v.answers} for v in drawn]}
@@ -268,8 +297,13 @@ def write_sheets(template, out_dir, variants: int = 1, seed: int = 0, fmt: str =
                 progress(len(drawn))
         else:
             blanks = cloze_order(questions, drawn[0].spec)
-            write("questions.xml", cloze_questions(drawn, blanks, template, lang, numeric,
-                                                   width, progress))
+            with task("variants", len(drawn), long=len(drawn) >= 20) as advance:
+                def done(count):
+                    advance(count)
+                    if progress:
+                        progress(count)
+                write("questions.xml", cloze_questions(drawn, blanks, template, lang, numeric,
+                                                       width, done))
             answers["blanks"] = [q.key for q in blanks]  # the Cloze parts, in order
         write_specs(drawn, width, write)
         write("answers.json", json.dumps(answers, indent=2, ensure_ascii=False) + "\n")
@@ -277,28 +311,26 @@ def write_sheets(template, out_dir, variants: int = 1, seed: int = 0, fmt: str =
 
     text_fmt = "md" if fmt == "md" else "tex"
     exercises, solutions = [], []
-    for variant in drawn:
-        tag = f"{variant.number:0{width}d}"
-        solution = derive(variant.spec, numeric)
-        figure = f"network_{tag}.svg" if fmt == "md" else None
-        exercise, worked = render_variant(variant, solution, questions, text_fmt, lang,
-                                          template.digits, figure)
-        if fmt == "md":
-            from .diagram import diagram_for
-            write(figure, diagram_for(variant.spec, "svg", lang))
-        exercises.append((f"exercise_{tag}", exercise))
-        solutions.append((f"solution_{tag}", worked))
-        if progress:
-            progress(1)
+    with task("variants", len(drawn), long=len(drawn) >= 20) as advance:
+        for variant in drawn:
+            tag = f"{variant.number:0{width}d}"
+            solution = derive(variant.spec, numeric)
+            figure = f"network_{tag}.svg" if fmt == "md" else None
+            exercise, worked = render_variant(variant, solution, questions, text_fmt, lang,
+                                              template.digits, figure)
+            if fmt == "md":
+                from .diagram import diagram_for
+                write(figure, diagram_for(variant.spec, "svg", lang))
+            exercises.append((f"exercise_{tag}", exercise))
+            solutions.append((f"solution_{tag}", worked))
+            advance(1)
+            if progress:
+                progress(1)
     documents = exercises + solutions + [
         ("exercises", combine_documents([d for _, d in exercises], text_fmt)),
         ("solutions", combine_documents([d for _, d in solutions], text_fmt))]
     if fmt == "pdf":
-        from .pdf import compile_pdf, find_engine
-        engine = find_engine()
-        with ThreadPoolExecutor(max_workers=4) as pool:  # engines run as subprocesses
-            pdfs = list(pool.map(lambda doc: compile_pdf(doc[1], engine), documents))
-        for (name, _), pdf in zip(documents, pdfs):
+        for (name, _), pdf in zip(documents, _compile_all([d for _, d in documents])):
             write(f"{name}.pdf", pdf)
     else:
         for name, text in documents:
@@ -306,6 +338,25 @@ def write_sheets(template, out_dir, variants: int = 1, seed: int = 0, fmt: str =
     write_specs(drawn, width, write)
     write("answers.json", json.dumps(answers, indent=2, ensure_ascii=False) + "\n")
     return written
+
+
+def _compile_all(documents: list[str]) -> list[bytes]:
+    """The PDFs of LaTeX documents, four engines at a time (they run as subprocesses); on a
+    failure or a signal, the compiles not yet started are cancelled."""
+    from .pdf import compile_pdf, require_engine
+    from .progress import task
+    engine = require_engine()
+    pool = ThreadPoolExecutor(max_workers=4)
+    try:
+        with task("PDF", len(documents)) as advance:
+            futures = [pool.submit(compile_pdf, doc, engine) for doc in documents]
+            pdfs = []
+            for future in futures:
+                pdfs.append(future.result())
+                advance(1)
+            return pdfs
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def write_specs(drawn: list[Variant], width: int, write) -> None:

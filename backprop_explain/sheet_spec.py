@@ -45,7 +45,8 @@ from dataclasses import dataclass
 from .keys import adjoint_key, example_name, updated_key
 from .layers import LAYER_KINDS
 from .spec import NetworkSpec, read_file, spec_from_dict
-from .validate import DRAW_KINDS, Place, infer_shape, is_draw
+from .limits import check_block
+from .validate import DRAW_KINDS, Place, describe, infer_shape, is_draw
 
 GROUPS = ("forward", "loss", "gradients", "update", "forward_after", "loss_after")
 MAX_DECIMALS = 10
@@ -141,13 +142,14 @@ class _Drawer:
         if kind == "one_hot":
             if table["one_hot"] is not True:
                 (place / "one_hot").fail("true")
-            if not shape or len(shape) != 1:
+            if not shape or len(shape) != 1 or not isinstance(shape[0], int) or shape[0] < 1:
                 place.fail("one_hot only where a list of targets is expected")
             hot = self.rng.randrange(shape[0])
             return [1.0 if k == hot else 0.0 for k in range(shape[0])]
         sample = self._sampler(kind, table, place)
         if shape is None:
             return sample()
+        check_block(place, shape)  # before drawing: units = 10**8 is refused, not drawn
         return _fill(shape, sample)
 
     def _sampler(self, kind: str, table: dict, place: Place):
@@ -173,6 +175,8 @@ def _bounds(value, place: Place, kind):
         place.fail("[low, high]: a list of two numbers")
     if kind is int:
         low, high = ((place / k).integer(v, -(10 ** 9)) for k, v in enumerate(value))
+        if high > 10 ** 9:  # drawn integers become floats: stay far inside their range
+            (place / 1).fail(f"a whole number from -10^9 to 10^9, got {describe(high)}")
     else:
         low, high = ((place / k).number(v) for k, v in enumerate(value))
     if not low < high:
@@ -201,7 +205,7 @@ def _block_shapes(data: dict, source: str) -> dict:
     shape = _input_shape(inputs)
     if shape:
         shapes["inputs.values"] = shape
-    for k, layer in enumerate(data.get("layers") or []):
+    for k, layer in enumerate(_list(data.get("layers"))):
         if not isinstance(layer, dict) or shape is None:
             break
         where = f"layers[{k}]"
@@ -216,12 +220,17 @@ def _block_shapes(data: dict, source: str) -> dict:
         if shape is not None and len(shape) == 1:
             shapes["loss.targets"] = shape
     in_shape = _input_shape(inputs)
-    for k, _ in enumerate(data.get("examples") or []):
+    for k, _ in enumerate(_list(data.get("examples"))):
         if in_shape:
             shapes[f"examples[{k}].inputs"] = in_shape
         if "loss.targets" in shapes:
             shapes[f"examples[{k}].targets"] = shapes["loss.targets"]
     return shapes
+
+
+def _list(value) -> list:
+    """``value`` if it is a list, else nothing to follow (the spec stage says what is wrong)."""
+    return value if isinstance(value, list) else []
 
 
 def _input_shape(inputs: dict):

@@ -22,6 +22,7 @@ import re
 from .derivation import Solution
 from .diagram import figure_for, render_diagram
 from .document import solution_context
+from .limits import check_frame
 from .notation import split_outside
 from .steps import Lighting, Steps
 from .templating import render_template
@@ -100,6 +101,12 @@ def height(block: str) -> float:
     if "\\begin{tikzpicture}" in block:
         return math.inf  # a picture is scaled into its frame: a frame of its own
     return _text_height(block)
+
+
+def text_height(piece: str) -> float:
+    """An estimate of a frame's text set 17 cm wide, in cm, its pictures left out (they are
+    scaled into their frame)."""
+    return sum(h for h in map(height, blocks(piece)) if h != math.inf)
 
 
 def _text_height(text: str) -> float:
@@ -195,15 +202,16 @@ def render_slides(solution: Solution, lang: str = "en", digits: int = 4,
     lighting = Lighting(diagram, solution.graph)
     x0, y0, x1, y1 = diagram.bounds
     scale = min(FIGURE_HEIGHT / (y1 - y0), FIGURE_WIDEST / (x1 - x0))
-    height = f"{(y1 - y0) * scale:.2f}cm"
+    figure_height = f"{(y1 - y0) * scale:.2f}cm"
     frames = []
     for step in cut[1:]:
         lit = lighting.chain(step.chain) if step.chain else []
         # the copy with nothing lit is set once (\networkbox), the lit elements over it
-        figure = (r"\resizebox{!}{" + height + r"}{\rlap{\usebox{\networkbox}}"
+        figure = (r"\resizebox{!}{" + figure_height + r"}{\rlap{\usebox{\networkbox}}"
                   + render_diagram(diagram, "tex", lit=lit, fit="", only=True).strip() + "}"
                   ) if lit else ""
         for k, piece in enumerate(frame_pieces(step.text.strip(), bool(figure))):
+            check_frame(solution.spec, step.title, text_height(piece))
             frames.append({"title": step.title, "text": piece, "figure": figure,
                            "figure_width": (x1 - x0) * scale + 0.2, "continued": k > 0})
     title, _, intro = cut[0].text.strip().partition("\n")

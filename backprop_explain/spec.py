@@ -21,6 +21,7 @@ from typing import Any
 from .activations import ACTIVATIONS as ACTIVATION_ENTRIES
 from .errors import SpecError
 from .layers import LAYER_KINDS, LAYER_TYPES
+from .limits import MAX_DEPTH, MAX_FILE_BYTES, check_block, check_depth
 from .losses import LOSSES as LOSS_ENTRIES
 from .optimizers import OPTIMIZERS
 from .validate import (ParameterTable, Place, describe, expand_names, flatten_names, infer_shape,
@@ -120,31 +121,65 @@ def as_spec(spec) -> NetworkSpec:
 def read_file(path) -> dict:
     """The parsed contents of a ``.toml`` or ``.json`` file, with one-line errors."""
     path = Path(path)
+    return read_document(read_text(path), str(path), path.suffix.lstrip(".").lower())
+
+
+def read_text(path, what: str = "file") -> str:
+    """The UTF-8 text of an input file (spec, template, answers: ``what``), read only up to
+    limits.MAX_FILE_BYTES: a bigger file, or a device that never ends, is refused at once."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as handle:
+            return read_stream(handle, path, what)
     except OSError as err:
-        raise SpecError(path, "", f"cannot read the file ({err.strerror})") from None
-    return read_document(text, str(path), path.suffix.lstrip(".").lower())
+        raise SpecError(path, "", f"cannot read the {what} ({err.strerror or err})") from None
 
 
-def read_document(text: str, source: str, fmt: str) -> dict:
-    """Parse TOML or JSON text into a dict, with errors that point at the line."""
+def read_stream(stream, source, what: str = "file") -> str:
+    """The UTF-8 text of a binary stream (a file, standard input), at most
+    limits.MAX_FILE_BYTES of it."""
+    data = stream.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise SpecError(source, "", f"at most {MAX_FILE_BYTES // 1_000_000} MB in the {what} "
+                                    f"(the limit: a smaller file; TOML is read at about 1 MB/s)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise SpecError(source, f"byte {err.start + 1}", f"UTF-8 text in the {what}") from None
+
+
+def read_document(text: str, source: str, fmt: str, **options) -> dict:
+    """Parse TOML or JSON text into a dict, with errors that point at the line.
+
+    ``options`` go to the parser (answers keep numbers as text: ``parse_float=str``)."""
     if fmt == "json":
         try:
-            data = json.loads(text)
+            data = json.loads(text, **options)
         except json.JSONDecodeError as err:
             raise SpecError(source, f"line {err.lineno}, column {err.colno}",
                             f"valid JSON ({err.msg})") from None
+        except (ValueError, RecursionError) as err:  # 5,000-digit integers, deep nesting
+            raise SpecError(source, "", f"valid JSON of reasonable size ({_parse_limit(err)})") \
+                from None
     elif fmt in ("toml", ""):
         try:
-            data = tomllib.loads(text)
+            data = tomllib.loads(text, **options)
         except tomllib.TOMLDecodeError as err:
             raise SpecError(source, "", f"valid TOML ({err})") from None
+        except (ValueError, RecursionError) as err:
+            raise SpecError(source, "", f"valid TOML of reasonable size ({_parse_limit(err)})") \
+                from None
     else:
         raise SpecError(source, "", "a file ending in .toml or .json")
     if not isinstance(data, dict):
         raise SpecError(source, "top level", "a table (object) of settings")
+    check_depth(data, source)
     return data
+
+
+def _parse_limit(err: Exception) -> str:
+    if isinstance(err, RecursionError):
+        return f"lists or tables nested at most {MAX_DEPTH} deep"
+    return "numbers of at most 4,300 digits" if "digits" in str(err) else str(err)
 
 
 # ---------------------------------------------------------------------------
@@ -232,6 +267,9 @@ def _read_input_shape(inputs: dict, place: Place):
         shape = tuple((sp / k).integer(v) for k, v in enumerate(shape))
     elif isinstance(values, list):
         shape = infer_shape(values)
+        if 0 in shape:  # [] or [[]]: no input at all
+            (place / "values").fail("a non-empty list of input numbers (rows of numbers for an "
+                                    "image), got an empty list")
         if len(shape) == 2:  # a single-channel image given as rows
             shape = (1,) + shape
     elif "size" in inputs:
@@ -240,6 +278,7 @@ def _read_input_shape(inputs: dict, place: Place):
         place.fail("inputs.values (a list of numbers) or inputs.shape")
     if len(shape) not in (1, 3):
         place.fail("a vector of inputs or an image [channels][rows][columns]")
+    check_block(place / ("shape" if "shape" in inputs else "values"), shape)
     count = math.prod(shape)
     names = inputs.get("names")
     if len(shape) == 1:

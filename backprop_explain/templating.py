@@ -13,6 +13,8 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
+from .escaping import html_plain, html_text, md_code, md_escape, tex_escape, visible
+
 LANGUAGES = ("en", "fr")  # a phrase file each: templates/lang/<lang>.toml
 
 
@@ -92,6 +94,8 @@ def environment():
     env.filters["as_equation"] = as_equation
     env.filters["tex_escape"] = tex_escape
     env.filters["md_escape"] = md_escape
+    env.filters["md_code"] = md_code
+    env.filters["visible"] = visible
     env.filters["html_text"] = html_text
     env.filters["html_plain"] = html_plain
     from .keys import key_tex
@@ -119,54 +123,6 @@ def fill(phrase: str, **values) -> str:
     for key, value in values.items():
         phrase = phrase.replace("{" + key + "}", str(value))
     return phrase
-
-
-_TEX_SPECIALS = {
-    "\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&", "#": r"\#",
-    "^": r"\textasciicircum{}", "_": r"\_", "~": r"\textasciitilde{}", "%": r"\%",
-}
-
-
-def tex_escape(text: str) -> str:
-    """Free text from a spec, made inert in LaTeX: it prints, it never runs."""
-    return "".join(_TEX_SPECIALS.get(char, char) for char in str(text))
-
-
-def md_escape(text: str) -> str:
-    """Free text from a spec, shown literally in Markdown (no markup, no HTML, no math)."""
-    return re.sub(r"([\\`*_\[\]#|<>$~])", r"\\\1", str(text))
-
-
-def html_text(text: str, math: bool = False) -> str:
-    """Our own text (phrases, LaTeX from our printers) as HTML for MathJax: &, <, > escaped
-    (entities already written by ``html_plain`` kept), $$…$$ → \\[…\\], $…$ → \\(…\\);
-    ``math``: the text is math already (no $ to convert)."""
-    text = str(text)
-    if "&" in text:
-        text = _AMPERSAND.sub("&amp;", text)
-    text = text.replace("<", "&lt;").replace(">", "&gt;")
-    if not math and "$" in text:
-        text = _DISPLAY_MATH.sub(lambda m: "\\[" + m.group(1) + "\\]", text)
-        text = _INLINE_MATH.sub(lambda m: "\\(" + m.group(1) + "\\)", text)
-    return text
-
-
-_AMPERSAND = re.compile(r"&(?!#?\w+;)")  # not one of an entity already written
-_DISPLAY_MATH = re.compile(r"\$\$(.+?)\$\$", re.S)
-_INLINE_MATH = re.compile(r"\$(.+?)\$", re.S)
-
-
-_HTML_INERT = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;",
-               "$": "&#36;", "\\": "&#92;", "{": "&#123;", "}": "&#125;", "#": "&#35;",
-               "~": "&#126;"}
-
-
-def html_plain(text: str) -> str:
-    """Free text from a spec shown literally in HTML: every markup, math and Cloze character
-    written as a character reference, inside a span that Moodle's MathJax (2: tex2jax_ignore,
-    3: mathjax_ignore) and link filters (nolink) leave alone."""
-    inert = "".join(_HTML_INERT.get(char, char) for char in str(text))
-    return f'<span class="nolink tex2jax_ignore mathjax_ignore">{inert}</span>'
 
 
 def render_template(name: str, context: dict) -> str:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import SpecError
+from .escaping import visible
 from .losses import LOSSES
 from .optimizers import OPTIMIZERS
 from .spec import NetworkSpec, as_spec
@@ -77,8 +78,9 @@ def torch_script(spec, source: str | None = None) -> str:
     per_epoch = math.ceil(len(spec.examples) / (spec.batch_size or len(spec.examples)))
     inputs = [np.reshape(e.inputs, spec.input_shape).tolist() for e in spec.examples]
     return environment().get_template("torch_script.py.j2").render({
-        "title": " ".join(str(spec.title or spec.source).split()),
-        "source": " ".join(str(source or spec.source).split()).replace("<spec>", "SPEC")
+        # one comment line each, whatever they hold (no control character either)
+        "title": visible(" ".join(str(spec.title or spec.source).split())),
+        "source": visible(" ".join(str(source or spec.source).split())).replace("<spec>", "SPEC")
                   .replace("<stdin>", "SPEC"),
         "blocks": blocks, "forward": forward, "setup": setup, "loads": loads,
         "parametrized": any(line.startswith("parametrize.") for line in setup),

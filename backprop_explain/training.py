@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 
 from .derivation import Solution, derive, update_parameters
 from .errors import SpecError
+from .limits import check_training
+from .progress import task
 from .spec import NetworkSpec, smallest_batch_error
 
 if TYPE_CHECKING:
@@ -46,9 +48,11 @@ class TrainingRun:
     optimizer: str  # the spec's (optimizers.py), with its settings
     optimizer_settings: dict
     reduction: str
-    loss_after: float  # on every example (mean or sum), after the last step
+    loss_after: float  # on every example (mean or sum), after the last step; nan if diverged
     n_examples: int
     buffers: dict = dataclasses.field(default_factory=dict)  # running statistics at the end
+    diverged_at: int | None = None  # the step whose loss overflowed (the run stopped there)
+    initial: dict | None = None  # the parameters before the first step
 
     @property
     def history(self) -> list[float]:
@@ -56,7 +60,7 @@ class TrainingRun:
 
     @property
     def parameters(self) -> dict[str, float]:
-        return self.steps[-1].parameters
+        return self.steps[-1].parameters if self.steps else dict(self.initial or {})
 
 
 def with_schedule(spec: NetworkSpec, steps: int | None = None, epochs: int | None = None,
@@ -85,6 +89,7 @@ def batches(spec: NetworkSpec) -> list[tuple[int, list[int]]]:
                         "either steps or epochs (epochs sets the number of steps), not both")
     per_epoch = math.ceil(n / size)
     total = spec.epochs * per_epoch if spec.epochs is not None else spec.steps
+    check_training(spec, total, size)  # before listing 10**18 steps
     schedule = [(k // per_epoch + 1, list(range((k % per_epoch) * size,
                                                 min((k % per_epoch + 1) * size, n))))
                 for k in range(total)]
@@ -114,18 +119,29 @@ def train(spec: NetworkSpec, network: FastNetwork | None = None) -> TrainingRun:
     state: dict = {}  # the optimizer's, from step to step (velocities, moments)
     buffers = dict(spec.buffers)  # the layers' running statistics, from step to step
     steps = []
-    for k, (epoch, indices) in enumerate(schedule):
-        result = network.run(x[indices], t[indices], parameters, spec.reduction,
-                             examples=indices, buffers=buffers)
-        buffers.update({name: float(value) for name, value in result.buffers.items()})
-        gradients = {name: float(g) for name, g in result.gradients.items()}
-        _, parameters = update_parameters(parameters, gradients, spec, state)
-        steps.append(TrainingStep(k + 1, epoch, [i + 1 for i in indices], float(result.loss),
-                                  parameters))
-    final = network.run(x, t, parameters, spec.reduction, gradients=False, buffers=buffers)
+    diverged_at = None
+    with np.errstate(all="ignore"), task("SGD steps", len(schedule),
+                                         long=len(schedule) >= 20_000) as advance:
+        for k, (epoch, indices) in enumerate(schedule):
+            result = network.run(x[indices], t[indices], parameters, spec.reduction,
+                                 examples=indices, buffers=buffers)
+            gradients = {name: float(g) for name, g in result.gradients.items()}
+            if not (math.isfinite(result.loss) and all(map(math.isfinite, gradients.values()))):
+                diverged_at = k + 1  # the loss overflowed: a result to say, not to print
+                break
+            buffers.update({name: float(value) for name, value in result.buffers.items()})
+            _, parameters = update_parameters(parameters, gradients, spec, state)
+            steps.append(TrainingStep(k + 1, epoch, [i + 1 for i in indices],
+                                      float(result.loss), parameters))
+            advance(1)
+        final = float(network.run(x, t, parameters, spec.reduction, gradients=False,
+                                  buffers=buffers).loss)
+    if not math.isfinite(final):
+        diverged_at = diverged_at or len(steps) + 1
     return TrainingRun(steps, spec.batch_size or len(spec.examples), spec.epochs,
                        spec.optimizer, spec.optimizer_settings, spec.reduction,
-                       float(final.loss), len(spec.examples), buffers)
+                       final if diverged_at is None else math.nan, len(spec.examples), buffers,
+                       diverged_at, dict(spec.parameters))
 
 
 def first_step(spec: NetworkSpec) -> NetworkSpec:

@@ -6,7 +6,9 @@ names the file, the place in it (``layers[2].weights[0][1]``) and what was expec
 
 Names of quantities are LaTeX-like strings (``wh_{1,1}``, ``out_{h1}``). They are
 written into LaTeX documents, so they are checked against a small safe grammar
-here: a name can never run a TeX command.
+here: ASCII letters, digits and a few punctuation marks, whitelisted commands, and
+no ``^^`` (TeX reads ``^^5c`` as a backslash), so a name can never run a TeX command.
+PDF builds also forbid TeX to open any file outside its job (pdf.py), a second wall.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import math
 import re
 
 from .errors import SpecError
+from .escaping import visible
+from .limits import check_block
 
 # Greek letters and a few accents may appear in names; nothing else that starts with "\".
 _SAFE_COMMANDS = {
@@ -26,6 +30,9 @@ _SAFE_COMMANDS = {
 }
 _NAME_CHARS = re.compile(r"^[A-Za-z0-9_^{}(),.'+\-| ]*$")
 _COMMAND = re.compile(r"\\([A-Za-z]+)")
+# ^^ (TeX's character-code notation), or a ^/_ ending the name, which a "^" written after
+# the name in a document would turn into ^^.
+_TEX_CHAR_CODE = re.compile(r"\^\s*\^|[\^_]\s*$")
 
 class Place:
     """A position in the spec document, for error messages."""
@@ -45,15 +52,19 @@ class Place:
     def number(self, value) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             self.fail(f"a number, got {describe(value)}")
-        if not math.isfinite(value):
-            self.fail(f"a finite number, got {value}")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond float's range
+            number = math.inf
+        if not math.isfinite(number):
+            self.fail(f"a finite number (at most about 1.8e308), got {describe(value)}")
+        return number
 
     def integer(self, value, minimum: int = 1) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             self.fail(f"a whole number, got {describe(value)}")
         if value < minimum:
-            self.fail(f"a whole number >= {minimum}, got {value}")
+            self.fail(f"a whole number >= {minimum}, got {describe(value)}")
         return value
 
     def choice(self, value, options) -> str:
@@ -120,8 +131,15 @@ def plain_numbers(value, shape: tuple[int, ...]):
 
 
 def describe(value) -> str:
+    """The value in an error message, on one line and short (texts cut at 80 characters,
+    huge whole numbers by their digit count)."""
     if isinstance(value, str):
-        return f'the text "{value}"'
+        return f'the text "{visible(value[:80])}"' + ("…" if len(value) > 80 else "")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10 ** 15:
+        digits = len(str(abs(value))) if value.bit_length() < 14000 else "thousands of"
+        return f"a whole number of {digits} digits"
+    if isinstance(value, float) and math.isinf(value):
+        return "infinity" if value > 0 else "minus infinity"
     if isinstance(value, bool):
         return f"the boolean {str(value).lower()}"
     if isinstance(value, list):
@@ -145,6 +163,9 @@ def check_name(name: str, place: Place) -> None:
     if not _NAME_CHARS.match(stripped):
         place.fail("a name of letters, digits, _ ^ { } ( ) , . ' + - | and Greek letters, "
                    f"got {name!r}")
+    if _TEX_CHAR_CODE.search(name):
+        # TeX's input reads ^^5c as "\\" and ^^M as a return: a command in disguise.
+        place.fail(f"a name without ^^ or a ^ or _ at its end, got {name!r}")
     depth = 0
     for char in name:
         depth += {"{": 1, "}": -1}.get(char, 0)
@@ -152,6 +173,77 @@ def check_name(name: str, place: Place) -> None:
             break
     if depth != 0:
         place.fail(f"a name with balanced braces, got {name!r}")
+    problem = _cannot_set(name)
+    if problem:  # TeX stops on it ("Double subscript", "Missing { inserted"), MathML too
+        place.fail(f"a name TeX can set ({problem}), got {name!r}")
+
+
+_ACCENTS = {"hat", "bar", "tilde", "vec", "dot", "check", "mathrm", "mathcal", "mathbf"}
+
+
+def _cannot_set(name: str) -> str | None:
+    """Why TeX could not set ``name`` (its braces balanced, its commands safe), or None:
+    two subscripts or superscripts on one symbol, a script or an accent without its
+    argument, an accent as a script's argument (x^\\hat{a} needs braces)."""
+    def skip_group(k):  # the index after the group opening at name[k]
+        depth = 0
+        for end in range(k, len(name)):
+            depth += {"{": 1, "}": -1}.get(name[end], 0)
+            if depth == 0:
+                return end + 1
+        return len(name)
+
+    def argument(k):  # the argument starting at or after name[k]: (its start, its end)
+        while k < len(name) and name[k] == " ":
+            k += 1
+        if k == len(name) or name[k] in "_^}'":
+            return k, None
+        if name[k] == "{":
+            return k, skip_group(k)
+        command = _COMMAND.match(name, k)
+        return k, command.end() if command else k + 1
+
+    def within(start, end):  # what a braced group cannot set, or None
+        return _cannot_set(name[start + 1:end - 1]) if name[start] == "{" else None
+
+    scripts, k = set(), 0
+    while k < len(name):
+        char = name[k]
+        command = _COMMAND.match(name, k)
+        if char in "_^'":
+            # x_1_2, x^1^2 and x^2' (a prime is a superscript) are double; x'^2 and x'' not
+            if (char if char != "'" else "^") in scripts:
+                return "x_{1,2}, not x_1_2: one subscript and one superscript per symbol"
+            scripts.add(char)
+            if char == "'":
+                k += 1
+                continue
+            start, k = argument(k + 1)
+            if k is None:
+                return "a _ or ^ followed by what it sets"
+            accent = _COMMAND.match(name, start)
+            if accent and accent.group(1) in _ACCENTS:
+                return "an accent in a script inside braces: x^{\\hat{a}}"
+            if within(start, k):
+                return within(start, k)
+            continue
+        if char != " ":
+            scripts = set()  # a new symbol
+        if command and command.group(1) in _ACCENTS:
+            start, k = argument(command.end())
+            if k is None:
+                return f"\\{command.group(1)} followed by what it sets"
+            if within(start, k):
+                return within(start, k)
+        elif command:
+            k = command.end()
+        elif char == "{":
+            start, k = k, skip_group(k)
+            if within(start, k):
+                return within(start, k)
+        else:
+            k += 1
+    return None
 
 
 def expand_names(given, place: Place, shape: tuple[int, ...], letters: str,
@@ -163,8 +255,11 @@ def expand_names(given, place: Place, shape: tuple[int, ...], letters: str,
     """
     if given is None:
         given = default
+    check_block(place, shape)
     if isinstance(given, str):
-        place.name(given.replace("#", ""))
+        # Checked as filled in (placeholders become digits): a stray # is refused too.
+        placeholders = letters + ("l" if layer is not None else "")
+        place.name(re.sub(f"#[{placeholders}]", "1", given) if placeholders else given)
         return _fill_pattern(given, shape, letters, layer)
     if isinstance(given, list):
         def walk(value, sub_place, sub_shape):

@@ -17,7 +17,7 @@ import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from functools import cached_property, lru_cache
 
 import sympy as sp
@@ -27,7 +27,9 @@ from .activations import ACTIVATIONS
 from .answers import Answer, parse_number, read_answers
 from .derivation import derive
 from .errors import SpecError
+from .graph import check_worked_solution
 from .intervals import Interval, Unsupported, compile_interval
+from .limits import check_verify
 from .keys import adjoint_key, local_key, updated_key
 from .losses import LOSSES
 from .nodes import (ACTIVATION, GIVEN_KINDS, INPUT, LEAF_KINDS, LOSS, LOSS_TERM, PARAMETER,
@@ -911,15 +913,21 @@ def beside(written: str, value: float | Interval | None, decimal_comma: bool = F
     if value and abs(value) < 10.0 ** (1 - decimals):  # keep two significant digits
         decimals = 1 - math.floor(math.log10(abs(value)))
     decimals = min(max(decimals, 0), 17)
-    text = f"{Decimal(repr(float(value))).quantize(Decimal(1).scaleb(-decimals), ROUND_HALF_UP):f}"
+    text = f"{_half_up(value, decimals):f}"
     text = "0" if text.strip("-0.") == "" and "0" in text else text
     return text.replace(".", ",") if decimal_comma else text
 
 
 def round_half_up(value: float, decimals: int) -> float:
     """Rounded as a person rounds (0.125 → 0.13), not to even."""
-    quantum = Decimal(1).scaleb(-decimals)
-    return float(Decimal(repr(float(value))).quantize(quantum, rounding=ROUND_HALF_UP))
+    return float(_half_up(value, decimals))
+
+
+def _half_up(value: float, decimals: int) -> Decimal:
+    exact = Decimal(repr(float(value)))
+    digits = exact.adjusted() + decimals + 2  # of the result: 1e300 to 15 decimals has 316
+    return exact.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP,
+                          context=Context(prec=max(28, digits)))
 
 
 @lru_cache(maxsize=1 << 16)  # a sheet's catalogues have the same keys
@@ -1237,15 +1245,19 @@ class _Judge:
                 or self.tolerance.abs is not None:
             return
         exact = Decimal(repr(float(truth)))
-        last = Decimal(1).scaleb(answer.value.as_tuple().exponent)
-        for extra in (1, 2, 3):
-            first = exact.quantize(last.scaleb(-extra), rounding=ROUND_HALF_UP)
-            twice = first.quantize(last, rounding=ROUND_HALF_UP)
-            if twice != exact.quantize(last, rounding=ROUND_HALF_UP):
-                yield (Diagnosis("double_rounding", {"value": truth, "intermediate": str(first)}),
-                       float(twice))
-        yield Diagnosis("truncated", {"value": truth}), float(exact.quantize(last,
-                                                                             rounding=ROUND_DOWN))
+        try:
+            last = Decimal(1).scaleb(answer.value.as_tuple().exponent)
+            for extra in (1, 2, 3):
+                first = exact.quantize(last.scaleb(-extra), rounding=ROUND_HALF_UP)
+                twice = first.quantize(last, rounding=ROUND_HALF_UP)
+                if twice != exact.quantize(last, rounding=ROUND_HALF_UP):
+                    yield (Diagnosis("double_rounding", {"value": truth,
+                                                         "intermediate": str(first)}),
+                           float(twice))
+            cut = exact.quantize(last, rounding=ROUND_DOWN)
+        except InvalidOperation:  # more digits written than a Decimal holds (1e-999999999):
+            return  # no rounding slip can explain such an answer
+        yield Diagnosis("truncated", {"value": truth}), float(cut)
 
 
 def usual_slips(catalog: Catalog, keys: list[str]) -> dict[str, list[tuple[Diagnosis, float]]]:
@@ -1289,6 +1301,9 @@ def verify_answers(spec, answers, rel: float | None = None, abs: float | None = 
         raise SpecError(network.source, "round", f"0 to 15 decimals, got {round_to}")
     if not isinstance(answers, list):
         answers = read_answers(answers)
+    if catalog is None:
+        check_worked_solution(network)
+        check_verify(network)
     catalog = catalog or Catalog(network)
     judge = _Judge(catalog, answers, Tolerance(rel, abs), round_to)
     checks = [judge.check(a, k) for a, k in zip(answers, judge.keys)]
@@ -1313,7 +1328,10 @@ def render_verification(result: Verification, fmt: str = "text", lang: str | Non
     lang = lang or result.spec.lang
     if fmt == "json":
         import json
-        return json.dumps(result.as_data(lang), indent=2, ensure_ascii=False) + "\n"
+        from .jsonout import finite_or_null
+        return json.dumps(finite_or_null(result.as_data(lang)), indent=2,
+                          ensure_ascii=False) + "\n"
+    from .escaping import visible
     from .notation import NumberFormat, key_tex, text_math
     from .templating import environment, phrases
     table = phrases(lang)
@@ -1332,16 +1350,16 @@ def render_verification(result: Verification, fmt: str = "text", lang: str | Non
                 else "$" + key_tex(sp.Eq(sp.Symbol(check.key), check.formula_expr,
                                          evaluate=False)) + "$")
 
-    rows = [{"key": c.key, "place": c.place or "", "given": c.given,
+    rows = [{"key": visible(c.key), "place": visible(c.place or ""), "given": c.given,
              "expected": show(c, c.expected), "formula": formula(c),
              "from_your_values": show(c, c.from_your_values) if c.status != "correct" else "",
-             "diagnosis": c.diagnosis.text(lang) if c.diagnosis else "",
+             "diagnosis": visible(c.diagnosis.text(lang)) if c.diagnosis else "",
              "status": c.status, "status_text": t["status"][c.status],
              "first_wrong": c.first_wrong} for c in result.checks]
     by = {s: [r for r in rows if r["status"] == s] for s in STATUSES}
     text = environment().get_template(_TEMPLATES[fmt]).render(
         t=t, colon=table["meta"]["colon"], rows=rows, counts=result.counts,
-        title=result.spec.title or result.spec.source,
+        title=visible(result.spec.title or result.spec.source),
         first=next((r for r in rows if r["first_wrong"]), None), wrong=by["wrong"],
         consistent=by["consistent"], unknown=by["unknown_key"], round_to=result.round_to)
     return re.sub(r"\n{3,}", "\n\n", text).lstrip("\n")
@@ -1363,6 +1381,7 @@ def keys_listing(spec, lang: str | None = None) -> str:
     from .spec import as_spec
     from .templating import fill, phrases
     network = as_spec(spec)
+    check_worked_solution(network)
     catalog = Catalog(network)
     meanings = phrases(lang or network.lang)["verify"]["meaning"]
     lines = []

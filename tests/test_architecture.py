@@ -37,8 +37,8 @@ STAGE_MODULES = {
     "output", "page", "pdf", "sheet", "sheet_spec", "slides", "spec", "spec_toml", "steps",
     "torch_export", "torch_import", "training", "verify",
 }
-LOW_MODULES = {"drawing", "errors", "intervals", "keys", "mathml", "nodes", "notation",
-               "partials", "templating", "validate"}
+LOW_MODULES = {"drawing", "errors", "escaping", "intervals", "keys", "limits", "mathml",
+               "nodes", "notation", "partials", "progress", "templating", "validate"}
 REGISTRIES = {"activations", "losses", "optimizers"}  # one entry per name: names allowed
 
 

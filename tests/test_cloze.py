@@ -20,7 +20,7 @@ from backprop_explain.cli import main
 from backprop_explain.moodle import cloze_feedback, numerical_blank, tolerance
 from backprop_explain.sheet import draw_variants, write_sheets
 from backprop_explain.sheet_spec import load_template, template_from_dict
-from backprop_explain.templating import html_text
+from backprop_explain.escaping import html_text
 from backprop_explain.verify import Catalog, Diagnosis, usual_slips
 
 from cloze import parse

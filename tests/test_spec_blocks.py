@@ -47,7 +47,7 @@ ERRORS = {
     "a boolean": ([(0, "weights", [[1, True], [3, 4]])],
                   "layers[0].weights[0][1]: a number, got the boolean true"),
     "not a number": ([(0, "weights", [[1, float("nan")], [3, 4]])],
-                     "layers[0].weights[0][1]: a finite number, got nan"),
+                     "layers[0].weights[0][1]: a finite number (at most about 1.8e308), got nan"),
     "a row too long": ([(0, "weights", [[1, 2], [3, 4, 5]])],
                        "layers[0].weights[1]: a nested list of shape 2, got 3 entries"),
     "a list for a number": ([(0, "weights", [[1, 2], [3, [4]]])],

@@ -99,7 +99,8 @@ def lenient_pair(value):
 def lenient_output_hw(shape, kernel, raw: dict, default_stride=(1, 1)):
     stride = lenient_pair(raw.get("stride")) or default_stride
     padding = lenient_pair(raw.get("padding")) or (0, 0)
-    return tuple((n - k + 2 * p) // s + 1
+    # max(s, 1): a stride of 0 is refused by the spec stage, with its place, after drawing
+    return tuple((n - k + 2 * p) // max(s, 1) + 1
                  for n, k, p, s in zip(shape[1:], kernel, padding, stride))
 
 
