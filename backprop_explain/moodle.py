@@ -241,9 +241,10 @@ def cloze_feedback(diagnosis, lang: str) -> str:
     inside a Cloze blank (see the module doc: { } # ~ \\ as character references).
     Written once per slip and language: a sheet's variants share most of them."""
     cached = (diagnosis.code, repr(diagnosis.values), lang)
-    if cached not in _FEEDBACKS:
-        _FEEDBACKS[cached] = _cloze_feedback(diagnosis, lang)
-    return _FEEDBACKS[cached]
+    text = _FEEDBACKS.get(cached)
+    if text is None:
+        text = _FEEDBACKS[cached] = _cloze_feedback(diagnosis, lang)
+    return text
 
 
 _FEEDBACKS: dict[tuple, str] = {}

@@ -1276,10 +1276,14 @@ def each_usual_slip(catalog: Catalog, keys: list[str]) -> dict[str, Iterator]:
 
 def _usual_slips_of(judge: _Judge, key: str) -> Iterator[tuple[Diagnosis, float]]:
     for diagnosis, value in judge.candidates(None, key):
-        if isinstance(value, Interval):  # nothing written: the student's world is true
-            value = value.mid
-        if value is not None and math.isfinite(value):
-            yield diagnosis, float(value)
+        if value.__class__ is not float:  # (a float, nearly always: as it is)
+            if isinstance(value, Interval):  # nothing written: the student's world is true
+                value = value.mid
+            if value is None:
+                continue
+            value = float(value)
+        if math.isfinite(value):
+            yield diagnosis, value
 
 
 def verify_answers(spec, answers, rel: float | None = None, abs: float | None = None,
