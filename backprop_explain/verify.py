@@ -143,6 +143,7 @@ class _Structure:
         self.reaching: dict[str, tuple] = {}  # key → (variants, the slips reaching it)
         self.reads: dict[str, tuple[str, ...]] = {}  # key → what its evaluation looks up
         self.in_order: bool | None = None
+        self.plain: tuple | None = None  # the plan of every formula and its run (evaluate({}))
 
     @staticmethod
     def of(graph, signature: tuple) -> "_Structure":
@@ -171,6 +172,22 @@ def _primed(expr: sp.Expr, renamed: tuple[tuple[sp.Symbol, str], ...]) -> sp.Exp
 
 
 _STRUCTURES: dict[str, tuple] = {}  # the last graph's structure (one sheet's graph)
+_FIRST_STEPS: dict[tuple, list] = {}
+
+
+def _first_step(spec: NetworkSpec, parameter: str, loss: str) -> list[tuple]:
+    """The optimizer's first update of ``parameter`` as formulas (Optimizer.first_step),
+    made once per optimizer, parameter and settings: the catalogues of a sheet's variants
+    get the same formula objects (compared by identity, not term by term)."""
+    cached = (spec.optimizer, parameter, loss, repr(spec.optimizer_settings))
+    steps = _FIRST_STEPS.get(cached)
+    if steps is None:
+        if len(_FIRST_STEPS) > 4096:
+            _FIRST_STEPS.clear()
+        steps = _FIRST_STEPS[cached] = OPTIMIZERS[spec.optimizer].first_step(
+            parameter, sp.Symbol(parameter), sp.Symbol(LEARNING_RATE),
+            sp.Symbol(adjoint_key(loss, parameter)), spec.optimizer_settings)
+    return steps
 
 
 class _LastGraph:
@@ -199,18 +216,29 @@ def _straight_line(plan: list[tuple]) -> tuple:
     for k, (key, function, deps) in enumerate(plan):
         args = []
         for dep in deps:
-            if dep not in names:
+            if dep not in names:  # read before any step computes it: an argument
                 names[dep] = f"p{len(reads)}"
                 reads.append(dep)
             args.append(names[dep])
         functions[f"f{k}"] = function
-        lines.append(f"    v{k} = f{k}({', '.join(args)})")
+        lines.append(f"    v{k} = float(f{k}({', '.join(args)}))")  # as _float_result
         names[key] = f"v{k}"
     results = "".join(f"v{k}, " for k in range(len(plan)))
-    source = (f"def run({', '.join(names[d] for d in reads)}):\n" + "\n".join(lines)
+    source = (f"def run({', '.join(f'p{k}' for k in range(len(reads)))}):\n" + "\n".join(lines)
               + f"\n    return ({results})\n")
     exec(source, functions)  # noqa: S102 (our own names and functions only)
     return functions["run"], reads
+
+
+def _finite_floats(run, args: list) -> tuple | None:
+    """``run(*args)`` (a _straight_line function) when every step gives a finite real, as
+    _float_result takes it; else None (a step outside its domain, a value None, complex or
+    not finite: the steps are then evaluated one at a time)."""
+    try:
+        results = run(*args)
+    except (ValueError, ZeroDivisionError, OverflowError, TypeError):
+        return None
+    return results if math.isfinite(sum(results)) else None
 
 
 def _float_result(function, args: list[float]) -> float | None:
@@ -282,11 +310,10 @@ class Catalog:
                                    update.new, node=update.parameter))
                 continue
             # the optimizer's state first (velocity, moments), then θ' from it
-            steps = optimizer.first_step(update.parameter, theta, lr,
-                                         sp.Symbol(adjoint_key(self.loss, update.parameter)),
-                                         spec.optimizer_settings)
+            steps = _first_step(spec, update.parameter, self.loss)
             values = {}
             for key, (phrase, words), expr in steps:
+                words = dict(words)  # this catalogue's own
                 kind = "update" if key == update.key else "state"
                 if kind == "update":
                     words = dict(words, optimizer=optimizer.title)
@@ -665,6 +692,10 @@ class Catalog:
         ``round_to`` rounds each computed intermediate to that many decimals (a hand
         calculation); ``formulas`` replaces some quantities' formulas (a slip replayed).
         """
+        if not given and round_to is None and not formulas and self.in_order:
+            plain = self._plain_values()
+            if plain is not None:
+                return plain
         formulas = formulas or {}
         values: dict[str, float | None] = {}
         for key, quantity in self.quantities.items():
@@ -682,6 +713,23 @@ class Catalog:
                 values[key] = value
         return values
 
+    def _plain_values(self) -> dict | None:
+        """``evaluate({})`` in one straight-line pass (see _straight_line); None when a step
+        is not a finite float (then evaluated one at a time)."""
+        if self._shared.plain is None:
+            plan = [(key, *self._float_plan(quantity, None))
+                    for key, quantity in self.quantities.items() if quantity.formula is not None]
+            self._shared.plain = (plan, _straight_line(plan))
+        _, (run, reads) = self._shared.plain
+        quantities = self.quantities
+        results = _finite_floats(run, [quantities[d].value if d in quantities else None
+                                       for d in reads])
+        if results is None:
+            return None
+        computed = iter(results)
+        return {key: next(computed) if quantity.formula is not None else quantity.value
+                for key, quantity in quantities.items()}
+
     def evaluate_altered(self, plain: dict, formulas: dict[str, sp.Expr]) -> dict:
         """``evaluate({}, formulas=formulas)`` from ``plain`` = ``evaluate({})``: only the
         quantities an altered formula reaches are computed again; every other one would
@@ -695,13 +743,10 @@ class Catalog:
                                                            _straight_line(plan))
         _, plan, (run, reads) = cached
         values = dict(plain)
-        try:  # every step a finite float (the usual case): _float_result's checks at the end
-            results = run(*[plain[d] for d in reads])
-            if all(r.__class__ is float for r in results) and math.isfinite(sum(results)):
-                values.update(zip([key for key, _, _ in plan], results))
-                return values
-        except (ValueError, ZeroDivisionError, OverflowError, TypeError, KeyError):
-            pass
+        results = _finite_floats(run, [plain.get(d) for d in reads])
+        if results is not None:  # every step a finite float (the usual case)
+            values.update(zip([key for key, _, _ in plan], results))
+            return values
         for key, function, deps in plan:  # a step outside its domain: None from there on
             # _evaluate_one without its intervals: every value here is a float
             args = [values.get(d) for d in deps]

@@ -307,6 +307,25 @@ def test_a_slip_world_leaving_its_domain_is_the_full_evaluation(given):
     assert None in plain.values() or changed  # a step outside its domain was replayed
 
 
+@pytest.mark.parametrize("example", ["mlp_3_2_2_cross_entropy", "mlp_adam",
+                                     "cnn_3x3_filter_2x2"])
+@pytest.mark.parametrize("leaf", [None, float("nan"), float("inf")])
+def test_the_plain_evaluation_in_one_pass_is_each_formula_in_turn(example, leaf):
+    """evaluate({}) runs every formula in one straight-line pass: the same values as each
+    quantity recomputed in turn from those before it, also when a leaf makes a step
+    leave its domain or is not finite (None from there on, as one at a time)."""
+    catalog = Catalog(api.load_spec(f"examples/{example}.toml"))
+    first = next(q for q in catalog.quantities.values() if q.kind == "input")
+    if leaf is not None:
+        first.value = leaf
+    in_turn = {}
+    for key, quantity in catalog.quantities.items():
+        in_turn[key] = (quantity.value if quantity.formula is None
+                        else catalog.recompute(key, in_turn))
+    assert catalog.evaluate({}) == in_turn
+    assert (None in in_turn.values()) == (leaf is not None)
+
+
 def test_variants_of_one_graph_give_the_slips_of_a_catalogue_made_alone():
     """A sheet's catalogues share one graph and what depends only on its keys and
     formulas; each variant's slips are those of its own catalogue built from scratch
