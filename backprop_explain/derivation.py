@@ -20,7 +20,7 @@ from .keys import adjoint_key, local_key, updated_key  # noqa: F401 (also read f
 from .keys import example_name
 from .nodes import (ACTIVATION, EXAMPLE_LOSS, GIVEN_KINDS, INPUT, LEAF_KINDS, LOSS, LOSS_TERM,
                     PARAMETER, PRE_ACTIVATION, TARGET, Graph)
-from .numeric import PRECISION, NumericGraph
+from .numeric import PRECISION, NumericGraph, exact_number
 from .optimizers import OPTIMIZERS
 from .spec import NetworkSpec
 
@@ -363,7 +363,7 @@ def buffers_after(spec: NetworkSpec, graph: Graph, values: dict[str, float]) -> 
             for name, expr in layer.buffer_updates(graph).items():
                 symbols = sorted(expr.free_symbols, key=lambda s: s.name)
                 function = sp.lambdify(symbols, expr, modules="mpmath")
-                out[name] = float(function(*[mpmath.mpf(env[s.name]) for s in symbols]))
+                out[name] = float(function(*[exact_number(env[s.name]) for s in symbols]))
     return out
 
 

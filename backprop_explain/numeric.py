@@ -19,6 +19,13 @@ to TIE_DIGITS significant digits are equal: cells equal in exact arithmetic, suc
 in different orders, differ in the last of the 40 digits, and the max pool's tie rule
 (first maximum in row-major order, as the fast path and PyTorch) must still apply.
 
+The numbers a spec gives are read as written: a float as the shortest decimal that reads
+back to it (``exact_number``: 0.1 is one tenth, not the binary double
+0.1000000000000000055…), so that 0.1 + 0.2 − 0.3 is 0 on the page as on the blackboard.
+Such a sum comes out of 40-digit arithmetic as a residue of the last digits (±1e-41), so a
+sum within TIE_DIGITS digits of its largest term is 0 (``CompiledShape.terms``): ReLU's
+derivative at that 0 is then 0, PyTorch's convention at 0, whatever the residue's sign.
+
 The renaming is one-to-one and the shape is the node's function, so the values are those
 of the node's own expression; only the order of some roundings may differ from compiling
 that expression itself, in the last of the 40 digits (tests/test_numeric.py compares with
@@ -91,11 +98,29 @@ def _numbered_tree(expr: sp.Basic, numbers: dict) -> tuple | int:
     return (expr.func, tuple(_numbered_tree(a, numbers) for a in expr.args))
 
 
+def exact_number(value) -> mpmath.mpf:
+    """A number as written: a float as the shortest decimal that reads back to it, at the
+    working precision (an int, or an mpmath number, as it is)."""
+    if isinstance(value, float):
+        return mpmath.mpf(float.__repr__(float(value)))
+    return mpmath.mpf(value)
+
+
 @dataclass(frozen=True)
 class CompiledShape:
     value: Callable  # the shape's value at its arguments
     partials: Callable  # a tuple: ∂shape/∂a_k for each k of ``wanted``, in that order
     wanted: tuple[int, ...]
+    terms: Callable | None = None  # a sum's terms' absolute values (None: not a sum)
+
+    def settle(self, value, arguments):
+        """``value`` of the shape at ``arguments``, or 0 when the shape is a sum and the
+        value is within TIE_DIGITS digits of its largest term (exact cancellation)."""
+        if self.terms is None or not value:
+            return value
+        if abs(value) <= mpmath.mpf(10) ** -TIE_DIGITS * max(self.terms(*arguments)):
+            return mpmath.mpf(0)
+        return value
 
 
 def _difference(a, b):
@@ -134,8 +159,9 @@ def _lambdify(symbols, expr, **options):
 def compiled_shape(shape: sp.Expr, arguments: int, wanted: tuple[int, ...]) -> CompiledShape:
     symbols = [dummy(k) for k in range(arguments)]
     partials = tuple(shape_partial(shape, k) for k in wanted)
+    terms = _lambdify(symbols, tuple(sp.Abs(t) for t in shape.args)) if shape.is_Add else None
     return CompiledShape(_lambdify(symbols, shape),
-                         _lambdify(symbols, partials, cse=True), wanted)
+                         _lambdify(symbols, partials, cse=True), wanted, terms)
 
 
 @dataclass
@@ -196,7 +222,7 @@ class NumericGraph:
         if last[0] is values:
             exact = last[1]
         else:
-            exact = {k: mpmath.mpf(v) for k, v in values.items()}  # floats: exact in mpf
+            exact = {k: exact_number(v) for k, v in values.items()}
         partials, exact_partials = settled(
             lambda digits: self.exact_partials(exact, digits),
             lambda edge: f"∂{edge[0]}/∂{edge[1]}")
@@ -207,9 +233,11 @@ class NumericGraph:
                       digits: int = PRECISION) -> dict[str, mpmath.mpf]:
         """Every node's value at ``digits`` digits, the leaves' included."""
         with mpmath.workdps(digits):
-            exact = {k: mpmath.mpf(v) for k, v in leaves.items()}
+            exact = {k: exact_number(v) for k, v in leaves.items()}
             for step in self._steps:
-                exact[step.node.name] = _checked(step, exact, step.compiled.value)[0]
+                value = _checked(step, exact, step.compiled.value)[0]
+                exact[step.node.name] = step.compiled.settle(
+                    value, [exact[p] for p in step.arguments])
         return exact
 
     def exact_partials(self, exact: dict[str, mpmath.mpf],

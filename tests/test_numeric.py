@@ -113,7 +113,9 @@ def plain_values(graph, leaves):
             names = {graph.symbol(p): v for p, v in zip(node.parents, plain)}
             formulas[node.name] = [f.xreplace(names) for f in formulas[node.name]]
     with mpmath.workdps(PRECISION):
-        exact = {k: mpmath.mpf(v) for k, v in leaves.items()}
+        # the spec's numbers as written: a float as its shortest decimal (0.1 is 1/10)
+        exact = {k: mpmath.mpf(repr(float(v))) if isinstance(v, float) else mpmath.mpf(v)
+                 for k, v in leaves.items()}
         partials = {}
         for node in nodes:
             function = sp.lambdify(plain[:len(node.parents)], formulas[node.name],
