@@ -300,7 +300,6 @@ class Catalog:
         several = len(self.solution.examples) > 1
         if several:
             self._combine_examples()
-        lr = sp.Symbol(LEARNING_RATE)
         optimizer = OPTIMIZERS[spec.optimizer]
         for update in self.solution.updates:
             theta = sp.Symbol(update.parameter)
