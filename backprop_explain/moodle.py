@@ -158,7 +158,8 @@ def moodle_quiz(variants, questions, template, lang: str = "en") -> bytes:
 # Cloze: one question per variant
 
 STYLES = ("cloze", "per-key")
-BLANK = "@@BLANK{}@@"  # stands in an answer cell of the exercise until the blank is written
+BLANK = "\x00BLANK{}\x00"  # an answer cell until its blank is written (no user text holds
+# a U+0000: escaping.py replaces it, so a title cannot spell a blank)
 PENALTY = "0.3333333"
 
 

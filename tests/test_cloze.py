@@ -231,7 +231,9 @@ def test_general_feedback_is_the_worked_solution(bank):
 def test_a_hostile_title_stays_text(tmp_path):
     with open(TEMPLATE, "rb") as handle:
         data = tomllib.load(handle)
-    data["title"] = "<script>x</script> {1:NUMERICAL:=1} #~}\\ $\\input{a}$ A/B"
+    # … and no title can spell the placeholder of an answer cell
+    data["title"] = ("<script>x</script> {1:NUMERICAL:=1} #~}\\ $\\input{a}$ A/B "
+                     "@@BLANK0@@ \x00BLANK0\x00")
     write_sheets(template_from_dict(data), tmp_path, variants=1, seed=0, fmt="moodle")
     root = ET.fromstring((tmp_path / "questions.xml").read_bytes())
     html = root.findtext("question[@type='cloze']/questiontext/text")
@@ -240,7 +242,8 @@ def test_a_hostile_title_stays_text(tmp_path):
     assert len(blanks) == len(json.loads((tmp_path / "answers.json").read_text())["blanks"])
     fragment = ET.fromstring("<div>" + html + "</div>")
     title = "".join(fragment.find("h3").itertext())
-    assert title.startswith("<script>x</script> {1:NUMERICAL:=1} #~}\\ $\\input{a}$ A/B")
+    assert title.startswith("<script>x</script> {1:NUMERICAL:=1} #~}\\ $\\input{a}$ A/B "
+                            "@@BLANK0@@ \ufffdBLANK0\ufffd")
     assert "A//B" in root.findtext("question[@type='category']/category/text")
 
 
