@@ -22,9 +22,14 @@ in different orders, differ in the last of the 40 digits, and the max pool's tie
 The numbers a spec gives are read as written: a float as the shortest decimal that reads
 back to it (``exact_number``: 0.1 is one tenth, not the binary double
 0.1000000000000000055…), so that 0.1 + 0.2 − 0.3 is 0 on the page as on the blackboard.
-Such a sum comes out of 40-digit arithmetic as a residue of the last digits (±1e-41), so a
-sum within TIE_DIGITS digits of its largest term is 0 (``CompiledShape.terms``): ReLU's
-derivative at that 0 is then 0, PyTorch's convention at 0, whatever the residue's sign.
+Such a sum comes out of 40-digit arithmetic as a residue of the last digits (±1e-41), and
+so does a batch's variance over equal values (a mean of sixths is not exact in binary):
+a value of an algebraic node (sums, products, powers, ReLU's and the max pool's cases,
+no exp or ln) within NOISE_DIGITS digits of the working precision of its largest parent
+is that residue, and is 0 (``CompiledShape.settle``). ReLU's derivative at that 0 is then
+0, PyTorch's convention at 0, whatever the residue's sign, at every precision. A true
+value that small (an input of 1e-35) is 0 at 40 digits but not at 80, so the doubling
+precisions (``settled``) go on until they agree on it.
 
 The renaming is one-to-one and the shape is the node's function, so the values are those
 of the node's own expression; only the order of some roundings may differ from compiling
@@ -51,6 +56,7 @@ from .partials import dummy, shape_partial
 PRECISION = 40  # decimal digits of the first evaluation; results are returned as float64
 MAX_PRECISION = 2560  # doubled from PRECISION while two successive precisions disagree
 TIE_DIGITS = 24  # values agreeing to this many digits compare equal (float64 keeps ~16)
+NOISE_DIGITS = 8  # an algebraic node's value this close to the working precision is 0
 
 
 @lru_cache(maxsize=8192)
@@ -111,16 +117,21 @@ class CompiledShape:
     value: Callable  # the shape's value at its arguments
     partials: Callable  # a tuple: ∂shape/∂a_k for each k of ``wanted``, in that order
     wanted: tuple[int, ...]
-    terms: Callable | None = None  # a sum's terms' absolute values (None: not a sum)
+    algebraic: bool = False  # no exp, ln or other transcendental function in the shape
 
-    def settle(self, value, arguments):
-        """``value`` of the shape at ``arguments``, or 0 when the shape is a sum and the
-        value is within TIE_DIGITS digits of its largest term (exact cancellation)."""
-        if self.terms is None or not value:
+    def settle(self, value, arguments, digits: int):
+        """``value`` of the shape at ``arguments``, or 0 when the shape is algebraic and
+        the value is within NOISE_DIGITS digits of ``digits`` of its largest argument (the
+        residue of a cancellation: see the module docstring)."""
+        if not self.algebraic or not value or not arguments:
             return value
-        if abs(value) <= mpmath.mpf(10) ** -TIE_DIGITS * max(self.terms(*arguments)):
+        largest = max(abs(a) for a in arguments)
+        if abs(value) <= mpmath.mpf(10) ** (NOISE_DIGITS - digits) * largest:
             return mpmath.mpf(0)
         return value
+
+
+ALGEBRAIC = (sp.Piecewise, sp.Max, sp.Min, sp.Abs)  # functions of an algebraic shape
 
 
 def _difference(a, b):
@@ -159,9 +170,9 @@ def _lambdify(symbols, expr, **options):
 def compiled_shape(shape: sp.Expr, arguments: int, wanted: tuple[int, ...]) -> CompiledShape:
     symbols = [dummy(k) for k in range(arguments)]
     partials = tuple(shape_partial(shape, k) for k in wanted)
-    terms = _lambdify(symbols, tuple(sp.Abs(t) for t in shape.args)) if shape.is_Add else None
+    algebraic = all(isinstance(f, ALGEBRAIC) for f in shape.atoms(sp.Function))
     return CompiledShape(_lambdify(symbols, shape),
-                         _lambdify(symbols, partials, cse=True), wanted, terms)
+                         _lambdify(symbols, partials, cse=True), wanted, algebraic)
 
 
 @dataclass
@@ -237,7 +248,7 @@ class NumericGraph:
             for step in self._steps:
                 value = _checked(step, exact, step.compiled.value)[0]
                 exact[step.node.name] = step.compiled.settle(
-                    value, [exact[p] for p in step.arguments])
+                    value, [exact[p] for p in step.arguments], digits)
         return exact
 
     def exact_partials(self, exact: dict[str, mpmath.mpf],

@@ -413,9 +413,15 @@ def magnitude(layer, record, p):
         biases = np.abs(p["biases"]) if "biases" in p else None
         return np.array([reference.conv2d_forward(x, np.abs(p["filters"]), biases,
                                                   layer.stride, layer.padding) for x in xs])
-    gamma = np.reshape(np.abs(p["gamma"]), (1, -1) + (1,) * (xs.ndim - 2))
-    beta = np.reshape(np.abs(p["beta"]), (1, -1) + (1,) * (xs.ndim - 2))
-    return gamma * np.abs(record["normalized"]) + beta
+    # batch norm: γ·(x − μ)/√(σ² + ε) + β, x − μ cancelling when a feature's values are
+    # equal (σ² = 0): the terms are |x| and |μ| (μ = x − x̂·√(σ² + ε))
+    shape = (1, -1) + (1,) * (xs.ndim - 2)
+    gamma, beta = (np.reshape(np.abs(p[k]), shape) for k in ("gamma", "beta"))
+    variance = record.get("variance", record.get("running_variance"))
+    root = np.reshape(np.sqrt(np.asarray(variance, dtype=float) + layer.eps), shape)
+    x, normalized = record["input"], record["normalized"]
+    mean = x - normalized * root
+    return gamma * (np.abs(x) + np.abs(mean)) / root + beta
 
 
 def describe(net: reference.Network) -> None:
@@ -677,3 +683,50 @@ def test_max_pool_tie_between_average_pooled_cells():
     solution = api.solve(spec)
     assert [solution.example.local_partials[f"dp^{{(2)}}_{{1,1}}/dp_{{{r},1}}"]
             for r in (1, 2)] == [1.0, 0.0]  # the first maximum wins
+
+
+def test_batch_norm_of_equal_values_is_zero_at_every_precision():
+    """Found by test_training_runs_agree[momentum] (thorough profile, not derandomized, in
+    a CI run): a conv layer with zero filters gives six cells σ(0) = 1/2, batch norm over
+    them has σ² = 0 and x̂ = 0, and ReLU'(0) = 0 sends nothing back. The symbolic engine
+    agreed at 40 digits, but its doubling precisions (numeric.settled) reached 640 digits,
+    where the mean of sixths left a residue: x̂ = 2·10⁻⁶³⁹ > 0 and ReLU' = 1. An algebraic
+    node's value at the working precision's noise is 0 (numeric.NOISE_DIGITS)."""
+    spec = {
+        "inputs": {"shape": [2, 2, 4], "values": [[[0.0] * 4] * 2] * 2},
+        "layers": [{"type": "conv2d", "filters": [[[[0.0, 0.0], [0.0, 0.0]]] * 2],
+                    "biases": [0.0], "activation": "sigmoid", "stride": [2, 2],
+                    "padding": [1, 1], "frozen": True},
+                   {"type": "batchnorm", "activation": "relu", "frozen": True},
+                   {"type": "flatten"},
+                   {"type": "dense", "activation": "sigmoid",
+                    "weights": [[0.0, 0.0, 0.0, 0.0, 0.0, 0.001]], "biases": [0.0],
+                    "frozen": True}],
+        "loss": {"type": "binary_cross_entropy", "targets": [0.0]},
+        "training": {"learning_rate": 0.05, "momentum": 0.5, "nesterov": True}}
+    check_network(spec)
+    solution = api.solve(spec)
+    assert solution.example.local_partials["da^{(2)}_{2,3}/dy^{(2)}_{2,3}"] == 0.0
+
+
+def test_batch_norm_of_values_equal_up_to_rounding_is_near_a_kink():
+    """Found by test_batch_normalization_and_dropout_agree (thorough profile, CI run): a
+    feature whose three values are LeakyReLU(−0.125) = −0.0125 with a slope of 0.1 (not a
+    binary fraction): float64 rounds the mean so that x − μ is ±10⁻¹⁸, the symbolic engine
+    computes 0. Which side of ReLU's kink the normalized value falls on is up to each
+    implementation's rounding, so the properties set it aside: the kink's scale counts
+    |x| and |μ| (the terms that cancel), not |x̂|."""
+    spec = {
+        "inputs": {"size": 1},
+        "layers": [{"type": "dense", "activation": "leaky_relu", "negative_slope": 0.1,
+                    "weights": [[0.0], [0.0], [0.0]], "biases": [0.0, -0.125, 0.0],
+                    "frozen": True},
+                   {"type": "batchnorm", "activation": "relu", "frozen": True},
+                   {"type": "dense", "activation": "sigmoid",
+                    "weights": [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.125, 0.0]],
+                    "biases": [0.0, 0.0, 0.0], "frozen": True}],
+        "loss": {"type": "binary_cross_entropy"},
+        "examples": [{"inputs": [0.0], "targets": [0.0, 0.0, 0.0]}] * 3,
+        "training": {"learning_rate": 0.05}}
+    net = reference.Network(spec)
+    assert not well_conditioned(net, net.parameters)
