@@ -100,3 +100,12 @@ def test_pre_activations_are_the_exact_decimal_sums(tmp_path, seed):
         assert solution.example.gradients["w^{(1)}_{1,1}"] == pytest.approx(expected,
                                                                            rel=1e-15, abs=0)
     assert cancelled == 2
+
+
+def test_a_true_value_near_40_digits_noise_is_kept(tmp_path):
+    """A pre-activation of 10⁻³⁵ is within the noise of 40 digits of its inputs (1 and
+    10⁻³⁵·…): it is 0 at 40 digits, 10⁻³⁵ at 80, and the doubling precisions go on until
+    two agree, so the value and ReLU's side are the true ones."""
+    solution = solve(tmp_path, x1="1e-35", x2="0", w1="1", w2="1", b="0")
+    assert solution.example.values["z^{(1)}_{1}"] == 1e-35
+    assert solution.example.gradients["b^{(1)}_{1}"] != 0.0  # ReLU' = 1: z > 0
