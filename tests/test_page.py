@@ -100,6 +100,23 @@ def test_every_formula_of_every_example_becomes_mathml():
             assert len(table) == flat.count("\\\\") + 1, latex
 
 
+def test_without_latex2mathml_the_page_says_what_to_install(tmp_path, monkeypatch):
+    """The html extra is optional: without it, --format html is one line naming the
+    package to install (not "check the spec's names"), exit 2, and no file."""
+    import sys
+    from click.testing import CliRunner
+    from backprop_explain.cli import main
+    monkeypatch.setitem(sys.modules, "latex2mathml", None)
+    monkeypatch.setitem(sys.modules, "latex2mathml.converter", None)
+    out = tmp_path / "page.html"
+    result = CliRunner().invoke(main, ["explain", "examples/mlp_3_2_2_cross_entropy.toml",
+                                       "--format", "html", "-o", str(out)])
+    assert result.exit_code == 2 and not out.exists()
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "pip install 'backprop_explain[html]'" in lines[0]
+    assert "spec's names" not in lines[0]
+
+
 def test_mathml_numbers_functions_and_known_factors():
     assert "<mn>0,1349</mn>" in to_mathml("E = 0{,}1349")
     assert "<mn>0.1349</mn>" in to_mathml("E = 0.1349")
