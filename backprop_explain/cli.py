@@ -77,7 +77,7 @@ def read_spec(spec: str):
         return spec
     from .api import spec_from_text
     from .spec import read_stream
-    return spec_from_text(read_stream(click.get_binary_stream("stdin"), "<stdin>"))
+    return spec_from_text(read_stream(sys.stdin.buffer, "<stdin>"))
 
 
 SPEC = click.argument("spec", type=click.Path(dir_okay=False, allow_dash=True))

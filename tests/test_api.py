@@ -135,19 +135,20 @@ def test_explain_reads_the_spec_from_standard_input():
     assert bad.output.count("\n") == 1
 
 
-def test_every_command_creates_its_output_directory(tmp_path):
+def test_every_command_creates_its_output_directory(tmp_path, monkeypatch):
     """-o in a directory that does not exist: created, by every command alike."""
     runner = CliRunner()
-    for args, written in (
+    for k, (args, written) in enumerate((
             (["explain", COURSE, "-o", "a/b/net.md"], "a/b/net.network.svg"),
             (["explain", COURSE, "--format", "json", "-o", "c/net.json"], "c/net.json"),
             (["verify", COURSE, ANSWERS, "-o", "d/report.txt"], "d/report.txt"),
             (["sheet", SHEET, "-o", "e/f"], "e/f/answers.json"),
-            (["export-torch", COURSE, "-o", "g/check.py"], "g/check.py")):
-        with runner.isolated_filesystem(temp_dir=tmp_path):
-            result = runner.invoke(main, args)
-            assert result.exit_code in (0, 1), result.output
-            assert Path(written).is_file(), args
+            (["export-torch", COURSE, "-o", "g/check.py"], "g/check.py"))):
+        (tmp_path / str(k)).mkdir()
+        monkeypatch.chdir(tmp_path / str(k))  # -o relative to a fresh directory
+        result = runner.invoke(main, args)
+        assert result.exit_code in (0, 1), result.output
+        assert Path(written).is_file(), args
 
 
 def test_sheet_ends_with_a_summary_of_what_it_wrote(tmp_path):
