@@ -119,14 +119,13 @@ class CompiledShape:
     wanted: tuple[int, ...]
     algebraic: bool = False  # no exp, ln or other transcendental function in the shape
 
-    def settle(self, value, arguments, digits: int):
+    def settle(self, value, arguments, noise):
         """``value`` of the shape at ``arguments``, or 0 when the shape is algebraic and
-        the value is within NOISE_DIGITS digits of ``digits`` of its largest argument (the
-        residue of a cancellation: see the module docstring)."""
+        the value is within ``noise`` (10^(NOISE_DIGITS − digits)) of its largest
+        argument (the residue of a cancellation: see the module docstring)."""
         if not self.algebraic or not value or not arguments:
             return value
-        largest = max(abs(a) for a in arguments)
-        if abs(value) <= mpmath.mpf(10) ** (NOISE_DIGITS - digits) * largest:
+        if abs(value) <= noise * max(abs(a) for a in arguments):
             return mpmath.mpf(0)
         return value
 
@@ -245,10 +244,11 @@ class NumericGraph:
         """Every node's value at ``digits`` digits, the leaves' included."""
         with mpmath.workdps(digits):
             exact = {k: exact_number(v) for k, v in leaves.items()}
+            noise = mpmath.mpf(10) ** (NOISE_DIGITS - digits)
             for step in self._steps:
-                value = _checked(step, exact, step.compiled.value)[0]
-                exact[step.node.name] = step.compiled.settle(
-                    value, [exact[p] for p in step.arguments], digits)
+                arguments = [exact[p] for p in step.arguments]
+                value = _checked(step, exact, arguments, step.compiled.value)[0]
+                exact[step.node.name] = step.compiled.settle(value, arguments, noise)
         return exact
 
     def exact_partials(self, exact: dict[str, mpmath.mpf],
@@ -257,7 +257,9 @@ class NumericGraph:
         found = {}
         with mpmath.workdps(digits):
             for step in self._steps:
-                found.update(zip(step.edges, _checked(step, exact, step.compiled.partials)))
+                arguments = [exact[p] for p in step.arguments]
+                found.update(zip(step.edges, _checked(step, exact, arguments,
+                                                      step.compiled.partials)))
         return {edge: found[edge] for edge in self._edges}
 
     def partial_expr(self, child: str, parent: str) -> sp.Expr:
@@ -323,10 +325,9 @@ def _same_float(a: float, b: float) -> bool:
     return a == b or abs(a - b) <= 1e-14 * max(abs(a), abs(b))
 
 
-def _checked(step: _Step, env: dict, function) -> tuple:
-    """The compiled function at ``env`` (a tuple); no real finite value is a DomainError
-    naming the node."""
-    arguments = [env[p] for p in step.arguments]
+def _checked(step: _Step, env: dict, arguments: list, function) -> tuple:
+    """The compiled function at ``arguments`` (the step's parents' values in ``env``), as a
+    tuple; no real finite value is a DomainError naming the node."""
     try:
         results = function(*arguments)
     except (ZeroDivisionError, OverflowError, ValueError):
