@@ -124,17 +124,26 @@ def _cut_display(block: str, room: float) -> list[str]:
             equations[-1].append(row)
         else:
             equations.append([row])
-    pieces, current, used = [], [], 2 * DISPLAY
-    for equation in equations:
-        tall = _rows_height(equation)
-        if current and used + tall > room:
-            pieces.append(current)
-            current, used = [], 2 * DISPLAY
-        current += equation
-        used += tall
-    pieces.append(current)
+    pieces = _packed(equations, _rows_height, room - 2 * DISPLAY)
     return ["\\begin{%s}\n%s\n\\end{%s}" % (environment, " \\\\\n".join(
         r.strip() for r in piece), environment) for piece in pieces]
+
+
+def _packed(groups: list[list[str]], tall, room: float) -> list[list[str]]:
+    """``groups`` (each kept whole) laid one after the other into pieces of at most
+    ``room`` by their height ``tall(group)``; a group taller than ``room`` alone in its
+    piece."""
+    pieces, current, used = [], [], 0.0
+    for group in groups:
+        height_of = tall(group)
+        if current and used + height_of > room:
+            pieces.append(current)
+            current, used = [], 0.0
+        current += group
+        used += height_of
+    if current:
+        pieces.append(current)
+    return pieces
 
 
 def _cut_table(block: str, room: float) -> list[str]:
@@ -175,16 +184,7 @@ def frame_pieces(text: str, figure: bool) -> list[str]:
                 units[-1].append(part)
             else:
                 units.append([part])
-    pieces, current, used = [], [], 0.0
-    for unit in units:
-        tall = sum(height(b) for b in unit)
-        if current and used + tall > room:
-            pieces.append(current)
-            current, used = [], 0.0
-        current += unit
-        used += tall
-    if current:
-        pieces.append(current)
+    pieces = _packed(units, lambda unit: sum(height(b) for b in unit), room)
     return ["\n\n".join(piece) for piece in pieces]
 
 
