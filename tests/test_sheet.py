@@ -355,6 +355,26 @@ def test_many_variants_show_a_progress_bar(tmp_path):
         "variants"] for v in item["answers"].values()]).all()
 
 
+def test_a_failure_during_a_long_task_is_one_line(tmp_path, monkeypatch):
+    """On a stderr that is not a terminal the progress is a line once the work is done,
+    so a failure half-way leaves the error alone, and nothing written."""
+    from backprop_explain import sheet
+    from backprop_explain.errors import SpecError
+    real, calls = sheet.render_variant, []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 10:
+            raise SpecError("t.toml", "variant 10", "something went wrong")
+        return real(*args, **kwargs)
+    monkeypatch.setattr(sheet, "render_variant", failing)
+    result = CliRunner().invoke(main, ["sheet", TEMPLATE, "--variants", "20",
+                                       "-o", str(tmp_path / "x")])
+    assert result.exit_code == 2 and len(calls) == 10
+    assert result.stderr.strip().splitlines() == ["Error: t.toml: variant 10: something went wrong"]
+    assert not (tmp_path / "x").exists()
+
+
 def test_pdf_sheets_without_an_engine_fail_cleanly(tmp_path, monkeypatch):
     from backprop_explain import pdf
     monkeypatch.setattr(pdf.shutil, "which", lambda name: None)
