@@ -57,22 +57,20 @@ def _terminate_as_exit():
     return signal.signal(signal.SIGTERM, terminate)
 
 
+def _stderr_is_terminal() -> bool:
+    return sys.stderr.isatty()
+
+
 @contextlib.contextmanager
 def _progress_bar(label: str, total: int):
-    """Long work (progress.task) shown as a click progress bar on stderr. When stderr is
-    not a terminal (a log, a pipe), one line once the work is done instead: a bar's
-    label printed ahead of the work would stand above a failure's one-line error."""
-    if sys.stderr.isatty():
-        with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
-            yield bar.update
+    """Long work (progress.task) shown as a click progress bar on stderr, when stderr is a
+    terminal: in a log or a pipe nobody watches it, and a bar's label printed ahead of
+    the work would stand above a failure's one-line error."""
+    if not _stderr_is_terminal():
+        yield lambda steps=1: None
         return
-    done = 0
-
-    def advance(steps=1):
-        nonlocal done
-        done += steps
-    yield advance
-    click.echo(f"{label}: {done}/{total}", err=True)
+    with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
+        yield bar.update
 
 
 def _inputs(*paths):
