@@ -260,19 +260,20 @@ def _outer(delta, x):
     broadcast product with NumPy's buffers at most a row long (its default 8192-number
     buffers copy the broadcast δ_j over and over: 256 × 784 takes 21 µs instead of 76; BLAS,
     with a second, zero example, 16-20 µs with OpenBLAS's AVX-512 kernels but 45 µs with
-    its Haswell ones). Shorter rows of a large product go through BLAS (a broadcast product
-    pays per row), a small product is broadcast as it is."""
+    its Haswell ones; 10 × 1352: 4 µs instead of 5.5). Shorter rows of a large product go
+    through BLAS (a broadcast product pays per row), of a small one are broadcast as they
+    are."""
     v, _, units = delta.shape
     inputs = x.shape[-1]
     column, row = delta[:, 0, :, None], x[:, 0, None, :]
-    if units * inputs < 2 ** 14:
-        return np.multiply(column, row)
     if inputs >= 512:
         default = np.setbufsize(min(inputs - inputs % 16, 8192))
         try:
             return np.multiply(column, row)
         finally:
             np.setbufsize(default)
+    if units * inputs < 2 ** 14:
+        return np.multiply(column, row)
     padded_delta = np.zeros((v, 2, units))
     padded_delta[:, :1] = delta
     padded_x = np.zeros((v, 2, inputs))
