@@ -678,6 +678,7 @@ class SolutionView:
             "loss_name": self.loss_name,
             "loss_name_after": primed(self.loss_name),
             "several_examples": len(spec.examples) > 1,
+            "without_bias": any(layer.without_bias for layer in layers),
             # one graph for the whole mini-batch (a layer couples its examples)
             "batch_graph": fill(self.t["document"]["batch_graph"], count=len(spec.examples),
                                 reduction=self.t["document"][spec.reduction])

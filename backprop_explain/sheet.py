@@ -216,7 +216,7 @@ def conventions(solution: Solution, lang: str) -> list[str]:
         lines.append(words["natural_log"])
     numbers = NumberFormat(12, t["meta"]["decimal_comma"])  # the rule as the solution says it
     lines += OPTIMIZERS[spec.optimizer].rule(t, spec.optimizer_settings, numbers,
-                                             numbers.tex(spec.learning_rate))
+                                             numbers.given(spec.learning_rate))
     return lines
 
 

@@ -33,7 +33,7 @@ from .limits import check_verify
 from .keys import adjoint_key, local_key, updated_key
 from .losses import LOSSES
 from .nodes import (ACTIVATION, GIVEN_KINDS, INPUT, LEAF_KINDS, LOSS, LOSS_TERM, PARAMETER,
-                    TARGET)
+                    PRE_ACTIVATION, TARGET)
 from .optimizers import OPTIMIZERS
 from .partials import dummy, rename
 from .spec import NetworkSpec
@@ -447,6 +447,8 @@ class Catalog:
         if node.kind == ACTIVATION:
             return ("activation", {"name": node.name, "function": node.activation,
                                    "of": ", ".join(node.parents)})
+        if node.kind == PRE_ACTIVATION and self.spec.layers[node.layer - 1].without_bias:
+            return ("pre_activation_without_bias", {"name": node.name})
         return (node.kind, {"name": node.name})
 
     def _local_formula(self, child: str, parent: str, expr: sp.Expr | None = None) -> sp.Expr:

@@ -9,9 +9,9 @@ finite differences of this module's forward pass (``numeric_gradients``), which 
 hand-written ones.
 
 Conventions (the README's, which are PyTorch's):
-- dense: z_j = Σ_i w[j][i]·x_i + b_j;
+- dense: z_j = Σ_i w[j][i]·x_i + b_j (no b_j with biases = false);
 - conv2d: a cross-correlation, z[o,r,s] = Σ_c Σ_u Σ_v x_pad[c, r·sh+u, s·sw+v]·f[o,c,u,v] + b[o],
-  zero padding;
+  zero padding (no b[o] with biases = false);
 - max pooling: padded cells never win; on a tie the first maximum in row-major order takes
   the gradient; average pooling divides by kh·kw, padded zeros included;
 - flatten: row-major, channels first;
@@ -122,10 +122,11 @@ def loss_backward(kind: str, out: np.ndarray, t: np.ndarray) -> np.ndarray:
 
 
 def dense_forward(x, w, b):
+    """b None: no bias."""
     units, inputs = w.shape
     z = np.zeros(units)
     for j in range(units):
-        z[j] = sum(w[j, i] * x[i] for i in range(inputs)) + b[j]
+        z[j] = sum(w[j, i] * x[i] for i in range(inputs)) + (b[j] if b is not None else 0.0)
     return z
 
 
@@ -356,14 +357,16 @@ class Layer:
         (n_in,) = self.in_shape
         w = np.array(raw["weights"], dtype=float)
         units = raw.get("units", w.shape[0])
-        b = raw.get("biases", 0.0)
-        b = np.full(units, float(b)) if not isinstance(b, list) else np.array(b, dtype=float)
-        self.params = {"weights": w.reshape(units, n_in), "biases": b}
         sup = self.index
-        self.names = {
-            "weights": fill_names(names.get("weights"), (units, n_in), "ji",
-                                  "w^{(#l)}_{#j,#i}", sup),
-            "biases": fill_names(names.get("biases"), (units,), "j", "b^{(#l)}_{#j}", sup)}
+        self.params = {"weights": w.reshape(units, n_in)}
+        self.names = {"weights": fill_names(names.get("weights"), (units, n_in), "ji",
+                                            "w^{(#l)}_{#j,#i}", sup)}
+        b = raw.get("biases", 0.0)
+        if b is not False:  # false: no bias at all
+            self.params["biases"] = (np.full(units, float(b)) if not isinstance(b, list)
+                                     else np.array(b, dtype=float))
+            self.names["biases"] = fill_names(names.get("biases"), (units,), "j",
+                                              "b^{(#l)}_{#j}", sup)
         z = fill_names(names.get("pre_activations"), (units,), "j", "z^{(#l)}_{#j}", sup)
         a = fill_names(names.get("activations"), (units,), "j", "a^{(#l)}_{#j}", sup)
         if self.activation == "identity" and "activations" not in names:
@@ -502,7 +505,7 @@ class Layer:
         """(arrays by role, batch statistics by role, the layer's output before its
         activation) for the inputs ``xs`` of the examples ``indices``."""
         if self.kind == "dense":
-            z = np.array([dense_forward(x, p["weights"], p["biases"]) for x in xs])
+            z = np.array([dense_forward(x, p["weights"], p.get("biases")) for x in xs])
             return {"pre_activation": z}, {}, z
         if self.kind == "conv2d":
             z = np.array([conv2d_forward(x, p["filters"], p.get("biases"), self.stride,
@@ -553,8 +556,10 @@ class Layer:
         xs = record["input"]
         if self.kind == "dense":
             parts = [dense_backward(x, p["weights"], g) for x, g in zip(xs, grad)]
-            return ({"weights": sum(q[0] for q in parts), "biases": sum(q[1] for q in parts)},
-                    np.array([q[2] for q in parts]))
+            grads = {"weights": sum(q[0] for q in parts)}
+            if "biases" in p:
+                grads["biases"] = sum(q[1] for q in parts)
+            return grads, np.array([q[2] for q in parts])
         if self.kind == "conv2d":
             parts = [conv2d_backward(x, p["filters"], g, self.stride, self.padding)
                      for x, g in zip(xs, grad)]

@@ -6,10 +6,10 @@ finite differences of the reference's forward pass agree with the gradients.
 Networks are spec dicts, as a user writes them (README, "The network description"), drawn
 by hypothesis: vector or image inputs; conv2d (channels, rectangular kernels, stride,
 padding, with or without biases), max and average pooling (ties, padding), flatten, dense
-layers, batch normalization (train and eval mode) and dropout (given or seeded masks);
-every activation; every loss with the output activations it can take; every optimizer
-(SGD with momentum, dampening, Nesterov, weight decay; Adam; AdamW); 1–4 examples, mean or
-sum, mini-batches, epochs, frozen and shared parameters.
+layers (with or without biases), batch normalization (train and eval mode) and dropout
+(given or seeded masks); every activation; every loss with the output activations it can
+take; every optimizer (SGD with momentum, dampening, Nesterov, weight decay; Adam; AdamW);
+1–4 examples, mean or sum, mini-batches, epochs, frozen and shared parameters.
 Values are either decimals (3 digits) or multiples of 1/8 or 1/2, on which float64 sums are
 exact, so that ReLU zeros and max-pool ties are frequent and the tie rule is exercised.
 
@@ -169,18 +169,22 @@ def dense_layer(draw, numbers, n_in, units, activation, index):
              "weights": numbers.weights((units, n_in), n_in)}
     if draw(st.booleans()):
         layer["units"] = units
-    style = draw(st.sampled_from(("list", "list", "number", "shared", "default")))
+    style = draw(st.sampled_from(("list", "list", "number", "shared", "default", "none")))
     if style == "list":
         layer["biases"] = numbers.block((units,), 1.0)
     elif style == "number":  # one number for every unit (still one parameter per unit)
         layer["biases"] = numbers.number(1.0)
     elif style == "shared":  # one name, so one parameter, for the whole layer
         layer["biases"] = [numbers.number(1.0)] * units
+    elif style == "none":  # nn.Linear(bias=False)
+        layer["biases"] = False
     names = draw(st.sampled_from(("default", "default", "patterns", "lists")))
     if names == "patterns":  # a lecturer's notation, the activations named even for identity
         layer["names"] = {"weights": f"w{index}_{{#j,#i}}", "biases": f"b{index}_{{#j}}",
                           "pre_activations": f"y_{{{index}#j}}",
                           "activations": f"out_{{{index}#j}}"}
+        if style == "none":
+            del layer["names"]["biases"]
     elif names == "lists":
         layer["names"] = {"weights": [[f"W^{index}_{{{j}{i}}}" for i in range(n_in)]
                                       for j in range(units)],
@@ -417,7 +421,8 @@ def magnitude(layer, record, p):
     """Σ|terms| of each pre-activation: how large the numbers are that cancel in it."""
     xs = np.abs(record["input"])
     if layer.kind == "dense":
-        return np.array([np.abs(p["weights"]) @ x + np.abs(p["biases"]) for x in xs])
+        biases = np.abs(p["biases"]) if "biases" in p else 0.0
+        return np.array([np.abs(p["weights"]) @ x + biases for x in xs])
     if layer.kind == "conv2d":
         biases = np.abs(p["biases"]) if "biases" in p else None
         return np.array([reference.conv2d_forward(x, np.abs(p["filters"]), biases,

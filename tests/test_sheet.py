@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import random
 import shutil
 import subprocess
@@ -263,6 +264,11 @@ def test_markdown_sheets_are_complete_and_reproducible(tmp_path):
     assert "Corrigé (variante 1)" in solution and "Exercice (variante 1)" in exercise
     combined = a["exercises.md"].decode()
     assert all(f"(variante {n})" in combined for n in (1, 2, 3))
+    # the drawn learning rate as the spec gives it (not 1{,}000\,000\,000\,00)
+    for n in (1, 2, 3):
+        rate = json.loads(a[f"spec_{n}.json"])["training"]["learning_rate"]
+        shown = re.findall(r"\\eta = ([^$]*)\$", a[f"exercise_{n}.md"].decode())
+        assert len(shown) >= 2 and set(shown) == {f"{rate:g}".replace(".", "{,}")}
     svg = ET.fromstring(a["network_1.svg"])
     assert svg.tag.endswith("svg")
     assert len(svg.findall("{http://www.w3.org/2000/svg}circle")) == 7  # 3 + 2 + 2 neurons

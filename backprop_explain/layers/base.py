@@ -34,9 +34,11 @@ files in templates/layers/; nothing else changes (see the README).
 
 from __future__ import annotations
 
+import sympy as sp
+
 from ..activations import ACTIVATIONS
 from ..nodes import ACTIVATION
-from ..validate import flatten_names
+from ..validate import describe, flatten_names
 
 LAYER_KINDS: dict[str, type["Layer"]] = {}
 NODES_FRAGMENT = "layers/nodes.j2"  # quantities written one equation each
@@ -68,6 +70,7 @@ class Layer:
     kind: str  # the spec's type
     out_shape: tuple  # the shape of what it computes: (units,) or (channels, rows, columns)
     frozen: bool = False
+    without_bias = False  # its weighted sums have no bias (WeightedLayer: biases = false)
     fragment: str  # templates/layers/<module>.j2
     shows_grids = False  # the document shows it as grids, from its forms (conv, pool)
 
@@ -309,6 +312,26 @@ class ActivatedLayer(Layer):
         raise NotImplementedError
 
 
+class WeightedLayer(ActivatedLayer):
+    """Pre-activations that are weighted sums of the input plus one bias per unit or output
+    channel, or without bias (``biases = false``, PyTorch's bias=False): dense, conv2d."""
+
+    bias_names: list[str]  # empty without bias
+
+    @property
+    def without_bias(self) -> bool:
+        return not self.bias_names
+
+    @staticmethod
+    def torch_bias(module) -> dict:
+        """The spec's ``biases = false`` for a module without bias (nothing otherwise)."""
+        return {"biases": False} if module.bias is None else {}
+
+    def torch_bias_argument(self) -> str:
+        """The module's bias argument as code: none by default, ``, bias=False``."""
+        return ", bias=False" if self.without_bias else ""
+
+
 def units_then_bias(rows, biases) -> list[str]:
     """Parameter names unit by unit (its weights, then its bias), as the course derives
     them; a name shared by several units is listed once, after the last unit that uses it
@@ -317,3 +340,32 @@ def units_then_bias(rows, biases) -> list[str]:
     for k, row in enumerate(rows):
         names += flatten_names(row) + ([biases[k]] if k < len(biases) else [])
     return list(reversed(dict.fromkeys(reversed(names))))
+
+
+def read_biases(raw: dict, place, count: int) -> list[float] | None:
+    """A layer's ``biases`` (dense, conv2d): ``count`` numbers (default 0), one number for
+    all, or ``false`` for none (PyTorch's bias=False), then None; no bias names with
+    false."""
+    biases = raw.get("biases", 0.0)
+    if biases is False:
+        names = raw.get("names")
+        if isinstance(names, dict) and "biases" in names:
+            (place / "names" / "biases").fail("no bias names in a layer with biases = false "
+                                              "(it has no bias)")
+        return None
+    if isinstance(biases, bool) or not isinstance(biases, (int, float, list)):
+        (place / "biases").fail(f"a list of {count} numbers, one number for all, or false "
+                                f"for no bias, got {describe(biases)}")
+    if not isinstance(biases, list):
+        biases = [biases] * count
+    return (place / "biases").vector(biases, count)
+
+
+def weighted_sum(products: list[tuple[sp.Symbol, sp.Symbol]], bias: sp.Symbol | None) -> sp.Expr:
+    """Σ x·w (+ b) over (input, weight) pairs: a unit's or a feature-map cell's
+    pre-activation, without bias when ``bias`` is None."""
+    # evaluate=False keeps the terms in the order a lecturer writes them
+    terms = [sp.Mul(x, w, evaluate=False) for x, w in products]
+    if bias is not None:
+        terms.append(bias)
+    return sp.Add(*terms, evaluate=False) if terms else sp.Integer(0)

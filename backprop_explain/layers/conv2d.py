@@ -19,7 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import sympy as sp
 
 from ..activations import ACTIVATIONS
 from ..nodes import PARAMETER, PRE_ACTIVATION
@@ -27,14 +26,15 @@ from ..notation import Equation, broken_sum, generic_name, partial_inline, prime
 from ..templating import fill
 from ..validate import expand_names, flatten_names, infer_shape, is_draw, only, only_defaults
 from . import grid
-from .base import ActivatedLayer, Part, register, units_then_bias
+from .base import (Part, WeightedLayer, read_biases, register, units_then_bias,
+                   weighted_sum)
 
 TERM_BY_TERM_LIMIT = 18  # filter weights written out term by term; more: the first filter only
 
 
 @register("conv2d")
 @dataclass
-class Conv2dLayer(ActivatedLayer):
+class Conv2dLayer(WeightedLayer):
     index: int
     in_shape: tuple[int, int, int]  # (channels, rows, columns) of its input
     out_shape: tuple[int, int, int]  # (out channels, rows, columns) of its feature map
@@ -104,12 +104,7 @@ class Conv2dLayer(ActivatedLayer):
         if not ACTIVATIONS[activation].elementwise:
             (place / "activation").fail(f"an element-wise activation for conv2d, got {activation}")
         slope = (place / "negative_slope").number(raw.get("negative_slope", 0.01))
-        biases = raw.get("biases", [0.0] * out_ch)
-        if isinstance(biases, (int, float)) and not isinstance(biases, bool):
-            biases = [biases] * out_ch
-        has_bias = biases is not False  # biases = false: no bias (PyTorch's bias=False)
-        if has_bias:
-            biases = (place / "biases").vector(biases, out_ch)
+        biases = read_biases(raw, place, out_ch)
         names = (place / "names").table(raw.get("names", {}))
         only(names, {"filters", "biases", "pre_activations", "activations"}, place / "names")
         default = grid.default_names(index, out_ch, c_in)
@@ -124,14 +119,14 @@ class Conv2dLayer(ActivatedLayer):
             filter_names=named("filters", (out_ch, c_in) + kernel, "ocrs"),
             bias_names=(expand_names(names.get("biases"), place / "names" / "biases",
                                      (out_ch,), "o", default["biases"], index)
-                        if has_bias else []),
+                        if biases is not None else []),
             pre_activation_names=flatten_names(named("pre_activations", feature_map, "ors")),
             activation_names=flatten_names(named("activations", feature_map, "ors")),
         )
         if activation == "identity" and "activations" not in names:
             layer.activation_names = list(layer.pre_activation_names)
         params.add(layer.filter_names, filters, place / "filters")
-        if has_bias:
+        if biases is not None:
             params.add(layer.bias_names, biases, place / "biases")
         layer.frozen = bool(raw.get("frozen", False))
         return layer
@@ -175,7 +170,7 @@ class Conv2dLayer(ActivatedLayer):
                                                       self.padding, (rows, columns))
                         if i is not None]
                     name = self.pre_activation_names[(o * out_rows + r) * out_columns + s]
-                    graph.computed(name, PRE_ACTIVATION, pre_activation(products, bias),
+                    graph.computed(name, PRE_ACTIVATION, weighted_sum(products, bias),
                                    layer=self.index)
         return self.activate(graph)
 
@@ -409,9 +404,7 @@ class Conv2dLayer(ActivatedLayer):
                  "kernel": grid.spec_size(grid.torch_pair(module, "kernel_size", place)),
                  "stride": grid.spec_size(grid.torch_pair(module, "stride", place)),
                  "padding": grid.spec_size(grid.torch_pair(module, "padding", place))}
-        if module.bias is None:
-            table["biases"] = False
-        return table
+        return {**table, **cls.torch_bias(module)}
 
     def parameter_blocks(self):
         return {"filters": self.filter_names, "biases": self.bias_names}
@@ -420,8 +413,8 @@ class Conv2dLayer(ActivatedLayer):
         sizes = grid.torch_sizes(kernel_size=self.kernel,
                                  stride=self.stride if self.stride != (1, 1) else None,
                                  padding=self.padding if self.padding != (0, 0) else None)
-        bias = "" if self.bias_names else ", bias=False"
-        return f"nn.Conv2d({self.in_channels}, {self.out_channels}{sizes}{bias})"
+        return (f"nn.Conv2d({self.in_channels}, {self.out_channels}{sizes}"
+                f"{self.torch_bias_argument()})")
 
     # Diagram -----------------------------------------------------------------
     def draw(self, sketch):
@@ -434,15 +427,6 @@ class Conv2dLayer(ActivatedLayer):
             sketch.listing([sketch.number(bias, named=True) for bias in self.bias_names])
         sketch.operator("=", "=")
         sketch.maps(self.activation_names, self.out_shape, sketch.words["feature_map"])
-
-
-def pre_activation(products: list[tuple[sp.Symbol, sp.Symbol]], bias: sp.Symbol | None) -> sp.Expr:
-    """Σ x·f (+ b) over the (input, filter weight) pairs of one window, all channels."""
-    # evaluate=False keeps the terms in the order a lecturer writes them
-    terms = [sp.Mul(x, f, evaluate=False) for x, f in products]
-    if bias is not None:
-        terms.append(bias)
-    return sp.Add(*terms, evaluate=False) if terms else sp.Integer(0)
 
 
 class Conv2dKernel:

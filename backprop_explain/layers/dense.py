@@ -1,7 +1,8 @@
 """Dense (fully connected) layer: y_j = Σ_i w_{j,i} · x_i + b_j, then out_j = f(y)_j.
 
 Everything particular to dense layers: the spec table (``units``, ``activation``,
-``weights`` [unit][input], ``biases``, ``names``, ``frozen``), the graph's nodes (one
+``weights`` [unit][input], ``biases`` (or false for none, as nn.Linear(bias=False): then
+y_j = Σ_i w_{j,i} · x_i), ``names``, ``frozen``), the graph's nodes (one
 pre-activation and one activation per unit), the NumPy kernel, the worked solution's
 parts (equation by equation: templates/layers/dense.j2) and the column of neurons in
 the figure.
@@ -13,13 +14,13 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import sympy as sp
 
 from ..activations import ACTIVATIONS
 from ..nodes import PARAMETER, PRE_ACTIVATION
 from ..templating import fill
 from ..validate import expand_names, flatten_names, is_draw, only
-from .base import ActivatedLayer, Part, register, units_then_bias
+from .base import (Part, WeightedLayer, read_biases, register, units_then_bias,
+                   weighted_sum)
 
 WEIGHTS_PER_ROW = 4  # the network's table: a unit with more weights takes several rows
 
@@ -34,13 +35,13 @@ DEFAULT_NAMES = {
 
 @register("dense")
 @dataclass
-class DenseLayer(ActivatedLayer):
+class DenseLayer(WeightedLayer):
     index: int  # 1-based position among the spec's layers
     units: int
     activation: str
     negative_slope: float  # leaky ReLU only
     weight_names: list[list[str]]  # [unit][input]
-    bias_names: list[str]
+    bias_names: list[str]  # one per unit; empty without bias
     pre_activation_names: list[str]
     activation_names: list[str]
     kind: str = "dense"
@@ -78,10 +79,7 @@ class DenseLayer(ActivatedLayer):
             (place / "weights" / 0).fail(f"{n_in} weights per unit, one per input{flat_note}, "
                                          f"got {len(weights_raw[0])}")
         weights = (place / "weights").array(weights_raw, (units, n_in))
-        biases = raw.get("biases", [0.0] * units)
-        if isinstance(biases, (int, float)) and not isinstance(biases, bool):
-            biases = [biases] * units
-        biases = (place / "biases").vector(biases, units)
+        biases = read_biases(raw, place, units)
         names = (place / "names").table(raw.get("names", {}))
         only(names, set(DEFAULT_NAMES), place / "names")
 
@@ -92,14 +90,15 @@ class DenseLayer(ActivatedLayer):
         layer = cls(
             index=index, units=units, activation=activation, negative_slope=slope,
             weight_names=named("weights", (units, n_in), "ji"),
-            bias_names=named("biases", (units,), "j"),
+            bias_names=named("biases", (units,), "j") if biases is not None else [],
             pre_activation_names=named("pre_activations", (units,), "j"),
             activation_names=named("activations", (units,), "j"),
         )
         if activation == "identity" and "activations" not in names:
             layer.activation_names = list(layer.pre_activation_names)
         params.add(layer.weight_names, weights, place / "weights")
-        params.add(layer.bias_names, biases, place / "biases")
+        if biases is not None:
+            params.add(layer.bias_names, biases, place / "biases")
         layer.frozen = bool(raw.get("frozen", False))
         return layer
 
@@ -128,7 +127,8 @@ class DenseLayer(ActivatedLayer):
             graph.leaf(name, PARAMETER)
         for j in range(self.units):
             weights = [graph.symbol(n) for n in self.weight_names[j]]
-            expr = pre_activation(weights, x, graph.symbol(self.bias_names[j]))
+            bias = graph.symbol(self.bias_names[j]) if self.bias_names else None
+            expr = weighted_sum(list(zip(x, weights)), bias)
             graph.computed(self.pre_activation_names[j], PRE_ACTIVATION, expr, layer=self.index)
         return self.activate(graph)
 
@@ -147,7 +147,7 @@ class DenseLayer(ActivatedLayer):
 
     def network_part(self, doc):
         """The parameters, a row per unit: its weights, its bias (a long row of weights
-        continues on the next row)."""
+        continues on the next row); without bias, a line saying so."""
         words = self.words(doc)
         given = doc.n.given
         rows = []
@@ -164,7 +164,7 @@ class DenseLayer(ActivatedLayer):
         names = [n for n in self.parameter_names()]
         frozen = [n for n in names if n in doc.spec.frozen]
         return Part(self.fragment, "parameters", label=doc.layer_label(self.index),
-                    header=header, rows=rows, parameters=names,
+                    header=header, rows=rows, parameters=names, no_bias=self.without_bias,
                     frozen=doc.name_list(frozen) if frozen else "")
 
     def index_convention(self, inputs, t):
@@ -184,16 +184,14 @@ class DenseLayer(ActivatedLayer):
     # PyTorch -----------------------------------------------------------------
     @classmethod
     def torch_table(cls, module, place):
-        if module.bias is None:
-            place.fail("a Linear with a bias (a dense layer has one; Linear(bias=False) "
-                       "has no spec equivalent)")
-        return {"type": "dense", "units": module.out_features}
+        return {"type": "dense", "units": module.out_features, **cls.torch_bias(module)}
 
     def parameter_blocks(self):
         return {"weights": self.weight_names, "biases": self.bias_names}
 
     def torch_module(self):
-        return f"nn.Linear({len(self.weight_names[0])}, {self.units})"
+        return (f"nn.Linear({len(self.weight_names[0])}, {self.units}"
+                f"{self.torch_bias_argument()})")
 
     # Diagram -----------------------------------------------------------------
     def draw(self, sketch):
@@ -205,12 +203,6 @@ class DenseLayer(ActivatedLayer):
                 column.connect(i, j, sketch.number(weight))
             if self.bias_names:
                 column.above(j, sketch.number(self.bias_names[j], named=True))
-
-
-def pre_activation(weights: list[sp.Symbol], inputs: list[sp.Symbol], bias: sp.Symbol) -> sp.Expr:
-    # evaluate=False keeps the terms in the order a lecturer writes them
-    terms = [sp.Mul(x, w, evaluate=False) for w, x in zip(weights, inputs)]
-    return sp.Add(*terms, bias, evaluate=False)
 
 
 def _matmul(a, b):
@@ -231,15 +223,17 @@ class DenseKernel:
         self.slope = layer.negative_slope
         self.in_shape = in_shape
         self.out_shape = (layer.units,)
-        self.names = {"weights": np.array(layer.weight_names, dtype=object),
-                      "biases": np.array(layer.bias_names, dtype=object)}
+        self.names = {"weights": np.array(layer.weight_names, dtype=object)}
+        if layer.bias_names:  # biases = false in the spec: none
+            self.names["biases"] = np.array(layer.bias_names, dtype=object)
         self.value_names = {"pre_activation": layer.pre_activation_names,
                             "activation": layer.activation_names}
 
     def forward(self, x, p):
-        w, b = p["weights"], p["biases"]  # (V, units, n_in), (V, units)
+        w = p["weights"]  # (V, units, n_in); biases (V, units)
         z = _matmul(x, w.swapaxes(-1, -2))
-        z += b[:, None, :]
+        if "biases" in p:
+            z += p["biases"][:, None, :]
         a = ACTIVATIONS[self.activation].forward(z, self.slope)
         return z, a, None
 
@@ -249,7 +243,9 @@ class DenseKernel:
             gw = _outer(delta, x)
         else:
             gw = _matmul(delta.swapaxes(-1, -2), x)
-        grads = {"weights": gw, "biases": delta.sum(axis=1)}
+        grads = {"weights": gw}
+        if "biases" in p:
+            grads["biases"] = delta.sum(axis=1)
         gx = _matmul(delta, p["weights"]) if need_input_grad else None
         return grads, gx
 
