@@ -205,6 +205,7 @@ class _LastGraph:
 
 
 _DESCENDANTS = _LastGraph()  # node → every node downstream of it
+_INVERSES = _LastGraph()  # the activations' inverses (Catalog._activation_inverses)
 _SLIPS_OF_GRAPH: dict[str, tuple] = {}  # the last graph's slip formulas (one sheet's graph)
 
 
@@ -459,6 +460,9 @@ class Catalog:
     def _activation_inverses(self) -> dict[str, tuple[str, str, sp.Expr]]:
         """∂out/∂y → (y, out, y as a formula of out) for the activations that have an
         inverse (σ: y = ln(out/(1 − out)))."""
+        table = _INVERSES.of(self.graph)  # the graph's alone: a sheet's variants share it
+        if "inverses" in table:
+            return table["inverses"]
         inverses = {}
         for node in self.graph.nodes.values():
             if node.kind != ACTIVATION or len(node.parents) != 1:
@@ -467,6 +471,7 @@ class Catalog:
             if inverse is not None:
                 parent = node.parents[0]
                 inverses[local_key(node.name, parent)] = (parent, node.name, inverse)
+        table["inverses"] = inverses
         return inverses
 
     def _after_formula(self, node, expr: sp.Expr | None = None) -> sp.Expr:
