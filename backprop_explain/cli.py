@@ -57,9 +57,18 @@ def _terminate_as_exit():
     return signal.signal(signal.SIGTERM, terminate)
 
 
+def _stderr_is_terminal() -> bool:
+    return sys.stderr.isatty()
+
+
 @contextlib.contextmanager
 def _progress_bar(label: str, total: int):
-    """Long work (progress.task) shown as a click progress bar on stderr."""
+    """Long work (progress.task) shown as a click progress bar on stderr, when stderr is a
+    terminal: in a log or a pipe nobody watches it, and a bar's label printed ahead of
+    the work would stand above a failure's one-line error."""
+    if not _stderr_is_terminal():
+        yield lambda steps=1: None
+        return
     with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
         yield bar.update
 
@@ -267,22 +276,17 @@ def class_(target, answers, fmt, lang, output):
 def _class_report(target, answers, fmt, lang, output):
     """The class command's work, its inputs declared (class_)."""
     from .classreport import class_report, write_class_report
-    bar = None
+    with contextlib.ExitStack() as stack:
+        bars = []
 
-    def progress(done, total):
-        nonlocal bar
-        if total < 20:
-            return
-        if bar is None:
-            bar = click.progressbar(length=total, label="students", file=sys.stderr)
-            bar.__enter__()
-        bar.update(1)
+        def progress(done, total):
+            if total < 20:
+                return
+            if not bars:
+                bars.append(stack.enter_context(_progress_bar("students", total)))
+            bars[0](1)
 
-    try:
         report = class_report(target, answers, progress=progress)
-    finally:
-        if bar is not None:
-            bar.__exit__(None, None, None)
     for result in report.bad:
         click.echo(f"warning: {result.student}: {result.error}", err=True)
     if not report.checked:

@@ -28,10 +28,12 @@ from .templating import environment, extra_phrases, phrases
 
 
 def network_diagram(spec: NetworkSpec, numbers: NumberFormat | None = None,
-                    example: int = 0, panel_words: dict | None = None) -> Diagram:
+                    example: int = 0, panel_words: dict | None = None,
+                    frame: tuple[float, float] | None = None) -> Diagram:
     """The layout of the spec's network with its given numbers (one example's inputs and
     targets), each layer drawing its part (layers/). ``panel_words`` captions the grids of
-    a CNN (input, filter, feature map…: the [diagram] phrases; English by default)."""
+    a CNN (input, filter, feature map…: the [diagram] phrases; English by default);
+    ``frame``: (width, height) in cm of a slide it should fill (Sketch.finish)."""
     values = dict(spec.parameters)
     sample = spec.examples[example]
     values.update(zip(spec.input_names, sample.inputs))
@@ -40,7 +42,7 @@ def network_diagram(spec: NetworkSpec, numbers: NumberFormat | None = None,
     for layer in spec.layers:
         layer.draw(sketch)
     sketch.targets(spec.loss.target_names, sample.targets)
-    return sketch.finish()
+    return sketch.finish(frame)
 
 
 # ---------------------------------------------------------------------------
@@ -59,12 +61,14 @@ def render_diagram(diagram: Diagram, fmt: str, **options) -> str:
 
 
 def figure_for(spec: NetworkSpec, lang: str = "en", decimal_comma: bool | None = None,
-               digits: int = 4) -> Diagram:
-    """The layout of the network of ``spec`` for a document in ``lang``."""
+               digits: int = 4, frame: tuple[float, float] | None = None) -> Diagram:
+    """The layout of the network of ``spec`` for a document in ``lang`` (``frame``: for a
+    slide of that width and height in cm)."""
     if decimal_comma is None:
         decimal_comma = phrases(lang)["meta"]["decimal_comma"]
     words = extra_phrases(lang)["diagram"]
-    return network_diagram(spec, NumberFormat(digits, decimal_comma), panel_words=words)
+    return network_diagram(spec, NumberFormat(digits, decimal_comma), panel_words=words,
+                           frame=frame)
 
 
 def diagram_for(spec: NetworkSpec, fmt: str, lang: str = "en",

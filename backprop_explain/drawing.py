@@ -17,7 +17,7 @@ units abbreviated (the first two, ⋮, the last); many equal weights said once. 
 weight finds no free place, the weights between those two columns may also be written
 along their edges; when one still finds none (or a bias), the columns move apart and
 the layout starts again. A CNN figure wider than PAGE_WIDTH puts its columns under its
-grids.
+grids; one for a slide's frame does so only when that fills the frame better.
 """
 
 from __future__ import annotations
@@ -693,6 +693,12 @@ def _half_diagonal(label: Label, pt: float) -> float:
     return max(math.hypot(x, y) for x in (box[0], box[2]) for y in (box[1], box[3]))
 
 
+def _fit(diagram: Diagram, frame: tuple[float, float]) -> float:
+    """The scale at which ``diagram`` fills a frame of (width, height) cm."""
+    x0, y0, x1, y1 = diagram.bounds
+    return min(frame[0] / (x1 - x0), frame[1] / (y1 - y0))
+
+
 class Sketch:
     """The figure being drawn, left to right: grids first (an image, filters, feature
     maps), then columns of neurons. A layer kind's ``draw(sketch)`` calls:
@@ -804,10 +810,12 @@ class Sketch:
         self._columns[-1].targets = [number_label(v, self.numbers, n)
                                      for n, v in zip(names, values)]
 
-    def finish(self) -> Diagram:
+    def finish(self, frame: tuple[float, float] | None = None) -> Diagram:
         """The figure: the panels as drawn, then the columns laid out until every label
         is free: the weights of a gap where one finds no place are written along their
-        edges; if one still finds none, its columns move apart (and biases likewise)."""
+        edges; if one still finds none, its columns move apart (and biases likewise).
+        A CNN's columns go under its grids when the figure is wider than a page, or, for
+        a ``frame`` (width, height in cm: a slide), when that shows it larger there."""
         if not self._columns:
             return self._panels
         count = len(self._columns)
@@ -826,10 +834,14 @@ class Sketch:
                 gaps[k] *= GROW_GAP
             for k in {c for k in grow for c in (k - 1, k) if c >= 0}:
                 rows[k] *= GROW_ROW
-        x0, _, x1, _ = diagram.bounds
-        if self._panels.cells and x1 - x0 > PAGE_WIDTH:
-            return self._wrapped(diagram)
-        return diagram
+        if not self._panels.cells:
+            return diagram
+        if frame is None:
+            x0, _, x1, _ = diagram.bounds
+            return self._wrapped(diagram) if x1 - x0 > PAGE_WIDTH else diagram
+        scale = _fit(diagram, frame)  # before _wrapped, which moves the columns
+        wrapped = self._wrapped(diagram)
+        return wrapped if _fit(wrapped, frame) > scale else self._lay_out(gaps, rows, along)[0]
 
     def _wrapped(self, diagram: Diagram) -> Diagram:
         """The columns moved under the panels: the figure was wider than a page."""

@@ -45,10 +45,43 @@ _TEX_SPECIALS = {
 }
 
 
+def _math_characters() -> dict[str, str]:
+    """The characters a course's free text is likely to hold (a title "η = 0,1 et σ′") that
+    pdflatex's utf8 input with T1 and textcomp cannot set, as math: Greek letters, the
+    usual operators and relations, sub- and superscript digits, ℝ. Characters of other
+    scripts still stop the build with LaTeX's own line naming the character."""
+    greek = ("alpha beta gamma delta varepsilon zeta eta theta iota kappa lambda mu nu xi o "
+             "pi rho varsigma sigma tau upsilon varphi chi psi omega").split()
+    table = {chr(0x3B1 + i): ("\\" + name if name != "o" else "o")
+             for i, name in enumerate(greek)}
+    capitals = "A B Gamma Delta E Z H Theta I K Lambda M N Xi O Pi P - Sigma T Upsilon Phi X " \
+               "Psi Omega".split()
+    table.update({chr(0x391 + i): ("\\" + name if len(name) > 1 else r"\mathrm{" + name + "}")
+                  for i, name in enumerate(capitals) if name != "-"})
+    table.update(dict(zip("ϑϕϵϱϖ", r"\vartheta \phi \epsilon \varrho \varpi".split())))
+    table.update(dict(zip(
+        "∂∇≤≥≠≈≡∼∝≪≫↔↦⇐⇒⇔∀∃∅∈∉∑∏∫√∞∘⊙⊗⊕∗⋅−∓∣∩∪⊂⊆⌈⌉⌊⌋",
+        (r"\partial \nabla \leq \geq \neq \approx \equiv \sim \propto \ll \gg "
+         r"\leftrightarrow \mapsto \Leftarrow \Rightarrow \Leftrightarrow \forall \exists "
+         r"\emptyset \in \notin \sum \prod \int \surd \infty \circ \odot \otimes \oplus "
+         r"\ast \cdot - \mp \mid \cap \cup \subset \subseteq \lceil \rceil \lfloor "
+         r"\rfloor").split())))
+    table.update({c: r"\mathbb{" + c2 + "}" for c, c2 in zip("ℝℕℤℚℂ", "RNZQC")})
+    table.update({chr(0x2080 + d): f"_{{{d}}}" for d in range(10)})
+    table.update({c: f"^{{{d}}}" for c, d in zip("⁰⁴⁵⁶⁷⁸⁹⁺⁻ⁿ", "0456789+-n")})
+    table.update({"ᵢ": "_{i}", "′": r"^{\prime}", "″": r"^{\prime\prime}"})
+    table.update({"✓": r"\checkmark", "✗": r"\times"})
+    return {c: r"\ensuremath{" + tex + "}" for c, tex in table.items()}
+
+
+_TEX_CHARACTERS = {**_math_characters(), **_TEX_SPECIALS}
+
+
 def tex_escape(text) -> str:
     """Free text made inert in LaTeX: it prints, it never runs (control characters become
-    "?": TeX would stop on them)."""
-    return "".join(_TEX_SPECIALS.get(char, char) for char in visible(text, "?"))
+    "?": TeX would stop on them); Greek letters and mathematical signs it cannot set in
+    text are set as math (_math_characters)."""
+    return "".join(_TEX_CHARACTERS.get(char, char) for char in visible(text, "?"))
 
 
 def md_escape(text) -> str:

@@ -193,7 +193,8 @@ def render_slides(solution: Solution, lang: str = "en", digits: int = 4,
                   derivatives: str = "both") -> str:
     """The slides of ``solution`` as a complete beamer document."""
     steps = Steps(solution.spec.title + lang)
-    diagram = figure_for(solution.spec, lang, decimal_comma, digits)
+    diagram = figure_for(solution.spec, lang, decimal_comma, digits,
+                         frame=(STEP_WIDTH, FRAME_HEIGHT[False]))
     context = solution_context(solution, "tex", lang, digits, decimal_comma, detail=detail,
                                derivatives=derivatives, syntax="beamer",
                                diagram=render_diagram(diagram, "tex"))

@@ -1,10 +1,16 @@
 """Benchmark of whole commands: wall time of one `backprop-explain …` process, start to exit.
 
-    python benchmarks/bench_cli.py [--rounds R] [--quick] [--baseline DIR]
+    python benchmarks/bench_cli.py [--rounds R] [--quick] [--baseline DIR] [--from-source]
 
 Runs each command as a fresh ``python -m backprop_explain.cli …`` process (imports
 included, as a user pays them), all commands in turn and round after round (interleaved),
-and prints the best and the median wall time of each. The commands: --help, --version,
+and prints the best and the median wall time of each. The modules run from their compiled
+bytecode, as in an installed package (pip compiles it at install): a warm-up run of each
+command writes it to a temporary ``PYTHONPYCACHEPREFIX``, whatever
+``PYTHONDONTWRITEBYTECODE`` says. ``--from-source``: compile every module at every run
+instead (a checkout under ``PYTHONDONTWRITEBYTECODE=1``; about 70 ms more per command).
+Two reference lines: a Python process that imports nothing of ours, and one that imports
+SymPy (the floor of every command that derives). The commands: --help, --version,
 keys and explain of the bundled course example, explain of the CNN examples, and
 explain --format json of generated MLPs 16-16-16 and 32-32-32 (benchmarks/bench_derivation.py
 makes them).
@@ -50,13 +56,20 @@ def commands(specs: Path, quick: bool) -> list[tuple[str, list[str]]]:
     return listed
 
 
-def run(root: Path, argv: list[str], timeout: float | None) -> float | None:
-    """Wall seconds of one process, or None when it ran past ``timeout``."""
+REFERENCES = [("(python, nothing imported)", ["-c", "pass"]),
+              ("(python -c 'import sympy')", ["-c", "import sympy"])]
+
+
+def run(root: Path, argv: list[str], timeout: float | None, env: dict | None = None,
+        python: bool = False) -> float | None:
+    """Wall seconds of one process, or None when it ran past ``timeout``. ``python``:
+    ``argv`` are the interpreter's own arguments (a reference line)."""
+    command = [sys.executable, *argv] if python else [
+        sys.executable, "-m", "backprop_explain.cli", *argv]
     start = time.perf_counter()
     try:
-        done = subprocess.run([sys.executable, "-m", "backprop_explain.cli", *argv], cwd=root,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              timeout=timeout)
+        done = subprocess.run(command, cwd=root, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, timeout=timeout)
     except subprocess.TimeoutExpired:
         return None
     if done.returncode:
@@ -70,6 +83,8 @@ def main():
     parser.add_argument("--quick", action="store_true", help="3 rounds, no 32-32-32")
     parser.add_argument("--baseline", type=Path, help="another checkout to compare with")
     parser.add_argument("--baseline-timeout", type=float, default=30.0)
+    parser.add_argument("--from-source", action="store_true",
+                        help="no bytecode: compile every module at every run")
     args = parser.parse_args()
     rounds = 3 if args.quick else args.rounds
     load = lambda: ", ".join(f"{v:.2f}" for v in os.getloadavg())  # noqa: E731
@@ -79,20 +94,31 @@ def main():
         specs = Path(tmp)
         for name, size in (("mlp16.json", 16), ("mlp32.json", 32)):
             (specs / name).write_text(json.dumps(mlp_data(size, size, size)))
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        env["PYTHONPYCACHEPREFIX"] = str(specs / "bytecode")
+        if args.from_source:
+            env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
         listed = commands(specs, args.quick)
-        mine: dict[str, list[float]] = {label: [] for label, _ in listed}
+        mine: dict[str, list[float]] = {label: [] for label, _ in listed + REFERENCES}
         base: dict[str, list[float | None]] = {label: [] for label, _ in listed}
+        if not args.from_source:  # warm-up: the bytecode, as an install writes it
+            for _, argv in listed:
+                run(ROOT, argv, None, env)
+                if args.baseline:
+                    run(args.baseline.resolve(), argv, args.baseline_timeout, env)
         for _ in range(rounds):
+            for label, argv in REFERENCES:
+                mine[label].append(run(ROOT, argv, None, env, python=True))
             for label, argv in listed:
-                mine[label].append(run(ROOT, argv, None))
+                mine[label].append(run(ROOT, argv, None, env))
                 if args.baseline and None not in base[label]:
                     base[label].append(run(args.baseline.resolve(), argv,
-                                           args.baseline_timeout))
+                                           args.baseline_timeout, env))
     print(f"\n{'command':<34}{'best s':>9}{'median s':>10}", end="")
     print(f"{'baseline best':>15}{'median':>9}{'ratio':>8}" if args.baseline else "")
-    for label, _ in listed:
+    for label, _ in REFERENCES + listed:
         line = f"{label:<34}{min(mine[label]):>9.3f}{statistics.median(mine[label]):>10.3f}"
-        if args.baseline:
+        if args.baseline and label in base:
             times = base[label]
             if None in times:
                 line += f"{'> ' + format(args.baseline_timeout, 'g'):>15}{'':>9}"

@@ -22,7 +22,6 @@ from backprop_explain.answers import Answer, parse_number
 from backprop_explain.api import explain, solve
 from backprop_explain.diagram import network_diagram
 from backprop_explain.errors import SpecError
-from backprop_explain.fastpath import compile_network
 from backprop_explain.keys import example_name
 from backprop_explain.sheet import draw_variants
 from backprop_explain.sheet_spec import template_from_dict
@@ -31,6 +30,7 @@ from backprop_explain.training import train
 from backprop_explain.verify import Catalog, verify_answers
 
 import reference
+from crosscheck import assert_matches_finite_differences, fast_path_agreeing
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -130,12 +130,7 @@ def test_gradients_match_finite_differences(name, examples):
     spec, solution = solved(name, examples)
     net = referenced(name, examples)
     assert solution.graph.spans_batch == (spec.couples_examples and examples > 1)
-    assert solution.loss == pytest.approx(net.batch_loss(net.parameters), rel=1e-12)
-    expected = net.numeric_gradients(net.parameters)
-    assert expected.keys() == spec.parameters.keys()
-    for parameter, value in expected.items():
-        assert solution.gradients[parameter] == pytest.approx(value, rel=1e-5, abs=1e-8), \
-            parameter
+    assert_matches_finite_differences(spec, solution, net)
     after = net.updated_buffers(net.forward(net.parameters), net.buffers)
     assert solution.loss_after == pytest.approx(
         net.batch_loss(solution.parameters_after, buffers=after), rel=1e-12)
@@ -144,13 +139,7 @@ def test_gradients_match_finite_differences(name, examples):
 @pytest.mark.parametrize("name, examples", NETWORKS)
 def test_fast_path_matches_the_symbolic_engine(name, examples):
     spec, solution = solved(name, examples)
-    result = compile_network(spec).run(
-        [np.reshape(e.inputs, spec.input_shape) for e in spec.examples],
-        [e.targets for e in spec.examples])
-    assert float(result.loss) == pytest.approx(solution.loss, rel=1e-10, abs=1e-12)
-    for parameter in spec.parameters:
-        assert float(result.gradients[parameter]) == pytest.approx(
-            solution.gradients[parameter], rel=1e-10, abs=1e-12)
+    result = fast_path_agreeing(spec, solution)
     values = solution.example.values  # every example's in a batch graph, else example 1's
     examples = range(len(spec.examples)) if solution.graph.spans_batch else range(1)
     checked = set()

@@ -360,13 +360,15 @@ def test_bad_target_and_nothing_readable_end_in_one_line(small, tmp_path):
                     if line.startswith("Error")]) == 1
 
 
-def test_many_students_show_a_progress_bar(small, tmp_path):
+def test_many_students_show_a_progress_bar(small, tmp_path, monkeypatch):
+    from backprop_explain import cli
+    monkeypatch.setattr(cli, "_stderr_is_terminal", lambda: True)
     root, index = small
     for n in range(21):
         (tmp_path / f"s{n:02d}.toml").write_text("variant = 1\n" + "\n".join(
             f'"{k}" = "{v}"' for k, v in right_answers(index, 1).items()))
     result = run_class(root / "sheet", tmp_path, "--format", "json")
-    assert result.exit_code == 0 and "students" in result.stderr
+    assert result.exit_code == 0 and "students" in result.stderr.splitlines()
     assert json.loads(result.stdout)["checked"] == 21
 
 

@@ -29,6 +29,7 @@ from backprop_explain.spec import load_spec, spec_from_dict
 from backprop_explain.training import train
 
 import reference
+from crosscheck import assert_matches_finite_differences, fast_path_agreeing
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -90,24 +91,13 @@ def solved(name, examples):
 def test_gradients_match_finite_differences(name, examples):
     spec, solution = solved(name, examples)
     net = reference.Network(document(name, examples=examples))
-    assert solution.loss == pytest.approx(net.batch_loss(net.parameters), rel=1e-12)
-    expected = net.numeric_gradients(net.parameters)
-    assert expected.keys() == spec.parameters.keys()
-    for parameter, value in expected.items():
-        assert solution.gradients[parameter] == pytest.approx(value, rel=1e-5, abs=1e-8), \
-            parameter
+    assert_matches_finite_differences(spec, solution, net)
 
 
 @pytest.mark.parametrize("name, examples", NETWORKS)
 def test_fast_path_matches_the_symbolic_engine(name, examples):
     spec, solution = solved(name, examples)
-    result = compile_network(spec).run(
-        [np.reshape(e.inputs, spec.input_shape) for e in spec.examples],
-        [e.targets for e in spec.examples])
-    assert float(result.loss) == pytest.approx(solution.loss, rel=1e-10)
-    for parameter in spec.parameters:
-        assert float(result.gradients[parameter]) == pytest.approx(
-            solution.gradients[parameter], rel=1e-10, abs=1e-12)
+    result = fast_path_agreeing(spec, solution)
     dropout = next(layer for layer in spec.layers if layer.kind == "dropout")
     if dropout.mode == "train":
         batch = solution.graph.spans_batch

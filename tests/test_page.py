@@ -13,7 +13,6 @@ by their hashes only, hostile text stays text, the math converter handles every 
 from __future__ import annotations
 
 import base64
-import glob
 import hashlib
 import re
 import shutil

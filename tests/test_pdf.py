@@ -131,3 +131,33 @@ def test_log_excerpt_picks_errors_and_line_numbers():
     log = ("This is pdfTeX\n(./document.tex\n! Missing $ inserted.\n<inserted text>\n$\n"
            "l.12 a_b\n\n! Emergency stop.\nl.12 a_b\n")
     assert pdf.log_excerpt(log) == "! Missing $ inserted. [l.12 a_b] | ! Emergency stop. [l.12 a_b]"
+
+
+GREEK_TITLE = "Descente de gradient : η = 0,1, σ′(y) ≤ ¼, ∂E/∂w ∈ ℝ, Σ x₁ ⋅ 10⁻³ ✓"
+
+
+@needs_engine
+@pytest.mark.parametrize("fmt", ["pdf", "slides-pdf"])
+def test_a_title_with_greek_letters_and_signs_is_set(tmp_path, fmt):
+    """pdflatex's text fonts have no σ, ∂ or ≤: the title sets them as math instead of
+    stopping the build (escaping._math_characters)."""
+    with open(EXAMPLE, "rb") as handle:
+        data = tomllib.load(handle)
+    data["title"] = GREEK_TITLE
+    out = tmp_path / f"greek.{fmt}.pdf"
+    api.write_explanation(data, out, fmt=fmt)
+    text = pdf_text(out)
+    for sign in "ησ∂≤∈Σ✓":  # (ℝ reads back as R: a blackboard font)
+        assert sign in text, sign
+
+
+@needs_engine
+def test_a_title_in_a_script_latex_cannot_set_is_one_line(tmp_path):
+    with open(EXAMPLE, "rb") as handle:
+        data = tomllib.load(handle)
+    data["title"] = "Обратное распространение"
+    out = tmp_path / "x.pdf"
+    with pytest.raises(SpecError) as err:
+        api.write_explanation(data, out, fmt="pdf")
+    assert "U+041E" in str(err.value) and "\n" not in str(err.value)
+    assert not out.exists()

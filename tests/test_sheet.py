@@ -345,14 +345,36 @@ def test_cli_sheet_and_its_errors(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-def test_many_variants_show_a_progress_bar(tmp_path):
+def test_many_variants_show_a_progress_bar(tmp_path, monkeypatch):
+    from backprop_explain import cli
+    monkeypatch.setattr(cli, "_stderr_is_terminal", lambda: True)
     result = CliRunner().invoke(
         main, ["sheet", TEMPLATE, "--variants", "20", "-o", str(tmp_path)])
     assert result.exit_code == 0
-    assert "variants" in result.stderr and result.stdout == ""
+    assert "variants" in result.stderr.splitlines() and result.stdout == ""
     assert len(json.loads((tmp_path / "answers.json").read_text())["variants"]) == 20
     assert np.isfinite([v for item in json.loads((tmp_path / "answers.json").read_text())[
         "variants"] for v in item["answers"].values()]).all()
+
+
+def test_a_failure_during_a_long_task_is_one_line(tmp_path, monkeypatch):
+    """On a stderr that is not a terminal no progress is shown, so a failure half-way
+    leaves its one-line error alone, and nothing written."""
+    from backprop_explain import sheet
+    from backprop_explain.errors import SpecError
+    real, calls = sheet.render_variant, []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 10:
+            raise SpecError("t.toml", "variant 10", "something went wrong")
+        return real(*args, **kwargs)
+    monkeypatch.setattr(sheet, "render_variant", failing)
+    result = CliRunner().invoke(main, ["sheet", TEMPLATE, "--variants", "20",
+                                       "-o", str(tmp_path / "x")])
+    assert result.exit_code == 2 and len(calls) == 10
+    assert result.stderr.strip().splitlines() == ["Error: t.toml: variant 10: something went wrong"]
+    assert not (tmp_path / "x").exists()
 
 
 def test_pdf_sheets_without_an_engine_fail_cleanly(tmp_path, monkeypatch):

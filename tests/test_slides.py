@@ -51,6 +51,14 @@ def words_outside(pdf: bytes) -> tuple[int, list[str]]:
     return pages, outside
 
 
+def word_heights(pdf: bytes, page: int) -> list[float]:
+    """The height in pt of each word of a page (pdftotext -bbox)."""
+    out = subprocess.run(["pdftotext", "-bbox", "-f", str(page), "-l", str(page), "-", "-"],
+                         input=pdf, capture_output=True, check=True).stdout.decode("utf-8")
+    return [float(y1) - float(y0) for y0, y1 in re.findall(
+        r'yMin="([-\d.]+)" xMax="[-\d.]+" yMax="([-\d.]+)"', out)]
+
+
 def page_texts(pdf: bytes) -> list[str]:
     out = subprocess.run(["pdftotext", "-layout", "-", "-"], input=pdf, capture_output=True,
                          check=True).stdout.decode("utf-8")
@@ -79,6 +87,11 @@ def test_slides_compile_fit_and_count_their_steps(path, lang, detail):
     assert outside == []
     count = len(frames(tex))
     assert pages == count + 1  # the title, then a frame per step
+    # the network's frame: a CNN's columns go under its grids only when that shows it
+    # larger on the slide (Sketch.finish's frame); its smallest label is at least 2 pt
+    # high (the 2-channel CNN's was 1.3 pt with the page's layout)
+    network = next(k for k, f in enumerate(frames(tex)) if "\\begin{tikzpicture}" in f)
+    assert min(word_heights(pdf, network + 2)) >= 2.0
     texts = page_texts(pdf)
     for k, text in enumerate(texts[1:], 1):  # pdftotext keeps the title on one line
         assert TITLES[lang].format(k=k, n=count) in " ".join(text.split())

@@ -223,7 +223,6 @@ class BatchNormLayer(ActivatedLayer):
             graph.leaf(name, PARAMETER)
         eps = graph.leaf(self.eps_name, CONSTANT).symbol
         if self.mode == "train":
-            count = len(views) * self.cells
             for f in range(self.features):
                 xs = [view.symbol(inputs[i]) for view in views for i in self.positions(f)]
                 graph.computed(self.mean_names[f], MEAN, batch_mean(xs), layer=self.index)
