@@ -144,6 +144,7 @@ class _Structure:
         self.reads: dict[str, tuple[str, ...]] = {}  # key → what its evaluation looks up
         self.in_order: bool | None = None
         self.plain: tuple | None = None  # the plan of every formula and its run (evaluate({}))
+        self.slip_shapes: dict[str, _SlipShape] = {}
 
     @staticmethod
     def of(graph, signature: tuple) -> "_Structure":
@@ -204,6 +205,7 @@ class _LastGraph:
 
 
 _DESCENDANTS = _LastGraph()  # node → every node downstream of it
+_INVERSES = _LastGraph()  # the activations' inverses (Catalog._activation_inverses)
 _SLIPS_OF_GRAPH: dict[str, tuple] = {}  # the last graph's slip formulas (one sheet's graph)
 
 
@@ -460,6 +462,9 @@ class Catalog:
     def _activation_inverses(self) -> dict[str, tuple[str, str, sp.Expr]]:
         """∂out/∂y → (y, out, y as a formula of out) for the activations that have an
         inverse (σ: y = ln(out/(1 − out)))."""
+        table = _INVERSES.of(self.graph)  # the graph's alone: a sheet's variants share it
+        if "inverses" in table:
+            return table["inverses"]
         inverses = {}
         for node in self.graph.nodes.values():
             if node.kind != ACTIVATION or len(node.parents) != 1:
@@ -468,6 +473,7 @@ class Catalog:
             if inverse is not None:
                 parent = node.parents[0]
                 inverses[local_key(node.name, parent)] = (parent, node.name, inverse)
+        table["inverses"] = inverses
         return inverses
 
     def _after_formula(self, node, expr: sp.Expr | None = None) -> sp.Expr:
@@ -844,6 +850,14 @@ class Catalog:
         view.update(changed)
         return self.recompute(key, view)
 
+    def slip_shape(self, key: str) -> "_SlipShape":
+        """What the usual slips of ``key`` are made of (made once per structure)."""
+        shapes = self._shared.slip_shapes
+        shape = shapes.get(key)
+        if shape is None:
+            shape = shapes[key] = _SlipShape.of(self, key)
+        return shape
+
     # Slips replayed as altered formulas -------------------------------------
     @cached_property
     def variants(self) -> list[tuple[tuple[str, dict], dict[str, sp.Expr]]]:
@@ -917,6 +931,46 @@ class Catalog:
                     formulas[local_key(node.name, parent)] = self._local_formula(
                         node.name, parent, expr)
         return formulas
+
+
+@dataclass(frozen=True)
+class _SlipShape:
+    """Which usual slips a key has, from the catalogue's keys and formulas alone (_Judge.
+    candidates computes their numbers): the same for every variant of a sheet."""
+
+    formula: sp.Expr | None
+    update: tuple[str, str] | None  # (θ, ∂E/∂θ's key): θ' by the optimizer's slips
+    gradient: bool  # ∂E/∂…: the step η·∂E/∂θ given for the gradient
+    before: str | None  # a value after the update: the node's value before it
+    primed_parents: tuple[tuple[str, str], ...]  # … and (parent, parent') of its formula
+    after_update: str | None  # the key of this value after the update
+    siblings: tuple[tuple[str, str], ...]  # (other key, "index_swap" or "neighbour")
+    neighbours_in_formula: tuple[tuple[str, str], ...]  # (key read, sibling read instead)
+
+    @staticmethod
+    def of(catalog: Catalog, key: str) -> "_SlipShape":
+        quantity = catalog.quantities[key]
+        kind = quantity.kind
+        update = (quantity.node, adjoint_key(catalog.loss, quantity.node)) if (
+            kind == "update" and quantity.formula != sp.Symbol(quantity.node)) else None
+        primed_parents = ()
+        if kind == "after":
+            primed_parents = tuple(
+                (parent, updated_key(parent))
+                for parent in catalog.graph.nodes[quantity.node].parents
+                if updated_key(parent) in catalog.quantities)
+        after_update = updated_key(key) if (kind in ("forward", PARAMETER) and updated_key(key)
+                                            in catalog.quantities) else None
+        mine = _indices(key)
+        swapped = lambda other: sorted(_indices(other)) == sorted(mine)  # noqa: E731
+        siblings = tuple((other, "index_swap" if swapped(other) else "neighbour")  # swaps first
+                         for other in sorted(catalog.siblings(key), key=lambda o: not swapped(o)))
+        return _SlipShape(
+            quantity.formula, update,
+            kind in ("adjoint", "path") and quantity.pair[0] == catalog.loss,
+            quantity.node if kind == "after" else None, primed_parents, after_update,
+            siblings, tuple((dep, other) for dep in quantity.deps
+                            for other in catalog.siblings(dep)))
 
 
 COPIED_KINDS = LEAF_KINDS + ("buffer",)  # given data (η too): a written copy is exact
@@ -1203,17 +1257,16 @@ class _Judge:
     def candidates(self, answer: Answer | None, key: str):
         """(diagnosis, the number that slip gives), most specific first; ``answer`` None:
         the slips themselves, without the rounding ones (which need the digits written)."""
-        catalog, quantity = self.catalog, self.catalog.quantities[key]
-        truth = self.truth
-        if quantity.kind == "update" and quantity.formula != sp.Symbol(quantity.node):
-            theta = quantity.node
-            grad = adjoint_key(catalog.loss, theta)
+        catalog, truth = self.catalog, self.truth
+        shape = catalog.slip_shape(key)
+        if shape.update is not None:
+            theta, grad = shape.update
+            optimizer = OPTIMIZERS[catalog.spec.optimizer]
+            settings = catalog.spec.optimizer_settings
             for values in self.bases():
                 old, g, lr = values.get(theta), values.get(grad), values.get(LEARNING_RATE)
                 if None in (old, g, lr):
                     continue
-                optimizer = OPTIMIZERS[catalog.spec.optimizer]
-                settings = catalog.spec.optimizer_settings
                 try:
                     slips = list(optimizer.slips(theta, old, g, lr, settings))
                 except TypeError:  # a slip written for floats alone: the intervals' middles
@@ -1221,7 +1274,7 @@ class _Judge:
                     slips = list(optimizer.slips(theta, *middle, settings))
                 for code, values_of_slip, number in slips:
                     yield Diagnosis(code, values_of_slip), number
-        if quantity.kind in ("adjoint", "path") and quantity.pair[0] == catalog.loss:
+        if shape.gradient:
             gradients = [truth[key], catalog.recompute(key, self.basis)]  # the student's own
             if key in self.first_answer and self.first_answer[key] is not answer:  # … or as
                 # they wrote it before
@@ -1229,46 +1282,37 @@ class _Judge:
             for gradient in gradients:
                 if gradient is not None:
                     yield Diagnosis("step_for_gradient"), self.basis[LEARNING_RATE] * gradient
-        if quantity.kind == "after":
-            yield Diagnosis("before_update"), truth[quantity.node]
-            if quantity.node in self.written:
-                yield Diagnosis("before_update"), self.basis[quantity.node]
-            node = catalog.graph.nodes[quantity.node]
-            for parent in node.parents:
-                primed = updated_key(parent)
-                if primed in catalog.quantities:
-                    for values in self.bases():
-                        yield (Diagnosis("before_update_parent", {"parent": parent}),
-                               catalog.recompute_with(key, values,
-                                                      {primed: values.get(parent)}))
-        if quantity.kind in ("forward", PARAMETER) and updated_key(key) in catalog.quantities:
-            yield Diagnosis("after_update"), truth[updated_key(key)]
+        if shape.before is not None:
+            yield Diagnosis("before_update"), truth[shape.before]
+            if shape.before in self.written:
+                yield Diagnosis("before_update"), self.basis[shape.before]
+            for parent, primed in shape.primed_parents:
+                for values in self.bases():
+                    yield (Diagnosis("before_update_parent", {"parent": parent}),
+                           catalog.recompute_with(key, values,
+                                                  {primed: values.get(parent)}))
+        if shape.after_update is not None:
+            yield Diagnosis("after_update"), truth[shape.after_update]
         for index, diagnosis, formulas in catalog.variants_reaching(key):
             truth_variant, student_variant = self._variant(index, formulas)
             yield Diagnosis(*diagnosis), truth_variant[key]
-            if (student_variant is truth_variant and catalog.in_order
-                    and quantity.formula is not None):  # nothing written: the same formula
-                # on the same values, as the truth's evaluation just computed
-                yield Diagnosis(*diagnosis), truth_variant[key]
-            else:
+            if (student_variant is not truth_variant or not catalog.in_order
+                    or shape.formula is None):  # else nothing written: the same formula on
+                # the same values, as the truth's evaluation just computed (the same slip)
                 yield Diagnosis(*diagnosis), catalog.recompute(key, student_variant,
                                                                formulas.get(key))
         yield Diagnosis("opposite_sign"), -truth[key]
         own = catalog.recompute(key, self.basis)  # from the student's own numbers
         if own is not None:
             yield Diagnosis("opposite_sign"), -own
-        mine = _indices(key)
-        swapped = lambda other: sorted(_indices(other)) == sorted(mine)  # noqa: E731
-        for other in sorted(catalog.siblings(key), key=lambda o: not swapped(o)):  # swaps first
-            code = "index_swap" if swapped(other) else "neighbour"
+        for other, code in shape.siblings:
             yield Diagnosis(code, {"other": other}), truth[other]
             if other in self.student:
                 yield Diagnosis(code, {"other": other}), self.student[other]
-        for dep in quantity.deps:
-            for other in catalog.siblings(dep):
-                for values in self.bases():
-                    yield (Diagnosis("neighbour_in_formula", {"other": other, "used": dep}),
-                           catalog.recompute_with(key, values, {dep: values.get(other)}))
+        for dep, other in shape.neighbours_in_formula:
+            for values in self.bases():
+                yield (Diagnosis("neighbour_in_formula", {"other": other, "used": dep}),
+                       catalog.recompute_with(key, values, {dep: values.get(other)}))
         if answer is not None:
             yield from self.rounding(answer, key)
         for k in (-1, 1, -2, 2, -3, 3):

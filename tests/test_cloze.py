@@ -14,6 +14,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 
 from backprop_explain import api
 from backprop_explain.cli import main
@@ -215,6 +217,26 @@ def test_a_slip_within_the_tolerance_of_the_right_value_is_left_out():
     (read,), _ = parse(numerical_blank(0.5, 4, slips, "en"))
     assert [a.value for a in read.alternatives] == [0.5, 0.00004, 0.9]
     assert "log base 10" in read.alternatives[2].feedback
+
+
+@given(st.lists(st.text(alphabet="&<>;#a1 \\$", max_size=10), min_size=1, max_size=4))
+def test_a_display_escaped_whole_is_each_row_escaped(rows):
+    """macros.html.j2 joins a display's rows, then escapes them in one html_text call: the
+    same text as each row escaped, even where a row ends with & or an entity's start."""
+    separator = " \\\\ "
+    assert html_text(separator.join(rows), math=True) == separator.join(
+        html_text(row, math=True) for row in rows)
+
+
+def test_replayed_slips_are_yielded_once_when_nothing_is_written():
+    """Nothing written, the student's world is the truth: each replayed slip comes once,
+    not again as the same value (a blank's slips are no fewer for it)."""
+    catalog = Catalog(api.load_spec("examples/mlp_3_2_2_cross_entropy.toml"))
+    for key in ("E_{tot}", "dE_{tot}/dwo_{1,1}", "E_{tot}'"):
+        replayed = [d.code for d, _ in usual_slips(catalog, [key])[key]
+                    if d.code in ("log10", "wrong_derivative", "wrong_derivative_everywhere")]
+        reaching = catalog.variants_reaching(key)
+        assert reaching and len(replayed) == len(reaching), key
 
 
 def test_general_feedback_is_the_worked_solution(bank):
