@@ -165,6 +165,32 @@ def test_fewer_passes_give_the_bits_of_the_plain_formulas():
                                   shifted / shifted.sum(axis=-1, keepdims=True))
 
 
+@pytest.mark.parametrize("units, inputs", [(3, 5), (40, 600), (300, 100)],
+                         ids=["small", "long-rows", "short-rows"])
+def test_one_examples_weight_gradient_is_the_outer_product(units, inputs):
+    """Each entry of one example's weight gradient is the one product δ_j·x_i: the bits of
+    np.outer, signed zeros too where it is a broadcast product (BLAS adds +0 to a −0)."""
+    rng = np.random.default_rng(units)
+    network = compile_network(spec_from_dict({
+        "inputs": {"values": [0.5] * inputs},
+        "layers": [{"type": "dense", "units": units, "activation": "sigmoid",
+                    "weights": rng.uniform(-1, 1, (units, inputs)).tolist()}],
+        "loss": {"type": "half_squared_error", "targets": [0.0] * units},
+        "training": {"learning_rate": 0.1}}))
+    x = rng.normal(size=(2, 1, inputs))
+    x[:, :, ::7] = -0.0
+    delta = rng.normal(size=(2, 1, units)) * 10.0 ** rng.integers(-300, 300, (2, 1, units))
+    delta[:, :, ::5] = 0.0
+    p = {"weights": rng.normal(size=(2, units, inputs)), "biases": np.zeros((2, units))}
+    buffer_size = np.getbufsize()
+    gradients, _ = network.kernels[0].backward(x, p, delta, False)
+    expected = np.stack([np.outer(delta[v, 0], x[v, 0]) for v in range(2)])
+    np.testing.assert_array_equal(gradients["weights"], expected)
+    if units * inputs < 2 ** 14 or inputs >= 512:
+        np.testing.assert_array_equal(np.signbit(gradients["weights"]), np.signbit(expected))
+    assert np.getbufsize() == buffer_size  # NumPy's setting as it was
+
+
 def test_parameters_by_name_replace_the_specs_values_and_keep_the_rest():
     spec = mlp(12)
     network = compile_network(spec)
