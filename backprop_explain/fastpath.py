@@ -359,9 +359,13 @@ class FastNetwork:
             layers.append({"pre_activation": z, "activation": a, **more})
             caches.append(cache)
         updated = self._updated_buffers(params, caches) if self._buffers else {}
+        # what each activation's forward pass kept for its backward (or a fused loss)
+        kept = [k.activation_kept(c) if hasattr(k, "activation_kept") else None
+                for k, c in zip(self.kernels, caches)]
         last = self.kernels[-1]
         terms, d, fused = self.loss.terms_and_delta(last.activation,
-                                                    layers[-1]["pre_activation"], a, t)
+                                                    layers[-1]["pre_activation"], a, t,
+                                                    kept[-1])
         if not gradients:
             return _Pass(layers, terms, buffers=updated)
         delta = d * scale if scale != 1.0 else d
@@ -371,7 +375,7 @@ class FastNetwork:
             if not (k == len(self.kernels) - 1 and fused):
                 delta = ACTIVATIONS[kernel.activation].backward(
                     layers[k]["pre_activation"], layers[k]["activation"], delta,
-                    getattr(kernel, "slope", 0.01))
+                    getattr(kernel, "slope", 0.01), kept[k])
             below = layers[k - 1]["activation"] if k else x
             need = k > 0 or input_gradient
             layer_gradients[k], delta = kernel.backward(below, params[k], delta, need,

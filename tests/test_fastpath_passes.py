@@ -14,6 +14,7 @@ import pytest
 from backprop_explain import fastpath
 from backprop_explain.activations import ACTIVATIONS
 from backprop_explain.fastpath import FastNetwork, compile_network
+from backprop_explain.losses import LOSSES
 from backprop_explain.spec import spec_from_dict
 
 
@@ -163,6 +164,30 @@ def test_fewer_passes_give_the_bits_of_the_plain_formulas():
     shifted = np.exp(y - y.max(axis=-1, keepdims=True))
     np.testing.assert_array_equal(ACTIVATIONS["softmax"].forward(y),
                                   shifted / shifted.sum(axis=-1, keepdims=True))
+
+
+def test_what_a_forward_pass_keeps_gives_its_backward_the_same_bits():
+    """The sigmoid's backward from the e^{−|z|} and 1 + e^{−|z|} its forward pass kept, the
+    fused cross-entropy from the softmax's max and Σ e^{z − max}: the bits of the plain
+    formulas, which compute them again."""
+    rng = np.random.default_rng(11)
+    z = np.concatenate([rng.normal(0, 3, 5000), rng.uniform(-800, 800, 500),
+                        [0.0, -0.0, np.inf, -np.inf, 1e-320, -1e-320, 709.8, -745.2]])
+    g = rng.normal(size=z.shape)
+    e = np.exp(-np.abs(z))
+    sigmoid = ACTIVATIONS["sigmoid"]
+    a, kept = sigmoid.forward_kept(z)
+    np.testing.assert_array_equal(a, sigmoid.forward(z))
+    np.testing.assert_array_equal(sigmoid.backward(z, a, g, kept=kept), g * (e / (1.0 + e) ** 2))
+    y = rng.normal(0, 30, (4, 7, 10))
+    t = rng.dirichlet(np.ones(10), (4, 7))
+    out, kept = ACTIVATIONS["softmax"].forward_kept(y)
+    log_softmax = y - (y.max(axis=-1) + np.log(np.exp(y - y.max(axis=-1, keepdims=True))
+                                               .sum(axis=-1)))[..., None]
+    terms, delta, fused = LOSSES["cross_entropy"].terms_and_delta("softmax", y, out, t, kept)
+    assert fused
+    np.testing.assert_array_equal(terms, -t * log_softmax)
+    np.testing.assert_array_equal(delta, out * t.sum(axis=-1, keepdims=True) - t)
 
 
 @pytest.mark.parametrize("units, inputs", [(3, 5), (40, 600), (300, 100)],
