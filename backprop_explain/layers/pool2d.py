@@ -256,12 +256,18 @@ class Pool2dKernel:
         if self.layer.takes_maximum:
             # padded cells are −∞: they never win
             cells = self._cells(grid.pad_images(x, self.padding, -np.inf))
-            out = cells[0].copy()  # the maximum so far
+            if len(cells) == 1:  # a 1×1 window: its one cell
+                out = cells[0].copy()
+                return out, out, np.zeros(out.shape, np.int8)
             # the winner is the first maximum in row-major order, as in PyTorch: the last
-            # cell above every cell before it (integer arithmetic: much faster than masks)
-            dtype = np.int8 if len(cells) <= 127 else np.int32
-            winner = np.zeros(out.shape, dtype=dtype)
-            for k in range(1, len(cells)):
+            # cell above every cell before it (integer arithmetic: much faster than masks);
+            # after the second cell, it is whether that one is above the first
+            winner = np.greater(cells[1], cells[0]).view(np.int8)
+            out = np.maximum(cells[0], cells[1])  # the maximum so far
+            if len(cells) > 127:
+                winner = winner.astype(np.int32)
+            dtype = winner.dtype.type
+            for k in range(2, len(cells)):
                 above = np.greater(cells[k], out).view(np.int8)
                 np.maximum(out, cells[k], out=out)
                 np.maximum(winner, np.multiply(above, dtype(k), dtype=dtype), out=winner)
