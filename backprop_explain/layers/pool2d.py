@@ -246,6 +246,11 @@ class Pool2dKernel:
         self.names = {}
         self.value_names = {"activation": layer.output_names}
         self.window_size = float(self.kernel[0] * self.kernel[1])  # padded zeros count
+        # windows that share no cell (stride ≥ kernel), and that tile the padded input
+        self.disjoint = all(s >= k for s, k in zip(self.stride, self.kernel))
+        self.tiles = self.disjoint and all(
+            s == k and n + 2 * p == o * k for s, k, n, p, o in
+            zip(self.stride, self.kernel, (h, w), self.padding, (ho, wo)))
 
     def _cells(self, padded) -> list:
         """The window cell at each kernel offset (i, j), row-major, for every output cell at
@@ -284,10 +289,22 @@ class Pool2dKernel:
             return {}, None
         c, h, w = self.in_shape
         ph, pw = self.padding
-        g = np.zeros(x.shape[:2] + (c, h + 2 * ph, w + 2 * pw))
+        shape = x.shape[:2] + (c, h + 2 * ph, w + 2 * pw)
         share = None if self.layer.takes_maximum else delta / self.window_size
-        for k, cell in enumerate(self._cells(g)):  # each window's gradient, added in place
-            cell += share if share is not None else delta * (winner == k)
+        if self.disjoint:
+            # each input cell in one window at most: its gradient written in place, then
+            # + 0.0, which is what adding it to zeros gives (−0.0 becomes 0.0)
+            g = np.empty(shape) if self.tiles else np.zeros(shape)
+            for k, cell in enumerate(self._cells(g)):
+                if share is None:
+                    np.multiply(delta, np.equal(winner, k), out=cell)
+                else:
+                    cell[...] = share
+            g += 0.0
+        else:
+            g = np.zeros(shape)
+            for k, cell in enumerate(self._cells(g)):  # each window's gradient, added
+                cell += share if share is not None else delta * (winner == k)
         if ph or pw:
             g = g[..., ph:ph + h, pw:pw + w]
         return {}, g
