@@ -104,8 +104,13 @@ class Activation:
         """f(z) over the last axis of a NumPy array (units)."""
         raise NotImplementedError
 
-    def backward(self, z, a, grad_a, negative_slope: float = 0.01):
-        """∂L/∂z from ∂L/∂a, with a = f(z)."""
+    def forward_kept(self, z, negative_slope: float = 0.01):
+        """(f(z), what the forward pass computed that ``backward`` (or a fused loss) would
+        compute again, or None): the fast path hands it back from forward to backward."""
+        return self.forward(z, negative_slope), None
+
+    def backward(self, z, a, grad_a, negative_slope: float = 0.01, kept=None):
+        """∂L/∂z from ∂L/∂a, with a = f(z) (``kept``: from ``forward_kept``, or None)."""
         raise NotImplementedError
 
     def textbook(self, ys: list[sp.Symbol], outs: list[sp.Symbol], j: int, k: int,
@@ -146,11 +151,16 @@ def sigmoid(z):
     """σ(z) without overflow: 1/(1 + e) for z ≥ 0 and e/(1 + e) below, e = e^{−|z|} ≤ 1
     (correct to 2 units in the last place). Seven passes over three new arrays, none
     masked (np.where and masked ufuncs take longer than all of these together)."""
+    return _sigmoid_kept(z)[0]
+
+
+def _sigmoid_kept(z):
+    """(σ(z), (e, 1 + e)) with e = e^{−|z|}: the derivative's ingredients, left intact."""
     e = _exp_minus_abs(z)
     d = e + 1.0
     numerator = np.greater_equal(z, 0.0, out=np.empty_like(e))  # 1 for z ≥ 0, else 0 …
     np.maximum(numerator, e, out=numerator)  # … then e where it was 0 (e ≤ 1)
-    return np.divide(numerator, d, out=numerator)
+    return np.divide(numerator, d, out=numerator), (e, d)
 
 
 def _exp_minus_abs(z):
@@ -167,9 +177,13 @@ def softplus(z):
     return np.logaddexp(0.0, z)
 
 
-def log_sum_exp(z):
-    top = z.max(axis=-1, keepdims=True)
-    return top[..., 0] + np.log(np.exp(z - top).sum(axis=-1))
+def log_sum_exp(z, kept=None):
+    """ln Σ e^z over the last axis, from the max and the sum the softmax's forward pass kept
+    when given (the same numbers)."""
+    top, total = kept if kept is not None else (z.max(axis=-1, keepdims=True), None)
+    if total is None:
+        total = np.exp(z - top).sum(axis=-1, keepdims=True)
+    return top[..., 0] + np.log(total[..., 0])
 
 
 def _over_units(mask):
@@ -189,7 +203,7 @@ class Identity(Activation):
     def forward(self, z, negative_slope=0.01):
         return z
 
-    def backward(self, z, a, grad_a, negative_slope=0.01):
+    def backward(self, z, a, grad_a, negative_slope=0.01, kept=None):
         return grad_a
 
     def torch_code(self, negative_slope):
@@ -209,14 +223,21 @@ class Sigmoid(Activation):
     def forward(self, z, negative_slope=0.01):
         return sigmoid(z)
 
-    def backward(self, z, a, grad_a, negative_slope=0.01):
+    def forward_kept(self, z, negative_slope=0.01):
+        return _sigmoid_kept(z)
+
+    def backward(self, z, a, grad_a, negative_slope=0.01, kept=None):
         # σ'(z) = e/(1 + e)² with e = e^{−|z|}: correct to 2 units in the last place in both
-        # tails, where a·(1 − a) loses every digit (1 − a is 0 beyond z ≈ 37)
-        e = _exp_minus_abs(z)
-        d = e + 1.0
+        # tails, where a·(1 − a) loses every digit (1 − a is 0 beyond z ≈ 37); e and 1 + e
+        # as the forward pass left them (kept, 4 passes fewer), the forward's d overwritten
+        if kept is None:
+            e = _exp_minus_abs(z)
+            d = e + 1.0
+        else:
+            e, d = kept
         np.multiply(d, d, out=d)
-        np.divide(e, d, out=e)
-        return np.multiply(grad_a, e, out=e)
+        np.divide(e, d, out=d)
+        return np.multiply(grad_a, d, out=d)
 
     def textbook(self, ys, outs, j, k, negative_slope=0.01):
         y, out = ys[k], outs[j]
@@ -248,7 +269,7 @@ class Tanh(Activation):
     def forward(self, z, negative_slope=0.01):
         return np.tanh(z)
 
-    def backward(self, z, a, grad_a, negative_slope=0.01):
+    def backward(self, z, a, grad_a, negative_slope=0.01, kept=None):
         s = a * a  # grad_a · (1 − a²), in one array
         np.subtract(1.0, s, out=s)
         s *= grad_a
@@ -289,7 +310,7 @@ class ReLU(Activation):
     def forward(self, z, negative_slope=0.01):
         return np.maximum(z, 0.0)  # the same values as np.where(z > 0, z, 0), 8x faster
 
-    def backward(self, z, a, grad_a, negative_slope=0.01):
+    def backward(self, z, a, grad_a, negative_slope=0.01, kept=None):
         return grad_a * (z > 0)
 
     def textbook(self, ys, outs, j, k, negative_slope=0.01):
@@ -317,7 +338,7 @@ class LeakyReLU(Activation):
             return np.maximum(z, negative_slope * z)
         return np.where(z > 0, z, negative_slope * z)
 
-    def backward(self, z, a, grad_a, negative_slope=0.01):
+    def backward(self, z, a, grad_a, negative_slope=0.01, kept=None):
         return np.where(z > 0, grad_a, negative_slope * grad_a)
 
     def textbook(self, ys, outs, j, k, negative_slope=0.01):
@@ -348,12 +369,19 @@ class Softmax(Activation):
         return sp.exp(ys[j]) / sp.Add(*[sp.exp(y) for y in ys])
 
     def forward(self, z, negative_slope=0.01):
-        e = z - z.max(axis=-1, keepdims=True)
-        np.exp(e, out=e)
-        e /= e.sum(axis=-1, keepdims=True)
-        return e
+        return self.forward_kept(z)[0]
 
-    def backward(self, z, a, grad_a, negative_slope=0.01):
+    def forward_kept(self, z, negative_slope=0.01):
+        """(softmax, (max, Σ e^{z − max}) per example): the log-sum-exp's ingredients, which
+        a fused cross-entropy would compute again (losses.py)."""
+        top = z.max(axis=-1, keepdims=True)
+        e = z - top
+        np.exp(e, out=e)
+        total = e.sum(axis=-1, keepdims=True)
+        e /= total
+        return e, (top, total)
+
+    def backward(self, z, a, grad_a, negative_slope=0.01, kept=None):
         # Jacobian-vector product of the layer-wide softmax
         return a * (grad_a - (grad_a * a).sum(axis=-1, keepdims=True))
 

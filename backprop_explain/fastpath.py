@@ -163,6 +163,11 @@ class FastNetwork:
         self._buffers = any(getattr(k, "buffer_names", None) for k in self.kernels)
         self._per_example = any(getattr(k, "example_arrays", None) for k in self.kernels)
         self._defaults: np.ndarray | None = None  # the spec's values, by position
+        # per kernel, what a pass asks of it beyond forward and backward, looked up once:
+        # its activation's entry, its slope and its optional methods
+        self._steps = [(ACTIVATIONS[k.activation], getattr(k, "slope", 0.01),
+                        getattr(k, "more_values", None),
+                        getattr(k, "activation_kept", None)) for k in self.kernels]
         # float64 numbers one example puts through a pass (each layer's input and output,
         # forward and backward), for cutting large batches into chunks
         self._example_numbers = 2 * sum(math.prod(getattr(k, "in_shape", k.out_shape))
@@ -351,27 +356,33 @@ class FastNetwork:
         (``per_example``: each layer's data of these examples, or None)."""
         if per_example is not None:
             params = [dict(p, **e) if e else p for p, e in zip(params, per_example)]
-        layers, caches, a = [], [], x
-        for kernel, p in zip(self.kernels, params):
+        layers, caches, kept, a = [], [], [], x
+        for kernel, p, (_, _, more_values, activation_kept) in zip(self.kernels, params,
+                                                                   self._steps):
             z, a, cache = kernel.forward(a, p)
             # a kernel may name more of its quantities (batch statistics), (V, B, …) each
-            more = kernel.more_values(cache) if hasattr(kernel, "more_values") else {}
-            layers.append({"pre_activation": z, "activation": a, **more})
+            arrays = {"pre_activation": z, "activation": a}
+            if more_values is not None:
+                arrays.update(more_values(cache))
+            layers.append(arrays)
             caches.append(cache)
+            # what its activation's forward pass kept for the backward (or a fused loss)
+            kept.append(activation_kept(cache) if activation_kept is not None else None)
         updated = self._updated_buffers(params, caches) if self._buffers else {}
         last = self.kernels[-1]
         terms, d, fused = self.loss.terms_and_delta(last.activation,
-                                                    layers[-1]["pre_activation"], a, t)
+                                                    layers[-1]["pre_activation"], a, t,
+                                                    kept[-1])
         if not gradients:
             return _Pass(layers, terms, buffers=updated)
         delta = d * scale if scale != 1.0 else d
         layer_gradients = [None] * len(self.kernels)
         for k in range(len(self.kernels) - 1, -1, -1):
             kernel = self.kernels[k]
+            activation, slope = self._steps[k][:2]
             if not (k == len(self.kernels) - 1 and fused):
-                delta = ACTIVATIONS[kernel.activation].backward(
-                    layers[k]["pre_activation"], layers[k]["activation"], delta,
-                    getattr(kernel, "slope", 0.01))
+                delta = activation.backward(layers[k]["pre_activation"],
+                                            layers[k]["activation"], delta, slope, kept[k])
             below = layers[k - 1]["activation"] if k else x
             need = k > 0 or input_gradient
             layer_gradients[k], delta = kernel.backward(below, params[k], delta, need,

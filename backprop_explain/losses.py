@@ -75,15 +75,16 @@ class Loss:
         """∂(Σ_k E_k)/∂out in NumPy."""
         raise NotImplementedError
 
-    # Fused forms: {output activation: method(z, out, t) -> (terms, ∂(Σ_k E_k)/∂z)}
+    # Fused forms: {output activation: method(z, out, t, kept) -> (terms, ∂(Σ_k E_k)/∂z)}
     fused: dict[str, str] = {}
 
-    def terms_and_delta(self, activation: str, z, out, t):
+    def terms_and_delta(self, activation: str, z, out, t, kept=None):
         """(terms E_k, the gradient, whether it is with respect to z rather than out) for
-        the last layer's pre-activations z and outputs out = activation(z)."""
+        the last layer's pre-activations z and outputs out = activation(z) (``kept``: what
+        the activation's forward_kept kept, or None)."""
         with np.errstate(divide="ignore", invalid="ignore"):
             if activation in self.fused:
-                terms, delta = getattr(self, self.fused[activation])(z, out, t)
+                terms, delta = getattr(self, self.fused[activation])(z, out, t, kept)
                 return terms, delta, True
             return self.forward(out, t), self.gradient(out, t), False
 
@@ -207,11 +208,11 @@ class CrossEntropy(Loss):
     def gradient(self, out, t):
         return -t / out
 
-    def after_softmax(self, z, out, t):
-        log_softmax = z - log_sum_exp(z)[..., None]
+    def after_softmax(self, z, out, t, kept=None):
+        log_softmax = z - log_sum_exp(z, kept)[..., None]
         return -t * log_softmax, out * t.sum(axis=-1, keepdims=True) - t
 
-    def after_sigmoid(self, z, out, t):
+    def after_sigmoid(self, z, out, t, kept=None):
         # -t ln σ(z) = t·softplus(-z); ∂/∂z = -t·σ(-z)
         return t * softplus(-z), -t * sigmoid(-z)
 
@@ -270,7 +271,7 @@ class SoftmaxCrossEntropy(Loss):
             return difference(softmax, targets[k])
         return difference(product(softmax, sp.Add(*targets)), targets[k])
 
-    def on_logits(self, z, out, t):
+    def on_logits(self, z, out, t, kept=None):
         log_softmax = z - log_sum_exp(z)[..., None]
         return -t * log_softmax, np.exp(log_softmax) * t.sum(axis=-1, keepdims=True) - t
 
@@ -308,7 +309,7 @@ class BinaryCrossEntropy(Loss):
     def gradient(self, out, t):
         return (1.0 - t) / (1.0 - out) - t / out
 
-    def after_sigmoid(self, z, out, t):
+    def after_sigmoid(self, z, out, t, kept=None):
         return t * softplus(-z) + (1.0 - t) * softplus(z), out - t
 
     def textbook(self, outputs, targets, j, k):

@@ -14,6 +14,7 @@ import pytest
 from backprop_explain import fastpath
 from backprop_explain.activations import ACTIVATIONS
 from backprop_explain.fastpath import FastNetwork, compile_network
+from backprop_explain.losses import LOSSES
 from backprop_explain.spec import spec_from_dict
 
 
@@ -165,6 +166,30 @@ def test_fewer_passes_give_the_bits_of_the_plain_formulas():
                                   shifted / shifted.sum(axis=-1, keepdims=True))
 
 
+def test_what_a_forward_pass_keeps_gives_its_backward_the_same_bits():
+    """The sigmoid's backward from the e^{−|z|} and 1 + e^{−|z|} its forward pass kept, the
+    fused cross-entropy from the softmax's max and Σ e^{z − max}: the bits of the plain
+    formulas, which compute them again."""
+    rng = np.random.default_rng(11)
+    z = np.concatenate([rng.normal(0, 3, 5000), rng.uniform(-800, 800, 500),
+                        [0.0, -0.0, np.inf, -np.inf, 1e-320, -1e-320, 709.8, -745.2]])
+    g = rng.normal(size=z.shape)
+    e = np.exp(-np.abs(z))
+    sigmoid = ACTIVATIONS["sigmoid"]
+    a, kept = sigmoid.forward_kept(z)
+    np.testing.assert_array_equal(a, sigmoid.forward(z))
+    np.testing.assert_array_equal(sigmoid.backward(z, a, g, kept=kept), g * (e / (1.0 + e) ** 2))
+    y = rng.normal(0, 30, (4, 7, 10))
+    t = rng.dirichlet(np.ones(10), (4, 7))
+    out, kept = ACTIVATIONS["softmax"].forward_kept(y)
+    log_softmax = y - (y.max(axis=-1) + np.log(np.exp(y - y.max(axis=-1, keepdims=True))
+                                               .sum(axis=-1)))[..., None]
+    terms, delta, fused = LOSSES["cross_entropy"].terms_and_delta("softmax", y, out, t, kept)
+    assert fused
+    np.testing.assert_array_equal(terms, -t * log_softmax)
+    np.testing.assert_array_equal(delta, out * t.sum(axis=-1, keepdims=True) - t)
+
+
 @pytest.mark.parametrize("units, inputs", [(3, 5), (40, 600), (300, 100)],
                          ids=["small", "long-rows", "short-rows"])
 def test_one_examples_weight_gradient_is_the_outer_product(units, inputs):
@@ -209,3 +234,51 @@ def test_parameters_by_name_replace_the_specs_values_and_keep_the_rest():
                 np.testing.assert_array_equal(mine[role][v], theirs[role])
     with pytest.raises(KeyError, match="not parameters"):
         network.layer_parameters({"nope": 1.0})
+
+
+@pytest.mark.parametrize("kind", ["maxpool2d", "avgpool2d"])
+@pytest.mark.parametrize("kernel, stride, padding, side",
+                         [(2, 2, 0, 6), (2, 3, 0, 8), (2, 2, 1, 8), (3, 2, 1, 7), (2, 1, 0, 5)],
+                         ids=["tiling", "gaps", "padded", "overlapping", "stride-1"])
+def test_pooling_routes_each_gradient_as_adding_it_to_zeros(kind, kernel, stride, padding,
+                                                            side):
+    """Windows that share no cell get their gradients written in place: the bits of adding
+    each window's share to a zero gradient, window after window (signed zeros, inf and NaN
+    included), which is what overlapping windows still do."""
+    rng = np.random.default_rng(kernel * 10 + stride)
+    out = (side + 2 * padding - kernel) // stride + 1
+    network = compile_network(spec_from_dict({
+        "inputs": {"values": np.zeros((2, side, side)).tolist()},
+        "layers": [{"type": kind, "kernel": kernel, "stride": stride, "padding": padding},
+                   {"type": "flatten"},
+                   {"type": "dense", "units": 2, "weights": np.ones((2, 2 * out * out)).tolist()}],
+        "loss": {"type": "half_squared_error", "targets": [0.0, 0.0]},
+        "training": {"learning_rate": 0.1}}))
+    pool = network.kernels[0]
+    x = rng.integers(-2, 3, (1, 3, 2, side, side)).astype(float)  # ties: the first wins
+    delta = rng.normal(size=(1, 3, 2, out, out))
+    delta[..., ::3] = -0.0
+    delta[0, 0, 0, 0, :3] = [np.inf, np.nan, -np.inf]
+    _, _, winner = pool.forward(x, {})
+    with np.errstate(invalid="ignore"):
+        _, g = pool.backward(x, {}, delta, True, winner)
+        padded = np.pad(x, [(0, 0)] * 3 + [(padding, padding)] * 2, constant_values=-np.inf)
+        shares = {}  # (r, s) → each window cell's share (…, kernel, kernel)
+        for r in range(out):
+            for s in range(out):
+                window = padded[..., r * stride:r * stride + kernel,
+                                s * stride:s * stride + kernel].reshape(x.shape[:3] + (-1,))
+                first = np.arange(kernel * kernel) == window.argmax(axis=-1)[..., None]
+                share = (delta[..., r, s, None] * first if kind == "maxpool2d"
+                         else np.repeat(delta[..., r, s, None] / kernel ** 2, kernel ** 2, -1))
+                shares[r, s] = share.reshape(share.shape[:3] + (kernel, kernel))
+        # added to zeros offset by offset in the window (a cell gets one share per offset)
+        expected = np.zeros(padded.shape)
+        for i in range(kernel):
+            for j in range(kernel):
+                for (r, s), share in shares.items():
+                    expected[..., r * stride + i, s * stride + j] += share[..., i, j]
+    expected = expected[..., padding:padding + side, padding:padding + side]
+    np.testing.assert_array_equal(g, expected)
+    numbers = ~np.isnan(expected)  # a NaN's sign follows the order of the sums
+    np.testing.assert_array_equal(np.signbit(g)[numbers], np.signbit(expected)[numbers])

@@ -163,7 +163,8 @@ class Layer:
         beyond z and a, named in ``value_names``), ``buffer_names`` (role → array of buffer
         names, read in ``p``) with ``updated_buffers(p, cache)`` (role → array after this
         forward pass), ``example_arrays`` (role → array (examples, …), read in ``p`` for
-        the batch's examples)."""
+        the batch's examples), ``activation_kept(cache)`` (what its activation's
+        ``forward_kept`` kept, handed to the activation's backward or a fused loss)."""
         raise NotImplementedError
 
     # Derivation --------------------------------------------------------------

@@ -234,8 +234,14 @@ class DenseKernel:
         z = _matmul(x, w.swapaxes(-1, -2))
         if "biases" in p:
             z += p["biases"][:, None, :]
-        a = ACTIVATIONS[self.activation].forward(z, self.slope)
-        return z, a, None
+        a, kept = ACTIVATIONS[self.activation].forward_kept(z, self.slope)
+        return z, a, kept
+
+    @staticmethod
+    def activation_kept(cache):
+        """What the activation's forward pass kept for its backward: the whole cache (the
+        layer's own backward needs none)."""
+        return cache
 
     def backward(self, x, p, delta, need_input_grad, cache=None):
         """delta = ∂L/∂z (V, B, units) → parameter gradients and ∂L/∂x."""

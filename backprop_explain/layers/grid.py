@@ -142,9 +142,13 @@ def windows_view(x, kernel, stride):
     (kh, kw), (sh, sw) = kernel, stride
     ho, wo = (x.shape[-2] - kh) // sh + 1, (x.shape[-1] - kw) // sw + 1
     rows, columns = x.strides[-2:]
-    return as_strided(x, x.shape[:-2] + (ho, wo, kh, kw),
-                      x.strides[:-2] + (rows * sh, columns * sw, rows, columns),
-                      writeable=False)
+    shape = x.shape[:-2] + (ho, wo, kh, kw)
+    strides = x.strides[:-2] + (rows * sh, columns * sw, rows, columns)
+    if x.flags.c_contiguous:  # a view of its buffer: a fraction of as_strided's cost
+        view = np.ndarray(shape, x.dtype, x, 0, strides)
+        view.flags.writeable = False
+        return view
+    return as_strided(x, shape, strides, writeable=False)
 
 
 def offset_views(x, kernel, stride, out_hw) -> list:

@@ -246,6 +246,11 @@ class Pool2dKernel:
         self.names = {}
         self.value_names = {"activation": layer.output_names}
         self.window_size = float(self.kernel[0] * self.kernel[1])  # padded zeros count
+        # windows that share no cell (stride ≥ kernel), and that tile the padded input
+        self.disjoint = all(s >= k for s, k in zip(self.stride, self.kernel))
+        self.tiles = self.disjoint and all(
+            s == k and n + 2 * p == o * k for s, k, n, p, o in
+            zip(self.stride, self.kernel, (h, w), self.padding, (ho, wo)))
 
     def _cells(self, padded) -> list:
         """The window cell at each kernel offset (i, j), row-major, for every output cell at
@@ -256,12 +261,18 @@ class Pool2dKernel:
         if self.layer.takes_maximum:
             # padded cells are −∞: they never win
             cells = self._cells(grid.pad_images(x, self.padding, -np.inf))
-            out = cells[0].copy()  # the maximum so far
+            if len(cells) == 1:  # a 1×1 window: its one cell
+                out = cells[0].copy()
+                return out, out, np.zeros(out.shape, np.int8)
             # the winner is the first maximum in row-major order, as in PyTorch: the last
-            # cell above every cell before it (integer arithmetic: much faster than masks)
-            dtype = np.int8 if len(cells) <= 127 else np.int32
-            winner = np.zeros(out.shape, dtype=dtype)
-            for k in range(1, len(cells)):
+            # cell above every cell before it (integer arithmetic: much faster than masks);
+            # after the second cell, it is whether that one is above the first
+            winner = np.greater(cells[1], cells[0]).view(np.int8)
+            out = np.maximum(cells[0], cells[1])  # the maximum so far
+            if len(cells) > 127:
+                winner = winner.astype(np.int32)
+            dtype = winner.dtype.type
+            for k in range(2, len(cells)):
                 above = np.greater(cells[k], out).view(np.int8)
                 np.maximum(out, cells[k], out=out)
                 np.maximum(winner, np.multiply(above, dtype(k), dtype=dtype), out=winner)
@@ -278,10 +289,22 @@ class Pool2dKernel:
             return {}, None
         c, h, w = self.in_shape
         ph, pw = self.padding
-        g = np.zeros(x.shape[:2] + (c, h + 2 * ph, w + 2 * pw))
+        shape = x.shape[:2] + (c, h + 2 * ph, w + 2 * pw)
         share = None if self.layer.takes_maximum else delta / self.window_size
-        for k, cell in enumerate(self._cells(g)):  # each window's gradient, added in place
-            cell += share if share is not None else delta * (winner == k)
+        if self.disjoint:
+            # each input cell in one window at most: its gradient written in place, then
+            # + 0.0, which is what adding it to zeros gives (−0.0 becomes 0.0)
+            g = np.empty(shape) if self.tiles else np.zeros(shape)
+            for k, cell in enumerate(self._cells(g)):
+                if share is None:
+                    np.multiply(delta, np.equal(winner, k), out=cell)
+                else:
+                    cell[...] = share
+            g += 0.0
+        else:
+            g = np.zeros(shape)
+            for k, cell in enumerate(self._cells(g)):  # each window's gradient, added
+                cell += share if share is not None else delta * (winner == k)
         if ph or pw:
             g = g[..., ph:ph + h, pw:pw + w]
         return {}, g
