@@ -28,7 +28,6 @@ import sympy as sp
 
 from ..drawing import number_label
 from ..nodes import CONSTANT, EXAMPLE_CONSTANT
-from ..spec_toml import toml_value
 from ..templating import fill
 from ..validate import expand_names, flatten_names, infer_shape, only, only_defaults
 from .base import Layer, Part, register
@@ -37,6 +36,7 @@ OUTPUT = "dropout_output"  # the graph's node kind of a unit after dropout
 MODES = ("train", "eval")
 FIXED = "FixedDropout"  # the exported script's module of a train-mode layer
 MODULE_INDENT = 12  # where a module starts in MyNet's nn.Sequential (torch_script.py.j2)
+LINE = 88  # longer, the script's masks are written one example's per line
 
 
 def drawn_masks(seed: int, p: float, count: int, size: int) -> list[list[int]]:
@@ -260,7 +260,11 @@ class DropoutLayer(Layer):
         head = f"{FIXED}({self.p!r}, "
         masks = np.reshape(self.masks, (len(self.masks),) + self.in_shape).tolist()
         seed = f", seed={self.seed!r}" if self.seed is not None else ""
-        return [head + toml_value(masks, MODULE_INDENT + len(head)) + seed + ")"]
+        literal = str(masks)
+        if MODULE_INDENT + len(head) + len(literal) + len(seed) + 2 > LINE:
+            literal = "[" + (",\n" + " " * (MODULE_INDENT + len(head) + 1)).join(
+                map(str, masks)) + "]"
+        return [head + literal + seed + ")"]
 
     def torch_definitions(self):
         return ["layers/dropout.torch.py.j2"] if self.train else []
