@@ -84,6 +84,12 @@ def torch_script(spec, source: str | None = None) -> str:
                   .replace("<stdin>", "SPEC"),
         "blocks": blocks, "forward": forward, "setup": setup, "loads": loads,
         "parametrized": any(line.startswith("parametrize.") for line in setup),
+        # classes of the kinds' own modules (dropout's FixedDropout), each once
+        "definitions": list(dict.fromkeys(d for layer in spec.layers
+                                          for d in layer.torch_definitions())),
+        # modules applying each example's data are told which examples a mini-batch holds
+        "per_example": is_training(spec) and any(layer.torch_per_example
+                                                 for layer in spec.layers),
         "freeze": _frozen(spec, tensors),
         "inputs": toml_value(inputs, len("inputs = torch.tensor(")),
         "targets": toml_value(targets, len("targets = torch.tensor(")),

@@ -406,6 +406,42 @@ def test_titles_in_markdown_latex_svg_and_moodle(tmp_path, title):
         ET.parse(svg)
 
 
+def script_code(text: str) -> str:
+    """A Python script's code with its string constants blanked (comments are not code)."""
+    import ast
+
+    class Blank(ast.NodeTransformer):
+        def visit_Constant(self, node):
+            return ast.Constant("") if isinstance(node.value, str) else node
+
+    return ast.dump(Blank().visit(ast.parse(text)))
+
+
+# names the spec accepts that would close a Python string literal or call something
+PYTHON_NAMES = ["x'", "x'''", "x'),(y'", "\\mathrm{a'b}", "x'+(y)|z.w"]
+
+
+@pytest.mark.parametrize("title, name", [(t, None) for t in HOSTILE]
+                         + [("t", n) for n in PYTHON_NAMES])
+def test_hostile_text_in_a_dropout_spec_is_no_code_in_the_pytorch_script(tmp_path, title, name):
+    """Title and names (the dropout layer's and the next layer's) reach the exported script
+    only as a comment or string literals: its code is that of the same spec with plain
+    ones, FixedDropout with the spec's masks included."""
+    data = example(ROOT / "examples/cnn_batchnorm_dropout.toml")
+    plain = run("export-torch", write(tmp_path, data, "plain.json"))
+    assert plain.exit_code == 0 and "FixedDropout(0.5, " in plain.stdout
+    data["title"] = title
+    if name is not None:
+        data["layers"][3]["names"] = {"outputs": name + "_#j", "masks": "m" + name + "_#j",
+                                      "p": name}
+        data["layers"][4]["names"] = {"weights": name + "_{#j,#i}"}
+    result = run("export-torch", write(tmp_path, data))
+    assert result.exit_code == 0, result.output
+    assert script_code(result.stdout) == script_code(plain.stdout)
+    if name is not None:  # the names are there, as string literals
+        assert repr(name + "_{1,1}") in result.stdout
+
+
 def test_a_title_reaches_the_terminal_without_control_characters(tmp_path):
     data = example()
     data["title"] = "\x1b[2J\x1b]0;pwned\x07 title\r\nnext"

@@ -33,7 +33,8 @@ from backprop_explain import api
 from backprop_explain.cli import main
 from backprop_explain.errors import SpecError
 from backprop_explain.keys import example_name
-from backprop_explain.spec import load_spec, spec_from_dict
+from backprop_explain.layers.dropout import drawn_masks
+from backprop_explain.spec import as_spec, load_spec, spec_from_dict
 from backprop_explain.spec_toml import to_toml
 from backprop_explain.training import train
 
@@ -43,9 +44,7 @@ nn = torch.nn
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted(p for p in (ROOT / "examples").glob("*.toml")
                if "answers" not in p.name and "sheet" not in p.name)
-# what PyTorch can say: not a dropout with the spec's fixed masks (test below)
-EXAMPLES = [p for p in SPECS
-            if not any(layer.torch_unsupported() for layer in load_spec(p).layers)]
+EXAMPLES = SPECS  # every one can be written in PyTorch (dropout in train mode as FixedDropout)
 COURSE = ROOT / "examples" / "mlp_3_2_2_cross_entropy.toml"
 LINE = re.compile(r"^(?P<key>.+?) = (?P<value>\S+)$", re.M)
 
@@ -89,12 +88,14 @@ def expected_numbers(data: dict, outputs: list[str]) -> dict[str, float]:
     return expected
 
 
-@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
-def test_every_exported_script_prints_the_worked_solution(example, tmp_path):
-    data = api.solution_data(example)
-    output = run_script(api.export_torch(example), tmp_path)
+def check_script(spec, tmp_path) -> str:
+    """The spec's exported script, run with PyTorch, prints the worked solution's numbers
+    (and, over several steps, its loss history and final parameters); returns its output."""
+    spec = as_spec(spec)
+    data = api.solution_data(spec)
+    output = run_script(api.export_torch(spec), tmp_path)
     printed = printed_numbers(output)
-    expected = expected_numbers(data, load_spec(example).output_names)
+    expected = expected_numbers(data, spec.output_names)
     assert set(printed) == set(expected)
     wrong = {k: (printed[k], v) for k, v in expected.items() if not close(printed[k], v)}
     assert not wrong
@@ -110,17 +111,23 @@ def test_every_exported_script_prints_the_worked_solution(example, tmp_path):
         assert close(float(final.pop("loss on all examples")), data["final"]["loss"])
         assert {k: close(float(final[k]), v) for k, v in data["final"]["parameters"].items()} \
             == dict.fromkeys(data["final"]["parameters"], True)
+    return output
 
 
-def test_what_pytorch_cannot_apply_is_one_line():
-    """nn.Dropout draws its masks at random: a spec's fixed masks cannot be exported."""
-    unsupported = [p for p in SPECS if p not in EXAMPLES]
-    assert [p.stem for p in unsupported] == ["cnn_batchnorm_dropout"]
-    result = CliRunner().invoke(main, ["export-torch", str(unsupported[0])])
-    assert result.exit_code == 2
-    assert result.output.strip().endswith(
-        "layers[3]: mode eval to write the layer in PyTorch (nn.Dropout draws a new mask at "
-        "every forward pass: it cannot apply the spec's fixed masks)")
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
+def test_every_exported_script_prints_the_worked_solution(example, tmp_path):
+    check_script(example, tmp_path)
+
+
+def test_dropout_in_train_mode_is_written_with_the_spec_masks():
+    """nn.Dropout draws its masks at random: the script's FixedDropout applies the spec's,
+    defined once, with a comment saying why."""
+    text = api.export_torch(ROOT / "examples" / "cnn_batchnorm_dropout.toml")
+    assert "FixedDropout(0.5, [[1, 0, 0, 0, 1, 1, 1, 0]], seed=6))" in text
+    assert text.count("class FixedDropout(nn.Module):") == 1
+    assert "nn.Dropout would draw new masks at every forward pass" in text
+    assert "use_examples" not in text  # one step on every example: all the masks at once
+    compile(text, "check.py", "exec")
 
 
 def test_the_course_script_reads_like_the_course(tmp_path):
@@ -235,6 +242,143 @@ def test_to_toml_keeps_any_text_inert():
     assert tomllib.loads(to_toml(document)) == document
     scheduled = api.solve(COURSE, steps=3).spec
     assert tomllib.loads(api.to_toml(scheduled))["training"]["steps"] == 3
+
+
+# ---------------------------------------------------------------------------
+# Dropout in train mode both ways: the script's FixedDropout applies the spec's masks
+
+
+# (examples, training settings): one example; several in one step; one at a time;
+# mini-batches of two over two epochs
+DROPOUT_RUNS = [(1, {}), (3, {}), (3, {"batch_size": 1, "steps": 4}),
+                (4, {"batch_size": 2, "epochs": 2})]
+
+
+def dropout_mlp(rng: random.Random, examples: int, training: dict, masks: str) -> dict:
+    """A random MLP spec with a dropout layer in train mode after its hidden layer, its
+    masks ``"seed"``-drawn, ``"given"`` one per example (not all alike), or ``"one"`` for all."""
+    n_in, hidden, outputs = rng.randint(1, 3), rng.randint(2, 4), rng.randint(1, 3)
+
+    def numbers(*shape):
+        return np.round(np.array([rng.uniform(-1, 1) for _ in range(int(np.prod(shape)))])
+                        .reshape(shape), 2).tolist()
+
+    p = rng.choice([0.25, 0.5, 0.6])
+    dropout = {"type": "dropout", "p": p}
+    if masks == "seed":  # a seed that gives the examples different masks
+        dropout["seed"] = next(s for s in range(rng.randrange(100), 1000) if examples == 1
+                               or len({tuple(m) for m in drawn_masks(s, p, examples, hidden)}) > 1)
+    elif masks == "one":
+        dropout["mask"] = [rng.randint(0, 1) for _ in range(hidden)]
+    else:
+        while True:
+            dropout["mask"] = [[rng.randint(0, 1) for _ in range(hidden)] for _ in range(examples)]
+            if examples == 1 or len({tuple(m) for m in dropout["mask"]}) > 1:
+                break
+    activation, loss = rng.choice([("sigmoid", "half_squared_error"),
+                                   ("softmax", "cross_entropy"), ("identity", "squared_error")])
+    if activation == "softmax" and outputs == 1:
+        outputs = 2
+    targets = [[1.0 if j == rng.randrange(outputs) else 0.0 for j in range(outputs)]
+               for _ in range(examples)] if activation == "softmax" else [
+        [round(rng.uniform(0, 1), 2) for _ in range(outputs)] for _ in range(examples)]
+    return {
+        "title": "random dropout MLP", "inputs": {"size": n_in},
+        "examples": [{"inputs": x, "targets": t} for x, t in zip(numbers(examples, n_in), targets)],
+        "layers": [{"type": "dense", "units": hidden, "activation": rng.choice(["tanh", "relu",
+                                                                                 "sigmoid"]),
+                    "weights": numbers(hidden, n_in), "biases": numbers(hidden)},
+                   dropout,
+                   {"type": "dense", "units": outputs, "activation": activation,
+                    "weights": numbers(outputs, hidden), "biases": numbers(outputs)}],
+        "loss": {"type": loss},
+        "training": {"learning_rate": 0.5, "momentum": rng.choice([0.0, 0.9]), **training}}
+
+
+@pytest.mark.parametrize("masks", ["seed", "given", "one"])
+@pytest.mark.parametrize("run", range(len(DROPOUT_RUNS)),
+                         ids=["one-example", "batch", "one-at-a-time", "mini-batch"])
+def test_dropout_mlps_exported_print_the_solution_and_read_back(run, masks, tmp_path):
+    """PyTorch's autograd on the script's FixedDropout gives the worked solution's numbers,
+    each example with its own mask whichever way the script feeds them; the script's model
+    reads back to the same spec."""
+    examples, training = DROPOUT_RUNS[run]
+    rng = random.Random(f"{run} {masks}")
+    spec = spec_from_dict(dropout_mlp(rng, examples, training, masks), "random")
+    layer = spec.layers[1]
+    if masks != "one" and examples > 1:  # pairing masks with examples matters here
+        assert len({tuple(m) for m in layer.masks}) > 1
+    output = check_script(spec, tmp_path)
+    assert ("use_examples(batch)" in api.export_torch(spec)) == bool(training)
+    assert "frozen" not in output
+    namespace = runpy.run_path(str(tmp_path / "check.py"), run_name="check")
+    back = read_back(spec, namespace)
+    assert dataclasses.replace(back, source=spec.source) == spec
+    assert back.layers[1].seed == layer.seed and back.layers[1].masks == layer.masks
+    assert spec_from_dict(tomllib.loads(to_toml(back)), spec.source) == spec
+
+
+def test_dropout_masks_edited_in_the_script_read_as_given_masks(tmp_path):
+    """A seed is read back only when it draws the module's masks: edited, they are given."""
+    spec = spec_from_dict(dropout_mlp(random.Random(1), 2, {}, "seed"), "random")
+    namespace = runpy.run_path(str(tmp_path / "check.py"), run_name="check") if (
+        tmp_path / "check.py").write_text(api.export_torch(spec)) else None
+    module = namespace["model"].drop1[0]
+    with torch.no_grad():
+        module.masks[1] = 1 - module.masks[1]
+    back = read_back(spec, namespace)
+    assert back.layers[1].seed is None
+    assert back.layers[1].masks == [spec.layers[1].masks[0],
+                                    [1 - m for m in spec.layers[1].masks[1]]]
+    namespace["model"].eval()  # FixedDropout in eval mode is the identity, as nn.Dropout
+    assert read_back(spec, namespace).layers[1].mode == "eval"
+
+
+def fixed_dropout_class(tmp_path):
+    """The FixedDropout class of an exported script, as a lecturer copies it."""
+    spec = load_spec(ROOT / "examples" / "cnn_batchnorm_dropout.toml")
+    (tmp_path / "net.py").write_text(api.export_torch(spec))
+    return runpy.run_path(str(tmp_path / "net.py"), run_name="net")["FixedDropout"]
+
+
+def test_a_model_with_fixed_dropout_gives_pytorchs_gradients(tmp_path):
+    """PyTorch → spec → explain: a model written with FixedDropout reads with its masks,
+    and the worked solution has PyTorch's loss, gradients and update."""
+    fixed = fixed_dropout_class(tmp_path)
+    torch.manual_seed(5)
+    masks = [[1, 0, 1, 1], [0, 1, 1, 0], [1, 1, 0, 1]]
+    model = nn.Sequential(nn.Linear(2, 4), nn.Tanh(), fixed(0.25, masks),
+                          nn.Linear(4, 2)).double()
+    x = torch.rand(3, 2, dtype=torch.float64)
+    t = torch.tensor([0, 1, 1])
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.3, momentum=0.9)
+    spec = api.from_torch(model, x, t, loss=nn.CrossEntropyLoss(), optimizer=optimizer)
+    assert spec.document["layers"][1] == {"type": "dropout", "p": 0.25, "mask": masks}
+    data = compare_with_solution(spec, model, *torch_step(model, nn.CrossEntropyLoss(), x, t,
+                                                           optimizer))
+    check_export(spec, data, tmp_path)
+
+
+@pytest.mark.parametrize("build, expected", [
+    (lambda fixed: fixed(0.5, [[1, 0], [0, 1], [1, 1]]),  # three masks, two examples
+     "a model that runs on inputs of shape (2, 2) (RuntimeError: The size of tensor a (2)"),
+    (lambda fixed: fixed(0.5, [1, 0]),  # one mask, not one per example
+     "1 (nn.FixedDropout): a FixedDropout(p, masks) as export-torch writes it"),
+    (lambda fixed: fixed(0.5, [[1, 0.5], [1, 1]]),
+     "1 (nn.FixedDropout) read as layers[1].mask[0]: 0 (dropped) or 1 (kept) for every unit, "
+     "got 0.5 at position 2"),
+    (lambda fixed: fixed(-0.1, [[1, 0], [0, 1]]),
+     "1 (nn.FixedDropout) read as layers[1].p: a drop probability in [0, 1), got -0.1"),
+    (lambda fixed: type("FixedDropout", (nn.Identity,), {})(),
+     "1 (nn.FixedDropout): a FixedDropout(p, masks) as export-torch writes it"),
+])
+def test_a_fixed_dropout_that_cannot_be_read_is_one_line(build, expected, tmp_path):
+    fixed = fixed_dropout_class(tmp_path)  # (the script sets float64 as torch's default)
+    model = nn.Sequential(nn.Linear(2, 2), build(fixed), nn.Linear(2, 2))
+    with pytest.raises(SpecError) as error:
+        api.from_torch(model, torch.rand(2, 2), torch.rand(2, 2), loss=nn.MSELoss(),
+                       learning_rate=0.1)
+    assert expected in str(error.value) and "\n" not in str(error.value), str(error.value)
 
 
 # ---------------------------------------------------------------------------
@@ -379,7 +523,8 @@ def test_the_random_networks_cover_every_module_read():
         seen |= {type(m).__name__ for m in model} | {
             f"Conv2d stride {model[0].stride[0]} padding {model[0].padding[0]} channels "
             f"{model[0].in_channels} bias {model[0].bias is not None}"}
-    assert set(supported_modules()) | {"LogSoftmax"} <= seen
+    # FixedDropout, the exported script's own module, is read in the dropout tests above
+    assert set(supported_modules()) - {"FixedDropout"} | {"LogSoftmax"} <= seen
     assert {"Conv2d stride 2 padding 1", "channels 2", "bias False"} <= {
         part for name in seen for part in re.findall(r"Conv2d stride \d padding \d|channels \d|"
                                                       r"bias \w+", name)}

@@ -26,7 +26,9 @@ methods and never ask which kind a layer is.
   ``torch_parameters`` which tensor of the module holds which parameter block and
   ``parameter_blocks`` their names; ``torch_modules`` the module (and its activation) as
   code, ``torch_block`` the attribute the course names its block with (``fc`` → fc1), or
-  ``torch_view`` the forward statement that writes it without a module (flatten).
+  ``torch_view`` the forward statement that writes it without a module (flatten);
+  ``torch_definitions`` the code of a module class of its own the script defines, and
+  ``torch_per_example`` whether that module applies data of each example.
 
 A new kind: a module here with a registered dataclass, its template fragment and phrase
 files in templates/layers/; nothing else changes (see the README).
@@ -270,6 +272,17 @@ class Layer:
     def buffer_blocks(self) -> dict[str, list[str]]:
         """{spec key of ``torch_buffers``: the names of the layer's buffers in it}."""
         return {}
+
+    def torch_definitions(self) -> list[str]:
+        """Templates (templates/…) of the code the script defines before MyNet for its
+        module (a class of the kind's own), included once however many layers use them."""
+        return []
+
+    @property
+    def torch_per_example(self) -> bool:
+        """Whether its module applies data of each example (dropout's masks): it then has an
+        ``examples`` attribute, which the script sets to the examples of each mini-batch."""
+        return False
 
     def torch_unsupported(self) -> str | None:
         """Why the layer, as the spec sets it, cannot be written in PyTorch (what is

@@ -9,8 +9,13 @@ from a seed (numpy.random.default_rng(seed): a unit is dropped when its uniform 
 example (example_constant leaves); SymPy's chain rule then gives the dropped units'
 inputs a gradient of 0, which the worked solution shows.
 
+In PyTorch, eval mode is nn.Dropout(p).eval(); train mode is the exported script's
+FixedDropout(p, masks) (templates/layers/dropout.torch.py.j2), nn.Dropout with the spec's
+masks, which import-torch reads back; a plain nn.Dropout in train mode cannot be read.
+
 Everything particular to dropout is here: the spec table, the masks, the nodes, the NumPy
-kernel, the worked solution's parts (templates/layers/dropout.j2) and the figure.
+kernel, the worked solution's parts (templates/layers/dropout.j2), the figure and the
+PyTorch module.
 """
 
 from __future__ import annotations
@@ -29,6 +34,16 @@ from .base import Layer, Part, register
 
 OUTPUT = "dropout_output"  # the graph's node kind of a unit after dropout
 MODES = ("train", "eval")
+FIXED = "FixedDropout"  # the exported script's module of a train-mode layer
+MODULE_INDENT = 12  # where a module starts in MyNet's nn.Sequential (torch_script.py.j2)
+LINE = 88  # longer, the script's masks are written one example's per line
+
+
+def drawn_masks(seed: int, p: float, count: int, size: int) -> list[list[int]]:
+    """The masks of ``count`` examples the seed draws: a unit is dropped (0) when its
+    uniform draw in [0, 1) is below p."""
+    draws = np.random.default_rng(seed).random((count, size))
+    return (draws >= p).astype(int).tolist()
 
 
 @register("dropout")
@@ -39,7 +54,9 @@ class DropoutLayer(Layer):
     p: float
     mode: str
     seed: int | None
-    given_masks: object  # the spec's mask(s) as read, resolved once the examples are known
+    # the spec's mask(s) as read, resolved into ``masks`` once the examples are known: one
+    # mask for all or the same one per example is the same layer
+    given_masks: object = field(compare=False)
     output_names: list[str]
     mask_names: list[str]
     p_name: str
@@ -96,8 +113,7 @@ class DropoutLayer(Layer):
         if not self.train:
             return
         if self.given_masks is None:
-            draws = np.random.default_rng(self.seed).random((count, self.size))
-            self.masks = (draws >= self.p).astype(int).tolist()
+            self.masks = drawn_masks(self.seed, self.p, count, self.size)
             return
         shape = infer_shape(self.given_masks)
         per_example = shape[:1] == (count,) and len(shape) == len(self.in_shape) + 1
@@ -202,11 +218,13 @@ class DropoutLayer(Layer):
         return out
 
     # PyTorch -----------------------------------------------------------------
-    torch_classes = ("Dropout",)
+    torch_classes = ("Dropout", FIXED)
     torch_block = "drop"
 
     @classmethod
     def torch_table(cls, module, place):
+        if type(module).__name__ == FIXED:
+            return cls._fixed_table(module, place)
         only_defaults(module, place, inplace=False)
         if module.training:
             place.fail("nn.Dropout in eval mode (model.eval()): in train mode it draws a new "
@@ -214,14 +232,46 @@ class DropoutLayer(Layer):
                        "example (give it in the spec: mask or seed)")
         return {"type": "dropout", "p": float(module.p), "mode": "eval"}
 
-    def torch_unsupported(self):
-        if self.train:
-            return ("mode eval to write the layer in PyTorch (nn.Dropout draws a new mask at "
-                    "every forward pass: it cannot apply the spec's fixed masks)")
-        return None
+    @classmethod
+    def _fixed_table(cls, module, place):
+        """The exported script's FixedDropout: its masks, or the seed that draws them."""
+        masks = getattr(module, "masks", None)
+        if not isinstance(getattr(module, "p", None), (int, float)) or not hasattr(
+                masks, "tolist") or masks.dim() < 2:
+            place.fail(f"a {FIXED}(p, masks) as export-torch writes it (p a number, masks a "
+                       f"buffer with one mask per example)")
+        if not module.training:
+            return {"type": "dropout", "p": float(module.p), "mode": "eval"}
+        values = masks.detach().cpu().numpy()
+        if np.isin(values, (0, 1)).all():  # 0/1 as integers; other values fail in the spec
+            values = values.astype(int)
+        table = {"type": "dropout", "p": float(module.p)}
+        seed = getattr(module, "seed", None)
+        flat = values.reshape(len(values), -1).tolist()
+        if isinstance(seed, int) and flat == drawn_masks(seed, float(module.p), *values.shape[:1],
+                                                         values[0].size):
+            return dict(table, seed=seed)
+        same = all(np.array_equal(mask, values[0]) for mask in values)
+        return dict(table, mask=(values[0] if same else values).tolist())
 
     def torch_modules(self):
-        return [f"nn.Dropout({self.p!r}).eval()"]
+        if not self.train:
+            return [f"nn.Dropout({self.p!r}).eval()"]
+        head = f"{FIXED}({self.p!r}, "
+        masks = np.reshape(self.masks, (len(self.masks),) + self.in_shape).tolist()
+        seed = f", seed={self.seed!r}" if self.seed is not None else ""
+        literal = str(masks)
+        if MODULE_INDENT + len(head) + len(literal) + len(seed) + 2 > LINE:
+            literal = "[" + (",\n" + " " * (MODULE_INDENT + len(head) + 1)).join(
+                map(str, masks)) + "]"
+        return [head + literal + seed + ")"]
+
+    def torch_definitions(self):
+        return ["layers/dropout.torch.py.j2"] if self.train else []
+
+    @property
+    def torch_per_example(self):
+        return self.train
 
     # Diagram -----------------------------------------------------------------
     def draw(self, sketch):
