@@ -69,7 +69,9 @@ class Call:
 
     @property
     def label(self) -> str:
-        return f"{self.name or 'the model'} (nn.{self.type_name})"
+        """``fc1 (nn.Linear)``; a class of the script's own (FixedDropout) without ``nn.``."""
+        own = not type(self.module).__module__.startswith("torch.")
+        return f"{self.name or 'the model'} ({'' if own else 'nn.'}{self.type_name})"
 
 
 @dataclass

@@ -363,14 +363,14 @@ def test_a_model_with_fixed_dropout_gives_pytorchs_gradients(tmp_path):
     (lambda fixed: fixed(0.5, [[1, 0], [0, 1], [1, 1]]),  # three masks, two examples
      "a model that runs on inputs of shape (2, 2) (RuntimeError: The size of tensor a (2)"),
     (lambda fixed: fixed(0.5, [1, 0]),  # one mask, not one per example
-     "1 (nn.FixedDropout): a FixedDropout(p, masks) as export-torch writes it"),
+     "1 (FixedDropout): a FixedDropout(p, masks) as export-torch writes it"),
     (lambda fixed: fixed(0.5, [[1, 0.5], [1, 1]]),
-     "1 (nn.FixedDropout) read as layers[1].mask[0]: 0 (dropped) or 1 (kept) for every unit, "
+     "1 (FixedDropout) read as layers[1].mask[0]: 0 (dropped) or 1 (kept) for every unit, "
      "got 0.5 at position 2"),
     (lambda fixed: fixed(-0.1, [[1, 0], [0, 1]]),
-     "1 (nn.FixedDropout) read as layers[1].p: a drop probability in [0, 1), got -0.1"),
+     "1 (FixedDropout) read as layers[1].p: a drop probability in [0, 1), got -0.1"),
     (lambda fixed: type("FixedDropout", (nn.Identity,), {})(),
-     "1 (nn.FixedDropout): a FixedDropout(p, masks) as export-torch writes it"),
+     "1 (FixedDropout): a FixedDropout(p, masks) as export-torch writes it"),
 ])
 def test_a_fixed_dropout_that_cannot_be_read_is_one_line(build, expected, tmp_path):
     fixed = fixed_dropout_class(tmp_path)  # (the script sets float64 as torch's default)
