@@ -320,15 +320,21 @@ _GREEK = {r"\alpha": "α", r"\beta": "β", r"\gamma": "γ", r"\delta": "δ",
           r"\Sigma": "Σ", r"\Phi": "Φ", r"\Psi": "Ψ", r"\Omega": "Ω"}
 
 
+# One pass over a name for every Greek command, the longest first (\varepsilon, \epsilon).
+_GREEK_COMMAND = re.compile(
+    "(" + "|".join(re.escape(command) for command in sorted(_GREEK, key=len, reverse=True))
+    + r")(?![A-Za-z])\s*")
+_DIGIT_INDEX = re.compile(r"_\{?(\d+)\}?(?![\d,])")
+
+
+@lru_cache(maxsize=4096)
 def text_name(name: str) -> str:
     """A name as readable text: Greek letters as letters, a subscript or superscript of
     digits only as Unicode digits (v_1 → v₁, x_{12} → x₁₂); any other index kept as
     written (out_{o1}), since it is what one types."""
-    for command, letter in sorted(_GREEK.items(), key=lambda item: -len(item[0])):
-        name = re.sub(re.escape(command) + r"(?![A-Za-z])\s*", letter, name)
-    name = re.sub(r"_\{?(\d+)\}?(?![\d,])", lambda m: m.group(1).translate(_SUBSCRIPT_DIGITS),
-                  name)
-    return name
+    if "\\" in name:
+        name = _GREEK_COMMAND.sub(lambda m: _GREEK[m.group(1)], name)
+    return _DIGIT_INDEX.sub(lambda m: m.group(1).translate(_SUBSCRIPT_DIGITS), name)
 
 
 class TextPrinter(StrPrinter):

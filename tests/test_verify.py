@@ -655,3 +655,13 @@ def test_a_filled_sheet_with_several_examples_is_verified_against_its_spec(tmp_p
     assert {v for v in verdicts.values()} == {("correct", None)}
     assert len(verdicts) == len(truth) - 1
     assert "E" in verdicts and "E'" in verdicts  # the step's loss before and after
+
+
+@pytest.mark.parametrize("name, text", [
+    (r"\varepsilon_{12}", "ε₁₂"), (r"\epsilon_1", "ε₁"), (r"\eta", "η"), (r"\Theta_3", "Θ₃"),
+    (r"\beta \gamma", "βγ"), (r"\etaX", r"\etaX"), ("out_{o1}", "out_{o1}"),
+    ("w_{1,2}", "w_{1,2}"), ("x_7", "x₇"), (r"\phi_{10}'", "φ₁₀'"),
+])
+def test_text_name_writes_greek_commands_and_digit_indices_as_characters(name, text):
+    from backprop_explain.notation import text_name
+    assert text_name(name) == text
