@@ -82,13 +82,19 @@ def assert_same(chunked, whole):
     # follow the rounding of z (BLAS sums a chunk's products in its own order)
     np.testing.assert_allclose(chunked.terms, whole.terms, rtol=1e-13, atol=1e-13)
     assert [set(a) for a in chunked.layers] == [set(a) for a in whole.layers]
+    # A gradient cell is a sum over the batch and the map: one that nearly cancels (−0.034
+    # out of cells near 50) keeps the rounding of the largest terms, which follows the order
+    # BLAS sums a chunk in (it differs between builds): its error is relative to them.
+    scale = max((float(np.abs(a).max(initial=0.0)) for layer in whole.layers
+                 for a in layer.values()), default=0.0)
+    atol = max(1e-15, 1e-14 * scale)
     for mine, theirs in zip(chunked.layers, whole.layers):
         for role in theirs:
-            np.testing.assert_allclose(mine[role], theirs[role], rtol=1e-13, atol=1e-15)
+            np.testing.assert_allclose(mine[role], theirs[role], rtol=1e-13, atol=atol)
     assert chunked.values.keys() == whole.values.keys()
     if whole.layer_gradients is not None:
         for name, g in whole.gradients.items():
-            np.testing.assert_allclose(chunked.gradients[name], g, rtol=1e-12, atol=1e-15)
+            np.testing.assert_allclose(chunked.gradients[name], g, rtol=1e-12, atol=atol)
     if whole.input_gradient is not None:
         np.testing.assert_allclose(chunked.input_gradient, whole.input_gradient, rtol=1e-13,
                                    atol=1e-16)
