@@ -15,7 +15,7 @@ derivative of its expression.
 
 from __future__ import annotations
 
-import numpy as np
+from .lazy import numpy as np  # executed at first use: lazy.py
 import sympy as sp
 
 ACTIVATIONS: dict[str, "Activation"] = {}

@@ -26,12 +26,11 @@ import math
 import re
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
-from xml.sax.saxutils import escape
 
-import numpy as np
+from .lazy import numpy as np  # executed at first use: lazy.py
 
 from .notation import NumberFormat
-from .escaping import tex_escape
+from .escaping import svg_text, tex_escape
 
 PX_PER_CM = 48  # SVG user units per centimetre
 PT = 2.54 / 72.27  # centimetres per TeX point
@@ -127,13 +126,13 @@ class Label:
             if position:
                 attrs += f' font-size="{round(SCRIPT * size, 2):g}"'
             if not attrs:
-                out.append(escape(text))
+                out.append(svg_text(text))
                 continue
             # spaces outside the tspan: a viewer (librsvg) drops them from a moved tspan
             core = text.strip(" ") or "\u200b"  # a zero-width space carries a lone dy
             lead = text[:len(text) - len(text.lstrip(" "))]
             trail = text[len(lead) + len(text.strip(" ")):]
-            out.append(f"{lead}<tspan{attrs}>{escape(core)}</tspan>{trail}")
+            out.append(f"{lead}<tspan{attrs}>{svg_text(core)}</tspan>{trail}")
         return "".join(out)
 
 

@@ -2,7 +2,7 @@
 
 The escapers of LaTeX and Markdown text (``tex_escape``, ``md_escape``, ``md_code``; Jinja2
 filters of the same names, templating.py) live here; Moodle's HTML is escaped by Jinja2's
-autoescape, SVG text by ``xml.sax.saxutils.escape`` (drawing.py) and XML by ElementTree
+autoescape, SVG text by ``svg_text`` (drawing.py) and XML by ElementTree
 (moodle.py). What they share is here too: control characters (a newline that would end a
 Markdown table row, ESC sequences on a terminal, the code points XML 1.0 forbids:
 U+0000–U+001F but tab and newline, U+FFFE, U+FFFF, lone surrogates) are replaced by
@@ -11,6 +11,7 @@ U+FFFD before any of them runs. The README's table says which strings reach whic
 
 from __future__ import annotations
 
+import html
 import re
 
 REPLACEMENT = "\ufffd"
@@ -27,6 +28,12 @@ def visible(text, replacement: str = REPLACEMENT) -> str:
 def xml_chars(text) -> str:
     """``text`` with the characters XML 1.0 cannot carry replaced (tab and newline kept)."""
     return _XML_FORBIDDEN.sub(REPLACEMENT, str(text))
+
+
+def svg_text(text) -> str:
+    """``text`` as the character data of an SVG (XML) element: ``&``, ``<``, ``>`` escaped.
+    (What ``xml.sax.saxutils.escape`` does, without importing ``urllib`` and ``http``.)"""
+    return html.escape(text, quote=False)
 
 
 def md_code(text) -> str:

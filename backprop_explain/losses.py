@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
+from .lazy import numpy as np  # executed at first use: lazy.py
 import sympy as sp
 
 from .activations import SoftmaxOf, log_sum_exp, product, sigmoid, softplus

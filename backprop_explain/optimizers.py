@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
+from .lazy import numpy as np  # executed at first use: lazy.py
 import sympy as sp
 
 from .keys import state_key, updated_key

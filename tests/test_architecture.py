@@ -13,6 +13,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -37,7 +39,7 @@ STAGE_MODULES = {
     "output", "page", "pdf", "sheet", "sheet_spec", "slides", "spec", "spec_toml", "steps",
     "torch_export", "torch_import", "training", "verify",
 }
-LOW_MODULES = {"drawing", "errors", "escaping", "intervals", "keys", "limits", "mathml",
+LOW_MODULES = {"drawing", "errors", "escaping", "intervals", "keys", "lazy", "limits", "mathml",
                "nodes", "notation", "partials", "progress", "templating", "validate"}
 REGISTRIES = {"activations", "losses", "optimizers"}  # one entry per name: names allowed
 
@@ -141,6 +143,20 @@ def test_torch_is_imported_by_torch_import_alone_and_lazily():
                 importers.append(path.name)
                 assert node not in tree.body, f"{path.name} imports torch at module level"
     assert set(importers) == {"torch_import.py"}
+
+
+def test_numpy_is_imported_at_first_use_only():
+    """`keys` of an MLP (and checking a spec) compute with no array: NumPy is not executed.
+    A module that imported it at its top (or ``from numpy… import``) would undo this."""
+    code = ("import sys; from backprop_explain.verify import keys_listing; "
+            "keys_listing(sys.argv[1]); "
+            "print(sorted(m for m in sys.modules if m.startswith('numpy.')))")
+    spec = str(PACKAGE.parent / "examples" / "mlp_3_2_2_cross_entropy.toml")
+    run = subprocess.run([sys.executable, "-c", code, spec], capture_output=True, text=True,
+                         check=True)
+    assert run.stdout.strip() == "[]"
+    from backprop_explain.lazy import numpy as lazy_numpy
+    assert lazy_numpy.zeros(2).tolist() == [0.0, 0.0]  # the real module once used
 
 
 def kind_and_entry_names() -> set[str]:

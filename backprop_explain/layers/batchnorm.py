@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
+from ..lazy import numpy as np  # executed at first use: lazy.py
 import sympy as sp
 
 from ..activations import ACTIVATIONS

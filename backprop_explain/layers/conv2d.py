@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
+from ..lazy import numpy as np  # executed at first use: lazy.py
 
 from ..activations import ACTIVATIONS
 from ..nodes import PARAMETER, PRE_ACTIVATION

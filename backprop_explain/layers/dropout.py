@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-import numpy as np
+from ..lazy import numpy as np  # executed at first use: lazy.py
 import sympy as sp
 
 from ..drawing import number_label

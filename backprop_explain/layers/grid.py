@@ -20,10 +20,8 @@ superscript ^{(#l)} for every layer but the first (f^{(2)}_{#r,#s}, …).
 
 from __future__ import annotations
 
-import numpy as np
-from numpy.lib.stride_tricks import as_strided
-
 from ..keys import local_key
+from ..lazy import numpy as np  # executed at first use: lazy.py
 from ..notation import Equation, grid_name, name_base, partial, partial_inline, primed, tex
 from ..templating import fill
 from ..validate import Place, expand_names, infer_shape
@@ -148,7 +146,7 @@ def windows_view(x, kernel, stride):
         view = np.ndarray(shape, x.dtype, x, 0, strides)
         view.flags.writeable = False
         return view
-    return as_strided(x, shape, strides, writeable=False)
+    return np.lib.stride_tricks.as_strided(x, shape, strides, writeable=False)
 
 
 def offset_views(x, kernel, stride, out_hw) -> list:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
+from ..lazy import numpy as np  # executed at first use: lazy.py
 import sympy as sp
 
 from ..keys import local_key
