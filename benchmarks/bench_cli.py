@@ -9,8 +9,9 @@ bytecode, as in an installed package (pip compiles it at install): a warm-up run
 command writes it to a temporary ``PYTHONPYCACHEPREFIX``, whatever
 ``PYTHONDONTWRITEBYTECODE`` says. ``--from-source``: compile every module at every run
 instead (a checkout under ``PYTHONDONTWRITEBYTECODE=1``; about 70 ms more per command).
-Two reference lines: a Python process that imports nothing of ours, and one that imports
-SymPy (the floor of every command that derives). The commands: --help, --version,
+Three reference lines: a Python process that imports nothing of ours, one that imports
+SymPy, and one that also imports click and makes SymPy's first sum of products (which
+imports sympy.tensor and sympy.combinatorics): the floor of every command that derives. The commands: --help, --version,
 keys and explain of the bundled course example, explain of the CNN examples, and
 explain --format json of generated MLPs 16-16-16 and 32-32-32 (benchmarks/bench_derivation.py
 makes them).
@@ -57,7 +58,11 @@ def commands(specs: Path, quick: bool) -> list[tuple[str, list[str]]]:
 
 
 REFERENCES = [("(python, nothing imported)", ["-c", "pass"]),
-              ("(python -c 'import sympy')", ["-c", "import sympy"])]
+              ("(python -c 'import sympy')", ["-c", "import sympy"]),
+              # what any derivation pays before our code: the CLI's click, and the modules
+              # SymPy imports at its first sum of products (sympy.tensor, combinatorics)
+              ("(+ click, SymPy's first sum)",
+               ["-c", "import click, sympy; x, y = sympy.symbols('x y'); x + x * y"])]
 
 
 def run(root: Path, argv: list[str], timeout: float | None, env: dict | None = None,
