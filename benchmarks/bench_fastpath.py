@@ -16,6 +16,8 @@ ReLU → max pool 2 → dense 10 (softmax + cross-entropy), measured in this one
   checking the spec, then compiling), best and median of the rounds;
 - the peak memory of one pass (tracemalloc: what NumPy allocates; the same for the
   baseline; the input batch itself is allocated before and not counted);
+- the MLP's two products with its weights alone (x·Wᵀ and δᵀ·x), NumPy's BLAS against
+  PyTorch's: the floor under the MLP's ratio, whatever the fast path does around them;
 - per-example symbolic evaluation (the naive way: NumericGraph forward, local partials
   and backward sweep, once per example) as a ratio, unless ``--no-symbolic``. Building the
   SymPy graph of the full networks takes too long, so that time is MEASURED on smaller
@@ -259,8 +261,28 @@ def worker(args):
             print(line)
         print(f"  (input batch of 1024: {1024 * 8 * int(np.prod(this.input_shape)) / 2 ** 20:.1f}"
               f" MB; load average now {load()})")
+    if torch:
+        blas_products(np, torch, args.rounds, rng)
     if args.symbolic:
         symbolic_comparison(np, contenders["this"], networks, rng)
+
+
+def blas_products(np, torch, rounds, rng):
+    """The MLP's two products with its 256×784 weights alone (forward x·Wᵀ, weight
+    gradient δᵀ·x), NumPy's BLAS against PyTorch's: the floor of the MLP's ratio, whatever
+    the fast path does around them."""
+    print("\nthe MLP's products alone, x @ W.T then d.T @ x (float64), ms, best and median "
+          f"of {rounds} rounds")
+    print(f"  {'batch':>5} {'numpy best':>12}{'median':>10}{'torch best':>12}{'median':>10}"
+          f"{'numpy/torch':>12}")
+    w = rng.normal(0, 1, (256, 784))
+    for size in BATCHES[1:]:
+        x, d = rng.normal(0, 1, (size, 784)), rng.normal(0, 1, (size, 256))
+        tx, tw, td = (torch.from_numpy(a) for a in (x, w, d))
+        times = timed_in_turns({"numpy": lambda: (x @ w.T, d.T @ x),
+                                "torch": lambda: (tx @ tw.T, td.T @ tx)}, rounds)
+        print(f"  {size:>5} {best_median(times['numpy'])} {best_median(times['torch'])} "
+              f"{min(times['numpy']) / min(times['torch']):10.2f}x")
 
 
 # ---------------------------------------------------------------------------
