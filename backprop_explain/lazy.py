@@ -4,28 +4,31 @@ Each layer kind, activation, loss and optimizer keeps its NumPy forward and back
 its symbolic form (STYLE.md), so those modules name NumPy at their top. Commands that never
 compute with arrays (``keys``, reading and checking a spec) would still pay NumPy's import
 (about 60 ms, a fifth of ``keys``) for nothing. ``from .lazy import numpy as np`` gives them
-the module as importlib's documented lazy import: the real ``numpy`` is executed at the first
-attribute access (``np.zeros``), after which the module is the ordinary one. If NumPy is
-already imported (a notebook, PyTorch), that module is used as it is.
+a stand-in: the first attribute read (``np.zeros``) imports the real ``numpy``, copies its
+names into the stand-in and makes it a plain module, so that every later read is an
+ordinary module lookup. This is what importlib's ``LazyLoader`` does, without putting a
+stand-in in ``sys.modules`` (whoever imports ``numpy`` gets the real module) and without
+its race between threads on Python 3.11: the import is made once, under the import
+system's lock, by ``importlib.import_module``.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import sys
+import importlib
+import types
 
 
-def lazy_module(name: str):
-    """The module ``name``, executed only when one of its attributes is first read."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.find_spec(name)
-    loader = importlib.util.LazyLoader(spec.loader)
-    spec.loader = loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    loader.exec_module(module)
-    return module
+class Deferred(types.ModuleType):
+    """A module imported at the first read of one of its attributes."""
+
+    def __getattr__(self, attribute: str):
+        # the first read: import, copy the names (the module's own __getattr__ too, which
+        # makes NumPy's submodules on demand), then become a plain module, whose reads are
+        # as fast as the real one's (this hook would slow every read fourfold)
+        module = importlib.import_module(self.__name__)
+        self.__dict__.update(module.__dict__)
+        self.__class__ = types.ModuleType
+        return getattr(module, attribute)
 
 
-numpy = lazy_module("numpy")
+numpy = Deferred("numpy")

@@ -150,13 +150,38 @@ def test_numpy_is_imported_at_first_use_only():
     A module that imported it at its top (or ``from numpy… import``) would undo this."""
     code = ("import sys; from backprop_explain.verify import keys_listing; "
             "keys_listing(sys.argv[1]); "
-            "print(sorted(m for m in sys.modules if m.startswith('numpy.')))")
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'numpy'))")
     spec = str(PACKAGE.parent / "examples" / "mlp_3_2_2_cross_entropy.toml")
     run = subprocess.run([sys.executable, "-c", code, spec], capture_output=True, text=True,
                          check=True)
     assert run.stdout.strip() == "[]"
     from backprop_explain.lazy import numpy as lazy_numpy
     assert lazy_numpy.zeros(2).tolist() == [0.0, 0.0]  # the real module once used
+
+
+def test_a_deferred_module_is_the_real_one_from_its_first_read_in_any_thread():
+    """Threads reading a stand-in's first attribute at once all get the real thing; it is
+    then a plain module (reads at full speed) and on-demand submodules still come."""
+    import threading
+    import types
+
+    from backprop_explain.lazy import Deferred
+    stand_in = Deferred("numpy")
+    start, results = threading.Barrier(8), []
+
+    def read():
+        start.wait()
+        results.append(stand_in.arange(4).sum())
+    threads = [threading.Thread(target=read) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [6] * 8
+    assert type(stand_in) is types.ModuleType
+    assert stand_in.ndarray is np.ndarray and stand_in.linalg.norm([3.0, 4.0]) == 5.0
+    with pytest.raises(AttributeError):
+        stand_in.no_such_name
 
 
 def kind_and_entry_names() -> set[str]:
