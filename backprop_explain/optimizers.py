@@ -11,8 +11,8 @@ default.
 
 Every rule is torch.optim's, operation for operation (tests/test_optimizers.py runs both
 for 20 steps): ``sgd`` (momentum, dampening, Nesterov, weight decay), ``adam`` (bias-
-corrected moments, L2 weight decay added to the gradient) and ``adamw`` (the weight decay
-decoupled: θ·(1 − η·λ) before the Adam step).
+corrected moments, L2 weight decay added to the gradient, AMSGrad's largest second
+moment) and ``adamw`` (the weight decay decoupled: θ·(1 − η·λ) before the Adam step).
 """
 
 from __future__ import annotations
@@ -279,22 +279,24 @@ def _signed(numbers, value, given: bool = False) -> str:
 class Adam(Optimizer):
     """torch.optim.Adam: at step t, g ← ∂E/∂θ + λ·θ, m ← β₁·m + (1 − β₁)·g,
     v ← β₂·v + (1 − β₂)·g², m̂ = m/(1 − β₁ᵗ), v̂ = v/(1 − β₂ᵗ), θ ← θ − η·m̂/(√v̂ + ε);
-    m = v = 0 before the first step."""
+    m = v = 0 before the first step. AMSGrad (``amsgrad = true``): v̂ is made of the
+    largest v so far, v_max ← max(v_max, v) (0 before the first step, so the first step
+    is Adam's)."""
 
     name = "adam"
     title = "Adam"
     torch_class = "Adam"
-    defaults = {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0}
+    defaults = {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0, "amsgrad": False}
     learning_rate = 1e-3
     tabular = True
     decoupled = False  # AdamW: the weight decay multiplies θ instead of adding to g
 
     def torch_settings(self, group, place):
-        only_defaults(group, place, amsgrad=False, maximize=False,
-                      decoupled_weight_decay=self.decoupled)
+        only_defaults(group, place, maximize=False, decoupled_weight_decay=self.decoupled)
         return {"learning_rate": float(group["lr"]),
                 "betas": [float(b) for b in group["betas"]], "eps": float(group["eps"]),
-                "weight_decay": float(group["weight_decay"])}
+                "weight_decay": float(group["weight_decay"]),
+                "amsgrad": bool(group.get("amsgrad", False))}
 
     def read(self, raw, place):
         betas = raw.get("betas", list(self.defaults["betas"]))
@@ -308,7 +310,8 @@ class Adam(Optimizer):
         decay = _between(place / "weight_decay", raw.get("weight_decay",
                                                          self.defaults["weight_decay"]),
                          0, math.inf, True, "a weight decay")
-        return {"betas": betas, "eps": eps, "weight_decay": decay}
+        amsgrad = _flag(place / "amsgrad", raw.get("amsgrad", self.defaults["amsgrad"]))
+        return {"betas": betas, "eps": eps, "weight_decay": decay, "amsgrad": amsgrad}
 
     def update(self, name, old, gradient, learning_rate, settings, state):
         beta1, beta2 = settings.get("betas", self.defaults["betas"])
@@ -320,16 +323,23 @@ class Adam(Optimizer):
         else:
             start = old
             g = gradient + decay * old if decay else gradient
-        m0, v0, step = state.get(name, (0.0, 0.0, 0))
+        m0, v0, step, largest = state.get(name, (0.0, 0.0, 0, 0.0))
         step += 1
         m = beta1 * m0 + (1 - beta1) * g
         v = beta2 * v0 + (1 - beta2) * g * g
-        state[name] = (m, v, step)
+        if settings.get("amsgrad"):  # v̂ from the largest v so far (torch.maximum: NaN wins)
+            largest = np.maximum(largest, v)
+            used = largest
+        else:
+            used = v
+        state[name] = (m, v, step, largest)
         correction1, correction2 = 1 - beta1 ** step, 1 - beta2 ** step
-        denominator = np.sqrt(v) / math.sqrt(correction2) + eps
+        denominator = np.sqrt(used) / math.sqrt(correction2) + eps
         new = start - (learning_rate / correction1) * (m / denominator)
         shown = {"g": g, "m0": m0, "v0": v0, "m": m, "v": v, "step": step,
-                 "m_hat": m / correction1, "v_hat": v / correction2}
+                 "m_hat": m / correction1, "v_hat": used / correction2}
+        if settings.get("amsgrad"):
+            shown["v_max"] = largest
         return new, shown
 
     def first_step(self, name, theta, learning_rate, gradient, settings):
@@ -364,6 +374,8 @@ class Adam(Optimizer):
         if settings["weight_decay"]:
             lines.append(fill(words["weight_decay"],
                               decay=numbers.given(settings["weight_decay"])))
+        if settings.get("amsgrad"):
+            lines.append(t["optimizers"]["amsgrad"])
         return lines
 
     def history_rule(self, t, settings, numbers):
@@ -375,6 +387,8 @@ class Adam(Optimizer):
         if settings["weight_decay"]:
             line += " " + fill(words["history_decay"],
                                decay=numbers.given(settings["weight_decay"]))
+        if settings.get("amsgrad"):
+            line += " " + t["optimizers"]["amsgrad_history"]
         return line
 
     def equations(self, update, numbers, loss, rate, settings):
@@ -447,5 +461,5 @@ class AdamW(Adam):
     name = "adamw"
     title = "AdamW"
     torch_class = "AdamW"
-    defaults = {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 1e-2}
+    defaults = {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 1e-2, "amsgrad": False}
     decoupled = True

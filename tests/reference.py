@@ -903,7 +903,8 @@ class Optimizer:
             self.settings = {"betas": tuple(training.get("betas", (0.9, 0.999))),
                              "eps": training.get("eps", 1e-8),
                              "weight_decay": training.get(
-                                 "weight_decay", 0.01 if self.name == "adamw" else 0.0)}
+                                 "weight_decay", 0.01 if self.name == "adamw" else 0.0),
+                             "amsgrad": training.get("amsgrad", False)}
         else:
             self.settings = {key: training.get(key, default) for key, default in (
                 ("momentum", 0.0), ("dampening", 0.0), ("nesterov", False),
@@ -932,7 +933,8 @@ class Optimizer:
     def adam(self, theta, g, state, name, decoupled=False):
         """g ← g + λθ (AdamW: θ ← θ(1 − ηλ) instead); m ← β₁m + (1 − β₁)g,
         v ← β₂v + (1 − β₂)g² (0 before step 1); θ ← θ − η·m̂/(√v̂ + ε), m̂ = m/(1 − β₁ᵗ),
-        v̂ = v/(1 − β₂ᵗ) at step t."""
+        v̂ = v/(1 − β₂ᵗ) at step t; AMSGrad: v̂ = v_max/(1 − β₂ᵗ), v_max the largest v of
+        the steps so far."""
         (beta1, beta2), eps, decay = (self.settings["betas"], self.settings["eps"],
                                       self.settings["weight_decay"])
         eta = self.learning_rate
@@ -940,12 +942,14 @@ class Optimizer:
             theta = theta * (1 - eta * decay)
         else:
             g = g + decay * theta
-        m, v, t = state.get(name, (0.0, 0.0, 0))
+        m, v, t, seen = state.get(name, (0.0, 0.0, 0, []))
         t += 1
         m = beta1 * m + (1 - beta1) * g
         v = beta2 * v + (1 - beta2) * g * g
-        state[name] = (m, v, t)
-        m_hat, v_hat = m / (1 - beta1 ** t), v / (1 - beta2 ** t)
+        seen = seen + [v]
+        state[name] = (m, v, t, seen)
+        m_hat = m / (1 - beta1 ** t)
+        v_hat = (max(seen) if self.settings["amsgrad"] else v) / (1 - beta2 ** t)
         return theta - eta * m_hat / (math.sqrt(v_hat) + eps), {"g": g, "m": m, "v": v}
 
     def adamw(self, theta, g, state, name):

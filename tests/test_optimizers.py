@@ -32,6 +32,8 @@ SETTINGS = [
     ("adam", {"betas": [0.8, 0.95], "eps": 1e-6, "weight_decay": 0.05}),
     ("adamw", {}),
     ("adamw", {"betas": [0.85, 0.99], "weight_decay": 0.2}),
+    ("adam", {"amsgrad": True, "betas": [0.9, 0.99]}),
+    ("adamw", {"amsgrad": True, "betas": [0.8, 0.9], "weight_decay": 0.1}),
 ]
 
 
@@ -69,7 +71,7 @@ def torch_optimizer(torch, spec, params):
                                weight_decay=s["weight_decay"])
     cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[spec.optimizer]
     return cls(params, lr=spec.learning_rate, betas=tuple(s["betas"]), eps=s["eps"],
-               weight_decay=s["weight_decay"])
+               weight_decay=s["weight_decay"], amsgrad=s["amsgrad"])
 
 
 def torch_run(torch, spec):
@@ -131,7 +133,7 @@ def test_twenty_steps_match_the_numpy_reference(optimizer, settings):
 
 def test_pytorch_defaults():
     adam = network("adam", steps=1).optimizer_settings
-    assert adam == {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0}
+    assert adam == {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0, "amsgrad": False}
     assert network("adamw", steps=1).optimizer_settings["weight_decay"] == 0.01
     sgd = network("sgd", steps=1).optimizer_settings
     assert sgd == {"momentum": 0.0, "dampening": 0.0, "nesterov": False, "weight_decay": 0.0}
@@ -320,3 +322,19 @@ def test_twenty_steps_with_batchnorm_and_dropout_match_torch(optimizer, settings
     assert run.parameters["g_2"] == 0.7
     np.testing.assert_allclose([run.buffers[n] for n in norm.running_var_names],
                                running_var.numpy(), rtol=1e-11)
+
+
+def test_amsgrad_moves_otherwise_than_adam_and_says_so():
+    """AMSGrad's largest second moment changes these trajectories (so the comparisons with
+    torch.optim above check it); the first step is Adam's; the rule is written."""
+    settings = {"betas": [0.9, 0.99]}
+    plain = train(network("adam", settings))
+    largest = train(network("adam", dict(settings, amsgrad=True)))
+    assert largest.history[0] == plain.history[0]
+    assert max(abs(a - b) for a, b in zip(largest.history, plain.history)) > 1e-6
+    one_step = network("adam", dict(settings, amsgrad=True), steps=1, batch_size=None)
+    assert solve(one_step).parameters_after == solve(
+        network("adam", settings, steps=1, batch_size=None)).parameters_after
+    assert r"v^{\max}" in explain(one_step) and "With AMSGrad" in explain(one_step)
+    assert "Avec AMSGrad" in explain(one_step, lang="fr")
+    assert "AMSGrad: " in explain(network("adam", dict(settings, amsgrad=True)))

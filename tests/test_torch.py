@@ -608,6 +608,30 @@ def test_adam_on_layers_without_bias_follows_torch_optim():
             module.weight.detach().numpy(), rtol=1e-11)
 
 
+def test_amsgrad_is_read_from_torch_optim_and_written_back():
+    """Adam(amsgrad=True) becomes amsgrad = true: six steps follow torch.optim's, and the
+    exported script builds the same optimizer."""
+    torch.manual_seed(11)
+    model = nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Linear(3, 2)).double()
+    x = torch.rand(3, 2, dtype=torch.float64)
+    t = torch.rand(3, 2, dtype=torch.float64)
+    loss = nn.MSELoss()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.1, betas=(0.9, 0.95), amsgrad=True)
+    spec = api.from_torch(model, x, t, loss=loss, optimizer=optimizer, steps=6, batch_size=1)
+    assert spec.optimizer_settings["amsgrad"] is True
+    run = train(spec)
+    history = []
+    for step in range(6):
+        rows = [step % 3]
+        optimizer.zero_grad()
+        value = loss(model(x[rows]), t[rows])
+        value.backward()
+        optimizer.step()
+        history.append(value.item())
+    np.testing.assert_allclose(run.history, history, rtol=1e-11)
+    assert "amsgrad=True" in api.export_torch(spec)
+
+
 class Tied(nn.Module):
     """Two layers with one weight (tied), a frozen head, a forward with view and calls."""
 
