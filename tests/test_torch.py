@@ -580,6 +580,20 @@ def test_linear_without_bias_gives_pytorchs_numbers_and_round_trips(tmp_path):
     check_export(spec, data, tmp_path)
 
 
+def one_example_steps(model, x, t, loss, optimizer, steps: int) -> list[float]:
+    """PyTorch's losses over ``steps`` steps on mini-batches of one example, in order and
+    cycling (what ``batch_size=1`` without shuffling trains on); the model is trained."""
+    history = []
+    for step in range(steps):
+        rows = [step % len(x)]
+        optimizer.zero_grad()
+        value = loss(model(x[rows]), t[rows])
+        value.backward()
+        optimizer.step()
+        history.append(value.item())
+    return history
+
+
 def test_adam_on_layers_without_bias_follows_torch_optim():
     """Four Adam steps on mini-batches of one, bias-free layers included: the loss history
     and the final weights of torch.optim.Adam."""
@@ -592,15 +606,8 @@ def test_adam_on_layers_without_bias_follows_torch_optim():
     optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
     spec = api.from_torch(model, x, t, loss=loss, optimizer=optimizer, steps=4, batch_size=1)
     run = train(spec)
-    history = []
-    for step in range(4):
-        rows = [step % 2]
-        optimizer.zero_grad()
-        value = loss(model(x[rows]), t[rows])
-        value.backward()
-        optimizer.step()
-        history.append(value.item())
-    np.testing.assert_allclose(run.history, history, rtol=1e-11)
+    np.testing.assert_allclose(run.history, one_example_steps(model, x, t, loss, optimizer, 4),
+                               rtol=1e-11)
     for layer, module in zip(spec.layers[::2], model[::2]):
         assert module.bias is None and not layer.bias_names
         np.testing.assert_allclose(
@@ -620,15 +627,8 @@ def test_amsgrad_is_read_from_torch_optim_and_written_back():
     spec = api.from_torch(model, x, t, loss=loss, optimizer=optimizer, steps=6, batch_size=1)
     assert spec.optimizer_settings["amsgrad"] is True
     run = train(spec)
-    history = []
-    for step in range(6):
-        rows = [step % 3]
-        optimizer.zero_grad()
-        value = loss(model(x[rows]), t[rows])
-        value.backward()
-        optimizer.step()
-        history.append(value.item())
-    np.testing.assert_allclose(run.history, history, rtol=1e-11)
+    np.testing.assert_allclose(run.history, one_example_steps(model, x, t, loss, optimizer, 6),
+                               rtol=1e-11)
     assert "amsgrad=True" in api.export_torch(spec)
 
 
