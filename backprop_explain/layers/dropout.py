@@ -248,7 +248,7 @@ class DropoutLayer(Layer):
         table = {"type": "dropout", "p": float(module.p)}
         seed = getattr(module, "seed", None)
         flat = values.reshape(len(values), -1).tolist()
-        if isinstance(seed, int) and flat == drawn_masks(seed, float(module.p), *values.shape[:1],
+        if isinstance(seed, int) and flat == drawn_masks(seed, float(module.p), len(values),
                                                          values[0].size):
             return dict(table, seed=seed)
         same = all(np.array_equal(mask, values[0]) for mask in values)
